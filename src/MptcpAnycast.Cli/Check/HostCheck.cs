@@ -1,0 +1,110 @@
+using MptcpAnycast.Host;
+
+namespace MptcpAnycast.Cli.Check;
+
+/// <summary>Turns the host's MPTCP state into findings for a role. Pure: no I/O, so every rule has a unit test.</summary>
+internal static class HostCheck
+{
+    public static List<HostFinding> Evaluate(MptcpHostState state, HostRole role)
+    {
+        var findings = new List<HostFinding>();
+
+        findings.Add(state.Support.IsSupported
+            ? new HostFinding("mptcp", FindingSeverity.Ok, $"available (net.mptcp.enabled = {Show(state.Enabled)})",
+                "MPTCP sockets can be created in this network namespace.")
+            : new HostFinding("mptcp", FindingSeverity.Problem, $"unavailable: {state.Support.Reason}",
+                state.Support.Message,
+                state.Support.Reason == MptcpUnsupportedReason.Disabled ? "sysctl -w net.mptcp.enabled=1" : "use a Linux 5.6+ kernel built with CONFIG_MPTCP"));
+
+        findings.Add(KernelFinding(state, role));
+
+        if (role == HostRole.Server)
+        {
+            findings.Add(PathManagerFinding(state));
+            findings.Add(CFlagFinding(state));
+            findings.Add(AddAddrTimeoutFinding(state));
+            findings.Add(state.HasNetAdmin
+                ? new HostFinding("cap_net_admin", FindingSeverity.Ok, "held",
+                    "The server can announce its unicast address per connection, follow path-manager events and create endpoints.")
+                : new HostFinding("cap_net_admin", FindingSeverity.Warning, "not held",
+                    "Without CAP_NET_ADMIN the server cannot announce per connection (userspace path manager) nor create kernel endpoints; "
+                    + "only Kernel mode with an endpoint created beforehand works.",
+                    "run with CAP_NET_ADMIN, e.g. systemd AmbientCapabilities=CAP_NET_ADMIN"));
+        }
+        else
+        {
+            findings.Add(new HostFinding("cap_net_admin", FindingSeverity.Ok, state.HasNetAdmin ? "held" : "not held",
+                "A client needs no privilege to open MPTCP connections."));
+        }
+
+        return findings;
+    }
+
+    public static bool IsReady(IEnumerable<HostFinding> findings) => findings.All(f => f.Severity != FindingSeverity.Problem);
+
+    private static HostFinding KernelFinding(MptcpHostState state, HostRole role)
+    {
+        Version? version = state.KernelVersion;
+        if (version is null)
+        {
+            return new HostFinding("kernel", FindingSeverity.Warning, state.KernelRelease, "The kernel release could not be parsed.");
+        }
+
+        if (role == HostRole.Server && version < new Version(5, 19))
+        {
+            return new HostFinding("kernel", FindingSeverity.Warning, state.KernelRelease,
+                "The userspace path manager (per-connection announcements) needs Linux 5.19+; only Kernel mode works here.",
+                "upgrade to Linux 6.x");
+        }
+
+        return new HostFinding("kernel", FindingSeverity.Ok, state.KernelRelease,
+            role == HostRole.Server
+                ? "New enough for both the userspace and the in-kernel path manager."
+                : "New enough for MPTCP clients.");
+    }
+
+    private static HostFinding PathManagerFinding(MptcpHostState state)
+    {
+        string? pm = state.EffectivePathManager;
+        string source = state.PathManager is not null ? "net.mptcp.path_manager" : "net.mptcp.pm_type";
+        return pm switch
+        {
+            "userspace" => new HostFinding("path_manager", FindingSeverity.Ok, $"userspace ({source})",
+                "Announcements are per connection (Userspace mode); the announcing process must hold the event subscription open, "
+                + "or the kernel resets every join."),
+            "kernel" => new HostFinding("path_manager", FindingSeverity.Ok, $"kernel ({source})",
+                "Announcements come from a 'signal' endpoint for the unicast address (Kernel mode), on every MPTCP connection of the namespace.",
+                "for per-connection announcements: sysctl -w net.mptcp.path_manager=userspace"),
+            _ => new HostFinding("path_manager", FindingSeverity.Warning, "unknown",
+                "Neither net.mptcp.path_manager nor net.mptcp.pm_type could be read."),
+        };
+    }
+
+    private static HostFinding CFlagFinding(MptcpHostState state) => state.AllowJoinInitialAddrPort switch
+    {
+        0 => new HostFinding("c_flag", FindingSeverity.Ok, "net.mptcp.allow_join_initial_addr_port = 0",
+            "The server sets the C flag: clients do not open subflows to the anycast address, only to the announced unicast one."),
+        1 => new HostFinding("c_flag", FindingSeverity.Problem, "net.mptcp.allow_join_initial_addr_port = 1",
+            "Clients may open extra subflows to the anycast address itself; routing can deliver those to another POP, which resets them, "
+            + "and clients with default limits accept the unicast ADD_ADDR only when the C flag is set.",
+            "sysctl -w net.mptcp.allow_join_initial_addr_port=0 (persist it in /etc/sysctl.d/)"),
+        null => new HostFinding("c_flag", FindingSeverity.Warning, "net.mptcp.allow_join_initial_addr_port missing",
+            "This kernel cannot set the C flag (Linux 5.17+ can); clients may try to join the anycast address.",
+            "upgrade to Linux 5.17+"),
+        int other => new HostFinding("c_flag", FindingSeverity.Warning, $"net.mptcp.allow_join_initial_addr_port = {other}",
+            "Unexpected value."),
+    };
+
+    private static HostFinding AddAddrTimeoutFinding(MptcpHostState state) => state.AddAddrTimeout switch
+    {
+        null => new HostFinding("add_addr_timeout", FindingSeverity.Warning, "missing",
+            "net.mptcp.add_addr_timeout could not be read."),
+        0 => new HostFinding("add_addr_timeout", FindingSeverity.Warning, "net.mptcp.add_addr_timeout = 0",
+            "An ADD_ADDR lost on the way is never sent again, so some clients never learn the unicast address.",
+            "sysctl -w net.mptcp.add_addr_timeout=120"),
+        int seconds => new HostFinding("add_addr_timeout", FindingSeverity.Ok, $"net.mptcp.add_addr_timeout = {seconds}",
+            $"An ADD_ADDR that the client does not echo is sent again after {seconds} s."),
+    };
+
+    private static string Show(int? value) => value?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "?";
+}

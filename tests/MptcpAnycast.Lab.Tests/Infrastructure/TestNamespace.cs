@@ -1,0 +1,147 @@
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace MptcpAnycast.Lab.Tests.Infrastructure;
+
+/// <summary>
+/// A throw-away network namespace (<c>ip netns add</c>) with loopback up. Disposing deletes it; namespaces left
+/// by a crashed earlier test run (their creator process is gone) are deleted when the next one is created.
+/// </summary>
+public sealed partial class TestNamespace : IDisposable
+{
+    private const string Prefix = "mpat";
+    private static int s_counter;
+    private static int s_cleaned;
+
+    public TestNamespace(string role = "ns")
+    {
+        if (Interlocked.Exchange(ref s_cleaned, 1) == 0)
+        {
+            DeleteStale();
+        }
+
+        Name = $"{Prefix}{Environment.ProcessId}-{role}{Interlocked.Increment(ref s_counter)}";
+        Shell.Run("ip", $"netns add {Name}");
+        try
+        {
+            Exec("ip link set lo up");
+        }
+        catch
+        {
+            Shell.TryRun("ip", $"netns del {Name}");
+            throw;
+        }
+    }
+
+    public string Name { get; }
+
+    /// <summary>Runs a shell command inside the namespace; throws with its output when it fails.</summary>
+    public string Exec(string command) => Shell.Run("ip", $"netns exec {Name} sh -c \"{command.Replace("\"", "\\\"")}\"");
+
+    /// <summary>Runs a shell command inside the namespace; returns its exit code and output.</summary>
+    public (int ExitCode, string Output) TryExec(string command) => Shell.TryRun("ip", $"netns exec {Name} sh -c \"{command.Replace("\"", "\\\"")}\"");
+
+    /// <summary>Sets a sysctl inside the namespace.</summary>
+    public void Sysctl(string key, string value) => Exec($"sysctl -qw {key}={value}");
+
+    /// <summary>
+    /// Runs <paramref name="action"/> synchronously on a fresh thread that has entered this namespace (setns).
+    /// Sockets created there belong to the namespace for their whole life, whatever thread uses them later.
+    /// </summary>
+    public T Run<T>(Func<T> action)
+    {
+        T? result = default;
+        Exception? error = null;
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                using SafeFileHandle ns = File.OpenHandle($"/var/run/netns/{Name}", FileMode.Open, FileAccess.Read);
+                if (setns((int)ns.DangerousGetHandle(), CLONE_NEWNET) != 0)
+                {
+                    throw new InvalidOperationException($"setns({Name}) failed: errno {Marshal.GetLastPInvokeError()}");
+                }
+
+                result = action();
+            }
+            catch (Exception ex)
+            {
+                error = ex;
+            }
+        });
+        thread.Start();
+        thread.Join();
+        if (error is not null)
+        {
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(error);
+        }
+
+        return result!;
+    }
+
+    public void Dispose() => Shell.TryRun("ip", $"netns del {Name}");
+
+    private static void DeleteStale()
+    {
+        (int code, string output) = Shell.TryRun("ip", "netns list");
+        if (code != 0)
+        {
+            return;
+        }
+
+        foreach (string line in output.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            string name = line.Split(' ')[0];
+            if (!name.StartsWith(Prefix, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            int dash = name.IndexOf('-');
+            if (dash > Prefix.Length && int.TryParse(name[Prefix.Length..dash], out int pid) && !Directory.Exists($"/proc/{pid}"))
+            {
+                Shell.TryRun("ip", $"netns del {name}");
+            }
+        }
+    }
+
+    private const int CLONE_NEWNET = 0x40000000;
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int setns(int fd, int nstype);
+}
+
+public static class Shell
+{
+    public static string Run(string file, string arguments)
+    {
+        (int code, string output) = TryRun(file, arguments);
+        if (code != 0)
+        {
+            throw new InvalidOperationException($"'{file} {arguments}' exited with {code}: {output.Trim()}");
+        }
+
+        return output;
+    }
+
+    public static (int ExitCode, string Output) TryRun(string file, string arguments, int timeoutMs = 60_000)
+    {
+        var psi = new ProcessStartInfo(file, arguments)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        using Process process = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
+        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
+        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(timeoutMs))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"'{file} {arguments}' did not finish in {timeoutMs} ms");
+        }
+
+        return (process.ExitCode, stdout.Result + stderr.Result);
+    }
+}
