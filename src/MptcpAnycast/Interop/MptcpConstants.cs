@@ -12,7 +12,6 @@ internal static class MptcpConstants
     public const int IPPROTO_MPTCP = 262;
     public const int SOL_MPTCP = 284;
     public const int SOL_SOCKET = 1;
-    public const int SOL_TCP = 6;
 
     public const int SO_PROTOCOL = 38;
     public const int TCP_IS_MPTCP = 43;
