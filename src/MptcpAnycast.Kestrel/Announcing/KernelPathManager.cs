@@ -1,0 +1,93 @@
+using System.Net;
+using System.Runtime.CompilerServices;
+using MptcpAnycast.PathManagement;
+
+namespace MptcpAnycast.Kestrel.Announcing;
+
+/// <summary><see cref="IPathManager"/> over the kernel's <c>mptcp_pm</c> generic-netlink family.</summary>
+internal sealed class KernelPathManager : IPathManager
+{
+    private const int ENOBUFS = 105, EAGAIN = 11, EBUSY = 16, EINTR = 4, ENOMEM = 12, EINVAL = 22, ENOENT = 2, ESRCH = 3;
+
+    private readonly PathManagerClient _client;
+    private readonly PathManagerEventSubscription? _events;
+
+    private KernelPathManager(PathManagerClient client, PathManagerEventSubscription? events)
+    {
+        _client = client;
+        _events = events;
+    }
+
+    public PathManagerClient Client => _client;
+
+    /// <summary>
+    /// Opens the client and, when <paramref name="subscribe"/>, an event subscription (which also keeps userspace-PM joins
+    /// from being reset). A failed subscription is reported through <paramref name="eventsProblem"/>.
+    /// </summary>
+    public static async Task<(KernelPathManager Manager, string? EventsProblem)> OpenAsync(bool subscribe, CancellationToken cancellationToken)
+    {
+        PathManagerClient client = await PathManagerClient.OpenAsync(cancellationToken).ConfigureAwait(false);
+        if (!subscribe)
+        {
+            return (new KernelPathManager(client, null), null);
+        }
+
+        try
+        {
+            return (new KernelPathManager(client, client.SubscribeEvents(capacity: 16384)), null);
+        }
+        catch (PathManagerException ex)
+        {
+            return (new KernelPathManager(client, null), ex.Message);
+        }
+    }
+
+    public Task AnnounceAsync(uint token, byte addressId, IPEndPoint address, CancellationToken cancellationToken)
+        => _client.AnnounceAsync(token, addressId, address, cancellationToken);
+
+    public Task SetBackupAsync(uint token, IPEndPoint local, IPEndPoint remote, bool backup, CancellationToken cancellationToken)
+        => _client.SetSubflowBackupAsync(token, local, remote, backup, cancellationToken);
+
+    public Task DestroySubflowAsync(uint token, IPEndPoint local, IPEndPoint remote, CancellationToken cancellationToken)
+        => _client.DestroySubflowAsync(token, local, remote, cancellationToken);
+
+    public IAsyncEnumerable<PathEvent>? Events => _events is null ? null : ReadEventsAsync(_events);
+
+    private static async IAsyncEnumerable<PathEvent> ReadEventsAsync(PathManagerEventSubscription events, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        await foreach (PathManagerEvent e in events.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+        {
+            PathEventKind kind = e.Type switch
+            {
+                PathManagerEventType.Created => PathEventKind.Created,
+                PathManagerEventType.Established => PathEventKind.Established,
+                PathManagerEventType.Closed => PathEventKind.Closed,
+                PathManagerEventType.SubflowEstablished => PathEventKind.SubflowEstablished,
+                PathManagerEventType.SubflowClosed => PathEventKind.SubflowClosed,
+                PathManagerEventType.EventsLost => PathEventKind.EventsLost,
+                _ => PathEventKind.Other,
+            };
+            if (kind != PathEventKind.Other)
+            {
+                yield return new PathEvent(kind, e.Token, e.Source, e.Destination);
+            }
+        }
+    }
+
+    public PathManagerFailure Classify(Exception exception) => exception switch
+    {
+        PathManagerException { Errno: ENOBUFS or EAGAIN or EBUSY or EINTR or ENOMEM } => PathManagerFailure.Transient,
+        PathManagerException { Errno: EINVAL or ENOENT or ESRCH } => PathManagerFailure.Connection,
+        _ => PathManagerFailure.Systemic,
+    };
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_events is not null)
+        {
+            await _events.DisposeAsync().ConfigureAwait(false);
+        }
+
+        await _client.DisposeAsync().ConfigureAwait(false);
+    }
+}

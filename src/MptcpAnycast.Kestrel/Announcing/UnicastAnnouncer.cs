@@ -1,0 +1,428 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using MptcpAnycast.Announcement;
+using MptcpAnycast.Kestrel.Diagnostics;
+using MptcpAnycast.Kestrel.Internal;
+using Polly;
+using Polly.CircuitBreaker;
+using Polly.Retry;
+using Polly.Timeout;
+
+namespace MptcpAnycast.Kestrel.Announcing;
+
+/// <summary>
+/// Announces the unicast address on this transport's own connections and follows their joins. Knows only the
+/// tokens of connections it accepted: other processes' MPTCP connections in the namespace are never touched.
+/// Never blocks the accept path: announcements run after the connection has been handed to Kestrel.
+/// </summary>
+internal sealed class UnicastAnnouncer : IAsyncDisposable
+{
+    private readonly MptcpAnycastSettings _settings;
+    private readonly AnnouncementMode _mode;
+    private readonly UnicastAnnouncementPolicy _policy;
+    private readonly IPathManager? _pathManager;
+    private readonly ILogger _logger;
+    private readonly MptcpAnycastMetrics _metrics;
+    private readonly TimeProvider _time;
+    private readonly ConcurrentDictionary<uint, MptcpConnectionState> _byToken = new();
+    private readonly ResiliencePipeline _pipeline;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Task _eventLoop;
+    private readonly Task _sweeper;
+    private volatile bool _followingEvents;
+    private readonly string _unavailableReason;
+
+    public UnicastAnnouncer(MptcpAnycastSettings settings, AnnouncementMode mode, IPathManager? pathManager, string? unavailableReason,
+        ILogger logger, MptcpAnycastMetrics metrics, TimeProvider time)
+    {
+        _settings = settings;
+        _mode = mode;
+        _policy = settings.CreatePolicy();
+        _pathManager = pathManager;
+        _unavailableReason = unavailableReason ?? "the path manager is not available";
+        _logger = logger;
+        _metrics = metrics;
+        _time = time;
+        _pipeline = BuildPipeline();
+        _followingEvents = pathManager?.Events is not null;
+        _eventLoop = _followingEvents ? Task.Run(FollowEventsAsync) : Task.CompletedTask;
+        _sweeper = mode is AnnouncementMode.Userspace or AnnouncementMode.Kernel ? Task.Run(SweepAsync) : Task.CompletedTask;
+    }
+
+    public AnnouncementMode Mode => _mode;
+
+    public UnicastAnnouncementPolicy Policy => _policy;
+
+    /// <summary>Connections tracked now (MPTCP ones whose state can still change).</summary>
+    public int TrackedConnections => _byToken.Count;
+
+    /// <summary>Reads the accepted socket's state and starts its announcement. Cheap: one getsockopt, no I/O wait.</summary>
+    public MptcpConnectionState OnAccepted(Socket socket, string connectionId)
+    {
+        MptcpConnectionInfo info = MptcpSocket.GetConnectionInfo(socket);
+        DateTimeOffset now = _time.GetUtcNow();
+        var local = socket.LocalEndPoint as IPEndPoint;
+        var remote = socket.RemoteEndPoint as IPEndPoint;
+        _metrics.Connection(info.IsMptcp);
+
+        if (!info.IsMptcp)
+        {
+            _metrics.Fallback(info.FallbackReason);
+            string why = info.FallbackReason == MptcpFallbackReason.PlainTcpSocket
+                ? "plain TCP: the client did not offer MPTCP (or a middlebox removed the option)"
+                : "the connection fell back to TCP during the handshake (MP_CAPABLE not echoed)";
+            return new MptcpConnectionState(this, socket, connectionId, info, local, remote, default, now, why);
+        }
+
+        if (_mode == AnnouncementMode.None || local is null)
+        {
+            return new MptcpConnectionState(this, socket, connectionId, info, local, remote, default, now,
+                _mode == AnnouncementMode.None ? "announcements are off (Mode = None, or no unicast address configured)" : "no local address");
+        }
+
+        AnnouncementDecision decision = _policy.Decide(local, socket.AddressFamily);
+        var state = new MptcpConnectionState(this, socket, connectionId, info, local, remote, decision, now, decision.Describe());
+        if (!decision.ShouldAnnounce)
+        {
+            _metrics.Announcement("skipped");
+            return state;
+        }
+
+        _byToken[info.Token] = state;
+        if (_mode == AnnouncementMode.Kernel)
+        {
+            state.MarkAnnounced(decision.UnicastEndPoint!, now, "announced by the kernel path manager (signal endpoint)");
+            _metrics.Announcement("sent");
+        }
+        else if (_settings.AnnounceOn == AnnounceOn.Accept)
+        {
+            _ = AnnounceCoreAsync(state, _stopping.Token);
+        }
+        else
+        {
+            state.SetReason("announcement on demand: the application has not asked for it");
+        }
+
+        return state;
+    }
+
+    public void OnClosed(MptcpConnectionState state)
+    {
+        state.MarkClosed();
+        if (state.Token != 0)
+        {
+            _byToken.TryRemove(new KeyValuePair<uint, MptcpConnectionState>(state.Token, state));
+        }
+    }
+
+    public async ValueTask<bool> AnnounceAsync(MptcpConnectionState state, CancellationToken cancellationToken)
+    {
+        if (state.AnnouncedEndPoint is not null)
+        {
+            return true;
+        }
+
+        if (!state.IsMptcp || !state.Decision.ShouldAnnounce || _mode != AnnouncementMode.Userspace || state.IsClosed)
+        {
+            if (state.IsMptcp && state.Decision.ShouldAnnounce && _mode == AnnouncementMode.Kernel)
+            {
+                return true;
+            }
+
+            return false;
+        }
+
+        using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
+        await AnnounceCoreAsync(state, linked.Token).ConfigureAwait(false);
+        return state.AnnouncedEndPoint is not null;
+    }
+
+    private async Task AnnounceCoreAsync(MptcpConnectionState state, CancellationToken cancellationToken)
+    {
+        if (!state.TryStartAnnouncement())
+        {
+            return;
+        }
+
+        IPEndPoint target = state.Decision.UnicastEndPoint!;
+        if (_pathManager is null)
+        {
+            state.MarkFailed(_unavailableReason);
+            _metrics.Announcement("failed");
+            return;
+        }
+
+        try
+        {
+            await _pipeline.ExecuteAsync(
+                static async (s, ct) => await s.Manager.AnnounceAsync(s.State.Token, s.State.Decision.AddressId, s.Target, ct).ConfigureAwait(false),
+                (Manager: _pathManager, State: state, Target: target),
+                cancellationToken).ConfigureAwait(false);
+            state.MarkAnnounced(target, _time.GetUtcNow(), $"announced {target}; waiting for the client's subflow");
+            _metrics.Announcement("sent");
+            MptcpAnycastLog.Announced(_logger, state.ConnectionId, target, state.Token);
+            if (!_followingEvents)
+            {
+                CheckJoinFromSocket(state);
+            }
+        }
+        catch (BrokenCircuitException)
+        {
+            state.MarkFailed("the path manager is unavailable (announcements paused); the connection works single-path");
+            _metrics.Announcement("failed");
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            state.MarkFailed("the announcement was cancelled");
+        }
+        catch (Exception ex)
+        {
+            bool closedMeanwhile = state.IsClosed || _pathManager.Classify(ex) == PathManagerFailure.Connection;
+            state.MarkFailed(closedMeanwhile
+                ? $"the connection was gone before the announcement: {ex.Message}"
+                : $"announcing {target} failed: {ex.Message}; the connection works single-path");
+            _metrics.Announcement("failed");
+            if (!closedMeanwhile)
+            {
+                MptcpAnycastLog.AnnounceFailed(_logger, state.ConnectionId, target, ex);
+            }
+        }
+    }
+
+    private async Task FollowEventsAsync()
+    {
+        CancellationToken stopping = _stopping.Token;
+        try
+        {
+            await foreach (PathEvent e in _pathManager!.Events!.WithCancellation(stopping).ConfigureAwait(false))
+            {
+                OnEvent(e);
+            }
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex)
+        {
+            MptcpAnycastLog.EventsUnavailable(_logger, ex.Message);
+        }
+        finally
+        {
+            _followingEvents = false;
+        }
+    }
+
+    internal void OnEvent(in PathEvent e)
+    {
+        switch (e.Kind)
+        {
+            case PathEventKind.SubflowEstablished when e.Local is not null && _byToken.TryGetValue(e.Token, out MptcpConnectionState? state):
+                if (state.AnnouncedEndPoint is IPEndPoint announced && SameAddress(e.Local, announced))
+                {
+                    OnJoined(state);
+                }
+
+                break;
+            case PathEventKind.SubflowClosed when e.Local is not null && _byToken.TryGetValue(e.Token, out MptcpConnectionState? state):
+                if (state.State == UnicastSubflowState.Joined && state.Local is not null && SameEndPoint(e.Local, state.Local)
+                    && _settings.AfterJoin != AfterJoinPolicy.MigrateToUnicast)
+                {
+                    _metrics.RouteChangeSurvived();
+                }
+
+                break;
+            case PathEventKind.Closed:
+                if (_byToken.TryRemove(e.Token, out MptcpConnectionState? closed))
+                {
+                    closed.MarkClosed();
+                }
+
+                break;
+            case PathEventKind.EventsLost:
+                _metrics.EventsLost();
+                Reconcile();
+                break;
+        }
+    }
+
+    /// <summary>After lost events: read every tracked connection's subflows from its socket.</summary>
+    internal int Reconcile()
+    {
+        int count = 0;
+        foreach (MptcpConnectionState state in _byToken.Values)
+        {
+            count++;
+            CheckJoinFromSocket(state);
+        }
+
+        MptcpAnycastLog.EventsLost(_logger, count);
+        return count;
+    }
+
+    private void CheckJoinFromSocket(MptcpConnectionState state)
+    {
+        if (state.AnnouncedEndPoint is not IPEndPoint announced || state.State == UnicastSubflowState.Joined)
+        {
+            return;
+        }
+
+        foreach (MptcpSubflow subflow in state.GetSubflows())
+        {
+            if (SameAddress(subflow.Local, announced))
+            {
+                OnJoined(state);
+                return;
+            }
+        }
+    }
+
+    private void OnJoined(MptcpConnectionState state)
+    {
+        if (!state.TryMarkJoined(_time.GetUtcNow(), out TimeSpan latency))
+        {
+            return;
+        }
+
+        _metrics.Joined(latency);
+        MptcpAnycastLog.Joined(_logger, state.ConnectionId, state.AnnouncedEndPoint!, latency.TotalMilliseconds);
+        if (_settings.AfterJoin != AfterJoinPolicy.KeepBoth && _pathManager is not null && state.TryStartAfterJoin())
+        {
+            _ = ApplyAfterJoinAsync(state);
+        }
+    }
+
+    private async Task ApplyAfterJoinAsync(MptcpConnectionState state)
+    {
+        if (state.Local is null || state.Remote is null)
+        {
+            return;
+        }
+
+        IPEndPoint local = Normalize(state.Local);
+        IPEndPoint remote = Normalize(state.Remote);
+        try
+        {
+            await _pipeline.ExecuteAsync(async ct =>
+            {
+                if (_settings.AfterJoin == AfterJoinPolicy.PreferUnicast)
+                {
+                    await _pathManager!.SetBackupAsync(state.Token, local, remote, backup: true, ct).ConfigureAwait(false);
+                }
+                else
+                {
+                    await _pathManager!.DestroySubflowAsync(state.Token, local, remote, ct).ConfigureAwait(false);
+                }
+            }, _stopping.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !_stopping.IsCancellationRequested)
+        {
+            MptcpAnycastLog.AfterJoinFailed(_logger, state.ConnectionId, _settings.AfterJoin, local, remote, ex);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private async Task SweepAsync()
+    {
+        TimeSpan period = TimeSpan.FromMilliseconds(Math.Clamp(_settings.JoinTimeout.TotalMilliseconds / 4, 50, 1000));
+        using var timer = new PeriodicTimer(period, _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
+            {
+                DateTimeOffset now = _time.GetUtcNow();
+                foreach (MptcpConnectionState state in _byToken.Values)
+                {
+                    if (state.State != UnicastSubflowState.Announced)
+                    {
+                        continue;
+                    }
+
+                    if (!_followingEvents)
+                    {
+                        CheckJoinFromSocket(state);
+                    }
+
+                    if (state.TryMarkJoinTimedOut(now, _settings.JoinTimeout))
+                    {
+                        _metrics.JoinTimedOut();
+                        MptcpAnycastLog.JoinTimedOut(_logger, state.ConnectionId, state.AnnouncedEndPoint!, _settings.JoinTimeout);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    private ResiliencePipeline BuildPipeline()
+    {
+        var builder = new ResiliencePipelineBuilder();
+        if (_pathManager is null)
+        {
+            return builder.Build();
+        }
+
+        IPathManager manager = _pathManager;
+        return builder
+            .AddCircuitBreaker(new CircuitBreakerStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<Exception>(ex => ex is TimeoutRejectedException || manager.Classify(ex) == PathManagerFailure.Systemic),
+                FailureRatio = 0.5,
+                MinimumThroughput = 10,
+                SamplingDuration = TimeSpan.FromSeconds(10),
+                BreakDuration = TimeSpan.FromSeconds(15),
+                OnOpened = args =>
+                {
+                    MptcpAnycastLog.PathManagerUnavailable(_logger, args.Outcome.Exception);
+                    return default;
+                },
+                OnClosed = _ =>
+                {
+                    MptcpAnycastLog.PathManagerRecovered(_logger);
+                    return default;
+                },
+            })
+            .AddRetry(new RetryStrategyOptions
+            {
+                ShouldHandle = new PredicateBuilder().Handle<Exception>(ex => manager.Classify(ex) == PathManagerFailure.Transient),
+                MaxRetryAttempts = 3,
+                Delay = TimeSpan.FromMilliseconds(2),
+                BackoffType = DelayBackoffType.Exponential,
+                UseJitter = true,
+            })
+            .AddTimeout(TimeSpan.FromSeconds(2))
+            .Build();
+    }
+
+    private static bool SameAddress(IPEndPoint a, IPEndPoint b)
+        => UnicastAnnouncementPolicy.Normalize(a.Address).Equals(UnicastAnnouncementPolicy.Normalize(b.Address));
+
+    private static bool SameEndPoint(IPEndPoint a, IPEndPoint b) => a.Port == b.Port && SameAddress(a, b);
+
+    private static IPEndPoint Normalize(IPEndPoint endPoint)
+        => endPoint.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(endPoint.Address.MapToIPv4(), endPoint.Port) : endPoint;
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        if (_pathManager is not null)
+        {
+            await _pathManager.DisposeAsync().ConfigureAwait(false);
+        }
+
+        try
+        {
+            await Task.WhenAll(_eventLoop, _sweeper).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+        }
+        catch (TimeoutException)
+        {
+        }
+
+        _stopping.Dispose();
+    }
+}

@@ -1,0 +1,62 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+
+namespace MptcpAnycast.Kestrel.Diagnostics;
+
+/// <summary>The transport's log messages. Event ids are stable: operators alert on them.</summary>
+internal static partial class MptcpAnycastLog
+{
+    [LoggerMessage(1, LogLevel.Warning, "MPTCP is not available, serving plain TCP: {Reason}")]
+    public static partial void MptcpUnavailable(ILogger logger, string reason);
+
+    [LoggerMessage(2, LogLevel.Warning, "net.mptcp.allow_join_initial_addr_port = 1: clients may open subflows to the anycast address itself, which routing can deliver to another POP, and clients with default limits accept the unicast ADD_ADDR only when the C flag is set. Fix: sysctl -w net.mptcp.allow_join_initial_addr_port=0, or set MptcpAnycast:ConfigureHost = true.")]
+    public static partial void CFlagNotSet(ILogger logger);
+
+    [LoggerMessage(3, LogLevel.Information, "Set net.mptcp.allow_join_initial_addr_port = 0 (the C flag) because ConfigureHost = true.")]
+    public static partial void CFlagConfigured(ILogger logger);
+
+    [LoggerMessage(4, LogLevel.Information, "MPTCP anycast transport: mode {Mode}, announcing {Unicast} on {Anycast}, announce on {AnnounceOn}, after join {AfterJoin}.")]
+    public static partial void Started(ILogger logger, AnnouncementMode mode, string unicast, string anycast, AnnounceOn announceOn, AfterJoinPolicy afterJoin);
+
+    [LoggerMessage(5, LogLevel.Debug, "Connection {ConnectionId}: announced {UnicastEndPoint} (token {Token:x8}).")]
+    public static partial void Announced(ILogger logger, string connectionId, IPEndPoint unicastEndPoint, uint token);
+
+    [LoggerMessage(6, LogLevel.Warning, "Connection {ConnectionId}: announcing {UnicastEndPoint} failed; the connection stays single-path.")]
+    public static partial void AnnounceFailed(ILogger logger, string connectionId, IPEndPoint unicastEndPoint, Exception exception);
+
+    [LoggerMessage(7, LogLevel.Debug, "Connection {ConnectionId}: the client joined {UnicastEndPoint} after {LatencyMs:F2} ms.")]
+    public static partial void Joined(ILogger logger, string connectionId, IPEndPoint unicastEndPoint, double latencyMs);
+
+    [LoggerMessage(8, LogLevel.Debug, "Connection {ConnectionId}: no join to {UnicastEndPoint} within {Timeout}.")]
+    public static partial void JoinTimedOut(ILogger logger, string connectionId, IPEndPoint unicastEndPoint, TimeSpan timeout);
+
+    [LoggerMessage(9, LogLevel.Warning, "The path manager is unavailable; announcements are paused and connections stay single-path until it recovers.")]
+    public static partial void PathManagerUnavailable(ILogger logger, Exception? exception);
+
+    [LoggerMessage(10, LogLevel.Information, "The path manager is available again; announcements resume.")]
+    public static partial void PathManagerRecovered(ILogger logger);
+
+    [LoggerMessage(11, LogLevel.Warning, "Path-manager events were lost; reconciling {Count} connection(s) from their sockets.")]
+    public static partial void EventsLost(ILogger logger, int count);
+
+    [LoggerMessage(12, LogLevel.Debug, "Connection {ConnectionId}: after-join policy {Policy} on the anycast subflow {Local} <-> {Remote} failed.")]
+    public static partial void AfterJoinFailed(ILogger logger, string connectionId, AfterJoinPolicy policy, IPEndPoint local, IPEndPoint remote, Exception exception);
+
+    [LoggerMessage(13, LogLevel.Information, "Created kernel signal endpoint {Address} (id {Id}) because ConfigureHost = true; it is removed at shutdown.")]
+    public static partial void EndpointCreated(ILogger logger, string address, byte id);
+
+    [LoggerMessage(14, LogLevel.Information, "Removed kernel endpoint {Address} (id {Id}) created at start-up.")]
+    public static partial void EndpointRemoved(ILogger logger, string address, byte id);
+
+    [LoggerMessage(15, LogLevel.Warning, "Cannot follow path-manager events ({Reason}); join state is read from the sockets instead.")]
+    public static partial void EventsUnavailable(ILogger logger, string reason);
+
+    [LoggerMessage(16, LogLevel.Warning, "No CAP_NET_ADMIN: {What}. Grant it (systemd AmbientCapabilities=CAP_NET_ADMIN) or use Kernel mode with the endpoint created beforehand.")]
+    public static partial void NoNetAdmin(ILogger logger, string what);
+
+    [LoggerMessage(17, LogLevel.Debug, "Listening for unicast joins on {EndPoint}.")]
+    public static partial void JoinListener(ILogger logger, EndPoint endPoint);
+
+    [LoggerMessage(18, LogLevel.Debug, "Connection reset in the accept backlog of {EndPoint}.")]
+    public static partial void ConnectionReset(ILogger logger, EndPoint endPoint);
+}

@@ -1,0 +1,87 @@
+using System.Diagnostics.Metrics;
+
+namespace MptcpAnycast.Kestrel.Diagnostics;
+
+/// <summary>
+/// The <c>MptcpAnycast</c> meter. Instruments follow OpenTelemetry naming; tags are built only when an instrument
+/// has a listener.
+/// </summary>
+internal sealed class MptcpAnycastMetrics
+{
+    public const string MeterName = "MptcpAnycast";
+
+    private readonly Counter<long> _connections;
+    private readonly Counter<long> _fallbacks;
+    private readonly Counter<long> _announcements;
+    private readonly Counter<long> _joins;
+    private readonly Histogram<double> _joinDuration;
+    private readonly Counter<long> _joinTimeouts;
+    private readonly Counter<long> _routeChangesSurvived;
+    private readonly Counter<long> _eventsLost;
+
+    public MptcpAnycastMetrics(IMeterFactory meterFactory)
+    {
+        Meter meter = meterFactory.Create(MeterName);
+        _connections = meter.CreateCounter<long>("mptcp_anycast.connections", "{connection}",
+            "Connections accepted, by kind: mptcp or tcp_fallback.");
+        _fallbacks = meter.CreateCounter<long>("mptcp_anycast.fallbacks", "{connection}",
+            "Connections that are plain TCP, by reason.");
+        _announcements = meter.CreateCounter<long>("mptcp_anycast.announcements", "{announcement}",
+            "Unicast announcements, by result: sent, failed, skipped.");
+        _joins = meter.CreateCounter<long>("mptcp_anycast.joins", "{subflow}",
+            "Client subflows that joined the announced unicast address.");
+        _joinDuration = meter.CreateHistogram<double>("mptcp_anycast.join.duration", "s",
+            "Time from the announcement to the client's unicast subflow being established.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] });
+        _joinTimeouts = meter.CreateCounter<long>("mptcp_anycast.join.timeouts", "{connection}",
+            "Announcements the client did not act on within the join timeout.");
+        _routeChangesSurvived = meter.CreateCounter<long>("mptcp_anycast.route_changes_survived", "{subflow}",
+            "Anycast subflows lost while the unicast subflow carried the connection on.");
+        _eventsLost = meter.CreateCounter<long>("mptcp_anycast.path_manager.events_lost", "{event}",
+            "Times path-manager events were lost (kernel ENOBUFS or a full buffer); affected connections are reconciled.");
+    }
+
+    public void Connection(bool mptcp)
+    {
+        if (_connections.Enabled)
+        {
+            _connections.Add(1, new KeyValuePair<string, object?>("mptcp.kind", mptcp ? "mptcp" : "tcp_fallback"));
+        }
+    }
+
+    public void Fallback(MptcpFallbackReason reason)
+    {
+        if (_fallbacks.Enabled)
+        {
+            _fallbacks.Add(1, new KeyValuePair<string, object?>("mptcp.fallback_reason", reason switch
+            {
+                MptcpFallbackReason.PlainTcpSocket => "plain_tcp",
+                MptcpFallbackReason.FellBackToTcp => "fell_back",
+                _ => "other",
+            }));
+        }
+    }
+
+    public void Announcement(string result)
+    {
+        if (_announcements.Enabled)
+        {
+            _announcements.Add(1, new KeyValuePair<string, object?>("mptcp.announcement.result", result));
+        }
+    }
+
+    public void Joined(TimeSpan latency)
+    {
+        _joins.Add(1);
+        if (_joinDuration.Enabled)
+        {
+            _joinDuration.Record(latency.TotalSeconds);
+        }
+    }
+
+    public void JoinTimedOut() => _joinTimeouts.Add(1);
+
+    public void RouteChangeSurvived() => _routeChangesSurvived.Add(1);
+
+    public void EventsLost() => _eventsLost.Add(1);
+}

@@ -1,0 +1,95 @@
+namespace MptcpAnycast.Kestrel;
+
+/// <summary>How the server's unicast address is announced to clients.</summary>
+public enum AnnouncementMode
+{
+    /// <summary><see cref="Userspace"/> when the network namespace runs the userspace path manager, else <see cref="Kernel"/>.</summary>
+    Auto = 0,
+
+    /// <summary>Per connection, through the userspace path manager (<c>net.mptcp.path_manager = userspace</c>); needs <c>CAP_NET_ADMIN</c>.</summary>
+    Userspace,
+
+    /// <summary>Per namespace: the in-kernel path manager announces a <c>signal</c> endpoint on every MPTCP connection.</summary>
+    Kernel,
+
+    /// <summary>Serve MPTCP but announce nothing.</summary>
+    None,
+}
+
+/// <summary>When a connection's unicast address is announced.</summary>
+public enum AnnounceOn
+{
+    /// <summary>Right after accept: every MPTCP connection on an anycast address gets it.</summary>
+    Accept = 0,
+
+    /// <summary>
+    /// Only when the application calls <see cref="IMptcpConnectionFeature.AnnounceAsync"/>. Shows the unicast address to
+    /// fewer clients; clients with default limits accept only an ADD_ADDR that arrives right after the handshake,
+    /// so fewer of them join. Userspace mode only.
+    /// </summary>
+    Demand,
+}
+
+/// <summary>What happens to the anycast subflow once the client's unicast subflow has joined.</summary>
+public enum AfterJoinPolicy
+{
+    /// <summary>Leave both subflows as they are; the kernel's scheduler uses both.</summary>
+    KeepBoth = 0,
+
+    /// <summary>Mark the anycast subflow as backup (MP_PRIO), so both ends send on the unicast subflow.</summary>
+    PreferUnicast,
+
+    /// <summary>Close the anycast subflow; the connection carries on over the unicast subflow alone.</summary>
+    MigrateToUnicast,
+}
+
+/// <summary>
+/// Options of the MPTCP anycast transport. Bound from the configuration section <c>MptcpAnycast</c>
+/// (<c>appsettings.json</c>, environment variables <c>MptcpAnycast__Mode</c>, command line <c>--MptcpAnycast:Mode</c>),
+/// then from the callback given to <c>UseMptcpAnycast</c>. Validated once at start-up.
+/// </summary>
+public sealed class MptcpAnycastOptions
+{
+    /// <summary>The configuration section the options bind from: <c>MptcpAnycast</c>.</summary>
+    public const string SectionName = "MptcpAnycast";
+
+    /// <summary>How the unicast address is announced. Default <see cref="AnnouncementMode.Auto"/>.</summary>
+    public AnnouncementMode Mode { get; set; } = AnnouncementMode.Auto;
+
+    /// <summary>
+    /// The anycast addresses: announcements are made only on connections whose local address is one of these.
+    /// Default empty: every connection counts as anycast.
+    /// </summary>
+    public IList<string> AnycastAddresses { get; set; } = [];
+
+    /// <summary>
+    /// The unicast addresses to announce: <c>address</c>, <c>address:port</c> or <c>[v6address]:port</c>, at most one
+    /// IPv4 and one IPv6; or <c>auto</c> for this host's global addresses other than the anycast ones. Without a port
+    /// the connection's own port is used; with one, the transport also listens on that address and port (a shared
+    /// public IPv4 address with a per-server port). Default empty: nothing is announced.
+    /// </summary>
+    public IList<string> UnicastAddresses { get; set; } = [];
+
+    /// <summary>When to announce. Default <see cref="AnnounceOn.Accept"/>.</summary>
+    public AnnounceOn AnnounceOn { get; set; } = AnnounceOn.Accept;
+
+    /// <summary>What to do with the anycast subflow after the unicast subflow joins. Default <see cref="AfterJoinPolicy.PreferUnicast"/>.</summary>
+    public AfterJoinPolicy AfterJoin { get; set; } = AfterJoinPolicy.PreferUnicast;
+
+    /// <summary>How long to wait for the client's unicast subflow after announcing before the connection's state says
+    /// "join timed out". The connection keeps working either way. Default 5 seconds.</summary>
+    public TimeSpan JoinTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Whether the transport may change the host: set <c>net.mptcp.allow_join_initial_addr_port = 0</c> (the C flag)
+    /// and create the kernel <c>signal</c> endpoints it needs (removed again at shutdown). Default false: the transport
+    /// only reads, logs what is wrong, and fails start-up when Kernel mode lacks its endpoint.
+    /// </summary>
+    public bool ConfigureHost { get; set; }
+
+    /// <summary>
+    /// Allow unicast addresses that no interface of this host holds. Needed for a shared public IPv4 address that a
+    /// load balancer forwards by port without rewriting it. Default false: such an address is a start-up error.
+    /// </summary>
+    public bool AllowUnassignedUnicastAddresses { get; set; }
+}

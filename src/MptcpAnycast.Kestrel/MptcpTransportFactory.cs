@@ -1,0 +1,249 @@
+using System.Diagnostics.Metrics;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using MptcpAnycast.Kestrel.Announcing;
+using MptcpAnycast.Kestrel.Diagnostics;
+using MptcpAnycast.Kestrel.Internal;
+
+namespace MptcpAnycast.Kestrel;
+
+/// <summary>
+/// Kestrel's transport for servers on an anycast address: binds MPTCP listen sockets for IP endpoints, hands accepted
+/// sockets to Kestrel's own socket connection code, and announces the server's unicast address on each connection.
+/// Registered by <c>UseMptcpAnycast</c>; other endpoint kinds (Unix sockets, named pipes) stay with their transports.
+/// </summary>
+public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IAsyncDisposable
+{
+    private readonly MptcpAnycastSettings _settings;
+    private readonly SocketTransportOptions _socketOptions;
+    private readonly ILogger _logger;
+    private readonly MptcpAnycastMetrics _metrics;
+    private readonly TimeProvider _time;
+    private readonly SocketConnectionContextFactory _contextFactory;
+    private readonly SemaphoreSlim _startGate = new(1, 1);
+    private readonly Dictionary<IPEndPoint, JoinListener> _joinListeners = [];
+    private readonly Func<CancellationToken, Task<HostPreparation>> _prepare;
+    private HostPreparation? _preparation;
+    private UnicastAnnouncer? _announcer;
+    private int _disposed;
+
+    /// <summary>Creates the factory. Validates the options: a bad setting throws <see cref="MptcpAnycastConfigurationException"/> before anything is bound.</summary>
+    public MptcpTransportFactory(IOptions<MptcpAnycastOptions> options, IOptions<SocketTransportOptions> socketOptions,
+        ILoggerFactory loggerFactory, IMeterFactory meterFactory)
+        : this(MptcpAnycastSettings.Validate(options.Value), socketOptions.Value, loggerFactory, meterFactory, TimeProvider.System, prepare: null)
+    {
+    }
+
+    internal MptcpTransportFactory(MptcpAnycastSettings settings, SocketTransportOptions socketOptions, ILoggerFactory loggerFactory,
+        IMeterFactory meterFactory, TimeProvider time, Func<CancellationToken, Task<HostPreparation>>? prepare)
+    {
+        _settings = settings;
+        _socketOptions = socketOptions;
+        _logger = loggerFactory.CreateLogger("MptcpAnycast.Kestrel");
+        _metrics = new MptcpAnycastMetrics(meterFactory);
+        _time = time;
+        _prepare = prepare ?? (ct => HostPreparation.PrepareAsync(_settings, _logger, ct));
+        _contextFactory = new SocketConnectionContextFactory(
+            new SocketConnectionFactoryOptions
+            {
+                IOQueueCount = socketOptions.IOQueueCount,
+                WaitForDataBeforeAllocatingBuffer = socketOptions.WaitForDataBeforeAllocatingBuffer,
+                MaxReadBufferSize = socketOptions.MaxReadBufferSize,
+                MaxWriteBufferSize = socketOptions.MaxWriteBufferSize,
+                UnsafePreferInlineScheduling = socketOptions.UnsafePreferInlineScheduling,
+            },
+            loggerFactory.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets"));
+    }
+
+    /// <summary>The mode in effect once the first endpoint is bound (Auto resolved; None when the host has no MPTCP).</summary>
+    internal AnnouncementMode? EffectiveMode => _preparation?.Mode;
+
+    internal UnicastAnnouncer? Announcer => _announcer;
+
+    /// <inheritdoc />
+    public bool CanBind(EndPoint endpoint) => endpoint is IPEndPoint;
+
+    /// <inheritdoc />
+    public async ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+    {
+        if (endpoint is not IPEndPoint ip)
+        {
+            throw new NotSupportedException($"The MPTCP transport binds IP endpoints only, not {endpoint.GetType().Name} '{endpoint}'.");
+        }
+
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        UnicastAnnouncer announcer = await EnsureStartedAsync(cancellationToken).ConfigureAwait(false);
+
+        Socket listenSocket = CreateListenSocket(ip);
+        var joins = new List<JoinListener>();
+        try
+        {
+            if (announcer.Mode == AnnouncementMode.Userspace)
+            {
+                AddJoinListeners((IPEndPoint)listenSocket.LocalEndPoint!, announcer, joins);
+            }
+        }
+        catch
+        {
+            listenSocket.Dispose();
+            joins.ForEach(j => j.Release());
+            throw;
+        }
+
+        return new MptcpConnectionListener(listenSocket, _contextFactory, announcer, _logger, _socketOptions.NoDelay, joins);
+    }
+
+    private Socket CreateListenSocket(IPEndPoint endpoint)
+    {
+        MptcpFallback fallback = _preparation!.MptcpSupported ? MptcpFallback.None : MptcpFallback.Tcp;
+        Socket socket = MptcpSocket.Create(endpoint.AddressFamily, fallback);
+        try
+        {
+            if (endpoint.Address.Equals(IPAddress.IPv6Any))
+            {
+                socket.DualMode = true; // as Kestrel: [::] serves IPv4 too
+            }
+
+            try
+            {
+                socket.Bind(endpoint);
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+            {
+                throw new AddressInUseException(e.Message, e);
+            }
+
+            socket.Listen(_socketOptions.Backlog);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The kernel accepts a join to the unicast address only through an MPTCP listener on exactly that address and
+    /// port (or a wildcard one on that port). Adds one for every announced unicast end point this endpoint does not cover.
+    /// </summary>
+    private void AddJoinListeners(IPEndPoint bound, UnicastAnnouncer announcer, List<JoinListener> joins)
+    {
+        foreach (IPEndPoint? unicast in new[] { announcer.Policy.UnicastV4, announcer.Policy.UnicastV6 })
+        {
+            if (unicast is null)
+            {
+                continue;
+            }
+
+            var target = new IPEndPoint(unicast.Address, unicast.Port == 0 ? bound.Port : unicast.Port);
+            if (Covers(bound, target))
+            {
+                continue;
+            }
+
+            lock (_joinListeners)
+            {
+                if (_joinListeners.TryGetValue(target, out JoinListener? existing) && existing.TryAddReference())
+                {
+                    joins.Add(existing);
+                    continue;
+                }
+
+                try
+                {
+                    var join = new JoinListener(target, _socketOptions.Backlog, _logger, j =>
+                    {
+                        lock (_joinListeners)
+                        {
+                            _joinListeners.Remove(j.EndPoint);
+                        }
+                    });
+                    _joinListeners[target] = join;
+                    joins.Add(join);
+                }
+                catch (SocketException e) when (e.SocketErrorCode == SocketError.AddressAlreadyInUse)
+                {
+                    // Another listener (a wildcard Kestrel endpoint, or an in-kernel endpoint listener) covers it.
+                    MptcpAnycastLog.JoinListener(_logger, target);
+                }
+            }
+        }
+    }
+
+    private static bool Covers(IPEndPoint bound, IPEndPoint target)
+    {
+        if (bound.Port != target.Port)
+        {
+            return false;
+        }
+
+        if (bound.Address.Equals(IPAddress.IPv6Any))
+        {
+            return true; // dual-mode
+        }
+
+        if (bound.Address.Equals(IPAddress.Any))
+        {
+            return target.AddressFamily == AddressFamily.InterNetwork;
+        }
+
+        return bound.Address.Equals(target.Address);
+    }
+
+    private async ValueTask<UnicastAnnouncer> EnsureStartedAsync(CancellationToken cancellationToken)
+    {
+        if (_announcer is UnicastAnnouncer ready)
+        {
+            return ready;
+        }
+
+        await _startGate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_announcer is null)
+            {
+                HostPreparation preparation = await _prepare(cancellationToken).ConfigureAwait(false);
+                _preparation = preparation;
+                _announcer = new UnicastAnnouncer(_settings, preparation.Mode, preparation.PathManager, preparation.PathManagerProblem,
+                    _logger, _metrics, _time);
+                MptcpAnycastLog.Started(_logger, preparation.Mode,
+                    _settings.Unicast.Count == 0 ? "nothing" : string.Join(", ", _settings.Unicast),
+                    _settings.Anycast.Count == 0 ? "every address" : string.Join(", ", _settings.Anycast),
+                    _settings.AnnounceOn, _settings.AfterJoin);
+            }
+
+            return _announcer;
+        }
+        finally
+        {
+            _startGate.Release();
+        }
+    }
+
+    /// <summary>Stops announcing, removes the kernel endpoints this process created, and frees Kestrel's buffers.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        if (_preparation is { EndpointOwner: KernelPathManager owner, CreatedEndpoints.Count: > 0 })
+        {
+            await HostPreparation.RemoveEndpointsAsync(owner, _preparation.CreatedEndpoints, _logger).ConfigureAwait(false);
+        }
+
+        if (_announcer is not null)
+        {
+            await _announcer.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _contextFactory.Dispose();
+        _startGate.Dispose();
+    }
+}

@@ -1,0 +1,135 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace MptcpAnycast.Announcement;
+
+/// <summary>Why a connection gets no unicast announcement.</summary>
+internal enum NoAnnouncementReason
+{
+    None = 0,
+    NotMptcp,
+    NotOnAnycastAddress,
+    NoUnicastForFamily,
+    Disabled,
+}
+
+/// <summary>What to announce on one connection: the unicast end point and the address id, or why nothing.</summary>
+internal readonly record struct AnnouncementDecision(IPEndPoint? UnicastEndPoint, byte AddressId, NoAnnouncementReason Reason)
+{
+    public bool ShouldAnnounce => UnicastEndPoint is not null;
+
+    public string Describe() => Reason switch
+    {
+        NoAnnouncementReason.None => $"announce {UnicastEndPoint} (id {AddressId})",
+        NoAnnouncementReason.NotMptcp => "the connection is not MPTCP",
+        NoAnnouncementReason.NotOnAnycastAddress => "the connection's local address is not one of the configured anycast addresses",
+        NoAnnouncementReason.NoUnicastForFamily => "no unicast address fits this connection (no IPv4 unicast for an IPv4 connection on an IPv4-only socket, or none at all)",
+        NoAnnouncementReason.Disabled => "announcements are disabled (Mode = None)",
+        _ => Reason.ToString(),
+    };
+}
+
+/// <summary>
+/// Decides, per connection, which unicast address the server announces. Pure and allocation-free per call.
+/// </summary>
+/// <remarks>
+/// Rules: announce only on connections whose local address is one of the anycast addresses (all connections when
+/// none is configured), never the connection's own local address; prefer a unicast address of the connection's own
+/// family; an IPv4 connection on a dual-stack (IPv6) socket may get an IPv6 unicast address when no IPv4 one exists
+/// (it reaches clients whose own socket is dual-stack, see docs); a unicast address without a port means "the
+/// connection's own port".
+/// </remarks>
+internal sealed class UnicastAnnouncementPolicy
+{
+    /// <summary>Address ids used in the userspace path manager: 1 for IPv4, 2 for IPv6 (0 is the initial subflow).</summary>
+    public const byte IPv4AddressId = 1;
+    public const byte IPv6AddressId = 2;
+
+    private readonly IPAddress[] _anycast;
+    private readonly IPEndPoint? _unicastV4;
+    private readonly IPEndPoint? _unicastV6;
+
+    public UnicastAnnouncementPolicy(IEnumerable<IPAddress> anycast, IEnumerable<IPEndPoint> unicast)
+    {
+        _anycast = anycast.Select(Normalize).Distinct().ToArray();
+        foreach (IPEndPoint endPoint in unicast)
+        {
+            IPAddress address = Normalize(endPoint.Address);
+            if (address.AddressFamily == AddressFamily.InterNetwork)
+            {
+                _unicastV4 ??= new IPEndPoint(address, endPoint.Port);
+            }
+            else
+            {
+                _unicastV6 ??= new IPEndPoint(address, endPoint.Port);
+            }
+        }
+    }
+
+    public IReadOnlyList<IPAddress> AnycastAddresses => _anycast;
+
+    public IPEndPoint? UnicastV4 => _unicastV4;
+
+    public IPEndPoint? UnicastV6 => _unicastV6;
+
+    /// <summary>Whether a connection whose server side is <paramref name="local"/> is on an anycast address.</summary>
+    public bool IsAnycast(IPAddress local)
+    {
+        if (_anycast.Length == 0)
+        {
+            return true;
+        }
+
+        IPAddress normalized = Normalize(local);
+        foreach (IPAddress a in _anycast)
+        {
+            if (a.Equals(normalized))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <param name="local">The server side of the initial subflow.</param>
+    /// <param name="socketFamily">The accepted socket's family (an IPv4 client on a dual-mode listener gives InterNetworkV6).</param>
+    public AnnouncementDecision Decide(IPEndPoint local, AddressFamily socketFamily)
+    {
+        if (!IsAnycast(local.Address))
+        {
+            return new(null, 0, NoAnnouncementReason.NotOnAnycastAddress);
+        }
+
+        IPAddress localAddress = Normalize(local.Address);
+        bool v4Connection = localAddress.AddressFamily == AddressFamily.InterNetwork;
+        if (v4Connection)
+        {
+            if (_unicastV4 is not null && !_unicastV4.Address.Equals(localAddress))
+            {
+                return new(WithPort(_unicastV4, local.Port), IPv4AddressId, NoAnnouncementReason.None);
+            }
+
+            // An IPv6 address can only be used by an IPv4 connection on a dual-stack socket.
+            if (_unicastV6 is not null && socketFamily == AddressFamily.InterNetworkV6)
+            {
+                return new(WithPort(_unicastV6, local.Port), IPv6AddressId, NoAnnouncementReason.None);
+            }
+
+            return new(null, 0, NoAnnouncementReason.NoUnicastForFamily);
+        }
+
+        if (_unicastV6 is not null && !_unicastV6.Address.Equals(localAddress))
+        {
+            return new(WithPort(_unicastV6, local.Port), IPv6AddressId, NoAnnouncementReason.None);
+        }
+
+        return new(null, 0, NoAnnouncementReason.NoUnicastForFamily);
+    }
+
+    /// <summary>IPv4-mapped IPv6 addresses (from dual-mode sockets) compare as IPv4.</summary>
+    public static IPAddress Normalize(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+
+    private static IPEndPoint WithPort(IPEndPoint unicast, int connectionPort)
+        => unicast.Port == 0 ? new IPEndPoint(unicast.Address, connectionPort) : unicast;
+}
