@@ -43,35 +43,40 @@ internal static unsafe class NativeSocket
     /// <summary><c>getsockopt</c> into a caller buffer; returns the length written or <c>-errno</c>.</summary>
     public static int GetOption(SafeSocketHandle handle, int level, int name, Span<byte> value)
     {
-        bool added = false;
-        try
+        using var lease = new FdLease(handle);
+        fixed (byte* p = value)
         {
-            handle.DangerousAddRef(ref added);
-            int fd = (int)handle.DangerousGetHandle();
-            fixed (byte* p = value)
+            socklen_t len = (uint)value.Length;
+            while (true)
             {
-                socklen_t len = (uint)value.Length;
-                while (true)
+                if (LibC.getsockopt(lease.Fd, level, name, p, &len) == 0)
                 {
-                    if (LibC.getsockopt(fd, level, name, p, &len) == 0)
-                    {
-                        return (int)(uint)len;
-                    }
+                    return (int)(uint)len;
+                }
 
-                    int errno = LibC.errno;
-                    if (errno != MptcpConstants.EINTR)
-                    {
-                        return -errno;
-                    }
+                int errno = LibC.errno;
+                if (errno != MptcpConstants.EINTR)
+                {
+                    return -errno;
                 }
             }
         }
-        finally
+    }
+
+    /// <summary><c>setsockopt</c> with an <c>int</c> value; returns 0 or the errno.</summary>
+    public static int SetInt(SafeSocketHandle handle, int level, int name, int value)
+    {
+        using var lease = new FdLease(handle);
+        return LibC.setsockopt(lease.Fd, level, name, &value, sizeof(int)) == 0 ? 0 : LibC.errno;
+    }
+
+    /// <summary><c>bind</c> to a raw <c>sockaddr</c>; returns 0 or the errno.</summary>
+    public static int Bind(SafeSocketHandle handle, ReadOnlySpan<byte> sockaddr)
+    {
+        using var lease = new FdLease(handle);
+        fixed (byte* p = sockaddr)
         {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
+            return LibC.bind(lease.Fd, (sockaddr*)p, (uint)sockaddr.Length) == 0 ? 0 : LibC.errno;
         }
     }
 
@@ -94,4 +99,29 @@ internal static unsafe class NativeSocket
 
     /// <summary>The C library's text for an errno value ("Protocol not supported").</summary>
     public static string DescribeErrno(int errno) => System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage(errno);
+
+    /// <summary>Keeps a <see cref="SafeSocketHandle"/> alive (and its fd valid) while a native call uses the fd.</summary>
+    private ref struct FdLease
+    {
+        private readonly SafeSocketHandle _handle;
+        private readonly bool _added;
+
+        public FdLease(SafeSocketHandle handle)
+        {
+            _handle = handle;
+            _added = false;
+            handle.DangerousAddRef(ref _added);
+            Fd = (int)handle.DangerousGetHandle();
+        }
+
+        public int Fd { get; }
+
+        public void Dispose()
+        {
+            if (_added)
+            {
+                _handle.DangerousRelease();
+            }
+        }
+    }
 }

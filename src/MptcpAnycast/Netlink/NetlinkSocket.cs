@@ -1,0 +1,62 @@
+using System.Net.Sockets;
+using MptcpAnycast.Interop;
+
+namespace MptcpAnycast.Netlink;
+
+/// <summary>
+/// A generic-netlink socket (<c>AF_NETLINK</c>, <c>NETLINK_GENERIC</c>) from libc, wrapped in a <see cref="Socket"/>
+/// for async send and receive. It asks for extended acks (the kernel's error text) and capped acks (errors do not
+/// echo the request). Like every socket it belongs to the network namespace of the thread that creates it.
+/// </summary>
+internal sealed class NetlinkSocket : IDisposable
+{
+    private const int SockaddrNlSize = 12; // struct sockaddr_nl { sa_family_t; unsigned short pad; __u32 pid; __u32 groups; }
+
+    private NetlinkSocket(Socket socket) => Socket = socket;
+
+    public Socket Socket { get; }
+
+    /// <summary>Creates and binds (port id chosen by the kernel) a generic-netlink socket; returns null and the errno on failure.</summary>
+    public static NetlinkSocket Open()
+    {
+        int fd = NativeSocket.Create(NetlinkConstants.AF_NETLINK, Tmds.Linux.LibC.SOCK_RAW, NetlinkConstants.NETLINK_GENERIC);
+        if (fd < 0)
+        {
+            throw new PathManagement.PathManagerException("socket(AF_NETLINK)", -fd, null, "cannot create a generic netlink socket");
+        }
+
+        Socket socket = NativeSocket.Wrap(fd);
+        var netlink = new NetlinkSocket(socket);
+        try
+        {
+            // Best effort: older kernels lack these and still answer, just without the text.
+            NativeSocket.SetInt(socket.SafeHandle, NetlinkConstants.SOL_NETLINK, NetlinkConstants.NETLINK_EXT_ACK, 1);
+            NativeSocket.SetInt(socket.SafeHandle, NetlinkConstants.SOL_NETLINK, NetlinkConstants.NETLINK_CAP_ACK, 1);
+            Span<byte> address = stackalloc byte[SockaddrNlSize];
+            address.Clear();
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(address, NetlinkConstants.AF_NETLINK);
+            int errno = NativeSocket.Bind(socket.SafeHandle, address);
+            if (errno != 0)
+            {
+                throw new PathManagement.PathManagerException("bind(AF_NETLINK)", errno, null, "cannot bind a generic netlink socket");
+            }
+
+            return netlink;
+        }
+        catch
+        {
+            netlink.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Joins a multicast group; returns 0 or the errno (<c>EPERM</c> without <c>CAP_NET_ADMIN</c> for <c>mptcp_pm_events</c>).</summary>
+    public int JoinGroup(uint groupId) =>
+        NativeSocket.SetInt(Socket.SafeHandle, NetlinkConstants.SOL_NETLINK, NetlinkConstants.NETLINK_ADD_MEMBERSHIP, (int)groupId);
+
+    /// <summary>Sets <c>SO_RCVBUF</c> (the kernel doubles it and applies its minimum); returns 0 or the errno.</summary>
+    public int SetReceiveBuffer(int bytes) =>
+        NativeSocket.SetInt(Socket.SafeHandle, MptcpConstants.SOL_SOCKET, NetlinkConstants.SO_RCVBUF, bytes);
+
+    public void Dispose() => Socket.Dispose();
+}

@@ -1,0 +1,619 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using MptcpAnycast.Interop;
+using MptcpAnycast.Netlink;
+using Polly;
+using Polly.Retry;
+using static MptcpAnycast.Interop.MptcpPmConstants;
+
+namespace MptcpAnycast.PathManagement;
+
+/// <summary>
+/// A client of the kernel's MPTCP path manager (generic netlink family <c>mptcp_pm</c>): per-connection commands of the
+/// userspace path manager (announce, remove, subflows, backup flag), the in-kernel path manager's endpoints and limits,
+/// and path-manager events. Every command is async and may be called from many threads at once. Commands need
+/// <c>CAP_NET_ADMIN</c>, except reading endpoints and limits.
+/// </summary>
+/// <remarks>
+/// <para>
+/// The client's netlink sockets belong to the network namespace of the thread that calls <see cref="Open"/> or
+/// <see cref="OpenAsync(CancellationToken)"/>; every command and event applies to that namespace, whatever thread later uses the client.
+/// </para>
+/// <para>
+/// <b>Userspace path manager and the event subscription.</b> While no socket of the namespace is subscribed to the
+/// <c>mptcp_pm_events</c> group, the kernel treats the userspace path manager as absent and resets every MP_JOIN, even
+/// after a successful ANNOUNCE. So the client joins that group itself before its first userspace-PM command
+/// (<see cref="AnnounceAsync"/>, <see cref="RemoveAsync"/>, <see cref="CreateSubflowAsync"/>,
+/// <see cref="DestroySubflowAsync"/>, <see cref="SetSubflowBackupAsync"/>) or its first <see cref="SubscribeEvents"/>,
+/// and stays subscribed, draining events nobody reads, until it is disposed. Keep the client open for as long as
+/// the announced connections should accept joins.
+/// </para>
+/// </remarks>
+public sealed class PathManagerClient : IDisposable, IAsyncDisposable
+{
+    private const int ReceiveBufferSize = 64 * 1024;
+    private const int ETIMEDOUT = 110;
+    private const int EBADMSG = 74;
+    private const int EIO = 5;
+
+    private static readonly ResiliencePipeline s_controlPlane = new ResiliencePipelineBuilder()
+        .AddRetry(new RetryStrategyOptions
+        {
+            ShouldHandle = new PredicateBuilder().Handle<PathManagerException>(e =>
+                e.Errno is NetlinkConstants.EAGAIN or NetlinkConstants.EBUSY or NetlinkConstants.ENOBUFS or NetlinkConstants.EINTR or ETIMEDOUT),
+            MaxRetryAttempts = 3,
+            Delay = TimeSpan.FromMilliseconds(50),
+            BackoffType = DelayBackoffType.Exponential,
+        })
+        .Build();
+
+    // Generic-netlink family ids are global (not per namespace) and fixed until the module is reloaded.
+    private static (ushort FamilyId, uint EventGroupId)? s_family;
+
+    private readonly PathManagerClientSettings _settings;
+    private readonly NetlinkSocket _commands;
+    private readonly NetlinkSocket _events;
+    private readonly ConcurrentDictionary<uint, PendingRequest> _pending = new();
+    private readonly CancellationTokenSource _shutdown = new();
+    private readonly Lock _gate = new();
+    private readonly Task _replyLoop;
+    private PathManagerEventSubscription[] _subscribers = [];
+    private Task? _eventLoop;
+    private volatile bool _eventsJoined;
+    private int _sequence;
+    private int _disposed;
+    private ushort _familyId;
+    private uint _eventGroupId;
+
+    private PathManagerClient(PathManagerClientSettings settings)
+    {
+        _settings = settings;
+        _commands = NetlinkSocket.Open();
+        try
+        {
+            _events = NetlinkSocket.Open();
+            if (settings.EventReceiveBufferSize is int size)
+            {
+                _events.SetReceiveBuffer(size);
+            }
+        }
+        catch
+        {
+            _commands.Dispose();
+            throw;
+        }
+
+        _sequence = Environment.TickCount & 0x7fffffff;
+        _replyLoop = Task.Run(ReceiveRepliesAsync);
+    }
+
+    private delegate int Encoder<TState>(Span<byte> buffer, ushort familyId, uint sequence, TState state);
+
+    /// <summary>How long a command waits for the kernel's answer before it fails with <c>ETIMEDOUT</c>. Default 10 seconds.</summary>
+    public TimeSpan CommandTimeout { get; set; }
+
+    /// <summary>True once the client holds its <c>mptcp_pm_events</c> subscription (see the remarks on the class).</summary>
+    public bool IsSubscribedToEvents => _eventsJoined;
+
+    internal ushort FamilyId => _familyId;
+
+    /// <summary>
+    /// Opens a client in the calling thread's network namespace and resolves the <c>mptcp_pm</c> family (cached for the
+    /// process). Blocks until the kernel answers.
+    /// </summary>
+    /// <exception cref="PathManagerException">The kernel has no <c>mptcp_pm</c> family (no MPTCP), or netlink failed.</exception>
+    public static PathManagerClient Open() => OpenAsync(CancellationToken.None).GetAwaiter().GetResult();
+
+    /// <summary>
+    /// Opens a client in the calling thread's network namespace (the sockets are created before this method first
+    /// yields) and resolves the <c>mptcp_pm</c> family.
+    /// </summary>
+    /// <exception cref="PathManagerException">The kernel has no <c>mptcp_pm</c> family (no MPTCP), or netlink failed.</exception>
+    public static Task<PathManagerClient> OpenAsync(CancellationToken cancellationToken = default) =>
+        OpenAsync(PathManagerClientSettings.Default, cancellationToken);
+
+    internal static async Task<PathManagerClient> OpenAsync(PathManagerClientSettings settings, CancellationToken cancellationToken)
+    {
+        var client = new PathManagerClient(settings) { CommandTimeout = settings.CommandTimeout };
+        try
+        {
+            (client._familyId, client._eventGroupId) = s_family ??= await s_controlPlane.ExecuteAsync(
+                static async (c, ct) => await c.ResolveFamilyAsync(ct).ConfigureAwait(false), client, cancellationToken).ConfigureAwait(false);
+            return client;
+        }
+        catch
+        {
+            client.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Userspace PM: announces <paramref name="address"/> to the peer of connection <paramref name="token"/> with
+    /// ADD_ADDR (ANNOUNCE). Port 0 announces no port (the peer joins on the connection's port). Something must listen
+    /// on the announced address and port: the userspace path manager does not create listeners.
+    /// </summary>
+    /// <param name="token">The connection token (<see cref="MptcpConnectionInfo.Token"/> of the server socket).</param>
+    /// <param name="addressId">The address id, 1 to 255 (0 is the initial subflow's and refused).</param>
+    /// <param name="address">The address and optional port to announce.</param>
+    /// <param name="cancellationToken">Cancels the wait for the kernel's answer.</param>
+    /// <exception cref="PathManagerException">The kernel refused, e.g. "invalid token" or "invalid addr id or flags".</exception>
+    public Task AnnounceAsync(uint token, byte addressId, IPEndPoint address, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        HoldEventSubscription();
+        return RunAsync("ANNOUNCE", (token, addressId, address),
+            static (b, f, s, st) => MptcpPmMessages.WriteAnnounce(b, f, s, st.token, st.addressId, st.address.Address, st.address.Port),
+            dump: false, cancellationToken);
+    }
+
+    /// <summary>Userspace PM: withdraws announced address <paramref name="addressId"/> (REMOVE, RM_ADDR to the peer) and closes its subflows.</summary>
+    public Task RemoveAsync(uint token, byte addressId, CancellationToken cancellationToken = default)
+    {
+        HoldEventSubscription();
+        return RunAsync("REMOVE", (token, addressId),
+            static (b, f, s, st) => MptcpPmMessages.WriteRemove(b, f, s, st.token, st.addressId), dump: false, cancellationToken);
+    }
+
+    /// <summary>Userspace PM: opens a subflow from <paramref name="local"/> (address id <paramref name="localId"/>) to <paramref name="remote"/> (SUBFLOW_CREATE).</summary>
+    public Task CreateSubflowAsync(uint token, byte localId, IPEndPoint local, IPEndPoint remote, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(local);
+        ArgumentNullException.ThrowIfNull(remote);
+        HoldEventSubscription();
+        return RunAsync("SUBFLOW_CREATE", (token, localId, local, remote),
+            static (b, f, s, st) => MptcpPmMessages.WriteSubflowCommand(b, f, MPTCP_PM_CMD_SUBFLOW_CREATE, s, st.token, st.local, st.localId, null, st.remote),
+            dump: false, cancellationToken);
+    }
+
+    /// <summary>Userspace PM: closes the subflow between <paramref name="local"/> and <paramref name="remote"/> (SUBFLOW_DESTROY); both ports are needed.</summary>
+    public Task DestroySubflowAsync(uint token, IPEndPoint local, IPEndPoint remote, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(local);
+        ArgumentNullException.ThrowIfNull(remote);
+        HoldEventSubscription();
+        return RunAsync("SUBFLOW_DESTROY", (token, local, remote),
+            static (b, f, s, st) => MptcpPmMessages.WriteSubflowCommand(b, f, MPTCP_PM_CMD_SUBFLOW_DESTROY, s, st.token, st.local, null, null, st.remote),
+            dump: false, cancellationToken);
+    }
+
+    /// <summary>
+    /// Userspace PM: marks the subflow between <paramref name="local"/> and <paramref name="remote"/> as backup or not
+    /// (SET_FLAGS; the kernel sends MP_PRIO). Both ports are needed.
+    /// </summary>
+    public Task SetSubflowBackupAsync(uint token, IPEndPoint local, IPEndPoint remote, bool backup, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(local);
+        ArgumentNullException.ThrowIfNull(remote);
+        HoldEventSubscription();
+        return RunAsync("SET_FLAGS", (token, local, remote, flags: backup ? MPTCP_PM_ADDR_FLAG_BACKUP : 0u),
+            static (b, f, s, st) => MptcpPmMessages.WriteSubflowCommand(b, f, MPTCP_PM_CMD_SET_FLAGS, s, st.token, st.local, null, st.flags, st.remote),
+            dump: false, cancellationToken);
+    }
+
+    /// <summary>In-kernel PM: every endpoint of the namespace (GET_ADDR dump), as <c>ip mptcp endpoint show</c>.</summary>
+    public async Task<IReadOnlyList<MptcpEndpoint>> GetEndpointsAsync(CancellationToken cancellationToken = default)
+    {
+        List<byte[]> replies = await RunAsync("GET_ADDR", 0,
+            static (b, f, s, _) => MptcpPmMessages.WriteBare(b, f, MPTCP_PM_CMD_GET_ADDR, s, dump: true), dump: true, cancellationToken).ConfigureAwait(false);
+        return Decode("GET_ADDR", replies, static p => MptcpPmMessages.ReadEndpoint(p));
+    }
+
+    /// <summary>In-kernel PM: the endpoint with id <paramref name="id"/> (GET_ADDR).</summary>
+    /// <exception cref="PathManagerException">No such endpoint (the kernel says "address not found"), or another failure.</exception>
+    public async Task<MptcpEndpoint> GetEndpointAsync(byte id, CancellationToken cancellationToken = default)
+    {
+        List<byte[]> replies = await RunAsync("GET_ADDR", id,
+            static (b, f, s, i) => MptcpPmMessages.WriteEndpointById(b, f, MPTCP_PM_CMD_GET_ADDR, s, i, null), dump: false, cancellationToken).ConfigureAwait(false);
+        IReadOnlyList<MptcpEndpoint> endpoints = Decode("GET_ADDR", replies, static p => MptcpPmMessages.ReadEndpoint(p));
+        return endpoints.Count > 0
+            ? endpoints[0]
+            : throw new PathManagerException("GET_ADDR", EBADMSG, null, "the kernel acknowledged without sending the endpoint");
+    }
+
+    /// <summary>
+    /// In-kernel PM: adds an endpoint (ADD_ADDR) and returns its id: <see cref="MptcpEndpoint.Id"/> when given, else the
+    /// id the kernel picked (read back from the endpoint list, since the kernel does not report it).
+    /// </summary>
+    public async Task<byte> AddEndpointAsync(MptcpEndpoint endpoint, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        ArgumentNullException.ThrowIfNull(endpoint.Address);
+        ArgumentOutOfRangeException.ThrowIfNegative(endpoint.Port);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(endpoint.Port, ushort.MaxValue);
+        await RunAsync("ADD_ADDR", endpoint,
+            static (b, f, s, e) => MptcpPmMessages.WriteAddEndpoint(b, f, s, e), dump: false, cancellationToken).ConfigureAwait(false);
+        if (endpoint.Id != 0)
+        {
+            return endpoint.Id;
+        }
+
+        IPAddress wanted = endpoint.Address.IsIPv4MappedToIPv6 ? endpoint.Address.MapToIPv4() : endpoint.Address;
+        foreach (MptcpEndpoint e in await GetEndpointsAsync(cancellationToken).ConfigureAwait(false))
+        {
+            if (e.Address.Equals(wanted) && e.Port == endpoint.Port)
+            {
+                return e.Id;
+            }
+        }
+
+        throw new PathManagerException("ADD_ADDR", NetlinkConstants.ENOENT, null, "the kernel accepted the endpoint but does not list it");
+    }
+
+    /// <summary>In-kernel PM: deletes endpoint <paramref name="id"/> (DEL_ADDR); the kernel sends RM_ADDR where it was announced.</summary>
+    public Task DeleteEndpointAsync(byte id, CancellationToken cancellationToken = default) =>
+        RunAsync("DEL_ADDR", id, static (b, f, s, i) => MptcpPmMessages.WriteEndpointById(b, f, MPTCP_PM_CMD_DEL_ADDR, s, i, null), dump: false, cancellationToken);
+
+    /// <summary>In-kernel PM: deletes every endpoint (FLUSH_ADDRS).</summary>
+    public Task FlushEndpointsAsync(CancellationToken cancellationToken = default) =>
+        RunAsync("FLUSH_ADDRS", 0, static (b, f, s, _) => MptcpPmMessages.WriteBare(b, f, MPTCP_PM_CMD_FLUSH_ADDRS, s, dump: false), dump: false, cancellationToken);
+
+    /// <summary>
+    /// In-kernel PM: changes endpoint <paramref name="id"/>'s flags (SET_FLAGS, as <c>ip mptcp endpoint change</c>).
+    /// The kernel changes only <see cref="MptcpEndpointFlags.Backup"/> and <see cref="MptcpEndpointFlags.Fullmesh"/>.
+    /// </summary>
+    public Task SetEndpointFlagsAsync(byte id, MptcpEndpointFlags flags, CancellationToken cancellationToken = default) =>
+        RunAsync("SET_FLAGS", (id, flags), static (b, f, s, st) => MptcpPmMessages.WriteEndpointById(b, f, MPTCP_PM_CMD_SET_FLAGS, s, st.id, (uint)st.flags),
+            dump: false, cancellationToken);
+
+    /// <summary>In-kernel PM: the namespace's limits (GET_LIMITS), as <c>ip mptcp limits show</c>.</summary>
+    public async Task<MptcpLimits> GetLimitsAsync(CancellationToken cancellationToken = default)
+    {
+        List<byte[]> replies = await RunAsync("GET_LIMITS", 0,
+            static (b, f, s, _) => MptcpPmMessages.WriteBare(b, f, MPTCP_PM_CMD_GET_LIMITS, s, dump: false), dump: false, cancellationToken).ConfigureAwait(false);
+        IReadOnlyList<MptcpLimits> limits = Decode("GET_LIMITS", replies, static p => MptcpPmMessages.ReadLimits(p));
+        return limits.Count > 0
+            ? limits[0]
+            : throw new PathManagerException("GET_LIMITS", EBADMSG, null, "the kernel acknowledged without sending the limits");
+    }
+
+    /// <summary>In-kernel PM: sets the namespace's limits (SET_LIMITS); the kernel refuses values above 8.</summary>
+    public Task SetLimitsAsync(MptcpLimits limits, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        return RunAsync("SET_LIMITS", limits, static (b, f, s, l) => MptcpPmMessages.WriteSetLimits(b, f, s, l), dump: false, cancellationToken);
+    }
+
+    /// <summary>
+    /// Starts reading path-manager events of the client's namespace into a new bounded buffer of
+    /// <paramref name="capacity"/> events. Joins <c>mptcp_pm_events</c> (needs <c>CAP_NET_ADMIN</c>) if the client has
+    /// not yet. A slow reader never blocks the kernel socket: what does not fit is dropped and counted.
+    /// </summary>
+    /// <exception cref="PathManagerException">Joining the event group failed (EPERM: no <c>CAP_NET_ADMIN</c>).</exception>
+    public PathManagerEventSubscription SubscribeEvents(int capacity = 4096)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        JoinEvents();
+        var subscription = new PathManagerEventSubscription(this, capacity);
+        lock (_gate)
+        {
+            _subscribers = [.. _subscribers, subscription];
+        }
+
+        if (_disposed != 0)
+        {
+            subscription.Complete();
+        }
+
+        return subscription;
+    }
+
+    /// <summary>Closes the sockets (ending the event subscription), fails pending commands and ends every event stream.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _shutdown.Cancel();
+        _commands.Dispose();
+        _events.Dispose();
+        foreach (PendingRequest pending in _pending.Values)
+        {
+            pending.Completion.TrySetException(new ObjectDisposedException(nameof(PathManagerClient)));
+        }
+
+        PathManagerEventSubscription[] subscribers;
+        lock (_gate)
+        {
+            subscribers = _subscribers;
+            _subscribers = [];
+        }
+
+        foreach (PathManagerEventSubscription subscriber in subscribers)
+        {
+            subscriber.Complete();
+        }
+    }
+
+    /// <summary>Disposes and waits (at most a few seconds) for the receive loops to end.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        Dispose();
+        Task loops = _eventLoop is Task events ? Task.WhenAll(_replyLoop, events) : _replyLoop;
+        await Task.WhenAny(loops, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+    }
+
+    internal void Unsubscribe(PathManagerEventSubscription subscription)
+    {
+        lock (_gate)
+        {
+            _subscribers = Array.FindAll(_subscribers, s => !ReferenceEquals(s, subscription));
+        }
+    }
+
+    private void HoldEventSubscription()
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (_settings.HoldEventSubscription)
+        {
+            JoinEvents();
+        }
+    }
+
+    private void JoinEvents()
+    {
+        if (_eventsJoined)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            if (_eventsJoined)
+            {
+                return;
+            }
+
+            if (_eventGroupId == 0)
+            {
+                throw new PathManagerException("subscribe mptcp_pm_events", NetlinkConstants.ENOENT, null,
+                    "the kernel's mptcp_pm family has no mptcp_pm_events multicast group");
+            }
+
+            int errno = _events.JoinGroup(_eventGroupId);
+            if (errno != 0)
+            {
+                throw new PathManagerException("subscribe mptcp_pm_events", errno, null);
+            }
+
+            _eventLoop = Task.Run(ReceiveEventsAsync);
+            _eventsJoined = true;
+        }
+    }
+
+    private async Task<(ushort, uint)> ResolveFamilyAsync(CancellationToken cancellationToken)
+    {
+        List<byte[]> replies;
+        try
+        {
+            replies = await RunAsync("CTRL_CMD_GETFAMILY", 0,
+                static (b, _, s, _) => MptcpPmMessages.WriteGetFamily(b, s, MPTCP_PM_NAME), dump: false, cancellationToken, resolving: true).ConfigureAwait(false);
+        }
+        catch (PathManagerException ex) when (ex.Errno == NetlinkConstants.ENOENT)
+        {
+            throw new PathManagerException("CTRL_CMD_GETFAMILY", ex.Errno, ex.KernelMessage,
+                "the kernel has no 'mptcp_pm' generic netlink family: MPTCP is not available here (Linux 5.7+ built with CONFIG_MPTCP is needed)", ex);
+        }
+
+        IReadOnlyList<(ushort, uint)> families = Decode("CTRL_CMD_GETFAMILY", replies, static p => MptcpPmMessages.ReadFamily(p, MPTCP_PM_EV_GRP_NAME));
+        return families.Count > 0
+            ? families[0]
+            : throw new PathManagerException("CTRL_CMD_GETFAMILY", EBADMSG, null, "the kernel acknowledged without describing the family");
+    }
+
+    private static List<T> Decode<T>(string command, List<byte[]> replies, Func<byte[], T> read)
+    {
+        var result = new List<T>(replies.Count);
+        try
+        {
+            foreach (byte[] reply in replies)
+            {
+                result.Add(read(reply));
+            }
+        }
+        catch (NetlinkFormatException ex)
+        {
+            throw new PathManagerException(command, EBADMSG, null, $"malformed reply: {ex.Message}", ex);
+        }
+
+        return result;
+    }
+
+    private async Task<List<byte[]>> RunAsync<TState>(string command, TState state, Encoder<TState> encode, bool dump,
+        CancellationToken cancellationToken, bool resolving = false)
+    {
+        ObjectDisposedException.ThrowIf(_disposed != 0, this);
+        if (!resolving && _familyId == 0)
+        {
+            throw new InvalidOperationException("the mptcp_pm family is not resolved");
+        }
+
+        uint sequence = (uint)Interlocked.Increment(ref _sequence);
+        var pending = new PendingRequest(command);
+        _pending[sequence] = pending;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _shutdown.Token);
+        timeout.CancelAfter(CommandTimeout);
+        byte[] buffer = ArrayPool<byte>.Shared.Rent(MptcpPmMessages.MaxRequestSize);
+        try
+        {
+            int length = encode(buffer, _familyId, sequence, state);
+            try
+            {
+                await _commands.Socket.SendAsync(buffer.AsMemory(0, length), SocketFlags.None, timeout.Token).ConfigureAwait(false);
+            }
+            catch (SocketException ex)
+            {
+                throw new PathManagerException(command, ErrnoOf(ex), null, null, ex);
+            }
+
+            return await pending.Completion.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            ObjectDisposedException.ThrowIf(_disposed != 0, this);
+            throw new PathManagerException(command, ETIMEDOUT, null, $"no answer from the kernel within {CommandTimeout.TotalSeconds:0.#} s");
+        }
+        finally
+        {
+            _pending.TryRemove(sequence, out _);
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private static int ErrnoOf(SocketException ex) => ex.NativeErrorCode is > 0 and < 4096 ? ex.NativeErrorCode : EIO;
+
+    private async Task ReceiveRepliesAsync()
+    {
+        byte[] buffer = new byte[ReceiveBufferSize];
+        while (!_shutdown.IsCancellationRequested)
+        {
+            int received;
+            try
+            {
+                received = await _commands.Socket.ReceiveAsync(buffer, SocketFlags.None, _shutdown.Token).ConfigureAwait(false);
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.NoBufferSpaceAvailable)
+            {
+                continue; // replies were lost; their commands time out
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                break;
+            }
+
+            DispatchReplies(buffer.AsSpan(0, received));
+        }
+    }
+
+    private void DispatchReplies(ReadOnlySpan<byte> datagram)
+    {
+        var reader = new NetlinkMessageReader(datagram);
+        try
+        {
+            while (reader.TryRead(out NetlinkMessage message))
+            {
+                if (_pending.TryGetValue(message.Sequence, out PendingRequest? pending))
+                {
+                    pending.Accept(message);
+                }
+            }
+        }
+        catch (NetlinkFormatException)
+        {
+            // The rest of the datagram cannot be framed; its requests time out.
+        }
+    }
+
+    private async Task ReceiveEventsAsync()
+    {
+        byte[] buffer = new byte[ReceiveBufferSize];
+        while (!_shutdown.IsCancellationRequested)
+        {
+            int received;
+            try
+            {
+                received = await _events.Socket.ReceiveAsync(buffer, SocketFlags.None, _shutdown.Token).ConfigureAwait(false);
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.NoBufferSpaceAvailable)
+            {
+                foreach (PathManagerEventSubscription subscriber in _subscribers)
+                {
+                    subscriber.ReportLoss();
+                }
+
+                continue;
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                break;
+            }
+
+            PublishEvents(buffer.AsSpan(0, received));
+        }
+    }
+
+    private void PublishEvents(ReadOnlySpan<byte> datagram)
+    {
+        PathManagerEventSubscription[] subscribers = _subscribers;
+        if (subscribers.Length == 0)
+        {
+            return; // held only for the userspace path manager: drain
+        }
+
+        var reader = new NetlinkMessageReader(datagram);
+        try
+        {
+            while (reader.TryRead(out NetlinkMessage message))
+            {
+                if (message.Type != _familyId)
+                {
+                    continue;
+                }
+
+                PathManagerEvent pathManagerEvent = MptcpPmMessages.ReadEvent(message.Payload);
+                foreach (PathManagerEventSubscription subscriber in subscribers)
+                {
+                    subscriber.Publish(pathManagerEvent);
+                }
+            }
+        }
+        catch (NetlinkFormatException)
+        {
+            foreach (PathManagerEventSubscription subscriber in subscribers)
+            {
+                subscriber.ReportLoss();
+            }
+        }
+    }
+
+    /// <summary>One command waiting for its answer: data messages, then an ACK / error / NLMSG_DONE.</summary>
+    private sealed class PendingRequest(string command)
+    {
+        private readonly List<byte[]> _replies = [];
+
+        public TaskCompletionSource<List<byte[]>> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public void Accept(NetlinkMessage message)
+        {
+            try
+            {
+                switch (message.Type)
+                {
+                    case NetlinkConstants.NLMSG_ERROR:
+                        NetlinkError error = NetlinkError.Parse(message.Payload, message.Flags);
+                        Complete(error.Errno, error.Message);
+                        break;
+                    case NetlinkConstants.NLMSG_DONE:
+                        Complete(NetlinkError.ReadDoneErrno(message.Payload), null);
+                        break;
+                    case NetlinkConstants.NLMSG_NOOP or NetlinkConstants.NLMSG_OVERRUN:
+                        break;
+                    default:
+                        _replies.Add(message.Payload.ToArray());
+                        break;
+                }
+            }
+            catch (NetlinkFormatException ex)
+            {
+                Completion.TrySetException(new PathManagerException(command, EBADMSG, null, $"malformed reply: {ex.Message}", ex));
+            }
+        }
+
+        private void Complete(int errno, string? kernelMessage)
+        {
+            if (errno == 0)
+            {
+                Completion.TrySetResult(_replies);
+            }
+            else
+            {
+                Completion.TrySetException(new PathManagerException(command, errno, kernelMessage));
+            }
+        }
+    }
+}
