@@ -22,7 +22,7 @@ internal sealed class KernelPathManager : IPathManager
 
     /// <summary>
     /// Opens the client and, when <paramref name="subscribe"/>, an event subscription (which also keeps userspace-PM joins
-    /// from being reset). A failed subscription is reported through <paramref name="eventsProblem"/>.
+    /// from being reset). A failed subscription is reported in the second value of the result.
     /// </summary>
     public static async Task<(KernelPathManager Manager, string? EventsProblem)> OpenAsync(bool subscribe, CancellationToken cancellationToken)
     {

@@ -109,8 +109,20 @@ internal sealed class MptcpConnectionState : IMptcpConnectionFeature
 
     public ValueTask<bool> AnnounceAsync(CancellationToken cancellationToken = default) => _announcer.AnnounceAsync(this, cancellationToken);
 
+    /// <summary>When the announcement was sent to the path manager (the join can be seen before its reply).</summary>
+    public DateTimeOffset? AnnounceStartedAt { get; private set; }
+
     /// <summary>True for the first caller only: one announcement per connection.</summary>
-    public bool TryStartAnnouncement() => Interlocked.Exchange(ref _announceStarted, 1) == 0;
+    public bool TryStartAnnouncement(DateTimeOffset now)
+    {
+        if (Interlocked.Exchange(ref _announceStarted, 1) != 0)
+        {
+            return false;
+        }
+
+        AnnounceStartedAt = now;
+        return true;
+    }
 
     public bool TryStartAfterJoin() => Interlocked.Exchange(ref _afterJoinApplied, 1) == 0;
 
@@ -120,6 +132,7 @@ internal sealed class MptcpConnectionState : IMptcpConnectionFeature
         {
             AnnouncedEndPoint = endPoint;
             AnnouncedAt = at;
+            AnnounceStartedAt ??= at;
             if (_state is UnicastSubflowState.NotAnnounced or UnicastSubflowState.Failed)
             {
                 _state = UnicastSubflowState.Announced;
@@ -142,7 +155,7 @@ internal sealed class MptcpConnectionState : IMptcpConnectionFeature
             _state = UnicastSubflowState.Joined;
             _reason = "the client opened a subflow to the unicast address";
             JoinedAt = at;
-            latency = AnnouncedAt is DateTimeOffset announced ? at - announced : TimeSpan.Zero;
+            latency = AnnounceStartedAt is DateTimeOffset started ? at - started : TimeSpan.Zero;
             return true;
         }
     }

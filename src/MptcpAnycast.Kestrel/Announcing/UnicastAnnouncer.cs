@@ -141,7 +141,7 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
 
     private async Task AnnounceCoreAsync(MptcpConnectionState state, CancellationToken cancellationToken)
     {
-        if (!state.TryStartAnnouncement())
+        if (!state.TryStartAnnouncement(_time.GetUtcNow()))
         {
             return;
         }
@@ -219,7 +219,8 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
         switch (e.Kind)
         {
             case PathEventKind.SubflowEstablished when e.Local is not null && _byToken.TryGetValue(e.Token, out MptcpConnectionState? state):
-                if (state.AnnouncedEndPoint is IPEndPoint announced && SameAddress(e.Local, announced))
+                // Compare with the decision, not AnnouncedEndPoint: the join can be reported before the ANNOUNCE reply.
+                if (state.Decision.UnicastEndPoint is IPEndPoint target && SameAddress(e.Local, target))
                 {
                     OnJoined(state);
                 }
@@ -263,7 +264,7 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
 
     private void CheckJoinFromSocket(MptcpConnectionState state)
     {
-        if (state.AnnouncedEndPoint is not IPEndPoint announced || state.State == UnicastSubflowState.Joined)
+        if (state.Decision.UnicastEndPoint is not IPEndPoint announced || state.AnnounceStartedAt is null || state.State == UnicastSubflowState.Joined)
         {
             return;
         }
@@ -286,7 +287,7 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
         }
 
         _metrics.Joined(latency);
-        MptcpAnycastLog.Joined(_logger, state.ConnectionId, state.AnnouncedEndPoint!, latency.TotalMilliseconds);
+        MptcpAnycastLog.Joined(_logger, state.ConnectionId, state.Decision.UnicastEndPoint!, latency.TotalMilliseconds);
         if (_settings.AfterJoin != AfterJoinPolicy.KeepBoth && _pathManager is not null && state.TryStartAfterJoin())
         {
             _ = ApplyAfterJoinAsync(state);

@@ -1,0 +1,122 @@
+using System.Globalization;
+using MptcpAnycast;
+using MptcpAnycast.Kestrel;
+
+// HelloAnycast: the smallest ASP.NET Core app on the MPTCP anycast transport.
+// Run: dotnet run --project examples/HelloAnycast -- --urls http://0.0.0.0:8080 --MptcpAnycast:UnicastAddresses:0=192.0.2.10
+WebApplicationBuilder builder = WebApplication.CreateBuilder(args);
+builder.WebHost.UseMptcpAnycast();
+WebApplication app = builder.Build();
+
+string pop = app.Configuration["Pop"] ?? Environment.MachineName;
+
+app.Use(async (context, next) =>
+{
+    context.Response.Headers["X-Pop"] = pop;
+    await next(context);
+});
+
+app.MapGet("/", () => $"Hello from {pop} over MptcpAnycast\n");
+
+app.MapGet("/mptcp", (HttpContext context) =>
+{
+    IMptcpConnectionFeature? feature = context.Features.Get<IMptcpConnectionFeature>();
+    if (feature is null)
+    {
+        return Results.Json(new { pop, transport = "not MptcpAnycast (another transport served this connection)" });
+    }
+
+    MptcpConnectionInfo info = feature.GetConnectionInfo();
+    return Results.Json(new
+    {
+        pop,
+        mptcp = feature.IsMptcp,
+        fallbackReason = feature.FallbackReason.ToString(),
+        token = feature.Token.ToString("x8", CultureInfo.InvariantCulture),
+        state = feature.State.ToString(),
+        stateReason = feature.StateReason,
+        announced = feature.AnnouncedEndPoint?.ToString(),
+        acceptedAt = feature.AcceptedAt,
+        announcedAt = feature.AnnouncedAt,
+        joinedAt = feature.JoinedAt,
+        subflows = feature.GetSubflows().Select(s => new { local = s.Local.ToString(), remote = s.Remote.ToString() }),
+        addAddrSignal = info.AddAddrSignal,
+        protocol = context.Request.Protocol,
+    });
+});
+
+app.MapPost("/mptcp/announce", async (HttpContext context) =>
+{
+    IMptcpConnectionFeature? feature = context.Features.Get<IMptcpConnectionFeature>();
+    bool announced = feature is not null && await feature.AnnounceAsync(context.RequestAborted);
+    return Results.Json(new { announced, state = feature?.State.ToString(), stateReason = feature?.StateReason });
+});
+
+app.MapGet("/bytes/{n:long}", async (long n, HttpContext context) =>
+{
+    if (n is < 0 or > 1L << 34)
+    {
+        return Results.BadRequest($"n must be from 0 to {1L << 34}, got {n}\n");
+    }
+
+    context.Response.ContentType = "application/octet-stream";
+    context.Response.ContentLength = n;
+    await StreamPattern.WriteAsync(context.Response.Body, n, bytesPerSecond: 0, context.RequestAborted);
+    return Results.Empty;
+});
+
+app.MapGet("/stream", async (double? seconds, long? rate, HttpContext context) =>
+{
+    double s = seconds ?? 10;
+    long r = rate ?? 65536;
+    if (s is <= 0 or > 3600 || r is <= 0 or > 1L << 30)
+    {
+        return Results.BadRequest("seconds must be in (0, 3600] and rate in (0, 2^30] bytes per second\n");
+    }
+
+    long total = (long)(s * r);
+    context.Response.ContentType = "application/octet-stream";
+    context.Response.ContentLength = total;
+    await StreamPattern.WriteAsync(context.Response.Body, total, r, context.RequestAborted);
+    return Results.Empty;
+});
+
+app.Run();
+
+/// <summary>The deterministic body of /bytes and /stream: byte i is i mod 251, so a lost or repeated chunk shows.</summary>
+internal static class StreamPattern
+{
+    public static async Task WriteAsync(Stream body, long total, long bytesPerSecond, CancellationToken cancellationToken)
+    {
+        const int Chunk = 251 * 64; // a multiple of 251: every chunk has the same contents
+        byte[] buffer = new byte[Chunk];
+        for (int i = 0; i < buffer.Length; i++)
+        {
+            buffer[i] = (byte)(i % 251);
+        }
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        long sent = 0;
+        int piece = bytesPerSecond > 0 ? (int)Math.Clamp(bytesPerSecond / 100, 1, Chunk) : Chunk; // ~100 writes a second when paced
+        while (sent < total)
+        {
+            int n = (int)Math.Min(piece, total - sent);
+            int offset = (int)(sent % 251);
+            // Start inside the repeating pattern at the right phase.
+            int available = Chunk - offset;
+            n = Math.Min(n, available);
+            await body.WriteAsync(buffer.AsMemory(offset, n), cancellationToken);
+            await body.FlushAsync(cancellationToken);
+            sent += n;
+            if (bytesPerSecond > 0)
+            {
+                TimeSpan due = TimeSpan.FromSeconds((double)sent / bytesPerSecond);
+                TimeSpan wait = due - clock.Elapsed;
+                if (wait > TimeSpan.Zero)
+                {
+                    await Task.Delay(wait, cancellationToken);
+                }
+            }
+        }
+    }
+}
