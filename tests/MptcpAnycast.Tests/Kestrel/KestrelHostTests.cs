@@ -1,0 +1,173 @@
+using System.Net;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+using System.Text.Json;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using MptcpAnycast.Kestrel;
+
+namespace MptcpAnycast.Tests.Kestrel;
+
+/// <summary>Kestrel with <c>UseMptcpAnycast</c> on loopback, spoken to by MPTCP and by plain TCP clients.</summary>
+public sealed class KestrelHostTests
+{
+    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(20);
+
+    private static async Task<WebApplication> StartAsync(Action<ListenOptions>? listen = null, Action<MptcpAnycastOptions>? configure = null,
+        string[]? args = null, int port = 0)
+    {
+        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder(args ?? []);
+        builder.Logging.ClearProviders();
+        builder.WebHost.UseMptcpAnycast(configure);
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, port, o => listen?.Invoke(o)));
+        WebApplication app = builder.Build();
+        app.MapGet("/mptcp", (HttpContext context) =>
+        {
+            IMptcpConnectionFeature? f = context.Features.Get<IMptcpConnectionFeature>();
+            return f is null
+                ? "none"
+                : $"{f.IsMptcp}|{f.FallbackReason}|{f.Token:x8}|{f.State}|{context.Request.Protocol}|{f.GetSubflows().Count}";
+        });
+        await app.StartAsync().WaitAsync(Timeout);
+        return app;
+    }
+
+    private static Uri BaseUri(WebApplication app, string scheme = "http")
+    {
+        var address = new Uri(app.Urls.First());
+        return new Uri($"{scheme}://127.0.0.1:{address.Port}/");
+    }
+
+    [Fact]
+    public async Task Mptcp_client_is_seen_as_mptcp_with_a_token()
+    {
+        await using WebApplication app = await StartAsync();
+        using var client = new HttpClient(MptcpHttp.CreateHandler(MptcpFallback.None)) { BaseAddress = BaseUri(app), Timeout = Timeout };
+
+        string[] parts = (await client.GetStringAsync("/mptcp")).Split('|');
+
+        Assert.Equal("True", parts[0]);
+        Assert.Equal("None", parts[1]);
+        Assert.NotEqual("00000000", parts[2]);
+        Assert.Equal("NotAnnounced", parts[3]); // no unicast address configured
+        Assert.Equal("1", parts[5]);
+    }
+
+    [Fact]
+    public async Task Plain_http_client_is_seen_as_fallen_back()
+    {
+        await using WebApplication app = await StartAsync();
+        using var client = new HttpClient { BaseAddress = BaseUri(app), Timeout = Timeout };
+
+        string[] parts = (await client.GetStringAsync("/mptcp")).Split('|');
+
+        Assert.Equal("False", parts[0]);
+        Assert.Equal("PlainTcpSocket", parts[1]);
+        Assert.Equal("00000000", parts[2]);
+    }
+
+    [Fact]
+    public async Task Http2_prior_knowledge_runs_over_mptcp()
+    {
+        await using WebApplication app = await StartAsync(o => o.Protocols = HttpProtocols.Http2);
+        using var client = new HttpClient(MptcpHttp.CreateHandler(MptcpFallback.None))
+        {
+            BaseAddress = BaseUri(app),
+            DefaultRequestVersion = HttpVersion.Version20,
+            DefaultVersionPolicy = HttpVersionPolicy.RequestVersionExact,
+            Timeout = Timeout,
+        };
+
+        string[] parts = (await client.GetStringAsync("/mptcp")).Split('|');
+
+        Assert.Equal("True", parts[0]);
+        Assert.Equal("HTTP/2", parts[4]);
+    }
+
+    [Fact]
+    public async Task Https_runs_over_mptcp()
+    {
+        using X509Certificate2 certificate = SelfSigned();
+        await using WebApplication app = await StartAsync(o => o.UseHttps(certificate));
+        SocketsHttpHandler handler = MptcpHttp.CreateHandler(MptcpFallback.None);
+        handler.SslOptions = new SslClientAuthenticationOptions { RemoteCertificateValidationCallback = (_, cert, _, _) => cert?.GetCertHashString() == certificate.GetCertHashString() };
+        using var client = new HttpClient(handler) { BaseAddress = BaseUri(app, "https"), Timeout = Timeout };
+
+        string[] parts = (await client.GetStringAsync("/mptcp")).Split('|');
+
+        Assert.Equal("True", parts[0]);
+        Assert.NotEqual("00000000", parts[2]);
+    }
+
+    [Fact]
+    public async Task Options_bind_from_the_MptcpAnycast_configuration_section()
+    {
+        await using WebApplication app = await StartAsync(args: ["--MptcpAnycast:Mode=None", "--MptcpAnycast:AfterJoin=KeepBoth", "--MptcpAnycast:JoinTimeout=00:00:02"]);
+        MptcpTransportFactory factory = app.Services.GetServices<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>().OfType<MptcpTransportFactory>().Single();
+        var options = app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<MptcpAnycastOptions>>().Value;
+
+        Assert.Equal(AnnouncementMode.None, options.Mode);
+        Assert.Equal(AfterJoinPolicy.KeepBoth, options.AfterJoin);
+        Assert.Equal(TimeSpan.FromSeconds(2), options.JoinTimeout);
+        Assert.Equal(AnnouncementMode.None, factory.EffectiveMode);
+    }
+
+    [Theory]
+    [InlineData("--MptcpAnycast:UnicastAddresses:0=192.0.2.300", "UnicastAddresses")]
+    [InlineData("--MptcpAnycast:AnycastAddresses:0=anycast", "AnycastAddresses")]
+    [InlineData("--MptcpAnycast:UnicastAddresses:0=127.0.0.1:99999", "UnicastAddresses")]
+    [InlineData("--MptcpAnycast:JoinTimeout=00:00:00", "JoinTimeout")]
+    public async Task Bad_configuration_fails_start_naming_the_setting_and_binds_nothing(string arg, string setting)
+    {
+        int port = FreePort();
+        var ex = await Assert.ThrowsAsync<MptcpAnycastConfigurationException>(() => StartAsync(args: [arg], port: port));
+        Assert.Equal(setting, ex.Setting);
+
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        var refused = await Assert.ThrowsAsync<SocketException>(async () => await probe.ConnectAsync(IPAddress.Loopback, port));
+        Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
+    }
+
+    [Fact]
+    public async Task Bad_enum_in_configuration_fails_start()
+    {
+        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => StartAsync(args: ["--MptcpAnycast:Mode=Sometimes"]));
+        Assert.Contains("Sometimes", ex.Message + ex.InnerException?.Message);
+    }
+
+    [Fact]
+    public async Task Address_in_use_is_reported_as_kestrel_expects()
+    {
+        using var holder = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        holder.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        holder.Listen();
+        int port = ((IPEndPoint)holder.LocalEndPoint!).Port;
+
+        var ex = await Assert.ThrowsAnyAsync<IOException>(() => StartAsync(port: port));
+        Assert.Contains("address already in use", ex.ToString(), StringComparison.OrdinalIgnoreCase);
+    }
+
+    private static int FreePort()
+    {
+        using var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        s.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)s.LocalEndPoint!).Port;
+    }
+
+    private static X509Certificate2 SelfSigned()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest("CN=localhost", key, HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        names.AddIpAddress(IPAddress.Loopback);
+        request.CertificateExtensions.Add(names.Build());
+        using X509Certificate2 cert = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddHours(1));
+        return X509CertificateLoader.LoadPkcs12(cert.Export(X509ContentType.Pfx), null);
+    }
+}

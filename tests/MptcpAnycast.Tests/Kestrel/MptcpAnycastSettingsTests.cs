@@ -1,0 +1,135 @@
+using System.Net;
+using MptcpAnycast.Kestrel;
+using MptcpAnycast.Kestrel.Internal;
+
+namespace MptcpAnycast.Tests.Kestrel;
+
+public sealed class MptcpAnycastSettingsTests
+{
+    private static readonly IPAddress[] Host = [IPAddress.Parse("192.0.2.10"), IPAddress.Parse("2001:db8::10"), IPAddress.Parse("203.0.113.1"), IPAddress.Loopback];
+
+    private static MptcpAnycastSettings Validate(Action<MptcpAnycastOptions> configure)
+    {
+        var options = new MptcpAnycastOptions();
+        configure(options);
+        return MptcpAnycastSettings.Validate(options, Host);
+    }
+
+    [Theory]
+    [InlineData("AnycastAddresses", "not-an-address")]
+    [InlineData("AnycastAddresses", "10")]
+    [InlineData("AnycastAddresses", "192.0.2")]
+    [InlineData("AnycastAddresses", "192.0.2.300")]
+    [InlineData("AnycastAddresses", "203.0.113.1:80")]
+    [InlineData("AnycastAddresses", "[2001:db8::1]")]
+    [InlineData("AnycastAddresses", "")]
+    [InlineData("UnicastAddresses", "192.0.2.10:70000")]
+    [InlineData("UnicastAddresses", "192.0.2.10:0")]
+    [InlineData("UnicastAddresses", "192.0.2.10:-1")]
+    [InlineData("UnicastAddresses", "[2001:db8::10]:99999")]
+    [InlineData("UnicastAddresses", "2001:db8::10]:80")]
+    [InlineData("UnicastAddresses", "[192.0.2.10]:80")]
+    [InlineData("UnicastAddresses", "192.0.2.10:")]
+    [InlineData("UnicastAddresses", "unicast.example")]
+    [InlineData("UnicastAddresses", "192.0.2.99")] // not on this host
+    [InlineData("UnicastAddresses", "203.0.113.1")] // equal to the anycast address
+    public void Bad_address_settings_name_the_setting_and_the_value(string setting, string value)
+    {
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o =>
+        {
+            o.AnycastAddresses.Add(setting == "AnycastAddresses" ? value : "203.0.113.1");
+            if (setting == "UnicastAddresses")
+            {
+                o.UnicastAddresses.Add(value);
+            }
+        }));
+
+        Assert.Equal(setting, ex.Setting);
+        Assert.Equal(value, ex.Value);
+        Assert.Contains($"MptcpAnycast:{setting} = '{value}'", ex.Message);
+    }
+
+    [Fact]
+    public void Two_unicast_addresses_of_one_family_are_rejected()
+    {
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o =>
+        {
+            o.UnicastAddresses.Add("192.0.2.10");
+            o.UnicastAddresses.Add("203.0.113.1");
+        }));
+        Assert.Contains("at most one", ex.Message);
+        Assert.Equal("203.0.113.1", ex.Value);
+    }
+
+    [Theory]
+    [InlineData("00:00:00")]
+    [InlineData("-00:00:01")]
+    [InlineData("02:00:00")]
+    public void Join_timeout_out_of_range_is_rejected(string timeout)
+    {
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o => o.JoinTimeout = TimeSpan.Parse(timeout)));
+        Assert.Equal("JoinTimeout", ex.Setting);
+    }
+
+    [Fact]
+    public void Undefined_enum_values_are_rejected_by_name()
+    {
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o => o.Mode = (AnnouncementMode)42));
+        Assert.Equal("Mode", ex.Setting);
+        Assert.Contains("Userspace", ex.Message);
+    }
+
+    [Fact]
+    public void Valid_forms_parse_with_and_without_ports()
+    {
+        MptcpAnycastSettings settings = Validate(o =>
+        {
+            o.AnycastAddresses.Add(" 203.0.113.1 ");
+            o.AnycastAddresses.Add("2001:db8::1");
+            o.UnicastAddresses.Add("192.0.2.10:8443");
+            o.UnicastAddresses.Add("[2001:db8::10]:9443");
+        });
+
+        Assert.Equal([IPAddress.Parse("203.0.113.1"), IPAddress.Parse("2001:db8::1")], settings.Anycast);
+        Assert.Equal([IPEndPoint.Parse("192.0.2.10:8443"), IPEndPoint.Parse("[2001:db8::10]:9443")], settings.Unicast);
+
+        MptcpAnycastSettings bare = Validate(o => o.UnicastAddresses.Add("2001:db8::10"));
+        Assert.Equal(0, Assert.Single(bare.Unicast).Port);
+    }
+
+    [Fact]
+    public void Unassigned_unicast_is_accepted_when_explicitly_allowed()
+    {
+        MptcpAnycastSettings settings = Validate(o =>
+        {
+            o.AllowUnassignedUnicastAddresses = true;
+            o.UnicastAddresses.Add("198.51.100.7:8081");
+        });
+        Assert.Equal(IPEndPoint.Parse("198.51.100.7:8081"), Assert.Single(settings.Unicast));
+    }
+
+    [Fact]
+    public void Auto_picks_one_global_address_per_family_that_is_not_anycast()
+    {
+        MptcpAnycastSettings settings = Validate(o =>
+        {
+            o.AnycastAddresses.Add("203.0.113.1");
+            o.UnicastAddresses.Add("auto");
+        });
+
+        Assert.Equal([new IPEndPoint(IPAddress.Parse("192.0.2.10"), 0), new IPEndPoint(IPAddress.Parse("2001:db8::10"), 0)], settings.Unicast);
+    }
+
+    [Fact]
+    public void Defaults_are_what_the_docs_say()
+    {
+        var options = new MptcpAnycastOptions();
+        Assert.Equal(AnnouncementMode.Auto, options.Mode);
+        Assert.Equal(AnnounceOn.Accept, options.AnnounceOn);
+        Assert.Equal(AfterJoinPolicy.PreferUnicast, options.AfterJoin);
+        Assert.Equal(TimeSpan.FromSeconds(5), options.JoinTimeout);
+        Assert.False(options.ConfigureHost);
+        Assert.Empty(options.AnycastAddresses);
+        Assert.Empty(options.UnicastAddresses);
+    }
+}
