@@ -215,6 +215,10 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
                     _settings.Unicast.Count == 0 ? "nothing" : string.Join(", ", _settings.Unicast),
                     _settings.Anycast.Count == 0 ? "every address" : string.Join(", ", _settings.Anycast),
                     _settings.AnnounceOn, _settings.AfterJoin);
+                if (preparation.Mode == AnnouncementMode.Kernel && _settings.AfterJoin != AfterJoinPolicy.KeepBoth)
+                {
+                    MptcpAnycastLog.AfterJoinNeedsUserspace(_logger, _settings.AfterJoin);
+                }
             }
 
             return _announcer;

@@ -87,13 +87,25 @@ internal sealed class MptcpConnectionState : IMptcpConnectionFeature
     {
         try
         {
-            return MptcpSocket.GetSubflows(Socket);
+            MptcpSubflow[] subflows = MptcpSocket.GetSubflows(Socket);
+            for (int i = 0; i < subflows.Length; i++)
+            {
+                // A dual-mode socket reports IPv4 subflows as ::ffff:a.b.c.d; show them as IPv4.
+                if (subflows[i].Local.Address.IsIPv4MappedToIPv6 || subflows[i].Remote.Address.IsIPv4MappedToIPv6)
+                {
+                    subflows[i] = new MptcpSubflow(Unmap(subflows[i].Local), Unmap(subflows[i].Remote));
+                }
+            }
+
+            return subflows;
         }
         catch (ObjectDisposedException)
         {
             return [];
         }
     }
+
+    private static IPEndPoint Unmap(IPEndPoint e) => e.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(e.Address.MapToIPv4(), e.Port) : e;
 
     public MptcpConnectionInfo GetConnectionInfo()
     {

@@ -95,6 +95,13 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
         {
             state.MarkAnnounced(decision.UnicastEndPoint!, now, "announced by the kernel path manager (signal endpoint)");
             _metrics.Announcement("sent");
+
+            // The kernel announces as soon as the connection is fully established, which can be before this accept:
+            // a join reported before the token was tracked would be missed. Look at the socket once, now that it is.
+            if (MptcpSocket.GetConnectionInfo(socket).AdditionalSubflows > 0)
+            {
+                CheckJoinFromSocket(state);
+            }
         }
         else if (_settings.AnnounceOn == AnnounceOn.Accept)
         {
@@ -157,8 +164,8 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
         try
         {
             await _pipeline.ExecuteAsync(
-                static async (s, ct) => await s.Manager.AnnounceAsync(s.State.Token, s.State.Decision.AddressId, s.Target, ct).ConfigureAwait(false),
-                (Manager: _pathManager, State: state, Target: target),
+                static async (s, ct) => await s.Manager.AnnounceAsync(s.State.Token, s.State.Decision.AddressId, s.Wire, ct).ConfigureAwait(false),
+                (Manager: _pathManager, State: state, Wire: state.Decision.WireEndPoint ?? target),
                 cancellationToken).ConfigureAwait(false);
             state.MarkAnnounced(target, _time.GetUtcNow(), $"announced {target}; waiting for the client's subflow");
             _metrics.Announcement("sent");
@@ -288,7 +295,8 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
 
         _metrics.Joined(latency);
         MptcpAnycastLog.Joined(_logger, state.ConnectionId, state.Decision.UnicastEndPoint!, latency.TotalMilliseconds);
-        if (_settings.AfterJoin != AfterJoinPolicy.KeepBoth && _pathManager is not null && state.TryStartAfterJoin())
+        // Per-connection subflow commands exist only in the userspace path manager.
+        if (_settings.AfterJoin != AfterJoinPolicy.KeepBoth && _mode == AnnouncementMode.Userspace && _pathManager is not null && state.TryStartAfterJoin())
         {
             _ = ApplyAfterJoinAsync(state);
         }

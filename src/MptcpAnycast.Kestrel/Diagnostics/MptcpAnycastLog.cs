@@ -57,6 +57,9 @@ internal static partial class MptcpAnycastLog
     [LoggerMessage(17, LogLevel.Debug, "Listening for unicast joins on {EndPoint}.")]
     public static partial void JoinListener(ILogger logger, EndPoint endPoint);
 
+    [LoggerMessage(19, LogLevel.Warning, "AfterJoin = {Policy} needs per-connection subflow commands, which only the userspace path manager has; in Kernel mode both subflows stay active (KeepBoth).")]
+    public static partial void AfterJoinNeedsUserspace(ILogger logger, AfterJoinPolicy policy);
+
     [LoggerMessage(18, LogLevel.Debug, "Connection reset in the accept backlog of {EndPoint}.")]
     public static partial void ConnectionReset(ILogger logger, EndPoint endPoint);
 }

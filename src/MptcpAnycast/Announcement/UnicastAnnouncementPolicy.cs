@@ -14,7 +14,12 @@ internal enum NoAnnouncementReason
 }
 
 /// <summary>What to announce on one connection: the unicast end point and the address id, or why nothing.</summary>
-internal readonly record struct AnnouncementDecision(IPEndPoint? UnicastEndPoint, byte AddressId, NoAnnouncementReason Reason)
+/// <param name="UnicastEndPoint">Where the client's subflow will arrive (address and the port it will use).</param>
+/// <param name="AddressId">The address id in ADD_ADDR.</param>
+/// <param name="Reason">Why nothing is announced, or None.</param>
+/// <param name="WireEndPoint">What goes into ADD_ADDR: port 0 (no port field) when it is the connection's own port. An IPv6
+/// ADD_ADDR with a port (30 bytes) does not fit beside TCP timestamps in the 40-byte option space; without it, it does.</param>
+internal readonly record struct AnnouncementDecision(IPEndPoint? UnicastEndPoint, byte AddressId, NoAnnouncementReason Reason, IPEndPoint? WireEndPoint = null)
 {
     public bool ShouldAnnounce => UnicastEndPoint is not null;
 
@@ -48,6 +53,8 @@ internal sealed class UnicastAnnouncementPolicy
     private readonly IPAddress[] _anycast;
     private readonly IPEndPoint? _unicastV4;
     private readonly IPEndPoint? _unicastV6;
+    private readonly Dictionary<int, IPEndPoint> _v4ByPort = [];
+    private readonly Dictionary<int, IPEndPoint> _v6ByPort = [];
 
     public UnicastAnnouncementPolicy(IEnumerable<IPAddress> anycast, IEnumerable<IPEndPoint> unicast)
     {
@@ -107,13 +114,13 @@ internal sealed class UnicastAnnouncementPolicy
         {
             if (_unicastV4 is not null && !_unicastV4.Address.Equals(localAddress))
             {
-                return new(WithPort(_unicastV4, local.Port), IPv4AddressId, NoAnnouncementReason.None);
+                return Announce(_unicastV4, local.Port, IPv4AddressId, _v4ByPort);
             }
 
             // An IPv6 address can only be used by an IPv4 connection on a dual-stack socket.
             if (_unicastV6 is not null && socketFamily == AddressFamily.InterNetworkV6)
             {
-                return new(WithPort(_unicastV6, local.Port), IPv6AddressId, NoAnnouncementReason.None);
+                return Announce(_unicastV6, local.Port, IPv6AddressId, _v6ByPort);
             }
 
             return new(null, 0, NoAnnouncementReason.NoUnicastForFamily);
@@ -121,7 +128,7 @@ internal sealed class UnicastAnnouncementPolicy
 
         if (_unicastV6 is not null && !_unicastV6.Address.Equals(localAddress))
         {
-            return new(WithPort(_unicastV6, local.Port), IPv6AddressId, NoAnnouncementReason.None);
+            return Announce(_unicastV6, local.Port, IPv6AddressId, _v6ByPort);
         }
 
         return new(null, 0, NoAnnouncementReason.NoUnicastForFamily);
@@ -130,6 +137,27 @@ internal sealed class UnicastAnnouncementPolicy
     /// <summary>IPv4-mapped IPv6 addresses (from dual-mode sockets) compare as IPv4.</summary>
     public static IPAddress Normalize(IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
 
-    private static IPEndPoint WithPort(IPEndPoint unicast, int connectionPort)
-        => unicast.Port == 0 ? new IPEndPoint(unicast.Address, connectionPort) : unicast;
+    private static AnnouncementDecision Announce(IPEndPoint unicast, int connectionPort, byte id, Dictionary<int, IPEndPoint> cache)
+    {
+        if (unicast.Port != 0 && unicast.Port != connectionPort)
+        {
+            return new(unicast, id, NoAnnouncementReason.None, unicast);
+        }
+
+        IPEndPoint wire = unicast.Port == 0 ? unicast : new IPEndPoint(unicast.Address, 0);
+        IPEndPoint target;
+        lock (cache)
+        {
+            if (!cache.TryGetValue(connectionPort, out target!))
+            {
+                target = new IPEndPoint(unicast.Address, connectionPort);
+                if (cache.Count < 64)
+                {
+                    cache[connectionPort] = target;
+                }
+            }
+        }
+
+        return new(target, id, NoAnnouncementReason.None, wire);
+    }
 }

@@ -73,3 +73,22 @@ public sealed class UnicastAnnouncementPolicyTests
         Assert.False(policy.Decide(new IPEndPoint(IPAddress.Parse("192.0.2.10"), 80), AddressFamily.InterNetwork).ShouldAnnounce);
     }
 }
+
+public sealed class AnnouncementWireFormTests
+{
+    [Theory]
+    [InlineData("192.0.2.10:0", 443, "192.0.2.10:443", "192.0.2.10:0")]
+    [InlineData("192.0.2.10:443", 443, "192.0.2.10:443", "192.0.2.10:0")]
+    [InlineData("192.0.2.10:8443", 443, "192.0.2.10:8443", "192.0.2.10:8443")]
+    [InlineData("[2001:db8::10]:0", 443, "[2001:db8::10]:443", "[2001:db8::10]:0")]
+    public void The_port_field_is_sent_only_when_it_differs_from_the_connection_port(string unicast, int port, string target, string wire)
+    {
+        var policy = new UnicastAnnouncementPolicy([], [IPEndPoint.Parse(unicast)]);
+        IPAddress local = IPEndPoint.Parse(unicast).AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork
+            ? IPAddress.Parse("203.0.113.1")
+            : IPAddress.Parse("2001:db8:a::1");
+        AnnouncementDecision d = policy.Decide(new IPEndPoint(local, port), local.AddressFamily);
+        Assert.Equal(IPEndPoint.Parse(target), d.UnicastEndPoint);
+        Assert.Equal(IPEndPoint.Parse(wire), d.WireEndPoint);
+    }
+}

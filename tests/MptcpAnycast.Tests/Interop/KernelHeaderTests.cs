@@ -46,6 +46,12 @@ public sealed class KernelHeaderTests(ITestOutputHelper output)
         ["MptcpInfoLayout.Size"] = "offsetof(struct mptcp_info, mptcpi_last_ack_recv)",
     };
 
+    /// <summary>C expressions whose C type differs from ours: NLA_TYPE_MASK is ~(NLA_F_NESTED | NLA_F_NET_BYTEORDER), an int; we keep its u16 value.</summary>
+    private static readonly Dictionary<string, string> Casts = new()
+    {
+        ["NLA_TYPE_MASK"] = "(unsigned short)(NLA_TYPE_MASK)",
+    };
+
     public static IEnumerable<(string Name, string Expression, long Value)> MirroredValues()
     {
         IEnumerable<Type> constantClasses = typeof(MptcpConstants).Assembly.GetTypes()
@@ -54,8 +60,17 @@ public sealed class KernelHeaderTests(ITestOutputHelper output)
         {
             foreach (FieldInfo field in type.GetFields(BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly).Where(f => f.IsLiteral))
             {
-                long value = Convert.ToInt64(field.GetRawConstantValue(), System.Globalization.CultureInfo.InvariantCulture);
-                string expression = Layouts.TryGetValue(type, out Func<string, string>? layout) ? layout(field.Name) : field.Name;
+                object raw = field.GetRawConstantValue()!;
+                if (raw is string text)
+                {
+                    // A string macro ("mptcp_pm"): the compiler can check its length, not its text.
+                    yield return ($"{type.Name}.{field.Name}", $"sizeof({field.Name})", text.Length + 1);
+                    continue;
+                }
+
+                long value = Convert.ToInt64(raw, System.Globalization.CultureInfo.InvariantCulture);
+                string expression = Layouts.TryGetValue(type, out Func<string, string>? layout) ? layout(field.Name)
+                    : Casts.TryGetValue(field.Name, out string? cast) ? cast : field.Name;
                 yield return ($"{type.Name}.{field.Name}", expression, value);
             }
         }

@@ -49,7 +49,7 @@ public sealed class UnicastAnnouncerTests
         uint token = MptcpSocket.GetConnectionInfo(pair.Server).Token;
         Assert.Equal(token, state.Token);
         int port = ((IPEndPoint)pair.Server.LocalEndPoint!).Port;
-        Assert.Equal($"announce {token:x8} 1 127.0.0.2:{port}", Assert.Single(pm.Calls));
+        Assert.Equal($"announce {token:x8} 1 127.0.0.2:0", Assert.Single(pm.Calls)); // the connection's own port: no port field
         Assert.Equal(new IPEndPoint(IPAddress.Parse("127.0.0.2"), port), state.AnnouncedEndPoint);
 
         pm.Emit(new PathEvent(PathEventKind.SubflowEstablished, token, new IPEndPoint(IPAddress.Parse("127.0.0.2"), port), IPEndPoint.Parse("127.0.0.1:5555")));

@@ -1,0 +1,209 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using MptcpAnycast.Lab.Tests.Infrastructure;
+
+namespace MptcpAnycast.Lab.Tests.Transport;
+
+/// <summary>
+/// The HelloAnycast app on the MPTCP transport inside a namespace, real MPTCP clients in another: announcements,
+/// joins, fallbacks and start-up errors, as the kernel does them.
+/// </summary>
+public sealed class TransportNamespaceTests
+{
+    private const string Base = "http://203.0.113.1:8080";
+
+    private static string[] ServerArgs(string mode, params string[] extra) =>
+    [
+        "--urls", "http://[::]:8080",
+        "--MptcpAnycast:Mode", mode,
+        "--MptcpAnycast:AnycastAddresses:0", "203.0.113.1",
+        "--MptcpAnycast:AnycastAddresses:1", "2001:db8:a::1",
+        "--MptcpAnycast:UnicastAddresses:0", "192.0.2.2",
+        "--MptcpAnycast:UnicastAddresses:1", "2001:db8:1::2",
+        .. extra,
+    ];
+
+    [LabFact]
+    public async Task Userspace_mode_announces_on_accept_and_the_client_joins_the_unicast_address()
+    {
+        using var lab = new TransportLab("userspace");
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace"));
+        Assert.False(server.HasExited, server.Output);
+        using HttpClient client = lab.CreateClient();
+
+        JsonElement state = await TransportLab.WaitForStateAsync(client, Base, "Joined");
+
+        Assert.True(state.GetProperty("mptcp").GetBoolean(), state.ToString());
+        Assert.Equal("Joined", state.GetProperty("state").GetString());
+        Assert.Equal("192.0.2.2:8080", state.GetProperty("announced").GetString());
+        Assert.Contains(state.GetProperty("subflows").EnumerateArray(), s => s.GetProperty("local").GetString() == "192.0.2.2:8080");
+        Assert.Contains(state.GetProperty("subflows").EnumerateArray(), s => s.GetProperty("local").GetString() == "203.0.113.1:8080");
+        Assert.Contains("joined 192.0.2.2:8080", server.Output);
+    }
+
+    [LabFact]
+    public async Task Userspace_mode_over_ipv6_announces_the_ipv6_unicast_address()
+    {
+        using var lab = new TransportLab("userspace");
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace"));
+        using HttpClient client = lab.CreateClient();
+
+        JsonElement state = await TransportLab.WaitForStateAsync(client, "http://[2001:db8:a::1]:8080", "Joined");
+
+        Assert.Equal("Joined", state.GetProperty("state").GetString());
+        Assert.Equal("[2001:db8:1::2]:8080", state.GetProperty("announced").GetString());
+    }
+
+    [LabFact]
+    public async Task Kernel_mode_creates_its_signal_endpoint_the_client_joins_and_shutdown_removes_it()
+    {
+        using var lab = new TransportLab("kernel");
+        HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Kernel", "--MptcpAnycast:ConfigureHost", "true"));
+        try
+        {
+            Assert.False(server.HasExited, server.Output);
+            string endpoints = lab.Server.Exec("ip mptcp endpoint show");
+            Assert.Contains("192.0.2.2", endpoints);
+            Assert.Contains("signal", endpoints);
+            using HttpClient client = lab.CreateClient();
+
+            JsonElement state = await TransportLab.WaitForStateAsync(client, Base, "Joined");
+
+            Assert.Equal("Joined", state.GetProperty("state").GetString());
+            Assert.Contains("mode Kernel", server.Output);
+        }
+        finally
+        {
+            Assert.True(server.Stop(TimeSpan.FromSeconds(15)), "the server did not stop on SIGTERM");
+            server.Dispose();
+        }
+
+        Assert.DoesNotContain("192.0.2.2", lab.Server.Exec("ip mptcp endpoint show"));
+    }
+
+    [LabFact]
+    public async Task Kernel_mode_keeps_an_endpoint_it_did_not_create()
+    {
+        using var lab = new TransportLab("kernel");
+        lab.Server.Exec("ip mptcp endpoint add 192.0.2.2 signal");
+        HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Kernel", "--MptcpAnycast:ConfigureHost", "true"));
+        Assert.False(server.HasExited, server.Output);
+        server.Dispose();
+
+        Assert.Contains("192.0.2.2", lab.Server.Exec("ip mptcp endpoint show"));
+    }
+
+    [LabFact]
+    public async Task Kernel_mode_without_its_endpoint_fails_start_with_the_command_and_binds_nothing()
+    {
+        using var lab = new TransportLab("kernel");
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Kernel"));
+
+        Assert.True(server.HasExited);
+        Assert.NotEqual(0, server.ExitCode);
+        Assert.Contains("MptcpAnycast:UnicastAddresses = '192.0.2.2'", server.Output);
+        Assert.Contains("ip mptcp endpoint add 192.0.2.2", server.Output);
+        Assert.DoesNotContain(":8080", lab.Server.Exec("ss -Hltn"));
+    }
+
+    [LabFact]
+    public async Task Userspace_mode_in_a_kernel_path_manager_namespace_fails_start_with_the_fix()
+    {
+        using var lab = new TransportLab("kernel");
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace"));
+
+        Assert.True(server.HasExited);
+        Assert.Contains("MptcpAnycast:Mode = 'Userspace'", server.Output);
+        Assert.Contains("sysctl -w net.mptcp.path_manager=userspace", server.Output);
+        Assert.DoesNotContain(":8080", lab.Server.Exec("ss -Hltn"));
+    }
+
+    [LabFact]
+    public async Task Unicast_address_the_host_does_not_have_fails_start()
+    {
+        using var lab = new TransportLab("userspace");
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a",
+            "--urls", "http://[::]:8080", "--MptcpAnycast:UnicastAddresses:0", "198.51.100.99");
+
+        Assert.True(server.HasExited);
+        Assert.Contains("MptcpAnycast:UnicastAddresses = '198.51.100.99'", server.Output);
+        Assert.Contains("no interface of this host has this address", server.Output);
+    }
+
+    [LabFact]
+    public async Task On_demand_announcement_happens_only_when_the_app_asks()
+    {
+        using var lab = new TransportLab("userspace");
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace", "--MptcpAnycast:AnnounceOn", "Demand"));
+        using HttpClient client = lab.CreateClient();
+
+        JsonElement before = await TransportLab.GetStateAsync(client, Base);
+        await Task.Delay(300);
+        JsonElement stillBefore = await TransportLab.GetStateAsync(client, Base);
+        using HttpResponseMessage announce = await client.PostAsync($"{Base}/mptcp/announce", null);
+        JsonElement after = await TransportLab.WaitForStateAsync(client, Base, "Joined");
+
+        Assert.Equal("NotAnnounced", before.GetProperty("state").GetString());
+        Assert.Equal("NotAnnounced", stillBefore.GetProperty("state").GetString());
+        Assert.Equal(1, stillBefore.GetProperty("subflows").GetArrayLength());
+        Assert.True(announce.IsSuccessStatusCode);
+        Assert.Equal("Joined", after.GetProperty("state").GetString());
+        Assert.Equal(before.GetProperty("token").GetString(), after.GetProperty("token").GetString()); // same connection
+    }
+
+    [LabFact]
+    public async Task Plain_tcp_client_is_served_and_reported_as_fallback()
+    {
+        using var lab = new TransportLab("userspace");
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace"));
+        using HttpClient client = lab.CreateClient(mptcp: false);
+
+        JsonElement state = await TransportLab.GetStateAsync(client, Base);
+
+        Assert.False(state.GetProperty("mptcp").GetBoolean());
+        Assert.Equal("PlainTcpSocket", state.GetProperty("fallbackReason").GetString());
+        Assert.Equal("NotAnnounced", state.GetProperty("state").GetString());
+    }
+
+    [LabFact]
+    public async Task Client_that_ignores_add_addr_times_out_and_keeps_working()
+    {
+        using var lab = new TransportLab("userspace", clientAddAddrAccepted: 0);
+        lab.Server.Sysctl("net.mptcp.allow_join_initial_addr_port", "1"); // no C flag: a default-limits client ignores ADD_ADDR
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace", "--MptcpAnycast:JoinTimeout", "00:00:01"));
+        using HttpClient client = lab.CreateClient();
+
+        JsonElement state = await TransportLab.WaitForStateAsync(client, Base, "JoinTimedOut");
+
+        Assert.Equal("JoinTimedOut", state.GetProperty("state").GetString());
+        Assert.Contains("did not open a subflow", state.GetProperty("stateReason").GetString());
+        Assert.Equal(1, state.GetProperty("subflows").GetArrayLength());
+    }
+
+    [LabFact]
+    public async Task Another_process_mptcp_connection_in_the_namespace_gets_no_announcement()
+    {
+        using var lab = new TransportLab("userspace");
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace"));
+        using HttpClient client = lab.CreateClient();
+        Assert.Equal("Joined", (await TransportLab.WaitForStateAsync(client, Base, "Joined")).GetProperty("state").GetString());
+
+        // A second MPTCP server in the same namespace (this test process), on the anycast address too.
+        using Socket otherListener = lab.Server.Run(() => MptcpSocket.CreateListener(new IPEndPoint(TransportLab.Anycast4, 9090)));
+        using Socket otherClient = lab.Client.Run(() => MptcpSocket.Create(AddressFamily.InterNetwork));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        Task<Socket> accept = otherListener.AcceptAsync(cts.Token).AsTask();
+        await otherClient.ConnectAsync(new IPEndPoint(TransportLab.Anycast4, 9090), cts.Token);
+        using Socket otherServer = await accept;
+        await otherClient.SendAsync(new byte[] { 1 }, cts.Token);
+        await Task.Delay(1000);
+
+        MptcpConnectionInfo serverSide = MptcpSocket.GetConnectionInfo(otherServer);
+        MptcpConnectionInfo clientSide = MptcpSocket.GetConnectionInfo(otherClient);
+        Assert.True(serverSide.IsMptcp);
+        Assert.Equal(0, serverSide.AddAddrSignal);
+        Assert.Equal(0, clientSide.AddAddrAccepted);
+        Assert.Single(MptcpSocket.GetSubflows(otherServer));
+    }
+}
