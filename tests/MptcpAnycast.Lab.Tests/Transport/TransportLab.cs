@@ -19,7 +19,10 @@ public sealed class TransportLab : IDisposable
     public static readonly IPAddress Unicast6 = IPAddress.Parse("2001:db8:1::2");
     private static int s_links;
 
-    public TransportLab(string serverPathManager, int clientAddAddrAccepted = 1)
+    /// <param name="serverPathManager"><c>userspace</c> or <c>kernel</c>.</param>
+    /// <param name="clientAddAddrAccepted">The client's <c>add_addr_accepted</c> limit (0 is the kernel default).</param>
+    /// <param name="clientSubflowEndpoint">A second client address with a <c>subflow</c> endpoint (the C-flag case), or null.</param>
+    public TransportLab(string serverPathManager, int clientAddAddrAccepted = 1, string? clientSubflowEndpoint = null)
     {
         Client = new TestNamespace("cli");
         Server = new TestNamespace("srv");
@@ -36,6 +39,11 @@ public sealed class TransportLab : IDisposable
             Client.Exec($"ip addr add 192.0.2.1/24 dev {link}c && ip addr add 2001:db8:1::1/64 dev {link}c nodad && ip link set {link}c up");
             Client.Exec($"ip route add {Anycast4}/32 via {Unicast4} && ip -6 route add {Anycast6}/128 via {Unicast6}");
             Client.Exec($"ip mptcp limits set add_addr_accepted {clientAddAddrAccepted} subflows 2");
+            if (clientSubflowEndpoint is not null)
+            {
+                Client.Exec($"ip addr add {clientSubflowEndpoint}/24 dev {link}c && ip mptcp endpoint add {clientSubflowEndpoint} dev {link}c subflow");
+            }
+
             Server.Exec($"ip addr add {Unicast4}/24 dev {link}s && ip addr add {Unicast6}/64 dev {link}s nodad && ip link set {link}s up");
             Server.Exec($"ip addr add {Anycast4}/32 dev lo && ip addr add {Anycast6}/128 dev lo nodad");
             Server.Sysctl("net.mptcp.path_manager", serverPathManager);

@@ -206,4 +206,36 @@ public sealed class TransportNamespaceTests
         Assert.Equal(0, clientSide.AddAddrAccepted);
         Assert.Single(MptcpSocket.GetSubflows(otherServer));
     }
+
+    [LabFact]
+    public async Task Default_limits_client_with_a_subflow_endpoint_joins_an_announcement_made_late_on_demand()
+    {
+        // The C-flag case: the client accepts one ADD_ADDR despite add_addr_accepted 0, and opens the subflow from its
+        // 'subflow' endpoint. Measured on Linux 6.18: also when the ADD_ADDR comes seconds after the handshake.
+        using var lab = new TransportLab("userspace", clientAddAddrAccepted: 0, clientSubflowEndpoint: "192.0.2.11");
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace", "--MptcpAnycast:AnnounceOn", "Demand"));
+        using HttpClient client = lab.CreateClient();
+
+        JsonElement before = await TransportLab.GetStateAsync(client, Base);
+        await Task.Delay(2000);
+        using HttpResponseMessage announce = await client.PostAsync($"{Base}/mptcp/announce", null);
+        JsonElement after = await TransportLab.WaitForStateAsync(client, Base, "Joined");
+
+        Assert.Equal("NotAnnounced", before.GetProperty("state").GetString());
+        Assert.Equal("Joined", after.GetProperty("state").GetString());
+        Assert.Contains(after.GetProperty("subflows").EnumerateArray(), s => s.GetProperty("remote").GetString()!.StartsWith("192.0.2.11:", StringComparison.Ordinal));
+    }
+
+    [LabFact]
+    public async Task Default_limits_client_with_one_address_never_joins_even_with_the_c_flag()
+    {
+        using var lab = new TransportLab("userspace", clientAddAddrAccepted: 0);
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace", "--MptcpAnycast:JoinTimeout", "00:00:01"));
+        using HttpClient client = lab.CreateClient();
+
+        JsonElement state = await TransportLab.WaitForStateAsync(client, Base, "JoinTimedOut");
+
+        Assert.Equal("JoinTimedOut", state.GetProperty("state").GetString());
+        Assert.Equal(1, state.GetProperty("addAddrSignal").GetInt32());
+    }
 }
