@@ -5,7 +5,37 @@ using MptcpAnycast.Kestrel;
 // HelloAnycast: the smallest ASP.NET Core app on the MPTCP anycast transport.
 // Run: dotnet run --project examples/HelloAnycast -- --urls http://0.0.0.0:8080 --MptcpAnycast:UnicastAddresses:0=192.0.2.10
 WebApplicationBuilder builder = WebApplication.CreateBuilder(args);
-builder.WebHost.UseMptcpAnycast();
+
+// --Transport anycast (default): the MptcpAnycast transport. The other two exist for the load comparison in
+// benchmarks/: "sockets" is Kestrel's own TCP transport, "mptcp-listen" is Kestrel's transport with a bare MPTCP
+// listen socket (nothing announced): the floor that the kernel's MPTCP sets.
+string transport = builder.Configuration["Transport"] ?? "anycast";
+switch (transport)
+{
+    case "anycast":
+        builder.WebHost.UseMptcpAnycast();
+        break;
+    case "mptcp-listen":
+        builder.WebHost.UseSockets(o => o.CreateBoundListenSocket = endPoint =>
+        {
+            var ip = (System.Net.IPEndPoint)endPoint;
+            System.Net.Sockets.Socket socket = MptcpSocket.Create(ip.AddressFamily);
+            if (ip.Address.Equals(System.Net.IPAddress.IPv6Any))
+            {
+                socket.DualMode = true;
+            }
+
+            socket.Bind(ip);
+            return socket;
+        });
+        break;
+    case "sockets":
+        break;
+    default:
+        Console.Error.WriteLine($"--Transport must be anycast, mptcp-listen or sockets (got '{transport}')");
+        return 2;
+}
+
 WebApplication app = builder.Build();
 
 string pop = app.Configuration["Pop"] ?? Environment.MachineName;
@@ -82,6 +112,7 @@ app.MapGet("/stream", async (double? seconds, long? rate, HttpContext context) =
 });
 
 app.Run();
+return 0;
 
 /// <summary>The deterministic body of /bytes and /stream: byte i is i mod 251, so a lost or repeated chunk shows.</summary>
 internal static class StreamPattern

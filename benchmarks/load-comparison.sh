@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Load comparison: HelloAnycast's GET / served by
+#   (a) sockets       Kestrel's default TCP transport, plain wrk
+#   (b) mptcp-listen  Kestrel with a bare MPTCP listen socket (nothing announced): the kernel's MPTCP floor
+#   (c) userspace     MptcpAnycast, Userspace mode: one announcement per connection (client does not join)
+#   (c+) userspace-join  the same, with a client that joins every connection's unicast address
+#   (d) kernel        MptcpAnycast, Kernel mode (signal endpoint; client does not join)
+# (b)-(d) are driven by 'mptcpize run wrk'. Keep-alive and churn ("Connection: close"), alternating the
+# variants round by round; prints medians and ratios against (b).
+#
+# Usage (root): benchmarks/load-comparison.sh [--rounds N] [--duration SECONDS] [--connections C] [--threads T]
+# Needs: wrk, mptcpize (apt-get install wrk mptcpize), the .NET SDK. Bounded: rounds x variants x 2 x duration.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=5 DURATION=4 CONNS=32 THREADS=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rounds) ROUNDS="$2"; shift 2 ;;
+        --duration) DURATION="$2"; shift 2 ;;
+        --connections) CONNS="$2"; shift 2 ;;
+        --threads) THREADS="$2"; shift 2 ;;
+        *) echo "usage: $0 [--rounds N] [--duration SECONDS] [--connections C] [--threads T]" >&2; exit 2 ;;
+    esac
+done
+for n in "$ROUNDS" "$DURATION" "$CONNS" "$THREADS"; do
+    [[ "$n" =~ ^[0-9]+$ && "$n" -ge 1 && "$n" -le 1000 ]] || { echo "$0: numbers must be 1..1000 (got '$n')" >&2; exit 2; }
+done
+[ "$(id -u)" -eq 0 ] || { echo "$0: needs root (network namespaces)" >&2; exit 1; }
+command -v wrk >/dev/null && command -v mptcpize >/dev/null || { echo "$0: apt-get install wrk mptcpize" >&2; exit 1; }
+
+ANYCAST=203.0.113.1 UNICAST=192.0.2.2
+PREFIX="mpab$$"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    for ns in u j k; do ip netns del "$PREFIX$ns" 2>/dev/null || true; done
+}
+trap cleanup EXIT INT TERM
+
+dotnet build -c Release -v q -nologo examples/HelloAnycast >/dev/null
+APP=examples/HelloAnycast/bin/Release/net10.0/HelloAnycast.dll
+
+make_ns() { # name path_manager add_addr_accepted
+    local ns="$PREFIX$1"
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add "$ANYCAST/32" dev lo
+    ip -n "$ns" addr add "$UNICAST/32" dev lo
+    ip netns exec "$ns" sysctl -qw net.mptcp.path_manager="$2" net.mptcp.allow_join_initial_addr_port=0
+    ip -n "$ns" mptcp limits set subflows 2 add_addr_accepted "$3"
+}
+make_ns u userspace 0
+make_ns j userspace 1
+make_ns k kernel 0
+ip -n "${PREFIX}k" mptcp endpoint add "$UNICAST" dev lo signal
+
+declare -A NS PORT ARGS WRAP
+add_variant() { # name ns port wrap args...
+    local name="$1"; NS[$name]="$PREFIX$2"; PORT[$name]="$3"; WRAP[$name]="$4"; shift 4; ARGS[$name]="$*"
+}
+COMMON="--MptcpAnycast:AnycastAddresses:0=$ANYCAST --MptcpAnycast:UnicastAddresses:0=$UNICAST --Logging:LogLevel:Default=Warning"
+add_variant sockets        u 18001 ""              --Transport sockets
+add_variant mptcp-listen   u 18002 "mptcpize run"  --Transport mptcp-listen
+add_variant userspace      u 18003 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Userspace $COMMON
+add_variant userspace-join j 18004 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Userspace $COMMON
+add_variant kernel         k 18005 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Kernel $COMMON
+VARIANTS=(sockets mptcp-listen userspace userspace-join kernel)
+
+for v in "${VARIANTS[@]}"; do
+    # shellcheck disable=SC2086
+    ip netns exec "${NS[$v]}" dotnet "$APP" --urls "http://$ANYCAST:${PORT[$v]}" ${ARGS[$v]} >"/tmp/$PREFIX-$v.log" 2>&1 &
+    PIDS+=($!)
+done
+for v in "${VARIANTS[@]}"; do
+    for _ in $(seq 1 100); do
+        ip netns exec "${NS[$v]}" curl -sf "http://$ANYCAST:${PORT[$v]}/" >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    ip netns exec "${NS[$v]}" curl -sf "http://$ANYCAST:${PORT[$v]}/" >/dev/null || { echo "server $v did not start:"; cat "/tmp/$PREFIX-$v.log"; exit 1; }
+done
+
+run_wrk() { # variant mode -> requests/sec
+    local v="$1" mode="$2" header=()
+    [ "$mode" = churn ] && header=(-H "Connection: close")
+    # shellcheck disable=SC2086
+    timeout $((DURATION + 20)) ip netns exec "${NS[$v]}" ${WRAP[$v]} wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "${header[@]}" \
+        "http://$ANYCAST:${PORT[$v]}/" 2>&1 | awk '/Requests\/sec/ { print $2 }'
+}
+
+echo "warming up ..." >&2
+for v in "${VARIANTS[@]}"; do run_wrk "$v" keepalive >/dev/null; run_wrk "$v" churn >/dev/null; done
+
+declare -A RESULTS
+for r in $(seq 1 "$ROUNDS"); do
+    # alternate the order each round so that no variant always runs first
+    if [ $((r % 2)) -eq 0 ]; then order=("${VARIANTS[@]}"); else order=(); for ((i=${#VARIANTS[@]}-1; i>=0; i--)); do order+=("${VARIANTS[$i]}"); done; fi
+    for v in "${order[@]}"; do
+        for mode in keepalive churn; do
+            rps=$(run_wrk "$v" "$mode")
+            RESULTS[$v,$mode]="${RESULTS[$v,$mode]:-} ${rps:-0}"
+            echo "round $r $v $mode ${rps:-0}" >&2
+        done
+    done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+printf "\nwrk -t%s -c%s -d%ss, %s rounds, medians (requests/s); ratio = variant / mptcp-listen\n" "$THREADS" "$CONNS" "$DURATION" "$ROUNDS"
+printf "%-16s %12s %8s %12s %8s\n" variant keep-alive ratio churn ratio
+bk=$(echo "${RESULTS[mptcp-listen,keepalive]}" | median); bc=$(echo "${RESULTS[mptcp-listen,churn]}" | median)
+for v in "${VARIANTS[@]}"; do
+    k=$(echo "${RESULTS[$v,keepalive]}" | median); c=$(echo "${RESULTS[$v,churn]}" | median)
+    printf "%-16s %12.0f %8.3f %12.0f %8.3f\n" "$v" "$k" "$(echo "$k $bk" | awk '{ print $1 / $2 }')" "$c" "$(echo "$c $bc" | awk '{ print $1 / $2 }')"
+done
