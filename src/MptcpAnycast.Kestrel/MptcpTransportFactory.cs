@@ -239,7 +239,7 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
 
         if (_preparation is { EndpointOwner: KernelPathManager owner, CreatedEndpoints.Count: > 0 })
         {
-            await HostPreparation.RemoveEndpointsAsync(owner, _preparation.CreatedEndpoints, _logger).ConfigureAwait(false);
+            await HostPreparation.CleanUpAsync(owner, _preparation.CreatedEndpoints, _logger).ConfigureAwait(false);
         }
 
         if (_announcer is not null)

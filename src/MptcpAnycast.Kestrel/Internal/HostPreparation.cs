@@ -132,8 +132,14 @@ internal sealed class HostPreparation
         }
 
         var created = new List<MptcpEndpoint>();
+        var ledger = new EndpointLedger();
         try
         {
+            if (settings.ConfigureHost)
+            {
+                await RemoveLeftoversAsync(manager, ledger, logger, cancellationToken).ConfigureAwait(false);
+            }
+
             IReadOnlyList<MptcpEndpoint> endpoints = await manager.Client.GetEndpointsAsync(cancellationToken).ConfigureAwait(false);
             foreach (IPEndPoint unicast in settings.Unicast)
             {
@@ -160,18 +166,19 @@ internal sealed class HostPreparation
                 var endpoint = new MptcpEndpoint(0, unicast.Address, unicast.Port, MptcpEndpointFlags.Signal, InterfaceIndexOf(unicast.Address));
                 byte id = await manager.Client.AddEndpointAsync(endpoint, cancellationToken).ConfigureAwait(false);
                 created.Add(endpoint with { Id = id });
+                ledger.Record(created, Environment.ProcessId);
                 MptcpAnycastLog.EndpointCreated(logger, Show(unicast), id);
             }
         }
         catch (Exception ex) when (ex is not MptcpAnycastConfigurationException)
         {
-            await RemoveEndpointsAsync(manager, created, logger).ConfigureAwait(false);
+            await CleanUpAsync(manager, created, logger).ConfigureAwait(false);
             await manager.DisposeAsync().ConfigureAwait(false);
             throw new MptcpAnycastConfigurationException(nameof(MptcpAnycastOptions.Mode), "Kernel", $"cannot set up the kernel endpoints: {ex.Message}", ex);
         }
         catch
         {
-            await RemoveEndpointsAsync(manager, created, logger).ConfigureAwait(false);
+            await CleanUpAsync(manager, created, logger).ConfigureAwait(false);
             await manager.DisposeAsync().ConfigureAwait(false);
             throw;
         }
@@ -191,6 +198,28 @@ internal sealed class HostPreparation
         };
     }
 
+    /// <summary>
+    /// Removes endpoints that a crashed earlier process of this namespace created and recorded, when they are still
+    /// there unchanged (same id, address and port): an endpoint someone re-created since is left alone.
+    /// </summary>
+    private static async Task RemoveLeftoversAsync(KernelPathManager manager, EndpointLedger ledger, ILogger logger, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<(int Pid, string File, IReadOnlyList<MptcpEndpoint> Endpoints)> leftovers = ledger.FindLeftovers();
+        if (leftovers.Count == 0)
+        {
+            return;
+        }
+
+        IReadOnlyList<MptcpEndpoint> present = await manager.Client.GetEndpointsAsync(cancellationToken).ConfigureAwait(false);
+        foreach ((int pid, string file, IReadOnlyList<MptcpEndpoint> recorded) in leftovers)
+        {
+            var stale = recorded.Where(r => present.Any(p => p.Id == r.Id && p.Address.Equals(r.Address) && p.Port == r.Port)).ToList();
+            await RemoveEndpointsAsync(manager, stale, logger).ConfigureAwait(false);
+            MptcpAnycastLog.LeftoversRemoved(logger, stale.Count, pid);
+            EndpointLedger.Forget(file);
+        }
+    }
+
     /// <summary>Removes the endpoints this process created; used at shutdown and when start-up fails half-way.</summary>
     public static async Task RemoveEndpointsAsync(KernelPathManager manager, IReadOnlyList<MptcpEndpoint> endpoints, ILogger logger)
     {
@@ -206,6 +235,13 @@ internal sealed class HostPreparation
                 MptcpAnycastLog.PathManagerUnavailable(logger, ex);
             }
         }
+    }
+
+    /// <summary>At shutdown: remove what this process created and its ledger file.</summary>
+    public static async Task CleanUpAsync(KernelPathManager manager, IReadOnlyList<MptcpEndpoint> endpoints, ILogger logger)
+    {
+        await RemoveEndpointsAsync(manager, endpoints, logger).ConfigureAwait(false);
+        new EndpointLedger().Record([], Environment.ProcessId);
     }
 
     internal static string EndpointCommand(IPEndPoint unicast)

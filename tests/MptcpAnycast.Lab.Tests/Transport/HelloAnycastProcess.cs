@@ -87,6 +87,13 @@ public sealed class HelloAnycastProcess : IDisposable
         return _process.WaitForExit(timeout);
     }
 
+    /// <summary>Kills the app (SIGKILL: a crash, no shutdown code runs).</summary>
+    public void Kill()
+    {
+        _process.Kill(entireProcessTree: true);
+        _process.WaitForExit(10_000);
+    }
+
     public void Dispose()
     {
         if (!Stop(TimeSpan.FromSeconds(10)))

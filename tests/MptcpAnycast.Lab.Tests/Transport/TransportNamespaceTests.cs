@@ -238,4 +238,23 @@ public sealed class TransportNamespaceTests
         Assert.Equal("JoinTimedOut", state.GetProperty("state").GetString());
         Assert.Equal(1, state.GetProperty("addAddrSignal").GetInt32());
     }
+
+    [LabFact]
+    public async Task Endpoint_left_by_a_crashed_server_is_removed_at_the_next_start()
+    {
+        using var lab = new TransportLab("kernel");
+        HelloAnycastProcess crashed = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Kernel", "--MptcpAnycast:ConfigureHost", "true"));
+        Assert.Contains("192.0.2.2", lab.Server.Exec("ip mptcp endpoint show"));
+        crashed.Kill();
+        Assert.Contains("192.0.2.2", lab.Server.Exec("ip mptcp endpoint show")); // left behind
+
+        HelloAnycastProcess next = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Kernel", "--MptcpAnycast:ConfigureHost", "true"));
+        Assert.False(next.HasExited, next.Output);
+        Assert.Contains("left behind by process", next.Output);
+        Assert.Single(lab.Server.Exec("ip mptcp endpoint show").Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("192.0.2.2"));
+        Assert.True(next.Stop(TimeSpan.FromSeconds(15)));
+        next.Dispose();
+
+        Assert.DoesNotContain("192.0.2.2", lab.Server.Exec("ip mptcp endpoint show"));
+    }
 }
