@@ -26,6 +26,8 @@ public sealed class HelloAnycastProcess : IDisposable
 
     public bool HasExited => _process.HasExited;
 
+    public int Pid => _process.Id;
+
     public int ExitCode => _process.ExitCode;
 
     public static string AppPath
@@ -49,7 +51,14 @@ public sealed class HelloAnycastProcess : IDisposable
     }
 
     /// <summary>Starts the app in <paramref name="namespaceName"/>; returns once it listens (or has exited: check <see cref="HasExited"/>).</summary>
-    public static async Task<HelloAnycastProcess> StartAsync(string namespaceName, string pop, params string[] args)
+    public static Task<HelloAnycastProcess> StartAsync(string namespaceName, string pop, params string[] args)
+        => StartAsync(namespaceName, pop, [], args);
+
+    /// <param name="namespaceName">Where to run.</param>
+    /// <param name="pop">The POP name the app reports.</param>
+    /// <param name="wrapper">A command that runs the app, such as <c>setpriv</c> with its options.</param>
+    /// <param name="args">The app's own arguments.</param>
+    public static async Task<HelloAnycastProcess> StartAsync(string namespaceName, string pop, string[] wrapper, string[] args)
     {
         var psi = new ProcessStartInfo("ip")
         {
@@ -57,13 +66,15 @@ public sealed class HelloAnycastProcess : IDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (string a in new[] { "netns", "exec", namespaceName, "dotnet", AppPath, "--Pop", pop, "--Logging:LogLevel:MptcpAnycast", "Debug", "--Logging:Console:FormatterName", "simple" }.Concat(args))
+        foreach (string a in new[] { "netns", "exec", namespaceName }.Concat(wrapper).Concat(new[] { "dotnet", AppPath, "--Pop", pop, "--Logging:LogLevel:MptcpAnycast", "Debug", "--Logging:Console:FormatterName", "simple" }).Concat(args))
         {
             psi.ArgumentList.Add(a);
         }
 
         psi.Environment["DOTNET_NOLOGO"] = "1";
         psi.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
+        psi.Environment["DOTNET_CLI_HOME"] = Path.GetTempPath();
+        psi.Environment["HOME"] = Path.GetTempPath();
         var process = new HelloAnycastProcess(Process.Start(psi)!);
         Task finished = await Task.WhenAny(process._listening.Task, Task.Delay(TimeSpan.FromSeconds(60)));
         if (finished != process._listening.Task)

@@ -257,4 +257,45 @@ public sealed class TransportNamespaceTests
 
         Assert.DoesNotContain("192.0.2.2", lab.Server.Exec("ip mptcp endpoint show"));
     }
+
+    private static readonly string[] NobodyWithNetAdmin =
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+net_admin", "--ambient-caps=+net_admin", "--"];
+
+    private static readonly string[] NobodyWithoutCapabilities =
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"];
+
+    [LabFact]
+    public async Task An_ordinary_user_with_only_cap_net_admin_announces_and_the_client_joins()
+    {
+        using var lab = new TransportLab("userspace");
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", NobodyWithNetAdmin, ServerArgs("Userspace"));
+        Assert.False(server.HasExited, server.Output);
+        string status = File.ReadAllText($"/proc/{server.Pid}/status");
+        Assert.Contains("Uid:\t65534", status);
+        Assert.Matches(@"CapEff:\s+0000000000001000", status); // CAP_NET_ADMIN (bit 12) and nothing else
+        using HttpClient client = lab.CreateClient();
+
+        JsonElement state = await TransportLab.WaitForStateAsync(client, Base, "Joined");
+
+        Assert.Equal("Joined", state.GetProperty("state").GetString());
+    }
+
+    [LabFact]
+    public async Task Without_cap_net_admin_the_server_says_so_once_and_serves_single_path()
+    {
+        using var lab = new TransportLab("userspace");
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", NobodyWithoutCapabilities, ServerArgs("Userspace"));
+        Assert.False(server.HasExited, server.Output);
+        using HttpClient client = lab.CreateClient();
+
+        JsonElement first = await TransportLab.GetStateAsync(client, Base);
+        using HttpClient second = lab.CreateClient();
+        JsonElement other = await TransportLab.GetStateAsync(second, Base);
+
+        Assert.True(first.GetProperty("mptcp").GetBoolean());
+        Assert.Equal("Failed", first.GetProperty("state").GetString());
+        Assert.Contains("CAP_NET_ADMIN", first.GetProperty("stateReason").GetString());
+        Assert.Equal("Failed", other.GetProperty("state").GetString());
+        Assert.Single(server.Output.Split('\n'), l => l.Contains("No CAP_NET_ADMIN", StringComparison.Ordinal));
+    }
 }
