@@ -47,22 +47,30 @@ public sealed class PathManagerClientLabTests
         using var listener = lab.Listen(new IPEndPoint(IPAddress.Any, 5000));
 
         // 1. No subscriber: ANNOUNCE succeeds, the client accepts the address and joins, the server refuses the join.
-        PathManagerClient bare = await lab.Server.Run(() => PathManagerClient.OpenAsync(
-            new PathManagerClientSettings { HoldEventSubscription = false }, CancellationToken.None)).WaitAsync(Timeout);
-        using (PathManagerLab.Connection first = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000)))
+        //    Another process on the host may hold a subscription for a while (it hides the trap): try a few times.
+        await using (PathManagerClient bare = await lab.Server.Run(() => PathManagerClient.OpenAsync(
+            new PathManagerClientSettings { HoldEventSubscription = false }, CancellationToken.None)).WaitAsync(Timeout))
         {
-            await using (bare)
+            bool rejected = false;
+            for (int attempt = 0; attempt < 8 && !rejected; attempt++)
             {
+                if (attempt > 0)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(3));
+                }
+
+                long rejectedBefore = PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected");
+                using PathManagerLab.Connection first = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
                 await bare.AnnounceAsync(first.ServerToken, 1, new IPEndPoint(PathManagerLab.Unicast, 0)).WaitAsync(Timeout);
                 Assert.False(bare.IsSubscribedToEvents);
                 Assert.True(await EventWaiting.EventuallyAsync(() => MptcpSocket.GetConnectionInfo(first.Client).AddAddrAccepted == 1, Timeout));
                 Assert.True(await EventWaiting.EventuallyAsync(
-                    () => PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected") == 1 || MptcpSocket.GetSubflows(first.Server).Length > 1, Timeout));
-                Assert.True(MptcpSocket.GetSubflows(first.Server).Length == 1,
-                    "the join was accepted without a subscriber here: some other socket on this host subscribes to mptcp_pm_events "
-                    + "(the kernel checks host-wide), e.g. 'ip mptcp monitor' or another lab run");
-                Assert.Equal(1, PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected"));
+                    () => PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected") > rejectedBefore || MptcpSocket.GetSubflows(first.Server).Length > 1, Timeout));
+                rejected = MptcpSocket.GetSubflows(first.Server).Length == 1;
             }
+
+            Assert.True(rejected, "every join was accepted without a subscriber here: some other socket on this host keeps subscribing to "
+                + "mptcp_pm_events (the kernel checks host-wide), e.g. 'ip mptcp monitor' or another lab run");
         }
 
         // 2. The same through a default client: it holds the subscription, so the join is kept.
@@ -71,9 +79,10 @@ public sealed class PathManagerClientLabTests
         await holding.AnnounceAsync(second.ServerToken, 1, new IPEndPoint(PathManagerLab.Unicast, 0)).WaitAsync(Timeout);
         Assert.True(holding.IsSubscribedToEvents);
         Assert.True(await EventWaiting.EventuallyAsync(() => MptcpSocket.GetSubflows(second.Server).Length == 2, Timeout));
+        long rejectedSoFar = PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected");
         await Task.Delay(500);
         Assert.Equal(2, MptcpSocket.GetSubflows(second.Server).Length);
-        Assert.Equal(1, PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected"));
+        Assert.Equal(rejectedSoFar, PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected"));
     }
 
     [LabFact]
