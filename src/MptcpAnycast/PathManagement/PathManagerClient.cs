@@ -30,6 +30,11 @@ namespace MptcpAnycast.PathManagement;
 /// and stays subscribed, draining events nobody reads, until it is disposed. Keep the client open for as long as
 /// the announced connections should accept joins.
 /// </para>
+/// <para>
+/// The kernel's check is host-wide (netlink keeps one listener bitmap for all namespaces): any subscriber anywhere on the
+/// host, such as an <c>ip mptcp monitor</c> left running, hides the trap. Do not rely on that: the client's own
+/// subscription is what makes joins work in production.
+/// </para>
 /// </remarks>
 public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 {
