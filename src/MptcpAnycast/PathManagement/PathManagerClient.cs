@@ -96,6 +96,8 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 
     private delegate int Encoder<TState>(Span<byte> buffer, ushort familyId, uint sequence, TState state);
 
+    private delegate void DatagramHandler(PathManagerClient client, ReadOnlySpan<byte> datagram);
+
     /// <summary>How long a command waits for the kernel's answer before it fails with <c>ETIMEDOUT</c>. Default 10 seconds.</summary>
     public TimeSpan CommandTimeout { get; set; }
 
@@ -472,7 +474,12 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 
     private static int ErrnoOf(SocketException ex) => ex.NativeErrorCode is > 0 and < 4096 ? ex.NativeErrorCode : EIO;
 
-    private async Task ReceiveRepliesAsync()
+    private Task ReceiveRepliesAsync() => ReceiveLoopAsync(_commands,
+        static (c, datagram) => c.DispatchReplies(datagram),
+        static _ => { }); // replies were lost; their commands time out
+
+    /// <summary>Reads datagrams until the client is disposed; <c>ENOBUFS</c> (the kernel dropped messages) is reported and survived.</summary>
+    private async Task ReceiveLoopAsync(NetlinkSocket socket, DatagramHandler handle, Action<PathManagerClient> onOverflow)
     {
         byte[] buffer = new byte[ReceiveBufferSize];
         while (!_shutdown.IsCancellationRequested)
@@ -480,18 +487,19 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
             int received;
             try
             {
-                received = await _commands.Socket.ReceiveAsync(buffer, SocketFlags.None, _shutdown.Token).ConfigureAwait(false);
+                received = await socket.Socket.ReceiveAsync(buffer, SocketFlags.None, _shutdown.Token).ConfigureAwait(false);
             }
             catch (SocketException ex) when (ex.SocketErrorCode == SocketError.NoBufferSpaceAvailable)
             {
-                continue; // replies were lost; their commands time out
+                onOverflow(this);
+                continue;
             }
             catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException)
             {
                 break;
             }
 
-            DispatchReplies(buffer.AsSpan(0, received));
+            handle(this, buffer.AsSpan(0, received));
         }
     }
 
@@ -514,31 +522,15 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         }
     }
 
-    private async Task ReceiveEventsAsync()
+    private Task ReceiveEventsAsync() => ReceiveLoopAsync(_events,
+        static (c, datagram) => c.PublishEvents(datagram),
+        static c => c.ReportLoss());
+
+    private void ReportLoss()
     {
-        byte[] buffer = new byte[ReceiveBufferSize];
-        while (!_shutdown.IsCancellationRequested)
+        foreach (PathManagerEventSubscription subscriber in _subscribers)
         {
-            int received;
-            try
-            {
-                received = await _events.Socket.ReceiveAsync(buffer, SocketFlags.None, _shutdown.Token).ConfigureAwait(false);
-            }
-            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.NoBufferSpaceAvailable)
-            {
-                foreach (PathManagerEventSubscription subscriber in _subscribers)
-                {
-                    subscriber.ReportLoss();
-                }
-
-                continue;
-            }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException)
-            {
-                break;
-            }
-
-            PublishEvents(buffer.AsSpan(0, received));
+            subscriber.ReportLoss();
         }
     }
 
@@ -569,10 +561,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         }
         catch (NetlinkFormatException)
         {
-            foreach (PathManagerEventSubscription subscriber in subscribers)
-            {
-                subscriber.ReportLoss();
-            }
+            ReportLoss(); // the rest of the datagram cannot be framed
         }
     }
 

@@ -75,11 +75,9 @@ public sealed class KernelPathManagerLabTests
         PathManagerEvent listening = await events.WaitForAsync(e => e.Type == PathManagerEventType.ListenerCreated, Timeout);
         Assert.Equal(new IPEndPoint(IPAddress.Loopback, port), listening.Source);
 
-        using Socket client = ns.Run(() => MptcpSocket.Create(AddressFamily.InterNetwork));
-        using var cts = new CancellationTokenSource(Timeout);
-        Task<Socket> accept = listener.AcceptAsync(cts.Token).AsTask();
-        await client.ConnectAsync(listener.LocalEndPoint!, cts.Token);
-        using Socket server = await accept.WaitAsync(cts.Token);
+        (Socket client, Socket server) = await ConnectAsync(ns, listener);
+        using Socket ownedClient = client; // closed early below; disposing twice is harmless
+        using Socket ownedServer = server;
         uint serverToken = MptcpSocket.GetConnectionInfo(server).Token;
 
         PathManagerEvent created = await events.WaitForAsync(e => e.Type == PathManagerEventType.Created && e.ServerSide == true, Timeout);
@@ -109,13 +107,13 @@ public sealed class KernelPathManagerLabTests
 
         // Still working: a fresh connection is reported.
         using Socket listener = ns.Run(() => MptcpSocket.CreateListener(new IPEndPoint(IPAddress.Loopback, 0)));
-        using Socket client = ns.Run(() => MptcpSocket.Create(AddressFamily.InterNetwork));
-        using var cts = new CancellationTokenSource(Timeout);
-        Task<Socket> accept = listener.AcceptAsync(cts.Token).AsTask();
-        await client.ConnectAsync(listener.LocalEndPoint!, cts.Token);
-        using Socket server = await accept.WaitAsync(cts.Token);
-        uint token = MptcpSocket.GetConnectionInfo(server).Token;
-        await events.WaitForAsync(e => e.Token == token && e.Type is PathManagerEventType.Created or PathManagerEventType.Established, Timeout);
+        (Socket client, Socket server) = await ConnectAsync(ns, listener);
+        using (client)
+        using (server)
+        {
+            uint token = MptcpSocket.GetConnectionInfo(server).Token;
+            await events.WaitForAsync(e => e.Token == token && e.Type is PathManagerEventType.Created or PathManagerEventType.Established, Timeout);
+        }
     }
 
     [LabFact]
@@ -144,6 +142,15 @@ public sealed class KernelPathManagerLabTests
         Assert.Equal(PathManagerEventType.EventsLost, next.Type);
         Assert.Equal(PathManagerEventType.ListenerCreated, (await slow.WaitForAsync(_ => true, Timeout)).Type);
         Assert.True(fast.TryRead(out _));
+    }
+
+    private static async Task<(Socket Client, Socket Server)> ConnectAsync(TestNamespace ns, Socket listener)
+    {
+        Socket client = ns.Run(() => MptcpSocket.Create(AddressFamily.InterNetwork));
+        using var cts = new CancellationTokenSource(Timeout);
+        Task<Socket> accept = listener.AcceptAsync(cts.Token).AsTask();
+        await client.ConnectAsync(listener.LocalEndPoint!, cts.Token);
+        return (client, await accept.WaitAsync(cts.Token));
     }
 
     /// <summary>Opens and closes <paramref name="connections"/> MPTCP connections on loopback as fast as it can.</summary>

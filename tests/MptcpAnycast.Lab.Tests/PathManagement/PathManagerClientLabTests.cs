@@ -13,10 +13,9 @@ public sealed class PathManagerClientLabTests
     public async Task Announce_reaches_the_client_which_joins_and_the_server_sees_the_subflow()
     {
         using var lab = new PathManagerLab();
-        await using PathManagerClient serverPm = lab.Server.Run(PathManagerClient.Open);
-        await using PathManagerClient clientPm = lab.Client.Run(PathManagerClient.Open);
-        await using PathManagerEventSubscription serverEvents = serverPm.SubscribeEvents();
-        await using PathManagerEventSubscription clientEvents = clientPm.SubscribeEvents();
+        await using PathManagerLab.Watchers pm = lab.Watch();
+        (PathManagerClient serverPm, PathManagerEventSubscription serverEvents, PathManagerEventSubscription clientEvents) =
+            (pm.ServerClient, pm.ServerEvents, pm.ClientEvents);
         using var listener = lab.Listen(new IPEndPoint(IPAddress.Any, 5000));
         using PathManagerLab.Connection connection = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
         uint token = connection.ServerToken;
@@ -89,10 +88,9 @@ public sealed class PathManagerClientLabTests
     public async Task Announced_port_travels_in_the_right_byte_order_and_the_join_lands_on_that_port()
     {
         using var lab = new PathManagerLab();
-        await using PathManagerClient serverPm = lab.Server.Run(PathManagerClient.Open);
-        await using PathManagerClient clientPm = lab.Client.Run(PathManagerClient.Open);
-        await using PathManagerEventSubscription serverEvents = serverPm.SubscribeEvents();
-        await using PathManagerEventSubscription clientEvents = clientPm.SubscribeEvents();
+        await using PathManagerLab.Watchers pm = lab.Watch();
+        (PathManagerClient serverPm, PathManagerEventSubscription serverEvents, PathManagerEventSubscription clientEvents) =
+            (pm.ServerClient, pm.ServerEvents, pm.ClientEvents);
         using var listener = lab.Listen(new IPEndPoint(PathManagerLab.Anycast, 5000));
         using var unicastListener = lab.Listen(new IPEndPoint(PathManagerLab.Unicast, 6001)); // 0x1771; swapped it would be 28951
         using PathManagerLab.Connection connection = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));

@@ -42,6 +42,14 @@ internal sealed class PathManagerLab : IDisposable
 
     public TestNamespace Client { get; } = null!;
 
+    /// <summary>A path-manager client in each namespace, both subscribed to events.</summary>
+    public Watchers Watch()
+    {
+        PathManagerClient server = Server.Run(PathManagerClient.Open);
+        PathManagerClient client = Client.Run(PathManagerClient.Open);
+        return new Watchers(server, server.SubscribeEvents(), client, client.SubscribeEvents());
+    }
+
     public Socket Listen(IPEndPoint endPoint) => Server.Run(() => MptcpSocket.CreateListener(endPoint));
 
     /// <summary>Connects an MPTCP client to <paramref name="listener"/> through <paramref name="target"/> and exchanges a byte each way.</summary>
@@ -78,6 +86,16 @@ internal sealed class PathManagerLab : IDisposable
     {
         Client?.Dispose();
         Server.Dispose();
+    }
+
+    internal sealed record Watchers(PathManagerClient ServerClient, PathManagerEventSubscription ServerEvents,
+        PathManagerClient ClientClient, PathManagerEventSubscription ClientEvents) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await ServerClient.DisposeAsync();
+            await ClientClient.DisposeAsync();
+        }
     }
 
     internal sealed record Connection(Socket Client, Socket Server) : IDisposable
