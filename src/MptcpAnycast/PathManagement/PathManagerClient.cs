@@ -47,7 +47,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         .AddRetry(new RetryStrategyOptions
         {
             ShouldHandle = new PredicateBuilder().Handle<PathManagerException>(e =>
-                e.Errno is NetlinkConstants.EAGAIN or NetlinkConstants.EBUSY or NetlinkConstants.ENOBUFS or NetlinkConstants.EINTR or ETIMEDOUT),
+                e.Errno is NetlinkConstants.EAGAIN or NetlinkConstants.EBUSY or NetlinkConstants.ENOBUFS or NetlinkConstants.EINTR),
             MaxRetryAttempts = 3,
             Delay = TimeSpan.FromMilliseconds(50),
             BackoffType = DelayBackoffType.Exponential,
@@ -126,8 +126,17 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         var client = new PathManagerClient(settings) { CommandTimeout = settings.CommandTimeout };
         try
         {
-            (client._familyId, client._eventGroupId) = s_family ??= await s_controlPlane.ExecuteAsync(
-                static async (c, ct) => await c.ResolveFamilyAsync(ct).ConfigureAwait(false), client, cancellationToken).ConfigureAwait(false);
+            bool cacheable = settings.FamilyName == MPTCP_PM_NAME;
+            (ushort, uint) family = cacheable && s_family is { } cached
+                ? cached
+                : await s_controlPlane.ExecuteAsync(
+                    static async (c, ct) => await c.ResolveFamilyAsync(ct).ConfigureAwait(false), client, cancellationToken).ConfigureAwait(false);
+            if (cacheable)
+            {
+                s_family = family;
+            }
+
+            (client._familyId, client._eventGroupId) = family;
             return client;
         }
         catch
@@ -398,13 +407,13 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         List<byte[]> replies;
         try
         {
-            replies = await RunAsync("CTRL_CMD_GETFAMILY", 0,
-                static (b, _, s, _) => MptcpPmMessages.WriteGetFamily(b, s, MPTCP_PM_NAME), dump: false, cancellationToken, resolving: true).ConfigureAwait(false);
+            replies = await RunAsync("CTRL_CMD_GETFAMILY", _settings.FamilyName,
+                static (b, _, s, name) => MptcpPmMessages.WriteGetFamily(b, s, name), dump: false, cancellationToken, resolving: true).ConfigureAwait(false);
         }
         catch (PathManagerException ex) when (ex.Errno == NetlinkConstants.ENOENT)
         {
             throw new PathManagerException("CTRL_CMD_GETFAMILY", ex.Errno, ex.KernelMessage,
-                "the kernel has no 'mptcp_pm' generic netlink family: MPTCP is not available here (Linux 5.7+ built with CONFIG_MPTCP is needed)", ex);
+                $"the kernel has no '{_settings.FamilyName}' generic netlink family: MPTCP is not available here (Linux 5.7+ built with CONFIG_MPTCP is needed)", ex);
         }
 
         IReadOnlyList<(ushort, uint)> families = Decode("CTRL_CMD_GETFAMILY", replies, static p => MptcpPmMessages.ReadFamily(p, MPTCP_PM_EV_GRP_NAME));

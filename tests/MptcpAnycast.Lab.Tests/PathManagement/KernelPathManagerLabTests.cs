@@ -144,6 +144,54 @@ public sealed class KernelPathManagerLabTests
         Assert.True(fast.TryRead(out _));
     }
 
+    [LabFact]
+    public async Task A_missing_family_is_reported_as_such()
+    {
+        using var ns = new TestNamespace("fam");
+        PathManagerException missing = await Assert.ThrowsAsync<PathManagerException>(() => ns.Run(() => PathManagerClient.OpenAsync(
+            new PathManagerClientSettings { FamilyName = "mptcp_pm_nope" }, CancellationToken.None)).WaitAsync(Timeout));
+        Assert.Equal(2, missing.Errno); // ENOENT
+        Assert.Contains("no 'mptcp_pm_nope' generic netlink family: MPTCP is not available", missing.Message);
+    }
+
+    [LabFact]
+    public async Task Userspace_subflow_create_and_destroy_open_and_close_a_subflow()
+    {
+        using var ns = new TestNamespace("sf");
+        ns.Sysctl("net.mptcp.path_manager", "userspace");
+        await using PathManagerClient pm = ns.Run(PathManagerClient.Open);
+        await using PathManagerEventSubscription events = pm.SubscribeEvents();
+        using Socket listener = ns.Run(() => MptcpSocket.CreateListener(new IPEndPoint(IPAddress.Any, 0)));
+        int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
+        (Socket client, Socket server) = await ConnectAsync(ns, listener);
+        using Socket ownedClient = client;
+        using Socket ownedServer = server;
+        // Data both ways makes the connection fully established, which SUBFLOW_CREATE needs (else ENOTCONN).
+        await client.SendAsync(new byte[] { 1 }).WaitAsync(Timeout);
+        await server.ReceiveAsync(new byte[1]).WaitAsync(Timeout);
+        await server.SendAsync(new byte[] { 2 }).WaitAsync(Timeout);
+        await client.ReceiveAsync(new byte[1]).WaitAsync(Timeout);
+        uint clientToken = MptcpSocket.GetConnectionInfo(client).Token;
+        var remote = new IPEndPoint(IPAddress.Loopback, port);
+
+        // The client (userspace PM too) opens a second subflow from 127.0.0.2.
+        await pm.CreateSubflowAsync(clientToken, 2, new IPEndPoint(IPAddress.Parse("127.0.0.2"), 0), remote).WaitAsync(Timeout);
+        PathManagerEvent joined = await events.WaitForAsync(
+            e => e.Type == PathManagerEventType.SubflowEstablished && e.Token == clientToken, Timeout);
+        Assert.Equal(IPAddress.Parse("127.0.0.2"), joined.Source!.Address);
+        Assert.NotEqual(0, joined.Source.Port);
+        Assert.Equal(remote, joined.Destination);
+        Assert.True(await EventWaiting.EventuallyAsync(() => MptcpSocket.GetSubflows(server).Length == 2, Timeout));
+
+        await pm.DestroySubflowAsync(clientToken, joined.Source, remote).WaitAsync(Timeout);
+        await events.WaitForAsync(e => e.Type == PathManagerEventType.SubflowClosed && e.Token == clientToken, Timeout);
+        Assert.True(await EventWaiting.EventuallyAsync(() => MptcpSocket.GetSubflows(client).Length == 1, Timeout));
+
+        PathManagerException gone = await Assert.ThrowsAsync<PathManagerException>(
+            () => pm.DestroySubflowAsync(clientToken, joined.Source, remote).WaitAsync(Timeout));
+        Assert.Equal("SUBFLOW_DESTROY", gone.Command);
+    }
+
     private static async Task<(Socket Client, Socket Server)> ConnectAsync(TestNamespace ns, Socket listener)
     {
         Socket client = ns.Run(() => MptcpSocket.Create(AddressFamily.InterNetwork));

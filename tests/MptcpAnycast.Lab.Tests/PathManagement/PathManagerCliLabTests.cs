@@ -34,6 +34,19 @@ public sealed class PathManagerCliLabTests
     }
 
     [LabFact]
+    public void Without_cap_net_admin_changes_and_monitor_say_what_is_missing_and_reading_still_works()
+    {
+        using var ns = new TestNamespace("cli");
+        const string Nobody = "setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=/tmp";
+        (_, string denied) = Tool(ns, "limits --subflows 3", expectedExit: 1, prefix: Nobody);
+        Assert.Contains("SET_LIMITS failed: Operation not permitted (errno 1): the process lacks CAP_NET_ADMIN", denied);
+        (_, string monitor) = Tool(ns, "monitor --timeout 1", expectedExit: 1, prefix: Nobody);
+        Assert.Contains("subscribe mptcp_pm_events failed", monitor);
+        Assert.Contains("CAP_NET_ADMIN", monitor);
+        Assert.Equal("add_addr_accepted 0 subflows 2", Tool(ns, "limits", prefix: Nobody).Output.Trim());
+    }
+
+    [LabFact]
     public async Task Announce_with_a_wrong_token_prints_the_kernels_message_and_exits_1()
     {
         using var ns = new TestNamespace("cli");
@@ -64,10 +77,10 @@ public sealed class PathManagerCliLabTests
         Assert.StartsWith("{\"type\":\"CREATED\"", lines[1]);
     }
 
-    private static (int Code, string Output) Tool(TestNamespace ns, string arguments, int expectedExit = 0)
+    private static (int Code, string Output) Tool(TestNamespace ns, string arguments, int expectedExit = 0, string prefix = "")
     {
         string tool = typeof(Program).Assembly.Location;
-        (int code, string output) = ns.TryExec($"dotnet {tool} {arguments}");
+        (int code, string output) = ns.TryExec($"{prefix} dotnet {tool} {arguments}");
         Assert.True(code == expectedExit, $"'mptcp-anycast {arguments}' exited with {code}: {output}");
         return (code, output);
     }
