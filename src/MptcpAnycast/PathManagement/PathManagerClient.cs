@@ -64,7 +64,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     private readonly CancellationTokenSource _shutdown = new();
     private readonly Lock _gate = new();
     private readonly Task _replyLoop;
-    private PathManagerEventSubscription[] _subscribers = [];
+    private volatile PathManagerEventSubscription[] _subscribers = [];
     private Task? _eventLoop;
     private volatile bool _eventsJoined;
     private int _sequence;
@@ -583,6 +583,11 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 
         public void Accept(NetlinkMessage message)
         {
+            if (Completion.Task.IsCompleted)
+            {
+                return; // the caller owns the replies now
+            }
+
             try
             {
                 switch (message.Type)
