@@ -1,5 +1,6 @@
 using MptcpAnycast.Cli.CommandLine;
 using MptcpAnycast.Cli.Commands;
+using MptcpAnycast.PathManagement;
 
 namespace MptcpAnycast.Cli;
 
@@ -11,6 +12,12 @@ internal static class Program
     internal static readonly Command[] Commands =
     [
         new("check", "check [--role server|client] [--json]", "Is this host ready to serve (or reach) anycast over MPTCP?", CheckCommand.RunAsync),
+        new("monitor", "monitor [--json] [--count N] [--timeout S]", "Print every MPTCP path-manager event, one line each, with all attributes.", MonitorCommand.RunAsync),
+        new("endpoints", "endpoints list|add|delete|flush [ADDRESS] [--id N] [--port P] [--dev IF] [--flags signal,subflow,backup,fullmesh] [--json]",
+            "Show or change the in-kernel path manager's endpoints (as ip mptcp endpoint).", EndpointsCommand.RunAsync),
+        new("limits", "limits [--subflows N] [--add-addr-accepted N]", "Show or set the in-kernel path manager's limits (as ip mptcp limits).", LimitsCommand.RunAsync),
+        new("announce", "announce --token HEX --id N --address ADDR [--port P]", "Announce an address on one connection (userspace path manager).", AnnounceCommand.AnnounceAsync),
+        new("remove", "remove --token HEX --id N", "Withdraw an announced address from one connection (userspace path manager).", AnnounceCommand.RemoveAsync),
     ];
 
     public static async Task<int> Main(string[] args)
@@ -51,6 +58,11 @@ internal static class Program
             stderr.WriteLine($"mptcp-anycast {command.Name}: {ex.Message}");
             stderr.WriteLine($"usage: mptcp-anycast {command.Usage}");
             return 2;
+        }
+        catch (PathManagerException ex)
+        {
+            stderr.WriteLine($"mptcp-anycast {command.Name}: {ex.Message}");
+            return 1;
         }
     }
 

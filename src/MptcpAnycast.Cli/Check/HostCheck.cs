@@ -1,11 +1,12 @@
 using MptcpAnycast.Host;
+using MptcpAnycast.PathManagement;
 
 namespace MptcpAnycast.Cli.Check;
 
 /// <summary>Turns the host's MPTCP state into findings for a role. Pure: no I/O, so every rule has a unit test.</summary>
 internal static class HostCheck
 {
-    public static List<HostFinding> Evaluate(MptcpHostState state, HostRole role)
+    public static List<HostFinding> Evaluate(MptcpHostState state, HostRole role, PathManagerState? pathManager = null)
     {
         var findings = new List<HostFinding>();
 
@@ -23,6 +24,11 @@ internal static class HostCheck
             findings.Add(PathManagerFinding(state));
             findings.Add(CFlagFinding(state));
             findings.Add(AddAddrTimeoutFinding(state));
+            if (pathManager is not null)
+            {
+                findings.AddRange(ServerPathManagerFindings(state, pathManager));
+            }
+
             findings.Add(state.HasNetAdmin
                 ? new HostFinding("cap_net_admin", FindingSeverity.Ok, "held",
                     "The server can announce its unicast address per connection, follow path-manager events and create endpoints.")
@@ -33,6 +39,11 @@ internal static class HostCheck
         }
         else
         {
+            if (pathManager is not null)
+            {
+                findings.AddRange(ClientPathManagerFindings(pathManager));
+            }
+
             findings.Add(new HostFinding("cap_net_admin", FindingSeverity.Ok, state.HasNetAdmin ? "held" : "not held",
                 "A client needs no privilege to open MPTCP connections."));
         }
@@ -41,6 +52,82 @@ internal static class HostCheck
     }
 
     public static bool IsReady(IEnumerable<HostFinding> findings) => findings.All(f => f.Severity != FindingSeverity.Problem);
+
+    private static IEnumerable<HostFinding> ServerPathManagerFindings(MptcpHostState state, PathManagerState pm)
+    {
+        if (pm.Limits is not MptcpLimits limits)
+        {
+            yield return Unreadable(pm);
+            yield break;
+        }
+
+        yield return LimitsFinding(limits, "The in-kernel path manager's limits (the userspace path manager does not use them).");
+        MptcpEndpoint[] signal = [.. pm.Endpoints.Where(e => e.Flags.HasFlag(MptcpEndpointFlags.Signal))];
+        string listed = Summarize(pm.Endpoints);
+        if (state.EffectivePathManager == "userspace")
+        {
+            yield return new HostFinding("endpoints", FindingSeverity.Ok, listed,
+                "The userspace path manager announces per connection; endpoints are not used for that.");
+        }
+        else if (signal.Length > 0)
+        {
+            yield return new HostFinding("endpoints", FindingSeverity.Ok, listed,
+                $"Kernel mode announces {string.Join(", ", signal.Select(e => e.Address))} (signal) on every MPTCP connection.");
+        }
+        else
+        {
+            yield return new HostFinding("endpoints", FindingSeverity.Warning, listed,
+                "Kernel mode with no 'signal' endpoint announces nothing: clients never learn the unicast address.",
+                "mptcp-anycast endpoints add UNICAST_ADDRESS --dev IF --flags signal");
+        }
+    }
+
+    private static IEnumerable<HostFinding> ClientPathManagerFindings(PathManagerState pm)
+    {
+        if (pm.Limits is not MptcpLimits limits)
+        {
+            yield return Unreadable(pm);
+            yield break;
+        }
+
+        yield return LimitsFinding(limits, "Additional subflows and accepted ADD_ADDR per connection.");
+        MptcpEndpoint[] subflow = [.. pm.Endpoints.Where(e => e.Flags.HasFlag(MptcpEndpointFlags.Subflow))];
+        if (limits.Subflows == 0)
+        {
+            yield return new HostFinding("add_addr", FindingSeverity.Problem, "subflows = 0",
+                "With a subflow limit of 0 no second subflow can open, so an announced unicast address is never joined.",
+                "mptcp-anycast limits --subflows 2");
+        }
+        else if (limits.AddAddrAccepted > 0)
+        {
+            yield return new HostFinding("add_addr", FindingSeverity.Ok, $"accepted (add_addr_accepted = {limits.AddAddrAccepted})",
+                "The client accepts the server's ADD_ADDR and joins the unicast address from its main address.");
+        }
+        else if (subflow.Length > 0)
+        {
+            yield return new HostFinding("add_addr", FindingSeverity.Ok,
+                $"accepted when the server sets the C flag (subflow endpoint {string.Join(", ", subflow.Select(e => e.Address))})",
+                "With add_addr_accepted = 0 the kernel still takes the one ADD_ADDR that follows a C-flag handshake and joins from its 'subflow' endpoints "
+                + "(needs kernel fix 4b1ff850e0c1, in 2025 stable trees).",
+                "for every server: mptcp-anycast limits --add-addr-accepted 1");
+        }
+        else
+        {
+            yield return new HostFinding("add_addr", FindingSeverity.Warning, "ignored (add_addr_accepted = 0, no subflow endpoint)",
+                "This client ignores the server's ADD_ADDR: its connections die when the anycast route moves.",
+                "mptcp-anycast limits --add-addr-accepted 1");
+        }
+    }
+
+    private static HostFinding LimitsFinding(MptcpLimits limits, string why) =>
+        new("limits", FindingSeverity.Ok, $"subflows {limits.Subflows}, add_addr_accepted {limits.AddAddrAccepted}", why);
+
+    private static HostFinding Unreadable(PathManagerState pm) =>
+        new("path_manager_state", FindingSeverity.Warning, "unreadable", pm.Error ?? "The path manager did not answer.");
+
+    private static string Summarize(IReadOnlyList<MptcpEndpoint> endpoints) => endpoints.Count == 0
+        ? "none"
+        : string.Join("; ", endpoints.Select(Commands.PathManagerArguments.Describe));
 
     private static HostFinding KernelFinding(MptcpHostState state, HostRole role)
     {

@@ -3,6 +3,7 @@ using System.Text.Json;
 using MptcpAnycast.Cli.Check;
 using MptcpAnycast.Cli.CommandLine;
 using MptcpAnycast.Host;
+using MptcpAnycast.PathManagement;
 
 namespace MptcpAnycast.Cli.Commands;
 
@@ -12,7 +13,7 @@ internal static class CheckCommand
     private static readonly HashSet<string> Flags = ["--json"];
     private static readonly HashSet<string> Valued = ["--role"];
 
-    public static Task<int> RunAsync(string[] args, TextWriter output)
+    public static async Task<int> RunAsync(string[] args, TextWriter output)
     {
         var reader = new ArgumentReader(args, Flags, Valued);
         reader.NoPositional();
@@ -20,11 +21,14 @@ internal static class CheckCommand
         bool json = reader.Flag("--json");
 
         MptcpHostState state = MptcpHostState.Read();
-        List<HostFinding> findings = HostCheck.Evaluate(state, role);
+        PathManagerState pathManager = state.Support.IsSupported
+            ? await PathManagerState.ReadAsync().ConfigureAwait(false)
+            : PathManagerState.Unreadable("MPTCP is unavailable.");
+        List<HostFinding> findings = HostCheck.Evaluate(state, role, pathManager);
         bool ready = HostCheck.IsReady(findings);
 
-        output.Write(json ? FormatJson(role, state, findings, ready) : FormatText(role, findings, ready));
-        return Task.FromResult(ready ? 0 : 1);
+        output.Write(json ? FormatJson(role, state, findings, ready, pathManager) : FormatText(role, findings, ready));
+        return ready ? 0 : 1;
     }
 
     internal static string FormatText(HostRole role, IReadOnlyList<HostFinding> findings, bool ready)
@@ -50,7 +54,7 @@ internal static class CheckCommand
         return text.ToString();
     }
 
-    internal static string FormatJson(HostRole role, MptcpHostState state, IReadOnlyList<HostFinding> findings, bool ready)
+    internal static string FormatJson(HostRole role, MptcpHostState state, IReadOnlyList<HostFinding> findings, bool ready, PathManagerState? pathManager = null)
     {
         using var stream = new MemoryStream();
         using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
@@ -67,6 +71,21 @@ internal static class CheckCommand
             WriteNullable(json, "allowJoinInitialAddrPort", state.AllowJoinInitialAddrPort);
             WriteNullable(json, "addAddrTimeout", state.AddAddrTimeout);
             json.WriteBoolean("capNetAdmin", state.HasNetAdmin);
+            if (pathManager?.Limits is MptcpLimits limits)
+            {
+                json.WriteStartObject("limits");
+                json.WriteNumber("subflows", limits.Subflows);
+                json.WriteNumber("addAddrAccepted", limits.AddAddrAccepted);
+                json.WriteEndObject();
+                json.WriteStartArray("endpoints");
+                foreach (MptcpEndpoint e in pathManager.Endpoints)
+                {
+                    json.WriteStringValue(PathManagerArguments.Describe(e));
+                }
+
+                json.WriteEndArray();
+            }
+
             json.WriteEndObject();
             json.WriteStartArray("findings");
             foreach (HostFinding f in findings)

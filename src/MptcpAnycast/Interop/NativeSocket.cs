@@ -4,7 +4,7 @@ using Tmds.Linux;
 namespace MptcpAnycast.Interop;
 
 /// <summary>The few libc socket calls that .NET cannot make for us (it refuses protocol 262).</summary>
-internal static unsafe class NativeSocket
+internal static unsafe partial class NativeSocket
 {
     /// <summary>Creates a socket with <c>SOCK_CLOEXEC</c>; returns the fd or <c>-errno</c>.</summary>
     public static int Create(int domain, int type, int protocol)
@@ -99,6 +99,25 @@ internal static unsafe class NativeSocket
 
     /// <summary>The C library's text for an errno value ("Protocol not supported").</summary>
     public static string DescribeErrno(int errno) => System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage(errno);
+
+    /// <summary>The index of a network interface in the calling thread's namespace, or 0 when there is none by that name.</summary>
+    public static int InterfaceIndex(string name) => (int)if_nametoindex(name);
+
+    /// <summary>The name of interface <paramref name="index"/> in the calling thread's namespace, or null.</summary>
+    public static string? InterfaceName(int index)
+    {
+        const int IF_NAMESIZE = 16;
+        byte* name = stackalloc byte[IF_NAMESIZE];
+        return index > 0 && if_indextoname((uint)index, name) != null
+            ? System.Runtime.InteropServices.Marshal.PtrToStringUTF8((IntPtr)name)
+            : null;
+    }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
+    private static partial uint if_nametoindex(string name);
+
+    [System.Runtime.InteropServices.LibraryImport("libc")]
+    private static partial byte* if_indextoname(uint index, byte* name);
 
     /// <summary>Keeps a <see cref="SafeSocketHandle"/> alive (and its fd valid) while a native call uses the fd.</summary>
     private ref struct FdLease

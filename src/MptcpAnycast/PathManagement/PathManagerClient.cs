@@ -30,6 +30,11 @@ namespace MptcpAnycast.PathManagement;
 /// and stays subscribed, draining events nobody reads, until it is disposed. Keep the client open for as long as
 /// the announced connections should accept joins.
 /// </para>
+/// <para>
+/// The kernel's check is host-wide (netlink keeps one listener bitmap for all namespaces): any subscriber anywhere on the
+/// host, such as an <c>ip mptcp monitor</c> left running, hides the trap. Do not rely on that: the client's own
+/// subscription is what makes joins work in production.
+/// </para>
 /// </remarks>
 public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 {
@@ -42,7 +47,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         .AddRetry(new RetryStrategyOptions
         {
             ShouldHandle = new PredicateBuilder().Handle<PathManagerException>(e =>
-                e.Errno is NetlinkConstants.EAGAIN or NetlinkConstants.EBUSY or NetlinkConstants.ENOBUFS or NetlinkConstants.EINTR or ETIMEDOUT),
+                e.Errno is NetlinkConstants.EAGAIN or NetlinkConstants.EBUSY or NetlinkConstants.ENOBUFS or NetlinkConstants.EINTR),
             MaxRetryAttempts = 3,
             Delay = TimeSpan.FromMilliseconds(50),
             BackoffType = DelayBackoffType.Exponential,
@@ -59,7 +64,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     private readonly CancellationTokenSource _shutdown = new();
     private readonly Lock _gate = new();
     private readonly Task _replyLoop;
-    private PathManagerEventSubscription[] _subscribers = [];
+    private volatile PathManagerEventSubscription[] _subscribers = [];
     private Task? _eventLoop;
     private volatile bool _eventsJoined;
     private int _sequence;
@@ -91,6 +96,8 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 
     private delegate int Encoder<TState>(Span<byte> buffer, ushort familyId, uint sequence, TState state);
 
+    private delegate void DatagramHandler(PathManagerClient client, ReadOnlySpan<byte> datagram);
+
     /// <summary>How long a command waits for the kernel's answer before it fails with <c>ETIMEDOUT</c>. Default 10 seconds.</summary>
     public TimeSpan CommandTimeout { get; set; }
 
@@ -119,8 +126,17 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         var client = new PathManagerClient(settings) { CommandTimeout = settings.CommandTimeout };
         try
         {
-            (client._familyId, client._eventGroupId) = s_family ??= await s_controlPlane.ExecuteAsync(
-                static async (c, ct) => await c.ResolveFamilyAsync(ct).ConfigureAwait(false), client, cancellationToken).ConfigureAwait(false);
+            bool cacheable = settings.FamilyName == MPTCP_PM_NAME;
+            (ushort, uint) family = cacheable && s_family is { } cached
+                ? cached
+                : await s_controlPlane.ExecuteAsync(
+                    static async (c, ct) => await c.ResolveFamilyAsync(ct).ConfigureAwait(false), client, cancellationToken).ConfigureAwait(false);
+            if (cacheable)
+            {
+                s_family = family;
+            }
+
+            (client._familyId, client._eventGroupId) = family;
             return client;
         }
         catch
@@ -391,13 +407,13 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         List<byte[]> replies;
         try
         {
-            replies = await RunAsync("CTRL_CMD_GETFAMILY", 0,
-                static (b, _, s, _) => MptcpPmMessages.WriteGetFamily(b, s, MPTCP_PM_NAME), dump: false, cancellationToken, resolving: true).ConfigureAwait(false);
+            replies = await RunAsync("CTRL_CMD_GETFAMILY", _settings.FamilyName,
+                static (b, _, s, name) => MptcpPmMessages.WriteGetFamily(b, s, name), dump: false, cancellationToken, resolving: true).ConfigureAwait(false);
         }
         catch (PathManagerException ex) when (ex.Errno == NetlinkConstants.ENOENT)
         {
             throw new PathManagerException("CTRL_CMD_GETFAMILY", ex.Errno, ex.KernelMessage,
-                "the kernel has no 'mptcp_pm' generic netlink family: MPTCP is not available here (Linux 5.7+ built with CONFIG_MPTCP is needed)", ex);
+                $"the kernel has no '{_settings.FamilyName}' generic netlink family: MPTCP is not available here (Linux 5.7+ built with CONFIG_MPTCP is needed)", ex);
         }
 
         IReadOnlyList<(ushort, uint)> families = Decode("CTRL_CMD_GETFAMILY", replies, static p => MptcpPmMessages.ReadFamily(p, MPTCP_PM_EV_GRP_NAME));
@@ -467,7 +483,12 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 
     private static int ErrnoOf(SocketException ex) => ex.NativeErrorCode is > 0 and < 4096 ? ex.NativeErrorCode : EIO;
 
-    private async Task ReceiveRepliesAsync()
+    private Task ReceiveRepliesAsync() => ReceiveLoopAsync(_commands,
+        static (c, datagram) => c.DispatchReplies(datagram),
+        static _ => { }); // replies were lost; their commands time out
+
+    /// <summary>Reads datagrams until the client is disposed; <c>ENOBUFS</c> (the kernel dropped messages) is reported and survived.</summary>
+    private async Task ReceiveLoopAsync(NetlinkSocket socket, DatagramHandler handle, Action<PathManagerClient> onOverflow)
     {
         byte[] buffer = new byte[ReceiveBufferSize];
         while (!_shutdown.IsCancellationRequested)
@@ -475,18 +496,19 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
             int received;
             try
             {
-                received = await _commands.Socket.ReceiveAsync(buffer, SocketFlags.None, _shutdown.Token).ConfigureAwait(false);
+                received = await socket.Socket.ReceiveAsync(buffer, SocketFlags.None, _shutdown.Token).ConfigureAwait(false);
             }
             catch (SocketException ex) when (ex.SocketErrorCode == SocketError.NoBufferSpaceAvailable)
             {
-                continue; // replies were lost; their commands time out
+                onOverflow(this);
+                continue;
             }
             catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException)
             {
                 break;
             }
 
-            DispatchReplies(buffer.AsSpan(0, received));
+            handle(this, buffer.AsSpan(0, received));
         }
     }
 
@@ -509,31 +531,15 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         }
     }
 
-    private async Task ReceiveEventsAsync()
+    private Task ReceiveEventsAsync() => ReceiveLoopAsync(_events,
+        static (c, datagram) => c.PublishEvents(datagram),
+        static c => c.ReportLoss());
+
+    private void ReportLoss()
     {
-        byte[] buffer = new byte[ReceiveBufferSize];
-        while (!_shutdown.IsCancellationRequested)
+        foreach (PathManagerEventSubscription subscriber in _subscribers)
         {
-            int received;
-            try
-            {
-                received = await _events.Socket.ReceiveAsync(buffer, SocketFlags.None, _shutdown.Token).ConfigureAwait(false);
-            }
-            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.NoBufferSpaceAvailable)
-            {
-                foreach (PathManagerEventSubscription subscriber in _subscribers)
-                {
-                    subscriber.ReportLoss();
-                }
-
-                continue;
-            }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException)
-            {
-                break;
-            }
-
-            PublishEvents(buffer.AsSpan(0, received));
+            subscriber.ReportLoss();
         }
     }
 
@@ -564,10 +570,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         }
         catch (NetlinkFormatException)
         {
-            foreach (PathManagerEventSubscription subscriber in subscribers)
-            {
-                subscriber.ReportLoss();
-            }
+            ReportLoss(); // the rest of the datagram cannot be framed
         }
     }
 
@@ -580,6 +583,11 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 
         public void Accept(NetlinkMessage message)
         {
+            if (Completion.Task.IsCompleted)
+            {
+                return; // the caller owns the replies now
+            }
+
             try
             {
                 switch (message.Type)

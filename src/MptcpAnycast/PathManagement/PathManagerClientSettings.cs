@@ -14,6 +14,9 @@ internal sealed record PathManagerClientSettings
     /// <summary><c>SO_RCVBUF</c> of the event socket, or null for the system default.</summary>
     public int? EventReceiveBufferSize { get; init; }
 
+    /// <summary>The generic-netlink family to resolve; only tests change it (to see how a missing family is reported).</summary>
+    public string FamilyName { get; init; } = Interop.MptcpPmConstants.MPTCP_PM_NAME;
+
     /// <summary>How long a command waits for the kernel's answer.</summary>
     public TimeSpan CommandTimeout { get; init; } = TimeSpan.FromSeconds(10);
 }

@@ -1,0 +1,148 @@
+using System.Net;
+using MptcpAnycast.Lab.Tests.Infrastructure;
+using MptcpAnycast.PathManagement;
+
+namespace MptcpAnycast.Lab.Tests.PathManagement;
+
+[Collection(PathManagerLabCollection.Name)]
+public sealed class PathManagerClientLabTests
+{
+    private static readonly TimeSpan Timeout = PathManagerLab.Timeout;
+
+    [LabFact]
+    public async Task Announce_reaches_the_client_which_joins_and_the_server_sees_the_subflow()
+    {
+        using var lab = new PathManagerLab();
+        await using PathManagerLab.Watchers pm = lab.Watch();
+        (PathManagerClient serverPm, PathManagerEventSubscription serverEvents, PathManagerEventSubscription clientEvents) =
+            (pm.ServerClient, pm.ServerEvents, pm.ClientEvents);
+        using var listener = lab.Listen(new IPEndPoint(IPAddress.Any, 5000));
+        using PathManagerLab.Connection connection = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
+        uint token = connection.ServerToken;
+
+        await serverPm.AnnounceAsync(token, 7, new IPEndPoint(PathManagerLab.Unicast, 0)).WaitAsync(Timeout);
+
+        PathManagerEvent announced = await clientEvents.WaitForAsync(e => e.Type == PathManagerEventType.Announced, Timeout);
+        Assert.Equal(connection.ClientToken, announced.Token);
+        Assert.Equal((byte)7, announced.RemoteId);
+        Assert.Equal(PathManagerLab.Unicast, announced.Destination!.Address);
+        Assert.Equal(5000, announced.Destination.Port); // no port announced: the peer reports (and joins) the connection's port
+
+        PathManagerEvent joined = await serverEvents.WaitForAsync(
+            e => e.Type == PathManagerEventType.SubflowEstablished && e.Token == token, Timeout);
+        Assert.Equal(PathManagerLab.Unicast, joined.Source!.Address);
+        Assert.Equal(5000, joined.Source.Port);
+        Assert.Equal(PathManagerLab.ClientAddress, joined.Destination!.Address);
+        Assert.Equal((byte)7, joined.LocalId);
+        Assert.True(await EventWaiting.EventuallyAsync(() => MptcpSocket.GetSubflows(connection.Server).Length == 2, Timeout));
+    }
+
+    [LabFact]
+    public async Task Without_an_event_subscriber_the_kernel_resets_the_join_and_with_the_clients_subscription_keeps_it()
+    {
+        // The kernel asks whether anyone on the host listens to mptcp_pm_events (netlink's listener bitmap is global,
+        // not per namespace), so phase 1 holds no subscription anywhere, the client namespace included.
+        using var lab = new PathManagerLab();
+        using var listener = lab.Listen(new IPEndPoint(IPAddress.Any, 5000));
+
+        // 1. No subscriber: ANNOUNCE succeeds, the client accepts the address and joins, the server refuses the join.
+        //    Another process on the host may hold a subscription for a while (it hides the trap): try a few times.
+        await using (PathManagerClient bare = await lab.Server.Run(() => PathManagerClient.OpenAsync(
+            new PathManagerClientSettings { HoldEventSubscription = false }, CancellationToken.None)).WaitAsync(Timeout))
+        {
+            bool rejected = false;
+            for (int attempt = 0; attempt < 8 && !rejected; attempt++)
+            {
+                if (attempt > 0)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(3));
+                }
+
+                long rejectedBefore = PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected");
+                using PathManagerLab.Connection first = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
+                await bare.AnnounceAsync(first.ServerToken, 1, new IPEndPoint(PathManagerLab.Unicast, 0)).WaitAsync(Timeout);
+                Assert.False(bare.IsSubscribedToEvents);
+                Assert.True(await EventWaiting.EventuallyAsync(() => MptcpSocket.GetConnectionInfo(first.Client).AddAddrAccepted == 1, Timeout));
+                Assert.True(await EventWaiting.EventuallyAsync(
+                    () => PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected") > rejectedBefore || MptcpSocket.GetSubflows(first.Server).Length > 1, Timeout));
+                rejected = MptcpSocket.GetSubflows(first.Server).Length == 1;
+            }
+
+            Assert.True(rejected, "every join was accepted without a subscriber here: some other socket on this host keeps subscribing to "
+                + "mptcp_pm_events (the kernel checks host-wide), e.g. 'ip mptcp monitor' or another lab run");
+        }
+
+        // 2. The same through a default client: it holds the subscription, so the join is kept.
+        await using PathManagerClient holding = lab.Server.Run(PathManagerClient.Open);
+        using PathManagerLab.Connection second = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
+        await holding.AnnounceAsync(second.ServerToken, 1, new IPEndPoint(PathManagerLab.Unicast, 0)).WaitAsync(Timeout);
+        Assert.True(holding.IsSubscribedToEvents);
+        Assert.True(await EventWaiting.EventuallyAsync(() => MptcpSocket.GetSubflows(second.Server).Length == 2, Timeout));
+        long rejectedSoFar = PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected");
+        await Task.Delay(500);
+        Assert.Equal(2, MptcpSocket.GetSubflows(second.Server).Length);
+        Assert.Equal(rejectedSoFar, PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected"));
+    }
+
+    [LabFact]
+    public async Task Announced_port_travels_in_the_right_byte_order_and_the_join_lands_on_that_port()
+    {
+        using var lab = new PathManagerLab();
+        await using PathManagerLab.Watchers pm = lab.Watch();
+        (PathManagerClient serverPm, PathManagerEventSubscription serverEvents, PathManagerEventSubscription clientEvents) =
+            (pm.ServerClient, pm.ServerEvents, pm.ClientEvents);
+        using var listener = lab.Listen(new IPEndPoint(PathManagerLab.Anycast, 5000));
+        using var unicastListener = lab.Listen(new IPEndPoint(PathManagerLab.Unicast, 6001)); // 0x1771; swapped it would be 28951
+        using PathManagerLab.Connection connection = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
+        uint token = connection.ServerToken;
+
+        await serverPm.AnnounceAsync(token, 3, new IPEndPoint(PathManagerLab.Unicast, 6001)).WaitAsync(Timeout);
+
+        PathManagerEvent announced = await clientEvents.WaitForAsync(e => e.Type == PathManagerEventType.Announced, Timeout);
+        Assert.Equal(new IPEndPoint(PathManagerLab.Unicast, 6001), announced.Destination);
+        PathManagerEvent joined = await serverEvents.WaitForAsync(e => e.Type == PathManagerEventType.SubflowEstablished && e.Token == token, Timeout);
+        Assert.Equal(new IPEndPoint(PathManagerLab.Unicast, 6001), joined.Source);
+        Assert.True(await EventWaiting.EventuallyAsync(
+            () => MptcpSocket.GetSubflows(connection.Server).Any(s => s.Local.Equals(new IPEndPoint(PathManagerLab.Unicast, 6001))), Timeout));
+
+        // SET_FLAGS takes the same host-order ports: demote the anycast subflow, the client hears MP_PRIO.
+        var anycastLocal = (IPEndPoint)connection.Server.LocalEndPoint!;
+        var clientRemote = (IPEndPoint)connection.Server.RemoteEndPoint!;
+        await serverPm.SetSubflowBackupAsync(token, anycastLocal, clientRemote, backup: true).WaitAsync(Timeout);
+        PathManagerEvent priority = await clientEvents.WaitForAsync(
+            e => e.Type == PathManagerEventType.SubflowPriority && e.Token == connection.ClientToken, Timeout);
+        Assert.True(priority.Backup);
+        Assert.Equal(anycastLocal, priority.Destination);
+
+        // Removing the address closes the joined subflow.
+        await serverPm.RemoveAsync(token, 3).WaitAsync(Timeout);
+        await clientEvents.WaitForAsync(e => e.Type == PathManagerEventType.Removed && e.RemoteId == 3, Timeout);
+        Assert.True(await EventWaiting.EventuallyAsync(() => MptcpSocket.GetSubflows(connection.Server).Length == 1, Timeout));
+    }
+
+    [LabFact]
+    public async Task Kernel_errors_carry_errno_command_and_the_kernels_own_text()
+    {
+        using var lab = new PathManagerLab();
+        await using PathManagerClient serverPm = lab.Server.Run(PathManagerClient.Open);
+        using var listener = lab.Listen(new IPEndPoint(IPAddress.Any, 5000));
+        using PathManagerLab.Connection connection = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
+
+        uint wrongToken = connection.ServerToken ^ 0x5a5a5a5a;
+        PathManagerException badToken = await Assert.ThrowsAsync<PathManagerException>(
+            () => serverPm.AnnounceAsync(wrongToken, 1, new IPEndPoint(PathManagerLab.Unicast, 0)).WaitAsync(Timeout));
+        Assert.Equal(22, badToken.Errno);
+        Assert.Equal("ANNOUNCE", badToken.Command);
+        Assert.Equal("invalid token", badToken.KernelMessage);
+        Assert.Contains("invalid token", badToken.Message);
+
+        PathManagerException idZero = await Assert.ThrowsAsync<PathManagerException>(
+            () => serverPm.AnnounceAsync(connection.ServerToken, 0, new IPEndPoint(PathManagerLab.Unicast, 0)).WaitAsync(Timeout));
+        Assert.Equal(22, idZero.Errno);
+        Assert.Equal("invalid addr id", idZero.KernelMessage); // Linux 6.18; older kernels said "invalid addr id or flags"
+
+        // Still usable after errors, from many callers at once.
+        Task[] many = Enumerable.Range(1, 20).Select(i => serverPm.GetLimitsAsync()).ToArray();
+        await Task.WhenAll(many).WaitAsync(Timeout);
+    }
+}
