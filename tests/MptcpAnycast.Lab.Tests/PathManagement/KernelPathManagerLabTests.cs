@@ -102,8 +102,21 @@ public sealed class KernelPathManagerLabTests
             new PathManagerClientSettings { EventReceiveBufferSize = 1 }, CancellationToken.None)).WaitAsync(Timeout);
         await using PathManagerEventSubscription events = pm.SubscribeEvents();
 
-        await ns.Run(() => BurstAsync(connections: 200)).WaitAsync(TimeSpan.FromSeconds(60));
-        await events.WaitForAsync(e => e.Type == PathManagerEventType.EventsLost, Timeout);
+        // A burst normally overflows the tiny buffer at once; on a loaded machine the reader may keep up, so burst
+        // again (at most five times) until the kernel reports the loss.
+        bool lost = false;
+        for (int round = 0; round < 5 && !lost; round++)
+        {
+            await ns.Run(() => BurstAsync(connections: 200)).WaitAsync(TimeSpan.FromSeconds(60));
+            try
+            {
+                await events.WaitForAsync(e => e.Type == PathManagerEventType.EventsLost, TimeSpan.FromSeconds(3));
+                lost = true;
+            }
+            catch (Xunit.Sdk.XunitException) when (round < 4)
+            {
+            }
+        }
 
         // Still working: a fresh connection is reported.
         using Socket listener = ns.Run(() => MptcpSocket.CreateListener(new IPEndPoint(IPAddress.Loopback, 0)));
