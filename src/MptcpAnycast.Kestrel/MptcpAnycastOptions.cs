@@ -88,6 +88,13 @@ public sealed class MptcpAnycastOptions
     public bool ConfigureHost { get; set; }
 
     /// <summary>
+    /// At most this many announcements per client and minute (clients counted per IPv4 address and per IPv6 /64);
+    /// past it, a client's connections stay single-path with the reason in their state. Limits how fast a client can
+    /// learn the POPs' unicast addresses, which bypass the anycast DDoS shield. Default 0: no limit.
+    /// </summary>
+    public int AnnouncementsPerClientPerMinute { get; set; }
+
+    /// <summary>
     /// Allow unicast addresses that no interface of this host holds. Needed for a shared public IPv4 address that a
     /// load balancer forwards by port without rewriting it. Default false: such an address is a start-up error.
     /// </summary>

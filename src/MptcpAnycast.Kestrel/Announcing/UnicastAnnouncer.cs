@@ -28,6 +28,7 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly ConcurrentDictionary<uint, MptcpConnectionState> _byToken = new();
     private readonly ResiliencePipeline _pipeline;
+    private readonly AnnouncementRateLimiter _rateLimiter;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task _eventLoop;
     private readonly Task _sweeper;
@@ -46,6 +47,7 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
         _metrics = metrics;
         _time = time;
         _pipeline = BuildPipeline();
+        _rateLimiter = new AnnouncementRateLimiter(settings.AnnouncementsPerClientPerMinute);
         _followingEvents = pathManager?.Events is not null;
         _eventLoop = _followingEvents ? Task.Run(FollowEventsAsync) : Task.CompletedTask;
         _sweeper = mode is AnnouncementMode.Userspace or AnnouncementMode.Kernel ? Task.Run(SweepAsync) : Task.CompletedTask;
@@ -87,6 +89,11 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
         if (!decision.ShouldAnnounce)
         {
             _metrics.Announcement("skipped");
+            return state;
+        }
+
+        if (_mode == AnnouncementMode.Userspace && _settings.AnnounceOn == AnnounceOn.Accept && !TryAcquireBudget(state))
+        {
             return state;
         }
 
@@ -141,9 +148,27 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
             return false;
         }
 
+        if (state.AnnounceStartedAt is null && !TryAcquireBudget(state))
+        {
+            return false;
+        }
+
+        _byToken.TryAdd(state.Token, state);
         using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
         await AnnounceCoreAsync(state, linked.Token).ConfigureAwait(false);
         return state.AnnouncedEndPoint is not null;
+    }
+
+    private bool TryAcquireBudget(MptcpConnectionState state)
+    {
+        if (!_rateLimiter.IsEnabled || state.Remote is null || _rateLimiter.TryAcquire(state.Remote.Address, _time.GetUtcNow()))
+        {
+            return true;
+        }
+
+        state.SetReason($"not announced: this client already got {_settings.AnnouncementsPerClientPerMinute} announcement(s) this minute (AnnouncementsPerClientPerMinute)");
+        _metrics.Announcement("rate_limited");
+        return false;
     }
 
     private async Task AnnounceCoreAsync(MptcpConnectionState state, CancellationToken cancellationToken)
@@ -343,6 +368,7 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
             while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
             {
                 DateTimeOffset now = _time.GetUtcNow();
+                _rateLimiter.Prune(now);
                 foreach (MptcpConnectionState state in _byToken.Values)
                 {
                     if (state.State != UnicastSubflowState.Announced)

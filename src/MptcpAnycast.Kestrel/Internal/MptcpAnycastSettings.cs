@@ -16,6 +16,7 @@ internal sealed class MptcpAnycastSettings
     public required AfterJoinPolicy AfterJoin { get; init; }
     public required TimeSpan JoinTimeout { get; init; }
     public required bool ConfigureHost { get; init; }
+    public int AnnouncementsPerClientPerMinute { get; init; }
 
     public UnicastAnnouncementPolicy CreatePolicy() => new(Anycast, Unicast);
 
@@ -32,6 +33,12 @@ internal sealed class MptcpAnycastSettings
         {
             throw new MptcpAnycastConfigurationException(nameof(options.JoinTimeout), options.JoinTimeout.ToString("c", CultureInfo.InvariantCulture),
                 "must be more than 0 and at most 1 hour (e.g. 00:00:05)");
+        }
+
+        if (options.AnnouncementsPerClientPerMinute is < 0 or > 1_000_000)
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.AnnouncementsPerClientPerMinute),
+                options.AnnouncementsPerClientPerMinute.ToString(CultureInfo.InvariantCulture), "must be from 0 (no limit) to 1000000");
         }
 
         var anycast = new List<IPAddress>();
@@ -94,6 +101,7 @@ internal sealed class MptcpAnycastSettings
             AfterJoin = options.AfterJoin,
             JoinTimeout = options.JoinTimeout,
             ConfigureHost = options.ConfigureHost,
+            AnnouncementsPerClientPerMinute = options.AnnouncementsPerClientPerMinute,
         };
     }
 

@@ -258,3 +258,38 @@ public sealed class UnicastAnnouncerTests
         Assert.True(sb.IsClosed);
     }
 }
+
+public sealed class UnicastAnnouncerRateLimitTests
+{
+    [Fact]
+    public async Task Past_the_per_client_budget_connections_are_served_but_not_announced()
+    {
+        var pm = new FakePathManager();
+        var meters = Meters.Create();
+        using var metrics = new MetricRecorder(meters);
+        MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(new MptcpAnycastOptions
+        {
+            UnicastAddresses = ["127.0.0.2"],
+            AnnouncementsPerClientPerMinute = 2,
+        }, [IPAddress.Parse("127.0.0.2")]);
+        await using var announcer = new UnicastAnnouncer(settings, AnnouncementMode.Userspace, pm, null, NullLogger.Instance,
+            new MptcpAnycastMetrics(meters), TimeProvider.System);
+
+        var pairs = new List<LoopbackPair>();
+        var states = new List<MptcpConnectionState>();
+        for (int i = 0; i < 4; i++)
+        {
+            LoopbackPair pair = await LoopbackPair.ConnectAsync();
+            pairs.Add(pair);
+            states.Add(announcer.OnAccepted(pair.Server, $"c{i}"));
+        }
+
+        await Eventually.TrueAsync(() => pm.Calls.Count == 2, "two announcements");
+        await Task.Delay(100);
+        Assert.Equal(2, pm.Calls.Count);
+        Assert.Equal(2, states.Count(s => s.State == UnicastSubflowState.NotAnnounced));
+        Assert.Contains("AnnouncementsPerClientPerMinute", states[3].StateReason);
+        Assert.Equal(2, metrics["mptcp_anycast.announcements|rate_limited"]);
+        pairs.ForEach(p => p.Dispose());
+    }
+}
