@@ -11,6 +11,7 @@ internal static class Program
     internal static readonly Command[] Commands =
     [
         new("check", "check [--role server|client] [--json]", "Is this host ready to serve (or reach) anycast over MPTCP?", CheckCommand.RunAsync),
+        new("lab", LabCommand.Usage, "The anycast lab in network namespaces: client, router, POP A and POP B; flip the anycast route (root only).", LabCommand.RunAsync),
     ];
 
     public static async Task<int> Main(string[] args)
