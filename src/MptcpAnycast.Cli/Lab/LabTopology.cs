@@ -234,6 +234,11 @@ internal sealed class LabTopology
         {
             CommandRunner.Run("ip", ["netns", "add", ns]);
             Ip(ns, "link", "set", "lo", "up");
+
+            // No duplicate address detection: link-local addresses would stay tentative for a second or two after the
+            // links come up, and the first IPv6 packets (an IPv6 join right after an IPv4 handshake) would wait for it.
+            Sysctl(ns, "net.ipv6.conf.all.accept_dad", "0");
+            Sysctl(ns, "net.ipv6.conf.default.accept_dad", "0");
         }
 
         // Links, made inside the namespaces: nothing appears in the root namespace, even for a moment.

@@ -1,0 +1,295 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using MptcpAnycast.Cli.Lab;
+using MptcpAnycast.Lab.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace MptcpAnycast.Lab.Tests.Lab;
+
+/// <summary>The lab tests run one after another: their stall measurements mean little when they share 2 cores.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class AnycastLabCollection
+{
+    public const string Name = "anycast lab";
+}
+
+/// <summary>
+/// End-to-end: a client in the lab streams from the POP the anycast route points at, the route flips, and the
+/// stream either carries on over the announced unicast subflow or dies. The POPs announce with the kernel path
+/// manager (signal endpoints) for now. <c>MPTCP_LAB_ROUNDS</c> sets the flips per surviving case (default 2);
+/// <c>MPTCP_LAB_RESULTS</c> names a file that gets one line per round (for docs/lab.md).
+/// </summary>
+[Collection(AnycastLabCollection.Name)]
+public sealed class AnycastFlipTests(ITestOutputHelper output)
+{
+    private const int Port = 8080;
+    private static readonly PacedStreamSpec Spec = PacedStreamSpec.Default;
+
+    private static int Rounds => int.TryParse(Environment.GetEnvironmentVariable("MPTCP_LAB_ROUNDS"), out int n) && n is > 0 and <= 50 ? n : 2;
+
+    public enum ClientSocket
+    {
+        Mptcp4,
+        Mptcp6,
+        MptcpDualStack,
+        Tcp4,
+    }
+
+    [LabFact]
+    public async Task Client_that_accepts_add_addr_joins_the_pop_unicast_and_survives_the_flip_intact()
+    {
+        using TestLab lab = TestLab.Up(new LabOptions());
+        List<RoundResult> rounds = await RunRoundsAsync("own IPv4, client add_addr_accepted 1", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.Any, expectJoin: true, Rounds);
+
+        foreach (RoundResult r in rounds)
+        {
+            AssertSurvived(r);
+            Assert.Contains(r.ClientSubflows, s => s.Remote.Address.ToString() == lab.Topology.Pop(r.From).Address4);
+        }
+    }
+
+    [LabFact]
+    public async Task Client_with_default_limits_and_a_subflow_endpoint_joins_through_the_c_flag_and_survives()
+    {
+        using TestLab lab = TestLab.Up(new LabOptions { Client = LabClientLimits.SubflowEndpoint });
+        List<RoundResult> rounds = await RunRoundsAsync("own IPv4, client defaults + subflow endpoint", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.Any, expectJoin: true, Rounds);
+
+        foreach (RoundResult r in rounds)
+        {
+            AssertSurvived(r);
+            Assert.Contains(r.ClientSubflows, s => s.Local.Address.ToString() == LabAddressPlan.Host(lab.Topology.Plan.ClientSecond4));
+        }
+    }
+
+    [LabFact]
+    public async Task Client_with_default_limits_and_one_address_does_not_join_and_dies_at_the_flip()
+    {
+        using TestLab lab = TestLab.Up(new LabOptions { Client = LabClientLimits.Defaults });
+        RoundResult r = (await RunRoundsAsync("own IPv4, client defaults", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.Any, expectJoin: false, 1))[0];
+
+        Assert.True(r.ClientInfo.IsMptcp, r.ClientInfo.ToString());
+        AssertDiedAfterWorking(r);
+    }
+
+    [LabFact]
+    public async Task Plain_tcp_client_is_served_as_tcp_and_dies_at_the_flip()
+    {
+        using TestLab lab = TestLab.Up(new LabOptions());
+        RoundResult r = (await RunRoundsAsync("plain TCP client", lab, ClientSocket.Tcp4, Anycast4(lab), IPAddress.Any, expectJoin: false, 1))[0];
+
+        Assert.Equal(MptcpFallbackReason.PlainTcpSocket, r.ServerInfo.FallbackReason);
+        AssertDiedAfterWorking(r);
+    }
+
+    [LabFact]
+    public async Task Client_behind_nat_joins_through_the_nat_and_survives()
+    {
+        using TestLab lab = TestLab.Up(new LabOptions { Nat = true });
+        List<RoundResult> rounds = await RunRoundsAsync("client behind NAT (masquerade)", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.Any, expectJoin: true, Rounds);
+
+        foreach (RoundResult r in rounds)
+        {
+            AssertSurvived(r);
+            LabPop pop = lab.Topology.Pop(r.From);
+            // The POP sees the router's address on its link, not the client's: the join went through the NAT.
+            Assert.All(r.ServerSubflows, s => Assert.Equal(LabAddressPlan.Host(pop.RouterLink4), s.Remote.Address.ToString()));
+        }
+    }
+
+    [LabFact]
+    public async Task Firewall_dropping_subflows_to_the_unicast_addresses_prevents_the_join_but_not_the_connection()
+    {
+        using TestLab lab = TestLab.Up(new LabOptions { Firewall = true });
+        RoundResult r = (await RunRoundsAsync("firewall drops TCP to the POP unicast", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.Any, expectJoin: false, 1))[0];
+
+        Assert.True(r.ServerInfo.IsMptcp);
+        Assert.True(r.ServerInfo.AddAddrSignal >= 1, $"the POP announced nothing: {r.ServerInfo}");
+        AssertDiedAfterWorking(r);
+    }
+
+    [LabFact]
+    public async Task Stripped_mptcp_option_makes_the_connection_plain_tcp_that_works()
+    {
+        using TestLab lab = TestLab.Up(new LabOptions { StripMptcp = true });
+        output.WriteLine($"strip mechanism: {lab.Topology.StripMechanism}");
+        RoundResult r = (await RunRoundsAsync($"MPTCP option stripped ({lab.Topology.StripMechanism})", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.Any, expectJoin: false, 1))[0];
+
+        Assert.Equal(MptcpFallbackReason.FellBackToTcp, r.ClientInfo.FallbackReason);
+        Assert.Equal(MptcpFallbackReason.PlainTcpSocket, r.ServerInfo.FallbackReason);
+        AssertDiedAfterWorking(r);
+    }
+
+    [LabFact]
+    public async Task Ipv6_anycast_with_ipv6_unicast_survives()
+    {
+        using TestLab lab = TestLab.Up(new LabOptions { Unicast = LabUnicast.Ipv6Only });
+        List<RoundResult> rounds = await RunRoundsAsync("IPv6 anycast + IPv6 unicast", lab, ClientSocket.Mptcp6, Anycast6(lab), IPAddress.IPv6Any, expectJoin: true, Rounds);
+
+        foreach (RoundResult r in rounds)
+        {
+            AssertSurvived(r);
+            Assert.Contains(r.ClientSubflows, s => s.Remote.Address.Equals(IPAddress.Parse(lab.Topology.Pop(r.From).Address6)));
+        }
+    }
+
+    [LabFact]
+    public async Task Shared_ipv4_with_a_port_per_pop_survives()
+    {
+        using TestLab lab = TestLab.Up(new LabOptions { Unicast = LabUnicast.SharedIpv4 });
+        List<RoundResult> rounds = await RunRoundsAsync("shared IPv4 + port per POP", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.Any, expectJoin: true, Rounds);
+
+        foreach (RoundResult r in rounds)
+        {
+            AssertSurvived(r);
+            LabPop pop = lab.Topology.Pop(r.From);
+            Assert.Contains(r.ClientSubflows, s => s.Remote.Equals(new IPEndPoint(IPAddress.Parse(lab.Topology.Plan.Shared4), pop.SharedPort)));
+        }
+    }
+
+    [LabFact]
+    public async Task Ipv6_unicast_announced_to_a_dual_stack_client_of_ipv4_anycast_survives()
+    {
+        using TestLab lab = TestLab.Up(new LabOptions { Unicast = LabUnicast.Ipv6Only });
+        var target = new IPEndPoint(IPAddress.Parse(lab.Topology.Plan.Anycast4).MapToIPv6(), Port);
+        List<RoundResult> rounds = await RunRoundsAsync("IPv6-only unicast, dual-stack (AF_INET6) client, IPv4 anycast", lab, ClientSocket.MptcpDualStack, target, IPAddress.IPv6Any, expectJoin: true, Rounds);
+
+        foreach (RoundResult r in rounds)
+        {
+            AssertSurvived(r);
+            Assert.Contains(r.ClientSubflows, s => s.Remote.Address.Equals(IPAddress.Parse(lab.Topology.Pop(r.From).Address6)));
+        }
+    }
+
+    [LabFact]
+    public async Task Ipv6_unicast_does_not_help_an_ipv4_only_client_socket()
+    {
+        using TestLab lab = TestLab.Up(new LabOptions { Unicast = LabUnicast.Ipv6Only });
+        RoundResult r = (await RunRoundsAsync("IPv6-only unicast, AF_INET client, IPv4 anycast", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.IPv6Any, expectJoin: false, 1))[0];
+
+        AssertDiedAfterWorking(r);
+    }
+
+    private static IPEndPoint Anycast4(TestLab lab) => new(IPAddress.Parse(lab.Topology.Plan.Anycast4), Port);
+
+    private static IPEndPoint Anycast6(TestLab lab) => new(IPAddress.Parse(lab.Topology.Plan.Anycast6), Port);
+
+    private static void AssertSurvived(RoundResult r)
+    {
+        Assert.True(r.Joined, $"round {r.Round}: no join; server {r.ServerInfo}; client subflows {string.Join("; ", r.ClientSubflows)}");
+        Assert.True(r.Outcome.Complete, $"round {r.Round}: did not survive: {r.Outcome}");
+    }
+
+    private static void AssertDiedAfterWorking(RoundResult r)
+    {
+        Assert.False(r.Joined, $"joined unexpectedly: server {r.ServerInfo}");
+        Assert.True(r.Outcome.Intact, $"bytes before the flip were damaged: {r.Outcome}");
+        Assert.True(r.ReceivedBeforeFlip >= Spec.TotalBytes / 4, $"the connection did not work before the flip: {r.ReceivedBeforeFlip} bytes");
+        Assert.False(r.Outcome.Complete, $"survived the flip without a join: {r.Outcome}");
+    }
+
+    private async Task<List<RoundResult>> RunRoundsAsync(string caseName, TestLab lab, ClientSocket kind, IPEndPoint target, IPAddress listen, bool expectJoin, int rounds)
+    {
+        LabTopology topology = lab.Topology;
+        await using PacedStreamServer serverA = PacedStreamServer.Start(topology.Pop(LabPopId.A).Namespace, new IPEndPoint(listen, Port), Spec);
+        await using PacedStreamServer serverB = PacedStreamServer.Start(topology.Pop(LabPopId.B).Namespace, new IPEndPoint(listen, Port), Spec);
+        var results = new List<RoundResult>();
+        for (int round = 1; round <= rounds; round++)
+        {
+            RoundResult result = await RunRoundAsync(round, topology, topology.Active == LabPopId.A ? serverA : serverB, kind, target, expectJoin);
+            results.Add(result);
+            Report(caseName, result);
+        }
+
+        return results;
+    }
+
+    private static async Task<RoundResult> RunRoundAsync(int round, LabTopology lab, PacedStreamServer server, ClientSocket kind, IPEndPoint target, bool expectJoin)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        LabPopId from = lab.Active;
+        int before = server.Connections.Count;
+        using Socket client = NamespaceThread.Run(lab.ClientNamespace, () => CreateClient(kind));
+        await client.ConnectAsync(target, timeout.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+        StreamReceiver receiver = StreamReceiver.Start(client, Spec, timeout.Token);
+
+        ServerConnection connection = await server.WaitForConnectionAsync(before + 1, TimeSpan.FromSeconds(3))
+            ?? throw new TimeoutException($"POP {from} did not accept the connection");
+        // Joins complete within milliseconds here; give them half a second, then flip while the stream still runs.
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < TimeSpan.FromMilliseconds(500) && !(expectJoin && connection.HasJoined))
+        {
+            await Task.Delay(10);
+        }
+
+        double joinMs = clock.Elapsed.TotalMilliseconds;
+        bool joined = connection.HasJoined;
+        Assert.True(await receiver.WaitForAsync(Spec.TotalBytes / 4, TimeSpan.FromSeconds(5)), "the stream did not start");
+        MptcpConnectionInfo clientInfo = MptcpSocket.GetConnectionInfo(client);
+        MptcpConnectionInfo serverInfo = connection.Info;
+        MptcpSubflow[] clientSubflows = MptcpSocket.GetSubflows(client);
+        MptcpSubflow[] serverSubflows = MptcpSocket.GetSubflows(connection.Socket);
+
+        long beforeFlip = receiver.Received;
+        Assert.True(beforeFlip < Spec.TotalBytes, "the stream ended before the flip: the round proves nothing");
+        lab.Flip();
+
+        // A connection whose only other subflow is a join still being retried (the firewall case) does not fail: it
+        // hangs. Give the rest of the stream its time plus 3 s, then call it dead and close it.
+        bool hung = false;
+        try
+        {
+            await receiver.Completion.WaitAsync(Spec.Duration + TimeSpan.FromSeconds(3));
+        }
+        catch (TimeoutException)
+        {
+            hung = true;
+            client.Dispose();
+        }
+
+        StreamOutcome outcome = await receiver.Completion.WaitAsync(TimeSpan.FromSeconds(10));
+        return new RoundResult(round, from, joined, joined ? joinMs : null, clientInfo, serverInfo, clientSubflows, serverSubflows, beforeFlip, hung, outcome);
+    }
+
+    private static Socket CreateClient(ClientSocket kind)
+    {
+        switch (kind)
+        {
+            case ClientSocket.Tcp4:
+                return new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            case ClientSocket.Mptcp6:
+                return MptcpSocket.Create(AddressFamily.InterNetworkV6);
+            case ClientSocket.MptcpDualStack:
+                Socket socket = MptcpSocket.Create(AddressFamily.InterNetworkV6);
+                socket.DualMode = true;
+                return socket;
+            default:
+                return MptcpSocket.Create(AddressFamily.InterNetwork);
+        }
+    }
+
+    private void Report(string caseName, RoundResult r)
+    {
+        string line = string.Create(CultureInfo.InvariantCulture,
+            $"{caseName} | round {r.Round} | from POP {r.From} | {(r.Outcome.Complete ? "survived" : r.Hung ? "died (hung, closed)" : "died")} | joined {(r.Joined ? $"yes ({r.JoinMs:0} ms)" : "no")} | longest gap {r.Outcome.LongestGapMs:0} ms | {r.Outcome.Received}/{r.Outcome.Expected} bytes, intact {r.Outcome.Intact}, error {r.Outcome.Error ?? "none"} | client {r.ClientInfo} | server {r.ServerInfo} | client subflows {string.Join("; ", r.ClientSubflows)}");
+        output.WriteLine(line);
+        if (Environment.GetEnvironmentVariable("MPTCP_LAB_RESULTS") is { Length: > 0 } path)
+        {
+            File.AppendAllText(path, line + Environment.NewLine);
+        }
+    }
+
+    private sealed record RoundResult(
+        int Round,
+        LabPopId From,
+        bool Joined,
+        double? JoinMs,
+        MptcpConnectionInfo ClientInfo,
+        MptcpConnectionInfo ServerInfo,
+        MptcpSubflow[] ClientSubflows,
+        MptcpSubflow[] ServerSubflows,
+        long ReceivedBeforeFlip,
+        bool Hung,
+        StreamOutcome Outcome);
+}
