@@ -31,18 +31,26 @@ internal static class CommandRunner
     /// <summary>Runs the command; returns its exit code and output. Throws only when it cannot start or times out.</summary>
     public static CommandResult TryRun(string file, IEnumerable<string> arguments, string? standardInput = null, TimeSpan? timeout = null)
     {
-        var psi = new ProcessStartInfo(file)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = standardInput is not null,
-            UseShellExecute = false,
-        };
+        var psi = new ProcessStartInfo(file);
         foreach (string argument in arguments)
         {
             psi.ArgumentList.Add(argument);
         }
 
+        return Execute(psi, standardInput, timeout);
+    }
+
+    /// <summary>Like <see cref="TryRun(string, IEnumerable{string}, string?, TimeSpan?)"/>, with the arguments as one command-line string.</summary>
+    public static CommandResult TryRun(string file, string arguments, TimeSpan? timeout = null) =>
+        Execute(new ProcessStartInfo(file, arguments), standardInput: null, timeout);
+
+    private static CommandResult Execute(ProcessStartInfo psi, string? standardInput, TimeSpan? timeout)
+    {
+        string file = psi.FileName;
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
+        psi.RedirectStandardInput = standardInput is not null;
+        psi.UseShellExecute = false;
         using Process process = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
         Task<string> stdout = process.StandardOutput.ReadToEndAsync();
         Task<string> stderr = process.StandardError.ReadToEndAsync();
@@ -56,7 +64,7 @@ internal static class CommandRunner
         if (!process.WaitForExit(limit))
         {
             process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"'{Describe(file, psi.ArgumentList)}' did not finish in {limit.TotalSeconds:0} s");
+            throw new TimeoutException($"'{Describe(file, psi.ArgumentList.Count > 0 ? psi.ArgumentList : [psi.Arguments])}' did not finish in {limit.TotalSeconds:0} s");
         }
 
         process.WaitForExit();
