@@ -53,25 +53,9 @@ public sealed class TestNamespace : IDisposable
 
     private static void DeleteStale()
     {
-        (int code, string output) = Shell.TryRun("ip", "netns list");
-        if (code != 0)
+        foreach (string name in StaleNamespaces.Find(Prefix))
         {
-            return;
-        }
-
-        foreach (string line in output.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            string name = line.Split(' ')[0];
-            if (!name.StartsWith(Prefix, StringComparison.Ordinal))
-            {
-                continue;
-            }
-
-            int dash = name.IndexOf('-');
-            if (dash > Prefix.Length && int.TryParse(name[Prefix.Length..dash], out int pid) && !Directory.Exists($"/proc/{pid}"))
-            {
-                Shell.TryRun("ip", $"netns del {name}");
-            }
+            Shell.TryRun("ip", $"netns del {name}");
         }
     }
 }

@@ -38,158 +38,115 @@ public sealed class AnycastFlipTests(ITestOutputHelper output)
     }
 
     [LabFact]
-    public async Task Client_that_accepts_add_addr_joins_the_pop_unicast_and_survives_the_flip_intact()
-    {
-        using TestLab lab = TestLab.Up(new LabOptions());
-        List<RoundResult> rounds = await RunRoundsAsync("own IPv4, client add_addr_accepted 1", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.Any, expectJoin: true, Rounds);
-
-        foreach (RoundResult r in rounds)
-        {
-            AssertSurvived(r);
-            Assert.Contains(r.ClientSubflows, s => s.Remote.Address.ToString() == lab.Topology.Pop(r.From).Address4);
-        }
-    }
+    public Task Client_that_accepts_add_addr_joins_the_pop_unicast_and_survives_the_flip_intact() =>
+        SurvivesAsync("own IPv4, client add_addr_accepted 1", new LabOptions(), ClientSocket.Mptcp4,
+            (pop, r) => r.ClientSubflows.Any(s => s.Remote.Address.ToString() == pop.Address4));
 
     [LabFact]
-    public async Task Client_with_default_limits_and_a_subflow_endpoint_joins_through_the_c_flag_and_survives()
-    {
-        using TestLab lab = TestLab.Up(new LabOptions { Client = LabClientLimits.SubflowEndpoint });
-        List<RoundResult> rounds = await RunRoundsAsync("own IPv4, client defaults + subflow endpoint", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.Any, expectJoin: true, Rounds);
-
-        foreach (RoundResult r in rounds)
-        {
-            AssertSurvived(r);
-            Assert.Contains(r.ClientSubflows, s => s.Local.Address.ToString() == LabAddressPlan.Host(lab.Topology.Plan.ClientSecond4));
-        }
-    }
+    public Task Client_with_default_limits_and_a_subflow_endpoint_joins_through_the_c_flag_and_survives() =>
+        SurvivesAsync("own IPv4, client defaults + subflow endpoint", new LabOptions { Client = LabClientLimits.SubflowEndpoint }, ClientSocket.Mptcp4,
+            (pop, r) => r.ClientSubflows.Any(s => s.Local.Address.ToString() == LabAddressPlan.Host(LabAddressPlan.Default.ClientSecond4) && s.Remote.Address.ToString() == pop.Address4));
 
     [LabFact]
     public async Task Client_with_default_limits_and_one_address_does_not_join_and_dies_at_the_flip()
     {
-        using TestLab lab = TestLab.Up(new LabOptions { Client = LabClientLimits.Defaults });
-        RoundResult r = (await RunRoundsAsync("own IPv4, client defaults", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.Any, expectJoin: false, 1))[0];
+        RoundResult r = await DiesAsync("own IPv4, client defaults", new LabOptions { Client = LabClientLimits.Defaults }, ClientSocket.Mptcp4);
 
         Assert.True(r.ClientInfo.IsMptcp, r.ClientInfo.ToString());
-        AssertDiedAfterWorking(r);
     }
 
     [LabFact]
     public async Task Plain_tcp_client_is_served_as_tcp_and_dies_at_the_flip()
     {
-        using TestLab lab = TestLab.Up(new LabOptions());
-        RoundResult r = (await RunRoundsAsync("plain TCP client", lab, ClientSocket.Tcp4, Anycast4(lab), IPAddress.Any, expectJoin: false, 1))[0];
+        RoundResult r = await DiesAsync("plain TCP client", new LabOptions(), ClientSocket.Tcp4);
 
         Assert.Equal(MptcpFallbackReason.PlainTcpSocket, r.ServerInfo.FallbackReason);
-        AssertDiedAfterWorking(r);
     }
 
+    // The POP sees the router's address on its link for every subflow, not the client's: the join went through the NAT.
     [LabFact]
-    public async Task Client_behind_nat_joins_through_the_nat_and_survives()
-    {
-        using TestLab lab = TestLab.Up(new LabOptions { Nat = true });
-        List<RoundResult> rounds = await RunRoundsAsync("client behind NAT (masquerade)", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.Any, expectJoin: true, Rounds);
-
-        foreach (RoundResult r in rounds)
-        {
-            AssertSurvived(r);
-            LabPop pop = lab.Topology.Pop(r.From);
-            // The POP sees the router's address on its link, not the client's: the join went through the NAT.
-            Assert.All(r.ServerSubflows, s => Assert.Equal(LabAddressPlan.Host(pop.RouterLink4), s.Remote.Address.ToString()));
-        }
-    }
+    public Task Client_behind_nat_joins_through_the_nat_and_survives() =>
+        SurvivesAsync("client behind NAT (masquerade)", new LabOptions { Nat = true }, ClientSocket.Mptcp4,
+            (pop, r) => r.ServerSubflows.Length == 2 && r.ServerSubflows.All(s => s.Remote.Address.ToString() == LabAddressPlan.Host(pop.RouterLink4)));
 
     [LabFact]
     public async Task Firewall_dropping_subflows_to_the_unicast_addresses_prevents_the_join_but_not_the_connection()
     {
-        using TestLab lab = TestLab.Up(new LabOptions { Firewall = true });
-        RoundResult r = (await RunRoundsAsync("firewall drops TCP to the POP unicast", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.Any, expectJoin: false, 1))[0];
+        RoundResult r = await DiesAsync("firewall drops TCP to the POP unicast", new LabOptions { Firewall = true }, ClientSocket.Mptcp4);
 
         Assert.True(r.ServerInfo.IsMptcp);
         Assert.True(r.ServerInfo.AddAddrSignal >= 1, $"the POP announced nothing: {r.ServerInfo}");
-        AssertDiedAfterWorking(r);
     }
 
     [LabFact]
     public async Task Stripped_mptcp_option_makes_the_connection_plain_tcp_that_works()
     {
-        using TestLab lab = TestLab.Up(new LabOptions { StripMptcp = true });
-        output.WriteLine($"strip mechanism: {lab.Topology.StripMechanism}");
-        RoundResult r = (await RunRoundsAsync($"MPTCP option stripped ({lab.Topology.StripMechanism})", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.Any, expectJoin: false, 1))[0];
+        RoundResult r = await DiesAsync("MPTCP option stripped on the router", new LabOptions { StripMptcp = true }, ClientSocket.Mptcp4);
 
         Assert.Equal(MptcpFallbackReason.FellBackToTcp, r.ClientInfo.FallbackReason);
         Assert.Equal(MptcpFallbackReason.PlainTcpSocket, r.ServerInfo.FallbackReason);
-        AssertDiedAfterWorking(r);
     }
 
     [LabFact]
-    public async Task Ipv6_anycast_with_ipv6_unicast_survives()
-    {
-        using TestLab lab = TestLab.Up(new LabOptions { Unicast = LabUnicast.Ipv6Only });
-        List<RoundResult> rounds = await RunRoundsAsync("IPv6 anycast + IPv6 unicast", lab, ClientSocket.Mptcp6, Anycast6(lab), IPAddress.IPv6Any, expectJoin: true, Rounds);
-
-        foreach (RoundResult r in rounds)
-        {
-            AssertSurvived(r);
-            Assert.Contains(r.ClientSubflows, s => s.Remote.Address.Equals(IPAddress.Parse(lab.Topology.Pop(r.From).Address6)));
-        }
-    }
+    public Task Ipv6_anycast_with_ipv6_unicast_survives() =>
+        SurvivesAsync("IPv6 anycast + IPv6 unicast", new LabOptions { Unicast = LabUnicast.Ipv6Only }, ClientSocket.Mptcp6,
+            (pop, r) => r.ClientSubflows.Any(s => s.Remote.Address.Equals(IPAddress.Parse(pop.Address6))));
 
     [LabFact]
-    public async Task Shared_ipv4_with_a_port_per_pop_survives()
-    {
-        using TestLab lab = TestLab.Up(new LabOptions { Unicast = LabUnicast.SharedIpv4 });
-        List<RoundResult> rounds = await RunRoundsAsync("shared IPv4 + port per POP", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.Any, expectJoin: true, Rounds);
-
-        foreach (RoundResult r in rounds)
-        {
-            AssertSurvived(r);
-            LabPop pop = lab.Topology.Pop(r.From);
-            Assert.Contains(r.ClientSubflows, s => s.Remote.Equals(new IPEndPoint(IPAddress.Parse(lab.Topology.Plan.Shared4), pop.SharedPort)));
-        }
-    }
+    public Task Shared_ipv4_with_a_port_per_pop_survives() =>
+        SurvivesAsync("shared IPv4 + port per POP", new LabOptions { Unicast = LabUnicast.SharedIpv4 }, ClientSocket.Mptcp4,
+            (pop, r) => r.ClientSubflows.Any(s => s.Remote.Equals(new IPEndPoint(IPAddress.Parse(LabAddressPlan.Default.Shared4), pop.SharedPort))));
 
     [LabFact]
-    public async Task Ipv6_unicast_announced_to_a_dual_stack_client_of_ipv4_anycast_survives()
-    {
-        using TestLab lab = TestLab.Up(new LabOptions { Unicast = LabUnicast.Ipv6Only });
-        var target = new IPEndPoint(IPAddress.Parse(lab.Topology.Plan.Anycast4).MapToIPv6(), Port);
-        List<RoundResult> rounds = await RunRoundsAsync("IPv6-only unicast, dual-stack (AF_INET6) client, IPv4 anycast", lab, ClientSocket.MptcpDualStack, target, IPAddress.IPv6Any, expectJoin: true, Rounds);
+    public Task Ipv6_unicast_announced_to_a_dual_stack_client_of_ipv4_anycast_survives() =>
+        SurvivesAsync("IPv6-only unicast, dual-stack (AF_INET6) client, IPv4 anycast", new LabOptions { Unicast = LabUnicast.Ipv6Only }, ClientSocket.MptcpDualStack,
+            (pop, r) => r.ClientSubflows.Any(s => s.Remote.Address.Equals(IPAddress.Parse(pop.Address6))));
 
-        foreach (RoundResult r in rounds)
-        {
-            AssertSurvived(r);
-            Assert.Contains(r.ClientSubflows, s => s.Remote.Address.Equals(IPAddress.Parse(lab.Topology.Pop(r.From).Address6)));
-        }
-    }
-
+    // The POP listens dual-stack, so its kernel does announce the IPv6 unicast; the AF_INET client cannot use it.
     [LabFact]
     public async Task Ipv6_unicast_does_not_help_an_ipv4_only_client_socket()
     {
-        using TestLab lab = TestLab.Up(new LabOptions { Unicast = LabUnicast.Ipv6Only });
-        RoundResult r = (await RunRoundsAsync("IPv6-only unicast, AF_INET client, IPv4 anycast", lab, ClientSocket.Mptcp4, Anycast4(lab), IPAddress.IPv6Any, expectJoin: false, 1))[0];
+        RoundResult r = await DiesAsync("IPv6-only unicast, AF_INET client, IPv4 anycast", new LabOptions { Unicast = LabUnicast.Ipv6Only }, ClientSocket.Mptcp4, IPAddress.IPv6Any);
 
-        AssertDiedAfterWorking(r);
+        Assert.True(r.ServerInfo.AddAddrSignal >= 1, $"the POP announced nothing: {r.ServerInfo}");
     }
 
-    private static IPEndPoint Anycast4(TestLab lab) => new(IPAddress.Parse(lab.Topology.Plan.Anycast4), Port);
-
-    private static IPEndPoint Anycast6(TestLab lab) => new(IPAddress.Parse(lab.Topology.Plan.Anycast6), Port);
-
-    private static void AssertSurvived(RoundResult r)
+    /// <summary>Every round joins (by the path <paramref name="joinedAsExpected"/> checks), survives the flip and delivers every byte intact.</summary>
+    private async Task SurvivesAsync(string caseName, LabOptions options, ClientSocket kind, Func<LabPop, RoundResult, bool> joinedAsExpected)
     {
-        Assert.True(r.Joined, $"round {r.Round}: no join; server {r.ServerInfo}; client subflows {string.Join("; ", r.ClientSubflows)}");
-        Assert.True(r.Outcome.Complete, $"round {r.Round}: did not survive: {r.Outcome}");
+        using TestLab lab = TestLab.Up(options);
+        List<RoundResult> rounds = await RunRoundsAsync(caseName, lab, kind, ListenAddress(kind), expectJoin: true, Rounds);
+        foreach (RoundResult r in rounds)
+        {
+            Assert.True(r.Joined, $"round {r.Round}: no join; server {r.ServerInfo}; client subflows {string.Join("; ", r.ClientSubflows)}");
+            Assert.True(joinedAsExpected(lab.Topology.Pop(r.From), r),
+                $"round {r.Round}: unexpected subflows: client {string.Join("; ", r.ClientSubflows)}; server {string.Join("; ", r.ServerSubflows)}");
+            Assert.True(r.Outcome.Complete, $"round {r.Round}: did not survive: {r.Outcome}");
+        }
     }
 
-    private static void AssertDiedAfterWorking(RoundResult r)
+    /// <summary>One round: no join, the stream works and is intact until the flip, and does not survive it.</summary>
+    private async Task<RoundResult> DiesAsync(string caseName, LabOptions options, ClientSocket kind, IPAddress? listen = null)
     {
+        using TestLab lab = TestLab.Up(options);
+        RoundResult r = (await RunRoundsAsync(caseName, lab, kind, listen ?? ListenAddress(kind), expectJoin: false, 1))[0];
         Assert.False(r.Joined, $"joined unexpectedly: server {r.ServerInfo}");
         Assert.True(r.Outcome.Intact, $"bytes before the flip were damaged: {r.Outcome}");
         Assert.True(r.ReceivedBeforeFlip >= Spec.TotalBytes / 4, $"the connection did not work before the flip: {r.ReceivedBeforeFlip} bytes");
         Assert.False(r.Outcome.Complete, $"survived the flip without a join: {r.Outcome}");
+        return r;
     }
 
-    private async Task<List<RoundResult>> RunRoundsAsync(string caseName, TestLab lab, ClientSocket kind, IPEndPoint target, IPAddress listen, bool expectJoin, int rounds)
+    private static IPAddress ListenAddress(ClientSocket kind) => kind is ClientSocket.Mptcp6 or ClientSocket.MptcpDualStack ? IPAddress.IPv6Any : IPAddress.Any;
+
+    private static IPEndPoint Target(LabTopology lab, ClientSocket kind) => kind switch
+    {
+        ClientSocket.Mptcp6 => new(IPAddress.Parse(lab.Plan.Anycast6), Port),
+        ClientSocket.MptcpDualStack => new(IPAddress.Parse(lab.Plan.Anycast4).MapToIPv6(), Port),
+        _ => new(IPAddress.Parse(lab.Plan.Anycast4), Port),
+    };
+
+    private async Task<List<RoundResult>> RunRoundsAsync(string caseName, TestLab lab, ClientSocket kind, IPAddress listen, bool expectJoin, int rounds)
     {
         LabTopology topology = lab.Topology;
         await using PacedStreamServer serverA = PacedStreamServer.Start(topology.Pop(LabPopId.A).Namespace, new IPEndPoint(listen, Port), Spec);
@@ -197,9 +154,9 @@ public sealed class AnycastFlipTests(ITestOutputHelper output)
         var results = new List<RoundResult>();
         for (int round = 1; round <= rounds; round++)
         {
-            RoundResult result = await RunRoundAsync(round, topology, topology.Active == LabPopId.A ? serverA : serverB, kind, target, expectJoin);
+            RoundResult result = await RunRoundAsync(round, topology, topology.Active == LabPopId.A ? serverA : serverB, kind, Target(topology, kind), expectJoin);
             results.Add(result);
-            Report(caseName, result);
+            Report(caseName, topology, result);
         }
 
         return results;
@@ -269,10 +226,10 @@ public sealed class AnycastFlipTests(ITestOutputHelper output)
         }
     }
 
-    private void Report(string caseName, RoundResult r)
+    private void Report(string caseName, LabTopology lab, RoundResult r)
     {
         string line = string.Create(CultureInfo.InvariantCulture,
-            $"{caseName} | round {r.Round} | from POP {r.From} | {(r.Outcome.Complete ? "survived" : r.Hung ? "died (hung, closed)" : "died")} | joined {(r.Joined ? $"yes ({r.JoinMs:0} ms)" : "no")} | longest gap {r.Outcome.LongestGapMs:0} ms | {r.Outcome.Received}/{r.Outcome.Expected} bytes, intact {r.Outcome.Intact}, error {r.Outcome.Error ?? "none"} | client {r.ClientInfo} | server {r.ServerInfo} | client subflows {string.Join("; ", r.ClientSubflows)}");
+            $"{caseName}{(lab.StripMechanism is string strip ? $" ({strip})" : "")} | round {r.Round} | from POP {r.From} | {(r.Outcome.Complete ? "survived" : r.Hung ? "died (hung, closed)" : "died")} | joined {(r.Joined ? $"yes ({r.JoinMs:0} ms)" : "no")} | longest gap {r.Outcome.LongestGapMs:0} ms | {r.Outcome.Received}/{r.Outcome.Expected} bytes, intact {r.Outcome.Intact}, error {r.Outcome.Error ?? "none"} | client {r.ClientInfo} | server {r.ServerInfo} | client subflows {string.Join("; ", r.ClientSubflows)}");
         output.WriteLine(line);
         if (Environment.GetEnvironmentVariable("MPTCP_LAB_RESULTS") is { Length: > 0 } path)
         {

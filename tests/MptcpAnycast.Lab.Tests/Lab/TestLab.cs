@@ -1,4 +1,5 @@
 using MptcpAnycast.Cli.Lab;
+using MptcpAnycast.Lab.Tests.Infrastructure;
 
 namespace MptcpAnycast.Lab.Tests.Lab;
 
@@ -32,21 +33,7 @@ public sealed class TestLab : IDisposable
 
     private static void RemoveOrphans()
     {
-        CommandResult list = CommandRunner.TryRun("ip", ["netns", "list"]);
-        var prefixes = new HashSet<string>(StringComparer.Ordinal);
-        foreach (string line in list.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            string name = line.Split(' ')[0];
-            int x = name.IndexOf('x', StringComparison.Ordinal);
-            int dash = name.IndexOf('-', StringComparison.Ordinal);
-            if (name.StartsWith(Stem, StringComparison.Ordinal) && x > Stem.Length && dash > x
-                && int.TryParse(name[Stem.Length..x], out int pid) && !Directory.Exists($"/proc/{pid}"))
-            {
-                prefixes.Add(name[..dash]);
-            }
-        }
-
-        foreach (string prefix in prefixes)
+        foreach (string prefix in StaleNamespaces.Find(Stem).Select(name => name.Split('-')[0]).Distinct())
         {
             LabTopology.Down(prefix);
         }
