@@ -54,6 +54,12 @@ public sealed class LabTopologyTests
         TestLab lab = TestLab.Up(new LabOptions());
         LabTopology t = lab.Topology;
         using Process sleeper = LabTopology.StartIn(t.Pop(LabPopId.A).Namespace, "sleep", ["60"]);
+        var clock = Stopwatch.StartNew();
+        while (!CommandRunner.Run("ip", ["netns", "pids", t.Pop(LabPopId.A).Namespace]).Contains(sleeper.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)))
+        {
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), "the process never entered the namespace");
+            Thread.Sleep(10);
+        }
 
         IReadOnlyList<string> removed = t.Down();
 
