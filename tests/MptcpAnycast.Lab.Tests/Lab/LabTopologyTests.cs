@@ -55,7 +55,7 @@ public sealed class LabTopologyTests
         LabTopology t = lab.Topology;
         using Process sleeper = LabTopology.StartIn(t.Pop(LabPopId.A).Namespace, "sleep", ["60"]);
         var clock = Stopwatch.StartNew();
-        while (!CommandRunner.Run("ip", ["netns", "pids", t.Pop(LabPopId.A).Namespace]).Contains(sleeper.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)))
+        while (!CommandRunner.Run("ip", ["netns", "pids", t.Pop(LabPopId.A).Namespace]).Split('\n', StringSplitOptions.TrimEntries).Contains(sleeper.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)))
         {
             Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), "the process never entered the namespace");
             Thread.Sleep(10);
