@@ -44,8 +44,10 @@ internal static class LabCommand
         {
             return Task.FromResult(run());
         }
-        catch (InvalidOperationException ex)
+        catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or IOException or UnauthorizedAccessException
+            or System.ComponentModel.Win32Exception)
         {
+            // A command that failed (its output is in the message), a missing tool, or an unwritable state file.
             output.WriteLine($"mptcp-anycast lab {verb}: {ex.Message}");
             return Task.FromResult(1);
         }

@@ -71,18 +71,6 @@ internal static class CommandRunner
         return new CommandResult(process.ExitCode, stdout.Result + stderr.Result);
     }
 
-    /// <summary>True when <paramref name="file"/> is an executable on <c>PATH</c> (or an existing path).</summary>
-    public static bool Exists(string file)
-    {
-        if (file.Contains('/'))
-        {
-            return File.Exists(file);
-        }
-
-        string path = Environment.GetEnvironmentVariable("PATH") ?? "/usr/sbin:/usr/bin:/sbin:/bin";
-        return path.Split(':', StringSplitOptions.RemoveEmptyEntries).Any(dir => File.Exists(Path.Combine(dir, file)));
-    }
-
     private static string Describe(string file, IEnumerable<string> arguments) =>
         string.Join(' ', new[] { file }.Concat(arguments.Select(a => a.Contains(' ') ? $"'{a}'" : a)));
 }
