@@ -1,0 +1,174 @@
+using MptcpAnycast.Cli.CommandLine;
+using MptcpAnycast.Cli.Lab;
+
+namespace MptcpAnycast.Cli.Commands;
+
+/// <summary>
+/// <c>mptcp-anycast lab up [options] | flip | status | down [--prefix P]</c>: the anycast lab in network namespaces.
+/// Root only. Exit 0 done, 1 refused or failed, 2 bad arguments.
+/// </summary>
+internal static class LabCommand
+{
+    public const string Usage =
+        "lab up [--prefix P] [--unicast own|shared-ipv4|ipv6-only] [--client accept-add-addr|subflow-endpoint|defaults] " +
+        "[--path-manager kernel|userspace] [--nat] [--firewall] [--strip-mptcp] | lab flip|status|down [--prefix P]";
+
+    private static readonly HashSet<string> UpFlags = ["--nat", "--firewall", "--strip-mptcp"];
+    private static readonly HashSet<string> UpValued = ["--prefix", "--unicast", "--client", "--path-manager"];
+    private static readonly HashSet<string> NoFlags = [];
+    private static readonly HashSet<string> PrefixOnly = ["--prefix"];
+
+    /// <summary>Tells whether this process may build labs; replaced in tests.</summary>
+    internal static Func<bool> IsRoot { get; set; } = () => Tmds.Linux.LibC.geteuid() == 0;
+
+    public static Task<int> RunAsync(string[] args, TextWriter output)
+    {
+        string verb = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : throw new UsageException("say what to do: up, flip, status or down");
+        string[] rest = args[1..];
+        Func<int> run = verb switch
+        {
+            "up" => Prepare(rest, UpFlags, UpValued, reader => () => Up(ReadOptions(reader), output)),
+            "flip" => Prepare(rest, NoFlags, PrefixOnly, reader => () => Flip(reader.Value("--prefix"), output)),
+            "status" => Prepare(rest, NoFlags, PrefixOnly, reader => () => Status(reader.Value("--prefix"), output)),
+            "down" => Prepare(rest, NoFlags, PrefixOnly, reader => () => Down(reader.Value("--prefix"), output)),
+            _ => throw new UsageException($"unknown lab command '{verb}' (up, flip, status, down)"),
+        };
+
+        if (!IsRoot())
+        {
+            output.WriteLine("mptcp-anycast lab: refused: the lab makes network namespaces, veth links and routes, which needs root. Run it as root (sudo mptcp-anycast lab ...).");
+            return Task.FromResult(1);
+        }
+
+        try
+        {
+            return Task.FromResult(run());
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or IOException or UnauthorizedAccessException
+            or System.ComponentModel.Win32Exception)
+        {
+            // A command that failed (its output is in the message), a missing tool, or an unwritable state file.
+            output.WriteLine($"mptcp-anycast lab {verb}: {ex.Message}");
+            return Task.FromResult(1);
+        }
+    }
+
+    internal static LabOptions ReadOptions(ArgumentReader reader)
+    {
+        var options = new LabOptions
+        {
+            Nat = reader.Flag("--nat"),
+            Firewall = reader.Flag("--firewall"),
+            StripMptcp = reader.Flag("--strip-mptcp"),
+            Unicast = Named(reader, "--unicast", LabUnicast.Own),
+            Client = Named(reader, "--client", LabClientLimits.AcceptAddAddr),
+            PathManager = Named(reader, "--path-manager", LabPathManager.Kernel),
+        };
+        if (reader.Value("--prefix") is string prefix)
+        {
+            options = options with { Prefix = CheckPrefix(prefix) };
+        }
+
+        return options;
+    }
+
+    private static Func<int> Prepare(string[] args, HashSet<string> flags, HashSet<string> valued, Func<ArgumentReader, Func<int>> make)
+    {
+        var reader = new ArgumentReader(args, flags, valued);
+        reader.NoPositional();
+        if (reader.Value("--prefix") is string prefix)
+        {
+            CheckPrefix(prefix);
+        }
+
+        return make(reader);
+    }
+
+    private static int Up(LabOptions options, TextWriter output)
+    {
+        LabTopology lab = LabTopology.Up(options);
+        output.WriteLine($"lab {options.Prefix} is up: {options}");
+        output.WriteLine($"  client  {lab.ClientNamespace,-24} {lab.Plan.Client4}, {lab.Plan.Client6}");
+        output.WriteLine($"  router  {lab.RouterNamespace,-24} anycast {lab.Plan.Anycast4}, {lab.Plan.Anycast6} -> POP {lab.Active}");
+        foreach (LabPop pop in lab.Pops)
+        {
+            output.WriteLine($"  POP {pop.Id}   {pop.Namespace,-24} {pop.Link4}, {pop.Link6}; announces {(pop.Announced.Count == 0 ? "nothing" : string.Join(", ", pop.Announced))}");
+        }
+
+        if (lab.StripMechanism is not null)
+        {
+            output.WriteLine($"  MPTCP option stripped on the router with: {lab.StripMechanism}");
+        }
+
+        output.WriteLine($"Run a command inside: ip netns exec {lab.ClientNamespace} <command>. Next: mptcp-anycast lab flip --prefix {options.Prefix}");
+        return 0;
+    }
+
+    private static int Flip(string? prefix, TextWriter output)
+    {
+        LabTopology lab = Existing(prefix);
+        LabPopId from = lab.Active;
+        LabPopId to = lab.Flip();
+        output.WriteLine($"lab {lab.Options.Prefix}: anycast {lab.Plan.Anycast4}, {lab.Plan.Anycast6} moved from POP {from} to POP {to}");
+        return 0;
+    }
+
+    private static int Status(string? prefix, TextWriter output)
+    {
+        output.Write(Existing(prefix).Status());
+        return 0;
+    }
+
+    private static int Down(string? prefix, TextWriter output)
+    {
+        IReadOnlyList<string> prefixes = prefix is not null ? [prefix] : LabState.Prefixes();
+        if (prefixes.Count > 1)
+        {
+            throw new UsageException($"several labs exist ({string.Join(", ", prefixes)}): choose one with --prefix");
+        }
+
+        if (prefixes.Count == 0)
+        {
+            output.WriteLine("no lab to remove");
+            return 0;
+        }
+
+        IReadOnlyList<string> removed = LabTopology.Down(prefixes[0]);
+        output.WriteLine(removed.Count == 0
+            ? $"lab {prefixes[0]}: nothing left to remove"
+            : $"lab {prefixes[0]}: removed {string.Join(", ", removed)}");
+        return 0;
+    }
+
+    private static LabTopology Existing(string? prefix)
+    {
+        if (prefix is null)
+        {
+            IReadOnlyList<string> prefixes = LabState.Prefixes();
+            prefix = prefixes.Count switch
+            {
+                0 => throw new InvalidOperationException("no lab is up; start one with 'mptcp-anycast lab up'"),
+                1 => prefixes[0],
+                _ => throw new UsageException($"several labs exist ({string.Join(", ", prefixes)}): choose one with --prefix"),
+            };
+        }
+
+        return LabTopology.Load(prefix) ?? throw new InvalidOperationException($"no lab with prefix '{prefix}' (no {LabState.PathFor(prefix)}); start one with 'mptcp-anycast lab up --prefix {prefix}'");
+    }
+
+    private static string CheckPrefix(string prefix) =>
+        LabOptions.ValidatePrefix(prefix) is string problem ? throw new UsageException(problem) : prefix;
+
+    private static T Named<T>(ArgumentReader reader, string option, T defaultValue) where T : struct, Enum
+    {
+        string? text = reader.Value(option);
+        if (text is null)
+        {
+            return defaultValue;
+        }
+
+        return LabNames.TryParse(text, out T value)
+            ? value
+            : throw new UsageException($"option '{option}' must be one of {LabNames.All<T>()} (got '{text}')");
+    }
+}

@@ -1,0 +1,29 @@
+namespace MptcpAnycast.Cli.Lab;
+
+/// <summary>An address (and, for a shared address, the port) that a POP announces with ADD_ADDR.</summary>
+internal sealed record LabEndpoint(string Address, int? Port)
+{
+    public override string ToString() => Port is int p ? (Address.Contains(':') ? $"[{Address}]:{p}" : $"{Address}:{p}") : Address;
+}
+
+/// <summary>
+/// One POP of a lab: its namespace, its router-facing interface and addresses, and the unicast addresses it announces
+/// (which depend on <see cref="LabUnicast"/>). This is what <c>lab demo</c> needs to start a server in each POP.
+/// </summary>
+internal sealed record LabPop(
+    LabPopId Id,
+    string Namespace,
+    string Interface,
+    string Link4,
+    string Link6,
+    string RouterLink4,
+    string RouterLink6,
+    int SharedPort,
+    IReadOnlyList<LabEndpoint> Announced)
+{
+    /// <summary>The POP's own IPv4 link address (the next hop for it on the router), without the prefix length.</summary>
+    public string Address4 => LabAddressPlan.Host(Link4);
+
+    /// <summary>The POP's own IPv6 link address, without the prefix length.</summary>
+    public string Address6 => LabAddressPlan.Host(Link6);
+}
