@@ -1,0 +1,309 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace MptcpAnycast.Cli.Lab;
+
+/// <summary>
+/// One client connection of the lab, created inside the client namespace: a tiny HTTP/1.1 keep-alive client that
+/// asks HelloAnycast for its state (<c>/mptcp</c>) and for a paced stream (<c>/stream</c>), checks every byte of the
+/// stream against its pattern (byte i is i mod 251), hashes it, and times the longest gap between arrivals.
+/// </summary>
+internal sealed class StreamProbe : IDisposable
+{
+    private readonly Socket _socket;
+    private readonly byte[] _buffer = new byte[64 * 1024];
+    private int _start;
+    private int _end;
+    private long _received;
+    private long _expected;
+    private long _longestGapTicks;
+    private long _lastArrival;
+    private int _maxSubflows;
+
+    private StreamProbe(string name, Socket socket, bool mptcp)
+    {
+        Name = name;
+        _socket = socket;
+        RequestedMptcp = mptcp;
+    }
+
+    public string Name { get; }
+
+    public bool RequestedMptcp { get; }
+
+    public Socket Socket => _socket;
+
+    /// <summary>Body bytes of the stream received so far.</summary>
+    public long Received => Interlocked.Read(ref _received);
+
+    public long Expected => Interlocked.Read(ref _expected);
+
+    /// <summary>The longest time between two arrivals of stream data (or from the last one until the end of the wait).</summary>
+    public TimeSpan LongestGap => TimeSpan.FromTicks(Interlocked.Read(ref _longestGapTicks) * TimeSpan.TicksPerSecond / Stopwatch.Frequency);
+
+    public bool PatternIntact { get; private set; } = true;
+
+    public bool Complete { get; private set; }
+
+    public string? Error { get; private set; }
+
+    public byte[]? Sha256 { get; private set; }
+
+    /// <summary>The most subflows seen at once (MPTCP_INFO), 1 for plain TCP.</summary>
+    public int MaxSubflows => Volatile.Read(ref _maxSubflows);
+
+    /// <summary>True when the whole stream arrived, intact.</summary>
+    public bool Survived => Complete && PatternIntact && Error is null;
+
+    /// <summary>Opens the connection from a socket created in <paramref name="ns"/>.</summary>
+    public static async Task<StreamProbe> ConnectAsync(string name, string ns, IPEndPoint target, bool mptcp, bool dualStack, CancellationToken cancellationToken)
+    {
+        AddressFamily family = dualStack ? AddressFamily.InterNetworkV6 : target.AddressFamily;
+        Socket socket = NamespaceThread.Run(ns, () =>
+        {
+            Socket s = mptcp ? MptcpSocket.Create(family) : new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+            if (dualStack)
+            {
+                s.DualMode = true;
+            }
+
+            return s;
+        });
+        try
+        {
+            socket.NoDelay = true;
+            IPEndPoint to = dualStack && target.AddressFamily == AddressFamily.InterNetwork ? new IPEndPoint(target.Address.MapToIPv6(), target.Port) : target;
+            await socket.ConnectAsync(to, cancellationToken).ConfigureAwait(false);
+            return new StreamProbe(name, socket, mptcp);
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Subflows now (MPTCP_INFO: the initial one plus the additional ones); 1 for plain TCP.</summary>
+    public int CurrentSubflows()
+    {
+        try
+        {
+            MptcpConnectionInfo info = MptcpSocket.GetConnectionInfo(_socket);
+            int n = info.IsMptcp ? (info.SubflowsTotal > 0 ? info.SubflowsTotal : info.AdditionalSubflows + 1) : 1;
+            int max;
+            while (n > (max = Volatile.Read(ref _maxSubflows)) && Interlocked.CompareExchange(ref _maxSubflows, n, max) != max)
+            {
+            }
+
+            return n;
+        }
+        catch (ObjectDisposedException)
+        {
+            return 0;
+        }
+    }
+
+    public MptcpConnectionInfo Info() => MptcpSocket.GetConnectionInfo(_socket);
+
+    /// <summary>GET <paramref name="path"/> and return the body as text (for <c>/mptcp</c>).</summary>
+    public async Task<string> GetTextAsync(string path, CancellationToken cancellationToken)
+    {
+        long length = await SendRequestAsync("GET", path, cancellationToken).ConfigureAwait(false);
+        var body = new byte[length];
+        int filled = 0;
+        while (filled < length)
+        {
+            if (_start == _end && !await FillAsync(cancellationToken).ConfigureAwait(false))
+            {
+                throw new IOException($"connection closed after {filled} of {length} body bytes");
+            }
+
+            int n = (int)Math.Min(_end - _start, length - filled);
+            _buffer.AsSpan(_start, n).CopyTo(body.AsSpan(filled));
+            _start += n;
+            filled += n;
+        }
+
+        return Encoding.UTF8.GetString(body);
+    }
+
+    /// <summary>POST <paramref name="path"/> without a body; returns the response body.</summary>
+    public async Task<string> PostAsync(string path, CancellationToken cancellationToken)
+    {
+        long length = await SendRequestAsync("POST", path, cancellationToken).ConfigureAwait(false);
+        var body = new byte[length];
+        for (int filled = 0; filled < length;)
+        {
+            if (_start == _end && !await FillAsync(cancellationToken).ConfigureAwait(false))
+            {
+                throw new IOException("connection closed in the body");
+            }
+
+            int n = (int)Math.Min(_end - _start, length - filled);
+            _buffer.AsSpan(_start, n).CopyTo(body.AsSpan(filled));
+            _start += n;
+            filled += n;
+        }
+
+        return Encoding.UTF8.GetString(body);
+    }
+
+    /// <summary>
+    /// GET <c>/stream</c> and read it to the end, checking every byte. Ends when the stream is complete, when the
+    /// connection fails, or when no byte arrives for <paramref name="stallLimit"/> (then <see cref="Error"/> says it hung).
+    /// </summary>
+    public async Task StreamAsync(double seconds, long rate, TimeSpan stallLimit, CancellationToken cancellationToken)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        try
+        {
+            string path = string.Create(CultureInfo.InvariantCulture, $"/stream?seconds={seconds}&rate={rate}");
+            long length = await SendRequestAsync("GET", path, cancellationToken).ConfigureAwait(false);
+            Interlocked.Exchange(ref _expected, length);
+            Interlocked.Exchange(ref _lastArrival, Stopwatch.GetTimestamp());
+            long offset = 0;
+            while (offset < length)
+            {
+                if (_start == _end)
+                {
+                    using var stall = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                    stall.CancelAfter(stallLimit);
+                    bool more;
+                    try
+                    {
+                        more = await FillAsync(stall.Token).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+                    {
+                        NoteGap(Stopwatch.GetTimestamp());
+                        Error = $"hung: no data for {stallLimit.TotalSeconds:0.#} s";
+                        return;
+                    }
+
+                    if (!more)
+                    {
+                        Error = "connection closed by the peer";
+                        return;
+                    }
+
+                    NoteGap(Stopwatch.GetTimestamp());
+                    CurrentSubflows();
+                }
+
+                int n = (int)Math.Min(_end - _start, length - offset);
+                ReadOnlySpan<byte> chunk = _buffer.AsSpan(_start, n);
+                for (int i = 0; i < chunk.Length; i++)
+                {
+                    if (chunk[i] != (byte)((offset + i) % 251))
+                    {
+                        PatternIntact = false;
+                        break;
+                    }
+                }
+
+                hash.AppendData(chunk);
+                _start += n;
+                offset += n;
+                Interlocked.Add(ref _received, n);
+            }
+
+            Complete = true;
+            Sha256 = hash.GetHashAndReset();
+        }
+        catch (Exception ex) when (ex is SocketException or IOException or ObjectDisposedException)
+        {
+            Error = ex is SocketException se ? $"{se.SocketErrorCode}: {se.Message}" : ex.Message;
+        }
+    }
+
+    /// <summary>The SHA-256 of the first <paramref name="length"/> bytes of the pattern: what a complete stream hashes to.</summary>
+    public static byte[] ExpectedSha256(long length)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        byte[] block = new byte[251 * 256];
+        for (int i = 0; i < block.Length; i++)
+        {
+            block[i] = (byte)(i % 251);
+        }
+
+        for (long done = 0; done < length;)
+        {
+            int n = (int)Math.Min(block.Length, length - done);
+            hash.AppendData(block, 0, n);
+            done += n;
+        }
+
+        return hash.GetHashAndReset();
+    }
+
+    private void NoteGap(long now)
+    {
+        long last = Interlocked.Exchange(ref _lastArrival, now);
+        long gap = now - last;
+        long longest;
+        while (gap > (longest = Interlocked.Read(ref _longestGapTicks)) && Interlocked.CompareExchange(ref _longestGapTicks, gap, longest) != longest)
+        {
+        }
+    }
+
+    private async Task<long> SendRequestAsync(string method, string path, CancellationToken cancellationToken)
+    {
+        byte[] request = Encoding.ASCII.GetBytes($"{method} {path} HTTP/1.1\r\nHost: anycast\r\nContent-Length: 0\r\n\r\n");
+        await _socket.SendAsync(request, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+
+        // Read the status line and headers.
+        while (true)
+        {
+            int end = _buffer.AsSpan(_start, _end - _start).IndexOf("\r\n\r\n"u8);
+            if (end >= 0)
+            {
+                string head = Encoding.ASCII.GetString(_buffer, _start, end);
+                _start += end + 4;
+                string[] lines = head.Split("\r\n");
+                if (!lines[0].StartsWith("HTTP/1.1 2", StringComparison.Ordinal))
+                {
+                    throw new IOException($"{method} {path}: {lines[0]}");
+                }
+
+                foreach (string line in lines)
+                {
+                    if (line.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase))
+                    {
+                        return long.Parse(line.AsSpan(15).Trim(), CultureInfo.InvariantCulture);
+                    }
+                }
+
+                throw new IOException($"{method} {path}: no Content-Length");
+            }
+
+            if (!await FillAsync(cancellationToken).ConfigureAwait(false))
+            {
+                throw new IOException($"{method} {path}: connection closed before the response");
+            }
+        }
+    }
+
+    private async Task<bool> FillAsync(CancellationToken cancellationToken)
+    {
+        if (_start == _end)
+        {
+            _start = _end = 0;
+        }
+        else if (_end == _buffer.Length)
+        {
+            Buffer.BlockCopy(_buffer, _start, _buffer, 0, _end - _start);
+            _end -= _start;
+            _start = 0;
+        }
+
+        int n = await _socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        _end += n;
+        return n > 0;
+    }
+
+    public void Dispose() => _socket.Dispose();
+}
