@@ -1,3 +1,4 @@
+using System.Text.Json;
 using MptcpAnycast.Cli.CommandLine;
 using MptcpAnycast.Cli.Lab;
 
@@ -10,6 +11,7 @@ namespace MptcpAnycast.Cli.Commands;
 internal static class LabCommand
 {
     public const string Usage =
+        "lab demo [lab up options] [--seconds S] [--rate BYTES] [--flip-after S] [--after-join keep-both|prefer-unicast|migrate-to-unicast] [--app PATH] [--no-curl] | " +
         "lab up [--prefix P] [--unicast own|shared-ipv4|ipv6-only] [--client accept-add-addr|subflow-endpoint|defaults] " +
         "[--path-manager kernel|userspace] [--nat] [--firewall] [--strip-mptcp] | lab flip|status|down [--prefix P]";
 
@@ -23,15 +25,20 @@ internal static class LabCommand
 
     public static Task<int> RunAsync(string[] args, TextWriter output)
     {
-        string verb = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : throw new UsageException("say what to do: up, flip, status or down");
+        string verb = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : throw new UsageException("say what to do: demo, up, flip, status or down");
         string[] rest = args[1..];
+        if (verb == "demo")
+        {
+            return DemoAsync(rest, output);
+        }
+
         Func<int> run = verb switch
         {
             "up" => Prepare(rest, UpFlags, UpValued, reader => () => Up(ReadOptions(reader), output)),
             "flip" => Prepare(rest, NoFlags, PrefixOnly, reader => () => Flip(reader.Value("--prefix"), output)),
             "status" => Prepare(rest, NoFlags, PrefixOnly, reader => () => Status(reader.Value("--prefix"), output)),
             "down" => Prepare(rest, NoFlags, PrefixOnly, reader => () => Down(reader.Value("--prefix"), output)),
-            _ => throw new UsageException($"unknown lab command '{verb}' (up, flip, status, down)"),
+            _ => throw new UsageException($"unknown lab command '{verb}' (demo, up, flip, status, down)"),
         };
 
         if (!IsRoot())
@@ -53,7 +60,69 @@ internal static class LabCommand
         }
     }
 
-    internal static LabOptions ReadOptions(ArgumentReader reader)
+    private static readonly HashSet<string> DemoFlags = [.. UpFlags, "--no-curl"];
+    private static readonly HashSet<string> DemoValued = [.. UpValued, "--seconds", "--rate", "--flip-after", "--after-join", "--app"];
+
+    private static async Task<int> DemoAsync(string[] args, TextWriter output)
+    {
+        var reader = new ArgumentReader(args, DemoFlags, DemoValued);
+        reader.NoPositional();
+        LabOptions options = ReadOptions(reader, LabPathManager.Userspace);
+        int seconds = reader.Int("--seconds", 2, 600) ?? 10;
+        var settings = new DemoSettings
+        {
+            Seconds = seconds,
+            Rate = reader.Int("--rate", 1024, 64 * 1024 * 1024) ?? 128 * 1024,
+            FlipAfter = reader.Int("--flip-after", 1, seconds - 1) ?? Math.Min(4, seconds / 2),
+            AfterJoin = reader.Value("--after-join") is string policy ? AfterJoinName(policy) : null,
+            AppPath = reader.Value("--app"),
+            Curl = !reader.Flag("--no-curl"),
+        };
+        if (!IsRoot())
+        {
+            output.WriteLine("mptcp-anycast lab: refused: the lab makes network namespaces, veth links and routes, which needs root. Run it as root (sudo mptcp-anycast lab ...).");
+            return 1;
+        }
+
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true; // let the demo tear the lab down
+            cancel.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            return await LabDemo.RunAsync(options, settings, output, cancel.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        {
+            output.WriteLine("mptcp-anycast lab demo: interrupted; the lab was removed.");
+            return 1;
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or IOException or System.Net.Sockets.SocketException
+            or System.ComponentModel.Win32Exception or JsonException)
+        {
+            output.WriteLine($"mptcp-anycast lab demo: {ex.Message}");
+            return 1;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    private static string AfterJoinName(string value) => value switch
+    {
+        "keep-both" => "KeepBoth",
+        "prefer-unicast" => "PreferUnicast",
+        "migrate-to-unicast" => "MigrateToUnicast",
+        _ => throw new UsageException($"option '--after-join' must be one of keep-both|prefer-unicast|migrate-to-unicast (got '{value}')"),
+    };
+
+    internal static LabOptions ReadOptions(ArgumentReader reader) => ReadOptions(reader, LabPathManager.Kernel);
+
+    internal static LabOptions ReadOptions(ArgumentReader reader, LabPathManager defaultPathManager)
     {
         var options = new LabOptions
         {
@@ -62,7 +131,7 @@ internal static class LabCommand
             StripMptcp = reader.Flag("--strip-mptcp"),
             Unicast = Named(reader, "--unicast", LabUnicast.Own),
             Client = Named(reader, "--client", LabClientLimits.AcceptAddAddr),
-            PathManager = Named(reader, "--path-manager", LabPathManager.Kernel),
+            PathManager = Named(reader, "--path-manager", defaultPathManager),
         };
         if (reader.Value("--prefix") is string prefix)
         {

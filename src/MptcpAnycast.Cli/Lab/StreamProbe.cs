@@ -111,45 +111,72 @@ internal sealed class StreamProbe : IDisposable
 
     /// <summary>GET <paramref name="path"/> and return the body as text (for <c>/mptcp</c>).</summary>
     public async Task<string> GetTextAsync(string path, CancellationToken cancellationToken)
+        => await ReadBodyAsync(await SendRequestAsync("GET", path, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+
+    /// <summary>POST <paramref name="path"/> without a body; returns the response body.</summary>
+    public async Task<string> PostAsync(string path, CancellationToken cancellationToken)
+        => await ReadBodyAsync(await SendRequestAsync("POST", path, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Reads a body of <paramref name="length"/> bytes, or a chunked one when it is -1.</summary>
+    private async Task<string> ReadBodyAsync(long length, CancellationToken cancellationToken)
     {
-        long length = await SendRequestAsync("GET", path, cancellationToken).ConfigureAwait(false);
+        if (length >= 0)
+        {
+            return Encoding.UTF8.GetString(await ReadExactAsync((int)length, cancellationToken).ConfigureAwait(false));
+        }
+
+        var body = new List<byte>();
+        while (true)
+        {
+            string sizeLine = await ReadLineAsync(cancellationToken).ConfigureAwait(false);
+            int size = int.Parse(sizeLine.Split(';')[0], NumberStyles.HexNumber, CultureInfo.InvariantCulture);
+            if (size == 0)
+            {
+                await ReadLineAsync(cancellationToken).ConfigureAwait(false); // the empty line after the last chunk
+                return Encoding.UTF8.GetString(body.ToArray());
+            }
+
+            body.AddRange(await ReadExactAsync(size, cancellationToken).ConfigureAwait(false));
+            await ReadLineAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<byte[]> ReadExactAsync(int length, CancellationToken cancellationToken)
+    {
         var body = new byte[length];
-        int filled = 0;
-        while (filled < length)
+        for (int filled = 0; filled < length;)
         {
             if (_start == _end && !await FillAsync(cancellationToken).ConfigureAwait(false))
             {
                 throw new IOException($"connection closed after {filled} of {length} body bytes");
             }
 
-            int n = (int)Math.Min(_end - _start, length - filled);
+            int n = Math.Min(_end - _start, length - filled);
             _buffer.AsSpan(_start, n).CopyTo(body.AsSpan(filled));
             _start += n;
             filled += n;
         }
 
-        return Encoding.UTF8.GetString(body);
+        return body;
     }
 
-    /// <summary>POST <paramref name="path"/> without a body; returns the response body.</summary>
-    public async Task<string> PostAsync(string path, CancellationToken cancellationToken)
+    private async Task<string> ReadLineAsync(CancellationToken cancellationToken)
     {
-        long length = await SendRequestAsync("POST", path, cancellationToken).ConfigureAwait(false);
-        var body = new byte[length];
-        for (int filled = 0; filled < length;)
+        while (true)
         {
-            if (_start == _end && !await FillAsync(cancellationToken).ConfigureAwait(false))
+            int end = _buffer.AsSpan(_start, _end - _start).IndexOf("\r\n"u8);
+            if (end >= 0)
             {
-                throw new IOException("connection closed in the body");
+                string line = Encoding.ASCII.GetString(_buffer, _start, end);
+                _start += end + 2;
+                return line;
             }
 
-            int n = (int)Math.Min(_end - _start, length - filled);
-            _buffer.AsSpan(_start, n).CopyTo(body.AsSpan(filled));
-            _start += n;
-            filled += n;
+            if (!await FillAsync(cancellationToken).ConfigureAwait(false))
+            {
+                throw new IOException("connection closed in a chunked body");
+            }
         }
-
-        return Encoding.UTF8.GetString(body);
     }
 
     /// <summary>
@@ -163,6 +190,11 @@ internal sealed class StreamProbe : IDisposable
         {
             string path = string.Create(CultureInfo.InvariantCulture, $"/stream?seconds={seconds}&rate={rate}");
             long length = await SendRequestAsync("GET", path, cancellationToken).ConfigureAwait(false);
+            if (length < 0)
+            {
+                throw new IOException("/stream answered without a Content-Length");
+            }
+
             Interlocked.Exchange(ref _expected, length);
             Interlocked.Exchange(ref _lastArrival, Stopwatch.GetTimestamp());
             long offset = 0;
@@ -275,9 +307,14 @@ internal sealed class StreamProbe : IDisposable
                     {
                         return long.Parse(line.AsSpan(15).Trim(), CultureInfo.InvariantCulture);
                     }
+
+                    if (line.StartsWith("Transfer-Encoding:", StringComparison.OrdinalIgnoreCase) && line.Contains("chunked", StringComparison.OrdinalIgnoreCase))
+                    {
+                        return -1;
+                    }
                 }
 
-                throw new IOException($"{method} {path}: no Content-Length");
+                throw new IOException($"{method} {path}: neither Content-Length nor chunked");
             }
 
             if (!await FillAsync(cancellationToken).ConfigureAwait(false))
