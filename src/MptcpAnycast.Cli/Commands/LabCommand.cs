@@ -12,6 +12,7 @@ internal static class LabCommand
 {
     public const string Usage =
         "lab demo [lab up options] [--seconds S] [--rate BYTES] [--flip-after S] [--after-join keep-both|prefer-unicast|migrate-to-unicast] [--app PATH] [--no-curl] | " +
+        "lab measure [lab up options] [--flips N] [--requests] [--rate BYTES] [--after-join POLICY] [--app PATH] | " +
         "lab up [--prefix P] [--unicast own|shared-ipv4|ipv6-only] [--client accept-add-addr|subflow-endpoint|defaults] " +
         "[--path-manager kernel|userspace] [--nat] [--firewall] [--strip-mptcp] | lab flip|status|down [--prefix P]";
 
@@ -30,6 +31,11 @@ internal static class LabCommand
         if (verb == "demo")
         {
             return DemoAsync(rest, output);
+        }
+
+        if (verb == "measure")
+        {
+            return MeasureAsync(rest, output);
         }
 
         Func<int> run = verb switch
@@ -104,6 +110,46 @@ internal static class LabCommand
             or System.ComponentModel.Win32Exception or JsonException)
         {
             output.WriteLine($"mptcp-anycast lab demo: {ex.Message}");
+            return 1;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    private static readonly HashSet<string> MeasureFlags = [.. UpFlags, "--requests"];
+    private static readonly HashSet<string> MeasureValued = [.. UpValued, "--flips", "--rate", "--after-join", "--app"];
+
+    private static async Task<int> MeasureAsync(string[] args, TextWriter output)
+    {
+        var reader = new ArgumentReader(args, MeasureFlags, MeasureValued);
+        reader.NoPositional();
+        LabOptions options = ReadOptions(reader, LabPathManager.Userspace);
+        int flips = reader.Int("--flips", 1, 500) ?? 20;
+        long rate = reader.Int("--rate", 1024, 64 * 1024 * 1024) ?? 128 * 1024;
+        string? afterJoin = reader.Value("--after-join") is string policy ? AfterJoinName(policy) : null;
+        if (!IsRoot())
+        {
+            output.WriteLine("mptcp-anycast lab: refused: the lab makes network namespaces, veth links and routes, which needs root.");
+            return 1;
+        }
+
+        using var cancel = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            cancel.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        try
+        {
+            return await LabMeasure.RunAsync(options, afterJoin, flips, reader.Flag("--requests"), rate, reader.Value("--app"), output, cancel.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or InvalidOperationException or TimeoutException or IOException
+            or System.Net.Sockets.SocketException or JsonException)
+        {
+            output.WriteLine($"mptcp-anycast lab measure: {ex.Message}");
             return 1;
         }
         finally

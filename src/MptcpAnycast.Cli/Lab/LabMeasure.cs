@@ -1,0 +1,136 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+
+namespace MptcpAnycast.Cli.Lab;
+
+/// <summary>
+/// <c>mptcp-anycast lab measure</c>: the stall an anycast route change causes, over many flips. One lab, HelloAnycast
+/// in both POPs; for each flip a new MPTCP connection joins, then either downloads a paced stream or sends small
+/// requests back to back, and the route flips mid-way. Reports the longest gap per flip, the median and the worst.
+/// </summary>
+internal static class LabMeasure
+{
+    public static async Task<int> RunAsync(LabOptions options, string? afterJoin, int flips, bool requests, long rate, string? appPath,
+        TextWriter output, CancellationToken cancellationToken)
+    {
+        string? app = appPath ?? PopServer.FindApp();
+        if (app is null)
+        {
+            output.WriteLine("mptcp-anycast lab measure: HelloAnycast not found; build it first: dotnet build MptcpAnycast.sln (or give --app PATH)");
+            return 1;
+        }
+
+        LabTopology lab = LabTopology.Up(options);
+        var servers = new List<PopServer>();
+        try
+        {
+            servers.Add(await PopServer.StartAsync(lab, lab.Pop(LabPopId.A), app, afterJoin, cancellationToken: cancellationToken).ConfigureAwait(false));
+            servers.Add(await PopServer.StartAsync(lab, lab.Pop(LabPopId.B), app, afterJoin, cancellationToken: cancellationToken).ConfigureAwait(false));
+            output.WriteLine($"# {flips} flips, {(requests ? "request/response (GET /bytes/1024 back to back)" : $"download (paced {rate / 1024} KiB/s)")}, "
+                + $"{LabNames.Of(options.PathManager)} path manager, after join {afterJoin ?? "PreferUnicast (default)"}");
+            var gaps = new List<double>();
+            int failed = 0;
+            var target = new IPEndPoint(IPAddress.Parse(lab.Plan.Anycast4), PopServer.Port);
+            for (int i = 0; i < flips; i++)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using StreamProbe probe = await StreamProbe.ConnectAsync("mptcp", lab.ClientNamespace, target, mptcp: true, dualStack: false, cancellationToken).ConfigureAwait(false);
+                string state = await WaitForJoinAsync(probe, cancellationToken).ConfigureAwait(false);
+                double gap;
+                string? error;
+                if (requests)
+                {
+                    (gap, error) = await RequestsAcrossFlipAsync(probe, lab, cancellationToken).ConfigureAwait(false);
+                }
+                else
+                {
+                    Task stream = probe.StreamAsync(2, rate, TimeSpan.FromSeconds(5), cancellationToken);
+                    await Task.WhenAny(stream, Task.Delay(TimeSpan.FromSeconds(1), cancellationToken)).ConfigureAwait(false);
+                    lab.Flip();
+                    await stream.ConfigureAwait(false);
+                    gap = probe.LongestGap.TotalMilliseconds;
+                    error = probe.Survived ? null : probe.Error ?? "incomplete";
+                }
+
+                if (error is null)
+                {
+                    gaps.Add(gap);
+                }
+                else
+                {
+                    failed++;
+                }
+
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"flip {i + 1,3}: join {state,-12} longest gap {gap,7:0.0} ms {(error is null ? "survived" : $"FAILED: {error}")}"));
+            }
+
+            gaps.Sort();
+            if (gaps.Count > 0)
+            {
+                double median = gaps.Count % 2 == 1 ? gaps[gaps.Count / 2] : (gaps[(gaps.Count / 2) - 1] + gaps[gaps.Count / 2]) / 2;
+                output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"longest gap over {gaps.Count} surviving flips: median {median:0.0} ms, worst {gaps[^1]:0.0} ms, best {gaps[0]:0.0} ms; {failed} failed"));
+            }
+
+            return failed == 0 ? 0 : 1;
+        }
+        finally
+        {
+            servers.ForEach(s => s.Dispose());
+            lab.Down();
+        }
+    }
+
+    private static async Task<string> WaitForJoinAsync(StreamProbe probe, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            string state = JsonDocument.Parse(await probe.GetTextAsync("/mptcp", cancellationToken).ConfigureAwait(false)).RootElement.GetProperty("state").GetString() ?? "?";
+            if (state != "Announced" && state != "NotAnnounced" || clock.Elapsed > TimeSpan.FromSeconds(4))
+            {
+                return state;
+            }
+
+            await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Small requests back to back for 2 s, the route flipped after 1 s; the longest time one request took.</summary>
+    private static async Task<(double GapMs, string? Error)> RequestsAcrossFlipAsync(StreamProbe probe, LabTopology lab, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        bool flipped = false;
+        double longest = 0;
+        while (clock.Elapsed < TimeSpan.FromSeconds(2))
+        {
+            if (!flipped && clock.Elapsed > TimeSpan.FromSeconds(1))
+            {
+                lab.Flip();
+                flipped = true;
+            }
+
+            long start = Stopwatch.GetTimestamp();
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(5));
+            try
+            {
+                string body = await probe.GetTextAsync("/bytes/1024", timeout.Token).ConfigureAwait(false);
+                if (body.Length != 1024)
+                {
+                    return (longest, $"short body ({body.Length} bytes)");
+                }
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException)
+            {
+                return (Stopwatch.GetElapsedTime(start).TotalMilliseconds, ex.Message);
+            }
+
+            longest = Math.Max(longest, Stopwatch.GetElapsedTime(start).TotalMilliseconds);
+        }
+
+        return (longest, null);
+    }
+}
