@@ -5,6 +5,8 @@
 #   (c) userspace     MptcpAnycast, Userspace mode: one announcement per connection (client does not join)
 #   (c+) userspace-join  the same, with a client that joins every connection's unicast address
 #   (d) kernel        MptcpAnycast, Kernel mode (signal endpoint; client does not join)
+#   (d+) kernel-join  the same, with a client that joins
+# Each server runs in its own namespace, its client (wrk) in another, joined by a veth link.
 # (b)-(d) are driven by 'mptcpize run wrk'. Keep-alive and churn ("Connection: close"), alternating the
 # variants round by round; prints medians and ratios against (b).
 #
@@ -32,60 +34,68 @@ command -v wrk >/dev/null && command -v mptcpize >/dev/null || { echo "$0: apt-g
 ANYCAST=203.0.113.1 UNICAST=192.0.2.2
 PREFIX="mpab$$"
 PIDS=()
+PAIRS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    for ns in u j k; do ip netns del "$PREFIX$ns" 2>/dev/null || true; done
+    for pair in "${PAIRS[@]}"; do ip netns del "${PREFIX}${pair}s" 2>/dev/null || true; ip netns del "${PREFIX}${pair}c" 2>/dev/null || true; done
 }
 trap cleanup EXIT INT TERM
 
 dotnet build -c Release -v q -nologo examples/HelloAnycast >/dev/null
 APP=examples/HelloAnycast/bin/Release/net10.0/HelloAnycast.dll
 
-make_ns() { # name path_manager add_addr_accepted
-    local ns="$PREFIX$1"
-    ip netns add "$ns"
-    ip -n "$ns" link set lo up
-    ip -n "$ns" addr add "$ANYCAST/32" dev lo
-    ip -n "$ns" addr add "$UNICAST/32" dev lo
-    ip netns exec "$ns" sysctl -qw net.mptcp.path_manager="$2" net.mptcp.allow_join_initial_addr_port=0
-    ip -n "$ns" mptcp limits set subflows 2 add_addr_accepted "$3"
+# One client namespace and one server namespace per variant, joined by a veth link (as a client and a POP are):
+# server 192.0.2.2 (its unicast) on the link and the anycast address on lo; the client routes the anycast address to it.
+make_pair() { # name path_manager client_add_addr_accepted
+    local s="$PREFIX${1}s" c="$PREFIX${1}c"
+    PAIRS+=("$1")
+    ip netns add "$s"; ip netns add "$c"
+    ip link add "c$1" netns "$c" type veth peer name "s$1" netns "$s"
+    ip -n "$s" link set lo up; ip -n "$c" link set lo up
+    ip -n "$s" addr add "$UNICAST/24" dev "s$1"; ip -n "$s" link set "s$1" up
+    ip -n "$s" addr add "$ANYCAST/32" dev lo
+    ip -n "$c" addr add 192.0.2.1/24 dev "c$1"; ip -n "$c" link set "c$1" up
+    ip -n "$c" route add "$ANYCAST/32" via "$UNICAST"
+    ip netns exec "$s" sysctl -qw net.mptcp.path_manager="$2" net.mptcp.allow_join_initial_addr_port=0
+    ip -n "$s" mptcp limits set subflows 2 add_addr_accepted 0
+    ip -n "$c" mptcp limits set subflows 2 add_addr_accepted "$3"
+    if [ "$2" = kernel ]; then ip -n "$s" mptcp endpoint add "$UNICAST" dev "s$1" signal; fi
 }
-make_ns u userspace 0
-make_ns j userspace 1
-make_ns k kernel 0
-ip -n "${PREFIX}k" mptcp endpoint add "$UNICAST" dev lo signal
 
-declare -A NS PORT ARGS WRAP
-add_variant() { # name ns port wrap args...
-    local name="$1"; NS[$name]="$PREFIX$2"; PORT[$name]="$3"; WRAP[$name]="$4"; shift 4; ARGS[$name]="$*"
+declare -A NS CNS PORT ARGS WRAP
+add_variant() { # name path_manager client_add_addr_accepted wrap args...
+    local name="$1" idx="${#PAIRS[@]}"
+    make_pair "$idx" "$2" "$3"
+    NS[$name]="$PREFIX${idx}s"; CNS[$name]="$PREFIX${idx}c"; PORT[$name]=8080; WRAP[$name]="$4"; shift 4; ARGS[$name]="$*"
 }
 COMMON="--MptcpAnycast:AnycastAddresses:0=$ANYCAST --MptcpAnycast:UnicastAddresses:0=$UNICAST --Logging:LogLevel:Default=Warning"
-add_variant sockets        u 18001 ""              --Transport sockets
-add_variant mptcp-listen   u 18002 "mptcpize run"  --Transport mptcp-listen
-add_variant userspace      u 18003 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Userspace $COMMON
-add_variant userspace-join j 18004 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Userspace $COMMON
-add_variant kernel         k 18005 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Kernel $COMMON
-VARIANTS=(sockets mptcp-listen userspace userspace-join kernel)
+add_variant sockets        userspace 0 ""              --Transport sockets
+add_variant mptcp-listen   userspace 0 "mptcpize run"  --Transport mptcp-listen
+add_variant userspace      userspace 0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Userspace $COMMON
+add_variant userspace-join userspace 1 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Userspace $COMMON
+add_variant kernel         kernel    0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Kernel $COMMON
+add_variant kernel-join    kernel    1 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Kernel $COMMON
+VARIANTS=(sockets mptcp-listen userspace userspace-join kernel kernel-join)
 
 for v in "${VARIANTS[@]}"; do
     # shellcheck disable=SC2086
-    ip netns exec "${NS[$v]}" dotnet "$APP" --urls "http://$ANYCAST:${PORT[$v]}" ${ARGS[$v]} >"/tmp/$PREFIX-$v.log" 2>&1 &
+    ip netns exec "${NS[$v]}" dotnet "$APP" --urls "http://[::]:${PORT[$v]}" ${ARGS[$v]} >"/tmp/$PREFIX-$v.log" 2>&1 &
     PIDS+=($!)
 done
 for v in "${VARIANTS[@]}"; do
     for _ in $(seq 1 100); do
-        ip netns exec "${NS[$v]}" curl -sf "http://$ANYCAST:${PORT[$v]}/" >/dev/null 2>&1 && break
+        ip netns exec "${CNS[$v]}" curl -sf "http://$ANYCAST:${PORT[$v]}/" >/dev/null 2>&1 && break
         sleep 0.2
     done
-    ip netns exec "${NS[$v]}" curl -sf "http://$ANYCAST:${PORT[$v]}/" >/dev/null || { echo "server $v did not start:"; cat "/tmp/$PREFIX-$v.log"; exit 1; }
+    ip netns exec "${CNS[$v]}" curl -sf "http://$ANYCAST:${PORT[$v]}/" >/dev/null || { echo "server $v did not start:"; cat "/tmp/$PREFIX-$v.log"; exit 1; }
 done
 
 run_wrk() { # variant mode -> requests/sec
     local v="$1" mode="$2" header=()
     [ "$mode" = churn ] && header=(-H "Connection: close")
     # shellcheck disable=SC2086
-    timeout $((DURATION + 20)) ip netns exec "${NS[$v]}" ${WRAP[$v]} wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "${header[@]}" \
+    timeout $((DURATION + 20)) ip netns exec "${CNS[$v]}" ${WRAP[$v]} wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" "${header[@]}" \
         "http://$ANYCAST:${PORT[$v]}/" 2>&1 | awk '/Requests\/sec/ { print $2 }'
 }
 

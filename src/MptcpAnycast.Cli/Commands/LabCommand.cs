@@ -12,7 +12,7 @@ internal static class LabCommand
 {
     public const string Usage =
         "lab demo [lab up options] [--seconds S] [--rate BYTES] [--flip-after S] [--after-join keep-both|prefer-unicast|migrate-to-unicast] [--app PATH] [--no-curl] | " +
-        "lab measure [lab up options] [--flips N] [--requests] [--rate BYTES] [--after-join POLICY] [--app PATH] | " +
+        "lab measure [lab up options] [--flips N] [--requests] [--no-flip] [--rate BYTES] [--after-join POLICY] [--app PATH] | " +
         "lab up [--prefix P] [--unicast own|shared-ipv4|ipv6-only] [--client accept-add-addr|subflow-endpoint|defaults] " +
         "[--path-manager kernel|userspace] [--nat] [--firewall] [--strip-mptcp] | lab flip|status|down [--prefix P]";
 
@@ -118,7 +118,7 @@ internal static class LabCommand
         }
     }
 
-    private static readonly HashSet<string> MeasureFlags = [.. UpFlags, "--requests"];
+    private static readonly HashSet<string> MeasureFlags = [.. UpFlags, "--requests", "--no-flip"];
     private static readonly HashSet<string> MeasureValued = [.. UpValued, "--flips", "--rate", "--after-join", "--app"];
 
     private static async Task<int> MeasureAsync(string[] args, TextWriter output)
@@ -144,7 +144,8 @@ internal static class LabCommand
         Console.CancelKeyPress += onCancel;
         try
         {
-            return await LabMeasure.RunAsync(options, afterJoin, flips, reader.Flag("--requests"), rate, reader.Value("--app"), output, cancel.Token).ConfigureAwait(false);
+            return await LabMeasure.RunAsync(options, afterJoin, flips, reader.Flag("--requests"), rate, reader.Value("--app"), output, cancel.Token,
+                noFlip: reader.Flag("--no-flip")).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is OperationCanceledException or InvalidOperationException or TimeoutException or IOException
             or System.Net.Sockets.SocketException or JsonException)

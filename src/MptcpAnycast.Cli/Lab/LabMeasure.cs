@@ -13,7 +13,7 @@ namespace MptcpAnycast.Cli.Lab;
 internal static class LabMeasure
 {
     public static async Task<int> RunAsync(LabOptions options, string? afterJoin, int flips, bool requests, long rate, string? appPath,
-        TextWriter output, CancellationToken cancellationToken)
+        TextWriter output, CancellationToken cancellationToken, bool noFlip = false)
     {
         string? app = appPath ?? PopServer.FindApp();
         if (app is null)
@@ -29,7 +29,8 @@ internal static class LabMeasure
             servers.Add(await PopServer.StartAsync(lab, lab.Pop(LabPopId.A), app, afterJoin, cancellationToken: cancellationToken).ConfigureAwait(false));
             servers.Add(await PopServer.StartAsync(lab, lab.Pop(LabPopId.B), app, afterJoin, cancellationToken: cancellationToken).ConfigureAwait(false));
             output.WriteLine($"# {flips} flips, {(requests ? "request/response (GET /bytes/1024 back to back)" : $"download (paced {rate / 1024} KiB/s)")}, "
-                + $"{LabNames.Of(options.PathManager)} path manager, after join {afterJoin ?? "PreferUnicast (default)"}");
+                + $"{LabNames.Of(options.PathManager)} path manager, after join {afterJoin ?? "PreferUnicast (default)"}"
+                + (noFlip ? "; CONTROL: the route is not moved" : ""));
             var gaps = new List<double>();
             int failed = 0;
             var target = new IPEndPoint(IPAddress.Parse(lab.Plan.Anycast4), PopServer.Port);
@@ -42,13 +43,17 @@ internal static class LabMeasure
                 string? error;
                 if (requests)
                 {
-                    (gap, error) = await RequestsAcrossFlipAsync(probe, lab, cancellationToken).ConfigureAwait(false);
+                    (gap, error) = await RequestsAcrossFlipAsync(probe, noFlip ? null : lab, cancellationToken).ConfigureAwait(false);
                 }
                 else
                 {
                     Task stream = probe.StreamAsync(2, rate, TimeSpan.FromSeconds(5), cancellationToken);
                     await Task.WhenAny(stream, Task.Delay(TimeSpan.FromSeconds(1), cancellationToken)).ConfigureAwait(false);
-                    lab.Flip();
+                    if (!noFlip)
+                    {
+                        lab.Flip();
+                    }
+
                     await stream.ConfigureAwait(false);
                     gap = probe.LongestGap.TotalMilliseconds;
                     error = probe.Survived ? null : probe.Error ?? "incomplete";
@@ -99,7 +104,7 @@ internal static class LabMeasure
     }
 
     /// <summary>Small requests back to back for 2 s, the route flipped after 1 s; the longest time one request took.</summary>
-    private static async Task<(double GapMs, string? Error)> RequestsAcrossFlipAsync(StreamProbe probe, LabTopology lab, CancellationToken cancellationToken)
+    private static async Task<(double GapMs, string? Error)> RequestsAcrossFlipAsync(StreamProbe probe, LabTopology? lab, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         bool flipped = false;
@@ -108,7 +113,7 @@ internal static class LabMeasure
         {
             if (!flipped && clock.Elapsed > TimeSpan.FromSeconds(1))
             {
-                lab.Flip();
+                lab?.Flip();
                 flipped = true;
             }
 
