@@ -11,18 +11,20 @@
 # variants round by round; prints medians and ratios against (b).
 #
 # Usage (root): benchmarks/load-comparison.sh [--rounds N] [--duration SECONDS] [--connections C] [--threads T]
+#               [--variants sockets,mptcp-listen,userspace,userspace-join,kernel,kernel-join]
 # Needs: wrk, mptcpize (apt-get install wrk mptcpize), the .NET SDK. Bounded: rounds x variants x 2 x duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=5 DURATION=4 CONNS=32 THREADS=1
+ROUNDS=5 DURATION=4 CONNS=32 THREADS=1 ONLY=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS="$2"; shift 2 ;;
         --duration) DURATION="$2"; shift 2 ;;
         --connections) CONNS="$2"; shift 2 ;;
         --threads) THREADS="$2"; shift 2 ;;
-        *) echo "usage: $0 [--rounds N] [--duration SECONDS] [--connections C] [--threads T]" >&2; exit 2 ;;
+        --variants) ONLY="$2"; shift 2 ;;
+        *) echo "usage: $0 [--rounds N] [--duration SECONDS] [--connections C] [--threads T] [--variants a,b,...]" >&2; exit 2 ;;
     esac
 done
 for n in "$ROUNDS" "$DURATION" "$CONNS" "$THREADS"; do
@@ -77,6 +79,11 @@ add_variant userspace-join userspace 1 "mptcpize run"  --Transport anycast --Mpt
 add_variant kernel         kernel    0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Kernel $COMMON
 add_variant kernel-join    kernel    1 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Kernel $COMMON
 VARIANTS=(sockets mptcp-listen userspace userspace-join kernel kernel-join)
+if [ -n "$ONLY" ]; then
+    IFS=, read -r -a VARIANTS <<<"$ONLY"
+    for v in "${VARIANTS[@]}"; do [ -n "${NS[$v]:-}" ] || { echo "$0: unknown variant '$v'" >&2; exit 2; }; done
+    [[ " ${VARIANTS[*]} " == *" mptcp-listen "* ]] || VARIANTS=(mptcp-listen "${VARIANTS[@]}") # the ratio's base
+fi
 
 for v in "${VARIANTS[@]}"; do
     # shellcheck disable=SC2086

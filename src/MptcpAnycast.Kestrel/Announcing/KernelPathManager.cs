@@ -9,6 +9,10 @@ internal sealed class KernelPathManager : IPathManager
 {
     private const int ENOBUFS = 105, EAGAIN = 11, EBUSY = 16, EINTR = 4, ENOMEM = 12, EINVAL = 22, ENOENT = 2, ESRCH = 3;
 
+    /// <summary>The only events the announcer acts on: joins, lost anycast subflows, closed connections.</summary>
+    private static readonly PathManagerEventType[] EventTypes =
+        [PathManagerEventType.SubflowEstablished, PathManagerEventType.SubflowClosed, PathManagerEventType.Closed];
+
     private readonly PathManagerClient _client;
     private readonly PathManagerEventSubscription? _events;
 
@@ -34,7 +38,7 @@ internal sealed class KernelPathManager : IPathManager
 
         try
         {
-            return (new KernelPathManager(client, client.SubscribeEvents(capacity: 16384)), null);
+            return (new KernelPathManager(client, client.SubscribeEvents(capacity: 16384, EventTypes)), null);
         }
         catch (PathManagerException ex)
         {

@@ -192,7 +192,7 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
                 static async (s, ct) => await s.Manager.AnnounceAsync(s.State.Token, s.State.Decision.AddressId, s.Wire, ct).ConfigureAwait(false),
                 (Manager: _pathManager, State: state, Wire: state.Decision.WireEndPoint ?? target),
                 cancellationToken).ConfigureAwait(false);
-            state.MarkAnnounced(target, _time.GetUtcNow(), $"announced {target}; waiting for the client's subflow");
+            state.MarkAnnounced(target, _time.GetUtcNow(), "announced; waiting for the client's subflow to the unicast address");
             _metrics.Announcement("sent");
             MptcpAnycastLog.Announced(_logger, state.ConnectionId, target, state.Token);
             if (!_followingEvents)

@@ -25,7 +25,7 @@ internal readonly record struct AnnouncementDecision(IPEndPoint? UnicastEndPoint
 
     public string Describe() => Reason switch
     {
-        NoAnnouncementReason.None => $"announce {UnicastEndPoint} (id {AddressId})",
+        NoAnnouncementReason.None => "the unicast address is about to be announced",
         NoAnnouncementReason.NotMptcp => "the connection is not MPTCP",
         NoAnnouncementReason.NotOnAnycastAddress => "the connection's local address is not one of the configured anycast addresses",
         NoAnnouncementReason.NoUnicastForFamily => "no unicast address fits this connection (no IPv4 unicast for an IPv4 connection on an IPv4-only socket, or none at all)",

@@ -15,9 +15,24 @@ public sealed class PathManagerEventSubscription : IAsyncDisposable, IDisposable
     private long _dropped;
     private bool _lossPending;
 
-    internal PathManagerEventSubscription(PathManagerClient owner, int capacity)
+    private readonly ulong _types; // bit n set: event type n is wanted
+
+    internal PathManagerEventSubscription(PathManagerClient owner, int capacity, IReadOnlyCollection<PathManagerEventType>? types = null)
     {
         _owner = owner;
+        _types = ulong.MaxValue;
+        if (types is not null)
+        {
+            _types = 0;
+            foreach (PathManagerEventType type in types)
+            {
+                if ((int)type is >= 0 and < 64)
+                {
+                    _types |= 1UL << (int)type;
+                }
+            }
+        }
+
         _channel = Channel.CreateBounded<PathManagerEvent>(new BoundedChannelOptions(capacity)
         {
             FullMode = BoundedChannelFullMode.Wait, // never waited on: the writer uses TryWrite and counts what does not fit
@@ -54,6 +69,9 @@ public sealed class PathManagerEventSubscription : IAsyncDisposable, IDisposable
         Dispose();
         return ValueTask.CompletedTask;
     }
+
+    /// <summary>Whether this subscriber takes events of generic-netlink command <paramref name="type"/>.</summary>
+    internal bool Wants(byte type) => type < 64 && (_types & (1UL << type)) != 0;
 
     // Publish and ReportLoss run only on the client's event loop (the single writer).
     internal void Publish(PathManagerEvent pathManagerEvent)
