@@ -178,6 +178,16 @@ public sealed class AnycastEndToEndTests(ITestOutputHelper output)
 
         await run.StreamAcrossFlipAsync(probes, seconds: 4, rate: 16 * 1024, flipAfter: 1.5, stallLimitSeconds: 6);
 
+        // Accept-to-join, as the server logged it (announcement sent -> client subflow established), for the benchmarks README.
+        List<double> joins = run.PopA.Output.Split('\n')
+            .Select(l => System.Text.RegularExpressions.Regex.Match(l, @"joined .* after ([0-9.]+) ms"))
+            .Where(m => m.Success)
+            .Select(m => double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture))
+            .Order()
+            .ToList();
+        Assert.Equal(200, joins.Count);
+        output.WriteLine($"announcement to join: median {joins[joins.Count / 2]:0.00} ms, p99 {joins[(int)(joins.Count * 0.99)]:0.00} ms, max {joins[^1]:0.00} ms");
+
         int survived = probes.Count(p => p.Survived);
         output.WriteLine($"{survived}/200 survived; longest stall max {probes.Max(p => p.LongestGap.TotalMilliseconds):0} ms, median {probes.Select(p => p.LongestGap.TotalMilliseconds).Order().ElementAt(100):0} ms");
         Assert.All(probes, EndToEndRun.AssertSurvived);
