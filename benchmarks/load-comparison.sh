@@ -2,6 +2,7 @@
 # Load comparison: HelloAnycast's GET / served by
 #   (a) sockets       Kestrel's default TCP transport, plain wrk
 #   (b) mptcp-listen  Kestrel with a bare MPTCP listen socket (nothing announced): the kernel's MPTCP floor
+#   (b') anycast-none MptcpAnycast's own listener with Mode=None: the transport without announcing
 #   (c) userspace     MptcpAnycast, Userspace mode: one announcement per connection (client does not join)
 #   (c+) userspace-join  the same, with a client that joins every connection's unicast address
 #   (d) kernel        MptcpAnycast, Kernel mode (signal endpoint; client does not join)
@@ -11,7 +12,7 @@
 # variants round by round; prints medians and ratios against (b).
 #
 # Usage (root): benchmarks/load-comparison.sh [--rounds N] [--duration SECONDS] [--connections C] [--threads T]
-#               [--variants sockets,mptcp-listen,userspace,userspace-join,kernel,kernel-join]
+#               [--variants sockets,mptcp-listen,anycast-none,userspace,userspace-join,kernel,kernel-join]
 # Needs: wrk, mptcpize (apt-get install wrk mptcpize), the .NET SDK. Bounded: rounds x variants x 2 x duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,11 +75,12 @@ add_variant() { # name path_manager client_add_addr_accepted wrap args...
 COMMON="--MptcpAnycast:AnycastAddresses:0=$ANYCAST --MptcpAnycast:UnicastAddresses:0=$UNICAST --Logging:LogLevel:Default=Warning"
 add_variant sockets        userspace 0 ""              --Transport sockets
 add_variant mptcp-listen   userspace 0 "mptcpize run"  --Transport mptcp-listen
+add_variant anycast-none   userspace 0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=None $COMMON
 add_variant userspace      userspace 0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Userspace $COMMON
 add_variant userspace-join userspace 1 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Userspace $COMMON
 add_variant kernel         kernel    0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Kernel $COMMON
 add_variant kernel-join    kernel    1 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Kernel $COMMON
-VARIANTS=(sockets mptcp-listen userspace userspace-join kernel kernel-join)
+VARIANTS=(sockets mptcp-listen anycast-none userspace userspace-join kernel kernel-join)
 if [ -n "$ONLY" ]; then
     IFS=, read -r -a VARIANTS <<<"$ONLY"
     for v in "${VARIANTS[@]}"; do [ -n "${NS[$v]:-}" ] || { echo "$0: unknown variant '$v'" >&2; exit 2; }; done
