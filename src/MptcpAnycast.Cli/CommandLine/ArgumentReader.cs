@@ -124,6 +124,18 @@ internal sealed class ArgumentReader
         return parsed;
     }
 
+    /// <summary>Fails for any given option that <paramref name="what"/> does not take (options shared by several verbs).</summary>
+    public void OnlyOptions(string what, params string[] allowed)
+    {
+        foreach (string name in _options.Keys)
+        {
+            if (Array.IndexOf(allowed, name) < 0)
+            {
+                throw new UsageException($"option '{name}' does not apply to '{what}'");
+            }
+        }
+    }
+
     public void NoPositional()
     {
         if (_positional.Count > 0)

@@ -20,6 +20,7 @@ internal static class EndpointsCommand
         switch (action)
         {
             case "list" or "show":
+                reader.OnlyOptions($"endpoints {action}", "--json");
                 Only(words, 1);
                 await using (PathManagerClient pm = await PathManagerArguments.OpenAsync().ConfigureAwait(false))
                 {
@@ -30,6 +31,7 @@ internal static class EndpointsCommand
                 return 0;
 
             case "add":
+                reader.OnlyOptions("endpoints add", "--id", "--port", "--dev", "--flags");
                 Only(words, 2);
                 if (words.Count < 2)
                 {
@@ -56,6 +58,7 @@ internal static class EndpointsCommand
                 return 0;
 
             case "delete":
+                reader.OnlyOptions("endpoints delete", "--id");
                 Only(words, 1);
                 byte deleteId = (byte)(reader.Int("--id", 1, 255) ?? throw new UsageException("option '--id' is required"));
                 await using (PathManagerClient pm = await PathManagerArguments.OpenAsync().ConfigureAwait(false))
@@ -67,6 +70,7 @@ internal static class EndpointsCommand
                 return 0;
 
             case "flush":
+                reader.OnlyOptions("endpoints flush");
                 Only(words, 1);
                 await using (PathManagerClient pm = await PathManagerArguments.OpenAsync().ConfigureAwait(false))
                 {

@@ -14,7 +14,7 @@ namespace MptcpAnycast.Tests.PathManagement;
 public sealed class NetlinkFuzzTests
 {
     private const int Seed = 20260303;
-    private const int Iterations = 120_000;
+    private const int Iterations = 1_000_000;
     private const ushort FamilyId = 28;
 
     [Fact]

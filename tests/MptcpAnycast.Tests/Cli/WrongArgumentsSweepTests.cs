@@ -1,0 +1,69 @@
+using MptcpAnycast.Cli;
+
+namespace MptcpAnycast.Tests.Cli;
+
+/// <summary>Every command, fed wrong arguments: usage and exit code 2, never a stack trace, never a change to the host.</summary>
+public sealed class WrongArgumentsSweepTests
+{
+    private static readonly string[][] Bad =
+    [
+        ["--bogus"],
+        ["--json=1", "--json"],
+        ["extra-positional", "more"],
+        ["--count", "-5"],
+        ["--count", "1e9"],
+        ["--timeout", "abc"],
+        ["--id", "0"],
+        ["--id", "256"],
+        ["--token", "xyz"],
+        ["--token", "123456789"],
+        ["--port", "70000"],
+        ["--address", "999.1.1.1"],
+        ["--subflows", "-1"],
+        ["--add-addr-accepted", "nine"],
+        ["--role", ""],
+        ["--prefix", "has space"],
+        ["--seconds", "0"],
+        ["--after-join", "sometimes"],
+        ["--flips", "100000"],
+        ["\0"],
+    ];
+
+    public static TheoryData<string, int> Cases()
+    {
+        var data = new TheoryData<string, int>();
+        foreach (Program.Command command in Program.Commands)
+        {
+            for (int i = 0; i < Bad.Length; i++)
+            {
+                data.Add(command.Name, i);
+            }
+        }
+
+        return data;
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public async Task Wrong_arguments_never_crash_and_bad_options_exit_2(string command, int bad)
+    {
+        // Give sub-command verbs where the command needs one, so that the options themselves are what is judged.
+        string[] verb = command switch
+        {
+            "endpoints" => ["list"],
+            "lab" => ["up"],
+            _ => [],
+        };
+        string[] args = [command, .. verb, .. Bad[bad]];
+        var stdout = new StringWriter();
+        var stderr = new StringWriter();
+
+        int code = await Program.RunAsync(args, stdout, stderr).WaitAsync(TimeSpan.FromSeconds(30));
+
+        string all = stdout.ToString() + stderr.ToString();
+        Assert.DoesNotContain("   at ", all);        // no stack trace
+        Assert.DoesNotContain("Unhandled exception", all);
+        Assert.True(code == 2, $"mptcp-anycast {string.Join(' ', args)} exited {code}:\n{all}");
+        Assert.Contains("usage: mptcp-anycast", stderr.ToString());
+    }
+}
