@@ -192,4 +192,28 @@ public sealed class AnycastEndToEndTests(ITestOutputHelper output)
         output.WriteLine($"{survived}/200 survived; longest stall max {probes.Max(p => p.LongestGap.TotalMilliseconds):0} ms, median {probes.Select(p => p.LongestGap.TotalMilliseconds).Order().ElementAt(100):0} ms");
         Assert.All(probes, EndToEndRun.AssertSurvived);
     }
+
+    // Issue 7: route changes under load.
+    [LabFact]
+    public async Task Five_hundred_paced_streams_survive_three_flips_back_and_forth_without_losing_or_reordering_a_byte()
+    {
+        using EndToEndRun run = await EndToEndRun.StartAsync(Options());
+        var probes = new List<StreamProbe>();
+        for (int i = 0; i < 500; i++)
+        {
+            probes.Add(await run.ConnectAsync());
+        }
+
+        foreach (StreamProbe p in probes)
+        {
+            Assert.True(await EndToEndRun.WaitForJoinAsync(p, JoinWait), "a connection did not join");
+        }
+
+        // A -> B -> A -> B while every stream runs.
+        await run.StreamAcrossFlipsAsync(probes, seconds: 6, rate: 8 * 1024, flipsAt: [1.5, 3.0, 4.5]);
+
+        output.WriteLine($"{probes.Count(p => p.Survived)}/500 survived; longest stall max {probes.Max(p => p.LongestGap.TotalMilliseconds):0} ms, "
+            + $"median {probes.Select(p => p.LongestGap.TotalMilliseconds).Order().ElementAt(250):0} ms");
+        Assert.All(probes, EndToEndRun.AssertSurvived); // per-byte pattern (order) and SHA-256 (content)
+    }
 }

@@ -98,6 +98,22 @@ internal sealed class EndToEndRun : IDisposable
         await all.WaitAsync(cts.Token);
     }
 
+    /// <summary>Streams to every probe and flips the anycast route at each of <paramref name="flipsAt"/> (seconds), back and forth.</summary>
+    public async Task StreamAcrossFlipsAsync(IReadOnlyList<StreamProbe> probes, double seconds, long rate, double[] flipsAt, double stallLimitSeconds = 6)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(seconds + stallLimitSeconds + 60));
+        Task all = Task.WhenAll(probes.Select(p => p.StreamAsync(seconds, rate, TimeSpan.FromSeconds(stallLimitSeconds), cts.Token)));
+        var clock = Stopwatch.StartNew();
+        foreach (double at in flipsAt)
+        {
+            TimeSpan wait = TimeSpan.FromSeconds(at) - clock.Elapsed;
+            await Task.WhenAny(all, Task.Delay(wait > TimeSpan.Zero ? wait : TimeSpan.Zero, cts.Token));
+            Topology.Flip();
+        }
+
+        await all.WaitAsync(cts.Token);
+    }
+
     public static void AssertSurvived(StreamProbe probe)
     {
         Assert.True(probe.Survived, $"{probe.Name}: {probe.Received}/{probe.Expected} bytes, error: {probe.Error}, pattern intact: {probe.PatternIntact}");
