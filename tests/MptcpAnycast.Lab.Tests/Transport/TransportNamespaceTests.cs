@@ -9,7 +9,7 @@ namespace MptcpAnycast.Lab.Tests.Transport;
 /// The HelloAnycast app on the MPTCP transport inside a namespace, real MPTCP clients in another: announcements,
 /// joins, fallbacks and start-up errors, as the kernel does them.
 /// </summary>
-public sealed class TransportNamespaceTests
+public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private const string Base = "http://203.0.113.1:8080";
 
@@ -297,5 +297,34 @@ public sealed class TransportNamespaceTests
         Assert.Contains("CAP_NET_ADMIN", first.GetProperty("stateReason").GetString());
         Assert.Equal("Failed", other.GetProperty("state").GetString());
         Assert.Single(server.Output.Split('\n'), l => l.Contains("No CAP_NET_ADMIN", StringComparison.Ordinal));
+    }
+
+    [LabFact]
+    public async Task Connection_churn_returns_file_descriptors_and_memory_to_their_baseline()
+    {
+        // Bounded soak: wrk opens and closes MPTCP connections for 8 s (each announced, and joined by the client).
+        using var lab = new TransportLab("userspace");
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a",
+            ServerArgs("Userspace", "--Logging:LogLevel:MptcpAnycast", "Warning"));
+        using HttpClient client = lab.CreateClient();
+        await TransportLab.WaitForStateAsync(client, Base, "Joined");
+        client.Dispose();
+        await Task.Delay(500);
+        int fdsBefore = Directory.GetFiles($"/proc/{server.Pid}/fd").Length;
+
+        string wrk = lab.Client.Exec($"timeout 30 mptcpize run wrk -t1 -c16 -d8s -H 'Connection: close' {Base}/");
+        await Task.Delay(3000); // closed connections leave the server's tables
+
+        int fdsAfter = Directory.GetFiles($"/proc/{server.Pid}/fd").Length;
+        System.Text.RegularExpressions.Match requests = System.Text.RegularExpressions.Regex.Match(wrk, @"(\d+) requests in");
+        Assert.True(requests.Success, wrk);
+        output.WriteLine($"{requests.Groups[1].Value} connections in 8 s; server fds {fdsBefore} before, {fdsAfter} after; RSS {File.ReadAllLines($"/proc/{server.Pid}/status").First(l => l.StartsWith("VmRSS", StringComparison.Ordinal))}");
+        Assert.True(int.Parse(requests.Groups[1].Value) > 5000, $"too little churn to say anything: {wrk}");
+        Assert.True(fdsAfter <= fdsBefore + 4, $"file descriptors: {fdsBefore} before, {fdsAfter} after {requests.Groups[1].Value} connections");
+        Assert.DoesNotContain("fail", server.Output, StringComparison.OrdinalIgnoreCase);
+
+        // Still serving and still announcing after the churn.
+        using HttpClient after = lab.CreateClient();
+        Assert.Equal("Joined", (await TransportLab.WaitForStateAsync(after, Base, "Joined")).GetProperty("state").GetString());
     }
 }
