@@ -5,5 +5,10 @@ if (args.Length > 0 && args[0] == "announce-roundtrip")
     return await MptcpAnycast.Benchmarks.AnnounceRoundTrip.RunAsync(args[1..]);
 }
 
+if (args.Length > 0 && args[0] == "per-connection-memory")
+{
+    return await MptcpAnycast.Benchmarks.PerConnectionMemory.RunAsync(args[1..]);
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;
