@@ -53,6 +53,9 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
         _sweeper = mode is AnnouncementMode.Userspace or AnnouncementMode.Kernel ? Task.Run(SweepAsync) : Task.CompletedTask;
     }
 
+    /// <summary>How long announcements pause once the path manager is found failing for everyone (tests shorten it).</summary>
+    internal static TimeSpan CircuitBreakDuration { get; set; } = TimeSpan.FromSeconds(15);
+
     public AnnouncementMode Mode => _mode;
 
     public UnicastAnnouncementPolicy Policy => _policy;
@@ -410,7 +413,7 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
                 FailureRatio = 0.5,
                 MinimumThroughput = 10,
                 SamplingDuration = TimeSpan.FromSeconds(10),
-                BreakDuration = TimeSpan.FromSeconds(15),
+                BreakDuration = CircuitBreakDuration,
                 OnOpened = args =>
                 {
                     MptcpAnycastLog.PathManagerUnavailable(_logger, args.Outcome.Exception);

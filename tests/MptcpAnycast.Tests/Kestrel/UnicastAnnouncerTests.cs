@@ -11,6 +11,7 @@ namespace MptcpAnycast.Tests.Kestrel;
 /// The announcer against real loopback MPTCP sockets and a fake path manager: what it announces, how it follows
 /// joins, and how it behaves when the path manager fails.
 /// </summary>
+[Collection(CircuitBreakDurationCollection.Name)]
 public sealed class UnicastAnnouncerTests
 {
     // Loopback connections are "anycast" here (no anycast list); the unicast address only has to differ from 127.0.0.1.
@@ -292,4 +293,59 @@ public sealed class UnicastAnnouncerRateLimitTests
         Assert.Equal(2, metrics["mptcp_anycast.announcements|rate_limited"]);
         pairs.ForEach(p => p.Dispose());
     }
+}
+
+[Collection(CircuitBreakDurationCollection.Name)]
+public sealed class UnicastAnnouncerRecoveryTests
+{
+    [Fact]
+    public async Task Announcements_resume_once_the_path_manager_works_again()
+    {
+        TimeSpan saved = UnicastAnnouncer.CircuitBreakDuration;
+        UnicastAnnouncer.CircuitBreakDuration = TimeSpan.FromSeconds(1);
+        try
+        {
+            bool broken = true;
+            var pm = new FakePathManager
+            {
+                Announce = (_, _) => broken ? Task.FromException(new FakePathManagerException(PathManagerFailure.Systemic)) : Task.CompletedTask,
+            };
+            MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(new MptcpAnycastOptions { UnicastAddresses = ["127.0.0.2"] }, [IPAddress.Parse("127.0.0.2")]);
+            await using var announcer = new UnicastAnnouncer(settings, AnnouncementMode.Userspace, pm, null, NullLogger.Instance,
+                new MptcpAnycastMetrics(Meters.Create()), TimeProvider.System);
+            var pairs = new List<LoopbackPair>();
+            try
+            {
+                for (int i = 0; i < 20; i++)
+                {
+                    LoopbackPair pair = await LoopbackPair.ConnectAsync();
+                    pairs.Add(pair);
+                    MptcpConnectionState s = announcer.OnAccepted(pair.Server, $"c{i}");
+                    await Eventually.TrueAsync(() => s.State == UnicastSubflowState.Failed, $"c{i} failed");
+                }
+
+                broken = false; // the path manager comes back
+                await Task.Delay(TimeSpan.FromSeconds(1.5)); // the circuit's pause ends
+
+                LoopbackPair later = await LoopbackPair.ConnectAsync();
+                pairs.Add(later);
+                MptcpConnectionState recovered = announcer.OnAccepted(later.Server, "later");
+                await Eventually.TrueAsync(() => recovered.State == UnicastSubflowState.Announced, "announced again after recovery");
+            }
+            finally
+            {
+                pairs.ForEach(p => p.Dispose());
+            }
+        }
+        finally
+        {
+            UnicastAnnouncer.CircuitBreakDuration = saved;
+        }
+    }
+}
+
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class CircuitBreakDurationCollection
+{
+    public const string Name = "Circuit break duration (a static the test changes)";
 }
