@@ -21,6 +21,9 @@ internal static class LabCommand
     private static readonly HashSet<string> NoFlags = [];
     private static readonly HashSet<string> PrefixOnly = ["--prefix"];
 
+    private const string RootRefusal =
+        "mptcp-anycast lab: refused: the lab makes network namespaces, veth links and routes, which needs root. Run it as root (sudo mptcp-anycast lab ...).";
+
     /// <summary>Tells whether this process may build labs; replaced in tests.</summary>
     internal static Func<bool> IsRoot { get; set; } = () => Tmds.Linux.LibC.geteuid() == 0;
 
@@ -49,7 +52,7 @@ internal static class LabCommand
 
         if (!IsRoot())
         {
-            output.WriteLine("mptcp-anycast lab: refused: the lab makes network namespaces, veth links and routes, which needs root. Run it as root (sudo mptcp-anycast lab ...).");
+            output.WriteLine(RootRefusal);
             return Task.FromResult(1);
         }
 
@@ -86,30 +89,39 @@ internal static class LabCommand
         };
         if (!IsRoot())
         {
-            output.WriteLine("mptcp-anycast lab: refused: the lab makes network namespaces, veth links and routes, which needs root. Run it as root (sudo mptcp-anycast lab ...).");
+            output.WriteLine(RootRefusal);
             return 1;
         }
 
+        return await RunInterruptibleAsync("demo", output, token => LabDemo.RunAsync(options, settings, output, token)).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Runs a long lab command so that Ctrl-C cancels it instead of killing the process (it then removes its lab), and
+    /// a failed step becomes one line and exit code 1.
+    /// </summary>
+    private static async Task<int> RunInterruptibleAsync(string verb, TextWriter output, Func<CancellationToken, Task<int>> run)
+    {
         using var cancel = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
-            e.Cancel = true; // let the demo tear the lab down
+            e.Cancel = true; // let the command tear its lab down
             cancel.Cancel();
         };
         Console.CancelKeyPress += onCancel;
         try
         {
-            return await LabDemo.RunAsync(options, settings, output, cancel.Token).ConfigureAwait(false);
+            return await run(cancel.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested)
         {
-            output.WriteLine("mptcp-anycast lab demo: interrupted; the lab was removed.");
+            output.WriteLine($"mptcp-anycast lab {verb}: interrupted; the lab was removed.");
             return 1;
         }
-        catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or IOException or System.Net.Sockets.SocketException
-            or System.ComponentModel.Win32Exception or JsonException)
+        catch (Exception ex) when (ex is OperationCanceledException or InvalidOperationException or TimeoutException or IOException
+            or System.Net.Sockets.SocketException or System.ComponentModel.Win32Exception or JsonException)
         {
-            output.WriteLine($"mptcp-anycast lab demo: {ex.Message}");
+            output.WriteLine($"mptcp-anycast lab {verb}: {ex.Message}");
             return 1;
         }
         finally
@@ -131,32 +143,12 @@ internal static class LabCommand
         string? afterJoin = reader.Value("--after-join") is string policy ? AfterJoinName(policy) : null;
         if (!IsRoot())
         {
-            output.WriteLine("mptcp-anycast lab: refused: the lab makes network namespaces, veth links and routes, which needs root.");
+            output.WriteLine(RootRefusal);
             return 1;
         }
 
-        using var cancel = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true;
-            cancel.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
-        try
-        {
-            return await LabMeasure.RunAsync(options, afterJoin, flips, reader.Flag("--requests"), rate, reader.Value("--app"), output, cancel.Token,
-                noFlip: reader.Flag("--no-flip")).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or InvalidOperationException or TimeoutException or IOException
-            or System.Net.Sockets.SocketException or JsonException)
-        {
-            output.WriteLine($"mptcp-anycast lab measure: {ex.Message}");
-            return 1;
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
+        return await RunInterruptibleAsync("measure", output, token => LabMeasure.RunAsync(options, afterJoin, flips, reader.Flag("--requests"), rate,
+            reader.Value("--app"), output, token, noFlip: reader.Flag("--no-flip"))).ConfigureAwait(false);
     }
 
     private static string AfterJoinName(string value) => value switch

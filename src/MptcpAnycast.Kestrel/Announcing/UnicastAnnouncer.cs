@@ -141,22 +141,14 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
             return true;
         }
 
-        if (!state.IsMptcp || !state.Decision.ShouldAnnounce || _mode != AnnouncementMode.Userspace || state.IsClosed)
-        {
-            if (state.IsMptcp && state.Decision.ShouldAnnounce && _mode == AnnouncementMode.Kernel)
-            {
-                return true;
-            }
-
-            return false;
-        }
-
-        if (state.AnnounceStartedAt is null && !TryAcquireBudget(state))
+        // (Kernel mode marks its connections announced at accept, so they returned above.)
+        if (!state.IsMptcp || !state.Decision.ShouldAnnounce || _mode != AnnouncementMode.Userspace || state.IsClosed
+            || (state.AnnounceStartedAt is null && !TryAcquireBudget(state)))
         {
             return false;
         }
 
-        _byToken.TryAdd(state.Token, state);
+        _byToken.TryAdd(state.Token, state); // not yet tracked when the accept-time budget check turned it down
         using CancellationTokenSource linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _stopping.Token);
         await AnnounceCoreAsync(state, linked.Token).ConfigureAwait(false);
         return state.AnnouncedEndPoint is not null;
