@@ -1,5 +1,3 @@
-using System.Collections.Concurrent;
-using System.Diagnostics;
 using System.Globalization;
 
 namespace MptcpAnycast.Cli.Lab;
@@ -9,30 +7,22 @@ internal sealed class PopServer : IDisposable
 {
     public const int Port = 8080;
 
-    private readonly Process _process;
-    private readonly ConcurrentQueue<string> _lines = new();
-    private readonly TaskCompletionSource<bool> _listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly AppProcess _app;
 
-    private PopServer(LabPop pop, Process process)
+    private PopServer(LabPop pop, AppProcess app)
     {
         Pop = pop;
-        _process = process;
-        process.OutputDataReceived += (_, e) => OnLine(e.Data);
-        process.ErrorDataReceived += (_, e) => OnLine(e.Data);
-        process.EnableRaisingEvents = true;
-        process.Exited += (_, _) => _listening.TrySetResult(false);
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
+        _app = app;
     }
 
     public LabPop Pop { get; }
 
-    public string Output => string.Join('\n', _lines);
+    public string Output => _app.Output;
 
-    public bool HasExited => _process.HasExited;
+    public bool HasExited => _app.HasExited;
 
     /// <summary>Lines of the server's log that contain <paramref name="text"/>.</summary>
-    public int Count(string text) => _lines.Count(l => l.Contains(text, StringComparison.Ordinal));
+    public int Count(string text) => _app.Count(text);
 
     /// <summary>The transport's arguments for this POP: its unicast addresses, the lab's anycast addresses.</summary>
     public static List<string> Arguments(LabTopology lab, LabPop pop, string? afterJoin, IEnumerable<string>? extra)
@@ -68,77 +58,21 @@ internal sealed class PopServer : IDisposable
     public static async Task<PopServer> StartAsync(LabTopology lab, LabPop pop, string appPath, string? afterJoin = null,
         IEnumerable<string>? extra = null, CancellationToken cancellationToken = default)
     {
-        var psi = new ProcessStartInfo("ip")
+        (AppProcess app, bool listening) = await AppProcess.StartAsync(
+            ["ip", "netns", "exec", pop.Namespace, "dotnet", appPath, .. Arguments(lab, pop, afterJoin, extra)], null, TimeSpan.FromSeconds(60),
+            cancellationToken).ConfigureAwait(false);
+        if (!listening)
         {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (string a in new[] { "netns", "exec", pop.Namespace, "dotnet", appPath }.Concat(Arguments(lab, pop, afterJoin, extra)))
-        {
-            psi.ArgumentList.Add(a);
-        }
-
-        psi.Environment["DOTNET_NOLOGO"] = "1";
-        var server = new PopServer(pop, Process.Start(psi) ?? throw new InvalidOperationException("cannot start ip netns exec"));
-        Task finished = await Task.WhenAny(server._listening.Task, Task.Delay(TimeSpan.FromSeconds(60), cancellationToken)).ConfigureAwait(false);
-        if (finished != server._listening.Task || !server._listening.Task.Result)
-        {
-            string output = server.Output;
-            server.Dispose();
+            string output = app.Output;
+            app.Dispose();
             throw new InvalidOperationException($"HelloAnycast did not start in {pop.Namespace}:\n{output}");
         }
 
-        return server;
+        return new PopServer(pop, app);
     }
 
-    /// <summary>Finds the HelloAnycast build next to this repository's tool: <c>examples/HelloAnycast/bin/*/net10.0/HelloAnycast.dll</c>.</summary>
-    public static string? FindApp()
-    {
-        string? dir = AppContext.BaseDirectory;
-        while (dir is not null && !File.Exists(Path.Combine(dir, "MptcpAnycast.sln")))
-        {
-            dir = Path.GetDirectoryName(dir.TrimEnd('/'));
-        }
+    /// <inheritdoc cref="AppProcess.FindHelloAnycast"/>
+    public static string? FindApp() => AppProcess.FindHelloAnycast();
 
-        if (dir is null)
-        {
-            return null;
-        }
-
-        return new[] { "Debug", "Release" }
-            .Select(c => Path.Combine(dir, "examples", "HelloAnycast", "bin", c, "net10.0", "HelloAnycast.dll"))
-            .Where(File.Exists)
-            .OrderByDescending(File.GetLastWriteTimeUtc)
-            .FirstOrDefault();
-    }
-
-    public void Dispose()
-    {
-        if (!_process.HasExited)
-        {
-            Process.Start("kill", ["-TERM", _process.Id.ToString(CultureInfo.InvariantCulture)])?.WaitForExit(5000);
-            if (!_process.WaitForExit(10_000))
-            {
-                _process.Kill(entireProcessTree: true);
-                _process.WaitForExit(5000);
-            }
-        }
-
-        _process.Dispose();
-    }
-
-    private void OnLine(string? line)
-    {
-        if (line is null)
-        {
-            return;
-        }
-
-        _lines.Enqueue(line);
-        if (line.Contains("Now listening on", StringComparison.Ordinal))
-        {
-            _listening.TrySetResult(true);
-        }
-    }
+    public void Dispose() => _app.Dispose();
 }
