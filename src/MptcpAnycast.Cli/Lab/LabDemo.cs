@@ -57,20 +57,7 @@ internal static class LabDemo
             probes.Add(tcp);
 
             // Wait for the unicast subflow, then ask the server what it sees on this very connection.
-            var join = Stopwatch.StartNew();
-            JsonElement mptcpState;
-            while (true)
-            {
-                mptcpState = JsonDocument.Parse(await mptcp.GetTextAsync("/mptcp", cancellationToken).ConfigureAwait(false)).RootElement;
-                if (Text(mptcpState, "state") is "Joined" or "JoinTimedOut" or "Failed" || !mptcpState.GetProperty("mptcp").GetBoolean()
-                    || join.Elapsed > TimeSpan.FromSeconds(4))
-                {
-                    break;
-                }
-
-                await Task.Delay(50, cancellationToken).ConfigureAwait(false);
-            }
-
+            JsonElement mptcpState = await mptcp.WaitForJoinAsync(TimeSpan.FromSeconds(4), cancellationToken).ConfigureAwait(false);
             JsonElement tcpState = JsonDocument.Parse(await tcp.GetTextAsync("/mptcp", cancellationToken).ConfigureAwait(false)).RootElement;
             output.WriteLine($"  MPTCP client: server says {Text(mptcpState, "state")} ({Text(mptcpState, "stateReason")}); subflows {mptcp.CurrentSubflows()}");
             output.WriteLine($"  TCP client:   server says mptcp={Text(tcpState, "mptcp")} ({Text(tcpState, "fallbackReason")})");

@@ -38,7 +38,7 @@ internal static class LabMeasure
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 using StreamProbe probe = await StreamProbe.ConnectAsync("mptcp", lab.ClientNamespace, target, mptcp: true, dualStack: false, cancellationToken).ConfigureAwait(false);
-                string state = await WaitForJoinAsync(probe, cancellationToken).ConfigureAwait(false);
+                string state = (await probe.WaitForJoinAsync(TimeSpan.FromSeconds(4), cancellationToken).ConfigureAwait(false)).GetProperty("state").GetString() ?? "?";
                 double gap;
                 string? error;
                 if (requests)
@@ -85,21 +85,6 @@ internal static class LabMeasure
         {
             servers.ForEach(s => s.Dispose());
             lab.Down();
-        }
-    }
-
-    private static async Task<string> WaitForJoinAsync(StreamProbe probe, CancellationToken cancellationToken)
-    {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            string state = JsonDocument.Parse(await probe.GetTextAsync("/mptcp", cancellationToken).ConfigureAwait(false)).RootElement.GetProperty("state").GetString() ?? "?";
-            if (state != "Announced" && state != "NotAnnounced" || clock.Elapsed > TimeSpan.FromSeconds(4))
-            {
-                return state;
-            }
-
-            await Task.Delay(20, cancellationToken).ConfigureAwait(false);
         }
     }
 

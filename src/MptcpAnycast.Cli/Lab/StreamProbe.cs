@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 
 namespace MptcpAnycast.Cli.Lab;
 
@@ -112,6 +113,28 @@ internal sealed class StreamProbe : IDisposable
     /// <summary>GET <paramref name="path"/> and return the body as text (for <c>/mptcp</c>).</summary>
     public async Task<string> GetTextAsync(string path, CancellationToken cancellationToken)
         => await ReadBodyAsync(await SendRequestAsync("GET", path, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
+
+    /// <summary>
+    /// Asks the server about this connection (<c>GET /mptcp</c>) until its unicast subflow is settled — joined, timed out
+    /// or failed, or the connection is not MPTCP — or <paramref name="timeout"/> passes; returns the last answer. The
+    /// server's word counts: the client's own subflow count includes joins still in SYN_SENT.
+    /// </summary>
+    public async Task<JsonElement> WaitForJoinAsync(TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            JsonElement state = JsonDocument.Parse(await GetTextAsync("/mptcp", cancellationToken).ConfigureAwait(false)).RootElement.Clone();
+            bool pending = state.GetProperty("mptcp").GetBoolean() && state.GetProperty("state").GetString() is "Announced" or "NotAnnounced";
+            if (!pending || clock.Elapsed > timeout)
+            {
+                CurrentSubflows();
+                return state;
+            }
+
+            await Task.Delay(20, cancellationToken).ConfigureAwait(false);
+        }
+    }
 
     /// <summary>POST <paramref name="path"/> without a body; returns the response body.</summary>
     public async Task<string> PostAsync(string path, CancellationToken cancellationToken)

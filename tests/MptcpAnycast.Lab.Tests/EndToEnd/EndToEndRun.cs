@@ -55,29 +55,11 @@ internal sealed class EndToEndRun : IDisposable
         return probe;
     }
 
-    /// <summary>
-    /// Asks the server about this connection until it reports the client's unicast subflow as joined, or the timeout.
-    /// (The client's own subflow count includes joins still in SYN_SENT, so the server's word is the one that counts.)
-    /// </summary>
+    /// <summary>True when the server reports the client's unicast subflow as joined within <paramref name="timeout"/>.</summary>
     public static async Task<bool> WaitForJoinAsync(StreamProbe probe, TimeSpan timeout)
     {
-        var clock = Stopwatch.StartNew();
-        while (true)
-        {
-            JsonElement state = await ServerStateAsync(probe);
-            if (state.GetProperty("state").GetString() == "Joined")
-            {
-                probe.CurrentSubflows();
-                return true;
-            }
-
-            if (clock.Elapsed > timeout)
-            {
-                return false;
-            }
-
-            await Task.Delay(50);
-        }
+        using var cts = new CancellationTokenSource(timeout + TimeSpan.FromSeconds(10));
+        return (await probe.WaitForJoinAsync(timeout, cts.Token)).GetProperty("state").GetString() == "Joined";
     }
 
     /// <summary>The server's view of this connection (<c>GET /mptcp</c> on it).</summary>
