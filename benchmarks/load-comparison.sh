@@ -2,6 +2,8 @@
 # Load comparison: HelloAnycast's GET / served by
 #   (a) sockets       Kestrel's default TCP transport, plain wrk
 #   (b) mptcp-listen  Kestrel with a bare MPTCP listen socket (nothing announced): the kernel's MPTCP floor
+#   (b+) mptcp-listen-signal  the same with a kernel 'signal' endpoint: the kernel announces on every connection,
+#                 no MptcpAnycast code at all: the kernel's own cost of one ADD_ADDR per connection
 #   (b') anycast-none MptcpAnycast's own listener with Mode=None: the transport without announcing
 #   (c) userspace     MptcpAnycast, Userspace mode: one announcement per connection (client does not join)
 #   (c+) userspace-join  the same, with a client that joins every connection's unicast address
@@ -12,7 +14,7 @@
 # variants round by round; prints medians and ratios against (b).
 #
 # Usage (root): benchmarks/load-comparison.sh [--rounds N] [--duration SECONDS] [--connections C] [--threads T]
-#               [--variants sockets,mptcp-listen,anycast-none,userspace,userspace-join,kernel,kernel-join]
+#               [--variants sockets,mptcp-listen,mptcp-listen-signal,anycast-none,userspace,userspace-join,kernel,kernel-join]
 # Needs: wrk, mptcpize (apt-get install wrk mptcpize), the .NET SDK. Bounded: rounds x variants x 2 x duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,12 +77,13 @@ add_variant() { # name path_manager client_add_addr_accepted wrap args...
 COMMON="--MptcpAnycast:AnycastAddresses:0=$ANYCAST --MptcpAnycast:UnicastAddresses:0=$UNICAST --Logging:LogLevel:Default=Warning"
 add_variant sockets        userspace 0 ""              --Transport sockets
 add_variant mptcp-listen   userspace 0 "mptcpize run"  --Transport mptcp-listen
+add_variant mptcp-listen-signal kernel 0 "mptcpize run" --Transport mptcp-listen
 add_variant anycast-none   userspace 0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=None $COMMON
 add_variant userspace      userspace 0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Userspace $COMMON
 add_variant userspace-join userspace 1 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Userspace $COMMON
 add_variant kernel         kernel    0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Kernel $COMMON
 add_variant kernel-join    kernel    1 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Kernel $COMMON
-VARIANTS=(sockets mptcp-listen anycast-none userspace userspace-join kernel kernel-join)
+VARIANTS=(sockets mptcp-listen mptcp-listen-signal anycast-none userspace userspace-join kernel kernel-join)
 if [ -n "$ONLY" ]; then
     IFS=, read -r -a VARIANTS <<<"$ONLY"
     for v in "${VARIANTS[@]}"; do [ -n "${NS[$v]:-}" ] || { echo "$0: unknown variant '$v'" >&2; exit 2; }; done
@@ -126,9 +129,18 @@ done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 printf "\nwrk -t%s -c%s -d%ss, %s rounds, medians (requests/s); ratio = variant / mptcp-listen\n" "$THREADS" "$CONNS" "$DURATION" "$ROUNDS"
-printf "%-16s %12s %8s %12s %8s\n" variant keep-alive ratio churn ratio
+printf "%-20s %12s %8s %12s %8s\n" variant keep-alive ratio churn ratio
 bk=$(echo "${RESULTS[mptcp-listen,keepalive]}" | median); bc=$(echo "${RESULTS[mptcp-listen,churn]}" | median)
 for v in "${VARIANTS[@]}"; do
     k=$(echo "${RESULTS[$v,keepalive]}" | median); c=$(echo "${RESULTS[$v,churn]}" | median)
-    printf "%-16s %12.0f %8.3f %12.0f %8.3f\n" "$v" "$k" "$(echo "$k $bk" | awk '{ print $1 / $2 }')" "$c" "$(echo "$c $bc" | awk '{ print $1 / $2 }')"
+    printf "%-20s %12.0f %8.3f %12.0f %8.3f\n" "$v" "$k" "$(echo "$k $bk" | awk '{ print $1 / $2 }')" "$c" "$(echo "$c $bc" | awk '{ print $1 / $2 }')"
+done
+
+# What the kernel did on each server, from its MIB counters (whole run, warm-up included): ADD_ADDR options sent and
+# joins accepted per MPTCP connection, so that a variant's cost can be read against the work it really caused.
+printf "\n%-20s %14s %12s %12s\n" variant mptcp-conns add_addr/conn joins/conn
+for v in "${VARIANTS[@]}"; do
+    ip netns exec "${NS[$v]}" nstat -az 2>/dev/null | awk -v v="$v" '
+        $1 == "MPTcpExtMPCapableSYNRX" { c = $2 } $1 == "MPTcpExtAddAddrTx" { a = $2 } $1 == "MPTcpExtMPJoinAckRx" { j = $2 }
+        END { printf "%-20s %14d %12.3f %12.3f\n", v, c, (c ? a / c : 0), (c ? j / c : 0) }'
 done

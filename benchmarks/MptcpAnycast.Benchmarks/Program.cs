@@ -10,5 +10,15 @@ if (args.Length > 0 && args[0] == "per-connection-memory")
     return await MptcpAnycast.Benchmarks.PerConnectionMemory.RunAsync(args[1..]);
 }
 
+if (args.Length > 0 && args[0] == "event-lag-client")
+{
+    return await MptcpAnycast.Benchmarks.EventLag.RunClientAsync(args[1..]);
+}
+
+if (args.Length > 0 && args[0] == "event-lag")
+{
+    return await MptcpAnycast.Benchmarks.EventLag.RunAsync(args[1..]);
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;

@@ -1,0 +1,350 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using MptcpAnycast.Cli.Lab;
+using MptcpAnycast.Kestrel;
+using MptcpAnycast.Kestrel.Announcing;
+using MptcpAnycast.Kestrel.Diagnostics;
+using MptcpAnycast.Kestrel.Internal;
+
+namespace MptcpAnycast.Benchmarks;
+
+/// <summary>
+/// <c>event-lag [--rate R] [--concurrent C] [--seconds S]</c>: how far the transport's event processing trails the kernel
+/// while MPTCP connections arrive at R per second and C of them stay open, each announced (a real ANNOUNCE to the
+/// userspace path manager) and joined by the client (a real MP_JOIN), in the anycast lab's namespaces.
+/// <para>
+/// The lag is timed on the kernel's own events through the announcer's real pipeline (netlink socket, decoder, buffer,
+/// announcer): the server closes its oldest connection once C are open, noting the time just before <c>close()</c>, and
+/// the kernel emits that connection's CLOSED event inside <c>close()</c>. The announcer takes its events from the path
+/// manager one by one and handles each synchronously before asking for the next, so the moment it is handed the CLOSED
+/// event is the moment it processes it; the lag is the difference. Events travel in order, so each sample is the
+/// queueing delay of every event at that moment, joins included.
+/// </para>
+/// </summary>
+internal static class EventLag
+{
+    private const int Port = 9000;
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        int rate = 5000, concurrent = 10_000;
+        double seconds = 6;
+        for (int i = 0; i < args.Length; i++)
+        {
+            string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"event-lag: {args[i]} needs a value");
+            switch (args[i])
+            {
+                case "--rate":
+                    rate = ParseInt(args[i], value, 1, 50_000);
+                    break;
+                case "--concurrent":
+                    concurrent = ParseInt(args[i], value, 1, 30_000);
+                    break;
+                case "--seconds":
+                    seconds = ParseInt(args[i], value, 1, 60);
+                    break;
+                default:
+                    throw new ArgumentException($"event-lag takes --rate R, --concurrent C, --seconds S; got '{args[i]}'");
+            }
+
+            i++;
+        }
+
+        if (Environment.UserName != "root")
+        {
+            Console.Error.WriteLine("event-lag needs root (it builds the anycast lab in network namespaces)");
+            return 1;
+        }
+
+        LabTopology lab = LabTopology.Up(new LabOptions
+        {
+            Prefix = $"evlag{Environment.ProcessId}",
+            PathManager = LabPathManager.Userspace,
+            Client = LabClientLimits.AcceptAddAddr,
+        });
+        try
+        {
+            LabPop pop = lab.Pop(LabPopId.A);
+            LabTopology.Exec(lab.ClientNamespace, "sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000");
+            var anycast = IPAddress.Parse(lab.Plan.Anycast4);
+            var unicast = IPAddress.Parse(pop.Address4);
+            await using var run = NamespaceThread.Run(pop.Namespace, () => Server.Start(anycast, unicast));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"# event lag: {rate} new MPTCP connections/s, up to {concurrent} open, {seconds} s; each announced (Userspace) and joined; anycast lab, Linux {Environment.OSVersion.Version}"));
+
+            // Idle first: the fixed cost of the pipeline, without load.
+            await run.LoadAsync(lab.ClientNamespace, new IPEndPoint(anycast, Port), rate: 100, concurrent: 50, seconds: 2, "idle (100/s, 50 open)");
+            await run.LoadAsync(lab.ClientNamespace, new IPEndPoint(anycast, Port), rate, concurrent, seconds, string.Create(CultureInfo.InvariantCulture, $"load ({rate}/s, {concurrent} open)"));
+            return 0;
+        }
+        finally
+        {
+            lab.Down();
+        }
+    }
+
+    /// <summary>
+    /// <c>event-lag-client TARGET RATE SECONDS</c>, started by <see cref="RunAsync"/> in the client namespace (its own
+    /// process: one process may not hold both ends of 10,000 connections here): opens MPTCP connections to TARGET at RATE
+    /// per second for SECONDS, holds each until the server closes it, then prints what it did.
+    /// </summary>
+    public static async Task<int> RunClientAsync(string[] args)
+    {
+        if (args.Length != 3 || !IPEndPoint.TryParse(args[0], out IPEndPoint? target))
+        {
+            throw new ArgumentException($"event-lag-client takes TARGET RATE SECONDS, got '{string.Join(' ', args)}'");
+        }
+
+        int rate = ParseInt("RATE", args[1], 1, 50_000);
+        double seconds = ParseInt("SECONDS", args[2], 1, 60);
+        int failed = 0;
+        long started = 0;
+        var connections = new List<Task>();
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed.TotalSeconds < seconds)
+        {
+            for (long due = (long)(clock.Elapsed.TotalSeconds * rate); started < due; started++)
+            {
+                connections.Add(HoldAsync(target, () => Interlocked.Increment(ref failed)));
+            }
+
+            await Task.Delay(1);
+        }
+
+        double elapsed = clock.Elapsed.TotalSeconds;
+        bool drained = await Task.WhenAll(connections).WaitAsync(TimeSpan.FromSeconds(30)).ContinueWith(t => t.IsCompletedSuccessfully, TaskScheduler.Default);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{started} connections in {elapsed:0.0} s ({started / elapsed:0}/s), {failed} failed{(drained ? "" : ", some never closed by the server")}"));
+        return 0;
+    }
+
+    private static async Task HoldAsync(IPEndPoint target, Action failed)
+    {
+        using Socket socket = MptcpSocket.Create(target.AddressFamily);
+        try
+        {
+            await socket.ConnectAsync(target);
+            byte[] one = new byte[1];
+            while (await socket.ReceiveAsync(one, SocketFlags.None) > 0)
+            {
+            }
+        }
+        catch (SocketException)
+        {
+            failed();
+        }
+    }
+
+    private static int ParseInt(string name, string value, int min, int max) =>
+        int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n >= min && n <= max
+            ? n
+            : throw new ArgumentException($"event-lag: {name} must be a whole number from {min} to {max}, got '{value}'");
+
+    /// <summary>The server side: a listener and the transport's announcer with a timing path manager, in the POP's namespace.</summary>
+    private sealed class Server : IAsyncDisposable
+    {
+        private readonly Socket _listener;
+        private readonly TimedPathManager _pathManager;
+        private readonly UnicastAnnouncer _announcer;
+        private readonly ConcurrentQueue<(Socket Socket, MptcpConnectionState State)> _open = new();
+        private readonly CancellationTokenSource _stop = new();
+        private readonly Task _acceptLoop;
+
+        private Server(Socket listener, TimedPathManager pathManager, UnicastAnnouncer announcer)
+        {
+            _listener = listener;
+            _pathManager = pathManager;
+            _announcer = announcer;
+            _acceptLoop = Task.Run(AcceptAsync);
+        }
+
+        /// <summary>Runs on a thread inside the POP's namespace: every socket is created there.</summary>
+        public static Server Start(IPAddress anycast, IPAddress unicast)
+        {
+            Socket listener = MptcpSocket.CreateListener(new IPEndPoint(IPAddress.Any, Port), backlog: 4096);
+            (KernelPathManager kernel, string? problem) = KernelPathManager.OpenAsync(subscribe: true, CancellationToken.None).GetAwaiter().GetResult();
+            if (problem is not null)
+            {
+                throw new InvalidOperationException($"cannot follow path-manager events: {problem}");
+            }
+
+            var options = new MptcpAnycastOptions
+            {
+                Mode = AnnouncementMode.Userspace,
+                AnycastAddresses = [anycast.ToString()],
+                UnicastAddresses = [unicast.ToString()],
+            };
+            MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(options, [anycast, unicast]);
+            IMeterFactory meters = new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>();
+            var timed = new TimedPathManager(kernel);
+            var announcer = new UnicastAnnouncer(settings, AnnouncementMode.Userspace, timed, null, NullLogger.Instance, new MptcpAnycastMetrics(meters), TimeProvider.System);
+            return new Server(listener, timed, announcer);
+        }
+
+        private async Task AcceptAsync()
+        {
+            long n = 0;
+            while (!_stop.IsCancellationRequested)
+            {
+                Socket socket;
+                try
+                {
+                    socket = await _listener.AcceptAsync(_stop.Token);
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException)
+                {
+                    if (_stop.IsCancellationRequested)
+                    {
+                        return;
+                    }
+
+                    continue;
+                }
+
+                MptcpConnectionState state = _announcer.OnAccepted(socket, string.Create(CultureInfo.InvariantCulture, $"c{++n}"));
+                _open.Enqueue((socket, state));
+            }
+        }
+
+        /// <summary>Closes the oldest open connection, noting when; returns whether it had been joined.</summary>
+        private bool CloseOldest(out bool joined)
+        {
+            joined = false;
+            if (!_open.TryDequeue(out (Socket Socket, MptcpConnectionState State) oldest))
+            {
+                return false;
+            }
+
+            joined = oldest.State.State == UnicastSubflowState.Joined;
+            if (oldest.State.Token != 0)
+            {
+                _pathManager.ClosingAt(oldest.State.Token, Stopwatch.GetTimestamp());
+            }
+
+            oldest.Socket.Dispose();
+            _announcer.OnClosed(oldest.State);
+            return true;
+        }
+
+        public async Task LoadAsync(string clientNamespace, IPEndPoint target, int rate, int concurrent, double seconds, string label)
+        {
+            _pathManager.Reset();
+            int closed = 0, joined = 0, maxOpen = 0;
+            string[] clientArgs = [typeof(EventLag).Assembly.Location, "event-lag-client", target.ToString(),
+                rate.ToString(CultureInfo.InvariantCulture), seconds.ToString(CultureInfo.InvariantCulture)];
+            using Process client = LabTopology.StartIn(clientNamespace, "dotnet", clientArgs);
+            Task<string> clientOutput = client.StandardOutput.ReadToEndAsync();
+            Task<string> clientErrors = client.StandardError.ReadToEndAsync();
+            var clock = Stopwatch.StartNew();
+            while (!client.HasExited && clock.Elapsed.TotalSeconds < seconds + 40)
+            {
+                maxOpen = Math.Max(maxOpen, _open.Count);
+                int limit = clock.Elapsed.TotalSeconds < seconds + 5 ? concurrent : 0; // then let the client finish
+                while (_open.Count > limit && CloseOldest(out bool wasJoined))
+                {
+                    closed++;
+                    joined += wasJoined ? 1 : 0;
+                }
+
+                await Task.Delay(1);
+            }
+
+            if (!client.HasExited)
+            {
+                client.Kill();
+            }
+
+            while (CloseOldest(out bool wasJoined))
+            {
+                closed++;
+                joined += wasJoined ? 1 : 0;
+            }
+
+            await Task.Delay(1000); // the last CLOSED events
+            (List<double> lags, int unmatched, int lost) = _pathManager.Collect();
+            lags.Sort();
+            string Quantile(double q) => lags.Count == 0 ? "-" : lags[Math.Min(lags.Count - 1, (int)(q * lags.Count))].ToString("0.000", CultureInfo.InvariantCulture);
+            Console.WriteLine($"{label}: client: {(await clientOutput).Trim()} {(await clientErrors).Trim()}");
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  server: at most {maxOpen} open; {joined} of {closed} joined before the server closed them ({100.0 * joined / Math.Max(1, closed):0.0}%)"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  CLOSED event lag over {lags.Count} events: median {Quantile(0.5)} ms, p90 {Quantile(0.9)} ms, p99 {Quantile(0.99)} ms, max {(lags.Count == 0 ? "-" : lags[^1].ToString("0.000", CultureInfo.InvariantCulture))} ms; "
+                + $"{unmatched} not seen, events-lost markers {lost}"));
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _stop.CancelAsync();
+            _listener.Dispose();
+            await _acceptLoop.ContinueWith(_ => { }, TaskScheduler.Default);
+            while (_open.TryDequeue(out (Socket Socket, MptcpConnectionState State) c))
+            {
+                c.Socket.Dispose();
+            }
+
+            await _announcer.DisposeAsync();
+            _stop.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The kernel path manager, with the time each CLOSED event is handed to the announcer compared with the time its
+    /// connection was closed.
+    /// </summary>
+    private sealed class TimedPathManager(KernelPathManager inner) : IPathManager
+    {
+        private readonly ConcurrentDictionary<uint, long> _closing = new();
+        private readonly ConcurrentQueue<double> _lags = new();
+        private int _lost;
+
+        public void ClosingAt(uint token, long timestamp) => _closing[token] = timestamp;
+
+        public void Reset()
+        {
+            _closing.Clear();
+            _lags.Clear();
+            Interlocked.Exchange(ref _lost, 0);
+        }
+
+        public (List<double> Lags, int Unmatched, int Lost) Collect() => ([.. _lags], _closing.Count, Volatile.Read(ref _lost));
+
+        public IAsyncEnumerable<PathEvent>? Events => inner.Events is { } events ? TimeAsync(events) : null;
+
+        private async IAsyncEnumerable<PathEvent> TimeAsync(IAsyncEnumerable<PathEvent> events, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+        {
+            await foreach (PathEvent e in events.WithCancellation(cancellationToken))
+            {
+                if (e.Kind == PathEventKind.Closed && _closing.TryRemove(e.Token, out long closedAt))
+                {
+                    _lags.Enqueue(Stopwatch.GetElapsedTime(closedAt).TotalMilliseconds);
+                }
+                else if (e.Kind == PathEventKind.EventsLost)
+                {
+                    Interlocked.Increment(ref _lost);
+                }
+
+                yield return e;
+            }
+        }
+
+        public Task AnnounceAsync(uint token, byte addressId, IPEndPoint address, CancellationToken cancellationToken) =>
+            inner.AnnounceAsync(token, addressId, address, cancellationToken);
+
+        public Task SetBackupAsync(uint token, IPEndPoint local, IPEndPoint remote, bool backup, CancellationToken cancellationToken) =>
+            inner.SetBackupAsync(token, local, remote, backup, cancellationToken);
+
+        public Task DestroySubflowAsync(uint token, IPEndPoint local, IPEndPoint remote, CancellationToken cancellationToken) =>
+            inner.DestroySubflowAsync(token, local, remote, cancellationToken);
+
+        public PathManagerFailure Classify(Exception exception) => inner.Classify(exception);
+
+        public ValueTask DisposeAsync() => inner.DisposeAsync();
+    }
+}
