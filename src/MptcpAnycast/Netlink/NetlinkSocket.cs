@@ -54,9 +54,39 @@ internal sealed class NetlinkSocket : IDisposable
     public int JoinGroup(uint groupId) =>
         NativeSocket.SetInt(Socket.SafeHandle, NetlinkConstants.SOL_NETLINK, NetlinkConstants.NETLINK_ADD_MEMBERSHIP, (int)groupId);
 
-    /// <summary>Sets <c>SO_RCVBUF</c> (the kernel doubles it and applies its minimum); returns 0 or the errno.</summary>
-    public int SetReceiveBuffer(int bytes) =>
-        NativeSocket.SetInt(Socket.SafeHandle, MptcpConstants.SOL_SOCKET, NetlinkConstants.SO_RCVBUF, bytes);
+    /// <summary>
+    /// Sets the receive buffer (the kernel doubles the value and applies its minimum). Above <c>net.core.rmem_max</c>,
+    /// where <c>SO_RCVBUF</c> would be capped, it tries <c>SO_RCVBUFFORCE</c> first (needs <c>CAP_NET_ADMIN</c>,
+    /// which a process joining <c>mptcp_pm_events</c> has anyway) and falls back to <c>SO_RCVBUF</c>. Returns 0 or the errno.
+    /// </summary>
+    public int SetReceiveBuffer(int bytes)
+    {
+        if (bytes > ReadReceiveBufferMax()
+            && NativeSocket.SetInt(Socket.SafeHandle, MptcpConstants.SOL_SOCKET, NetlinkConstants.SO_RCVBUFFORCE, bytes) == 0)
+        {
+            return 0;
+        }
+
+        return NativeSocket.SetInt(Socket.SafeHandle, MptcpConstants.SOL_SOCKET, NetlinkConstants.SO_RCVBUF, bytes);
+    }
+
+    /// <summary>The receive buffer the kernel gave the socket (<c>SO_RCVBUF</c> as read back: twice what was asked), or -1.</summary>
+    public int ReceiveBufferSize =>
+        NativeSocket.TryGetInt(Socket.SafeHandle, MptcpConstants.SOL_SOCKET, NetlinkConstants.SO_RCVBUF, out int value, out _) ? value : -1;
+
+    /// <summary><c>net.core.rmem_max</c>, or 0 when it cannot be read (then <c>SO_RCVBUFFORCE</c> is simply tried).</summary>
+    private static int ReadReceiveBufferMax()
+    {
+        try
+        {
+            return int.TryParse(File.ReadAllText("/proc/sys/net/core/rmem_max").Trim(), System.Globalization.NumberStyles.None,
+                System.Globalization.CultureInfo.InvariantCulture, out int max) ? max : 0;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return 0;
+        }
+    }
 
     public void Dispose() => Socket.Dispose();
 }

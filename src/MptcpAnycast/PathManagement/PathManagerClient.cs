@@ -31,6 +31,13 @@ namespace MptcpAnycast.PathManagement;
 /// the announced connections should accept joins.
 /// </para>
 /// <para>
+/// <b>When the event socket fails.</b> A receive error on the event socket other than <c>ENOBUFS</c> (which only means
+/// lost events and is survived) ends the subscription to the kernel: every event stream then ends with a
+/// <see cref="PathManagerException"/>, <see cref="IsSubscribedToEvents"/> turns false, and the socket is closed. The
+/// next <see cref="SubscribeEvents"/> (or userspace-PM command) opens a fresh event socket, in the client's own network
+/// namespace, and joins the group again. The command socket is not affected.
+/// </para>
+/// <para>
 /// The kernel's check is host-wide (netlink keeps one listener bitmap for all namespaces): any subscriber anywhere on the
 /// host, such as an <c>ip mptcp monitor</c> left running, hides the trap. Do not rely on that: the client's own
 /// subscription is what makes joins work in production.
@@ -42,6 +49,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     private const int ETIMEDOUT = 110;
     private const int EBADMSG = 74;
     private const int EIO = 5;
+    private const int EBADF = 9;
 
     private static readonly ResiliencePipeline s_controlPlane = new ResiliencePipelineBuilder()
         .AddRetry(new RetryStrategyOptions
@@ -59,12 +67,13 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 
     private readonly PathManagerClientSettings _settings;
     private readonly NetlinkSocket _commands;
-    private readonly NetlinkSocket _events;
+    private readonly NetworkNamespace _namespace;
     private readonly ConcurrentDictionary<uint, PendingRequest> _pending = new();
     private readonly CancellationTokenSource _shutdown = new();
     private readonly Lock _gate = new();
     private readonly Task _replyLoop;
     private volatile PathManagerEventSubscription[] _subscribers = [];
+    private NetlinkSocket? _events; // under _gate; null after it failed, until the next JoinEvents opens another
     private Task? _eventLoop;
     private volatile bool _eventsJoined;
     private int _sequence;
@@ -75,18 +84,23 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     private PathManagerClient(PathManagerClientSettings settings)
     {
         _settings = settings;
-        _commands = NetlinkSocket.Open();
+        _namespace = NetworkNamespace.OfCurrentThread();
         try
         {
-            _events = NetlinkSocket.Open();
-            if (settings.EventReceiveBufferSize is int size)
+            _commands = NetlinkSocket.Open();
+            try
             {
-                _events.SetReceiveBuffer(size);
+                _events = OpenEventSocket(settings);
+            }
+            catch
+            {
+                _commands.Dispose();
+                throw;
             }
         }
         catch
         {
-            _commands.Dispose();
+            _namespace.Dispose();
             throw;
         }
 
@@ -105,6 +119,18 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     public bool IsSubscribedToEvents => _eventsJoined;
 
     internal ushort FamilyId => _familyId;
+
+    /// <summary>The event socket's receive buffer as the kernel set it (twice the requested size), or -1 when there is no event socket.</summary>
+    internal int EventReceiveBufferSize
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _events?.ReceiveBufferSize ?? -1;
+            }
+        }
+    }
 
     /// <summary>
     /// Opens a client in the calling thread's network namespace and resolves the <c>mptcp_pm</c> family (cached for the
@@ -300,15 +326,20 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     /// <param name="capacity">How many events may wait for the reader.</param>
     /// <param name="types">Only these event types (null: all). Events of other types are not even decoded, which
     /// matters at thousands of connections per second. <see cref="PathManagerEventType.EventsLost"/> markers always come.</param>
-    /// <exception cref="PathManagerException">Joining the event group failed (EPERM: no <c>CAP_NET_ADMIN</c>).</exception>
+    /// <remarks>If the event socket fails, the stream ends with a <see cref="PathManagerException"/>; subscribe again
+    /// (this method) to go on, and reconcile what happened in between (see the remarks on the class).</remarks>
+    /// <exception cref="PathManagerException">Joining the event group failed (EPERM: no <c>CAP_NET_ADMIN</c>), or a
+    /// replacement event socket could not be opened.</exception>
     public PathManagerEventSubscription SubscribeEvents(int capacity = 4096, IReadOnlyCollection<PathManagerEventType>? types = null)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        JoinEvents();
         var subscription = new PathManagerEventSubscription(this, capacity, types);
         lock (_gate)
         {
+            // One step under the gate: a socket failure is either before (and this opens a fresh socket) or after
+            // (and it ends this stream too), never in between.
+            JoinEvents();
             _subscribers = [.. _subscribers, subscription];
         }
 
@@ -330,7 +361,13 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 
         _shutdown.Cancel();
         _commands.Dispose();
-        _events.Dispose();
+        lock (_gate)
+        {
+            _events?.Dispose();
+            _events = null;
+        }
+
+        _namespace.Dispose();
         foreach (PendingRequest pending in _pending.Values)
         {
             pending.Completion.TrySetException(new ObjectDisposedException(nameof(PathManagerClient)));
@@ -353,8 +390,27 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         Dispose();
-        Task loops = _eventLoop is Task events ? Task.WhenAll(_replyLoop, events) : _replyLoop;
+        Task? eventLoop;
+        lock (_gate)
+        {
+            eventLoop = _eventLoop;
+        }
+
+        Task loops = eventLoop is Task events ? Task.WhenAll(_replyLoop, events) : _replyLoop;
         await Task.WhenAny(loops, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Test hook: closes the event socket behind the client's back, as when its descriptor is closed elsewhere. The
+    /// pending receive fails with a socket error, exactly as a broken socket's would; the client is not shutting down,
+    /// so it handles this as a failed event socket (unlike <see cref="Dispose"/>).
+    /// </summary>
+    internal void CloseEventSocketBehindTheClientsBack()
+    {
+        lock (_gate)
+        {
+            _events?.Socket.Dispose();
+        }
     }
 
     internal void Unsubscribe(PathManagerEventSubscription subscription)
@@ -388,21 +444,35 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
                 return;
             }
 
+            ObjectDisposedException.ThrowIf(_disposed != 0, this);
             if (_eventGroupId == 0)
             {
                 throw new PathManagerException("subscribe mptcp_pm_events", NetlinkConstants.ENOENT, null,
                     "the kernel's mptcp_pm family has no mptcp_pm_events multicast group");
             }
 
-            int errno = _events.JoinGroup(_eventGroupId);
+            // After a failure the old socket is gone: open its replacement where the client was opened.
+            NetlinkSocket socket = _events ??= _namespace.Run(() => OpenEventSocket(_settings));
+            int errno = socket.JoinGroup(_eventGroupId);
             if (errno != 0)
             {
                 throw new PathManagerException("subscribe mptcp_pm_events", errno, null);
             }
 
-            _eventLoop = Task.Run(ReceiveEventsAsync);
+            _eventLoop = Task.Run(() => ReceiveEventsAsync(socket));
             _eventsJoined = true;
         }
+    }
+
+    private static NetlinkSocket OpenEventSocket(PathManagerClientSettings settings)
+    {
+        NetlinkSocket socket = NetlinkSocket.Open();
+        if (settings.EventReceiveBufferSize is int size)
+        {
+            socket.SetReceiveBuffer(size);
+        }
+
+        return socket;
     }
 
     private async Task<(ushort, uint)> ResolveFamilyAsync(CancellationToken cancellationToken)
@@ -488,10 +558,13 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 
     private Task ReceiveRepliesAsync() => ReceiveLoopAsync(_commands,
         static (c, datagram) => c.DispatchReplies(datagram),
-        static _ => { }); // replies were lost; their commands time out
+        static _ => { }); // replies were lost; their commands time out (a failed command socket: they time out too)
 
-    /// <summary>Reads datagrams until the client is disposed; <c>ENOBUFS</c> (the kernel dropped messages) is reported and survived.</summary>
-    private async Task ReceiveLoopAsync(NetlinkSocket socket, DatagramHandler handle, Action<PathManagerClient> onOverflow)
+    /// <summary>
+    /// Reads datagrams until the client is disposed or the socket fails; <c>ENOBUFS</c> (the kernel dropped messages)
+    /// is reported and survived. Returns null on the client's own shutdown, else the receive's failure.
+    /// </summary>
+    private async Task<Exception?> ReceiveLoopAsync(NetlinkSocket socket, DatagramHandler handle, Action<PathManagerClient> onOverflow)
     {
         byte[] buffer = new byte[ReceiveBufferSize];
         while (!_shutdown.IsCancellationRequested)
@@ -506,13 +579,19 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
                 onOverflow(this);
                 continue;
             }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException)
+            catch (Exception) when (_shutdown.IsCancellationRequested)
             {
-                break;
+                return null;
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
+            {
+                return ex;
             }
 
             handle(this, buffer.AsSpan(0, received));
         }
+
+        return null;
     }
 
     private void DispatchReplies(ReadOnlySpan<byte> datagram)
@@ -534,9 +613,48 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         }
     }
 
-    private Task ReceiveEventsAsync() => ReceiveLoopAsync(_events,
-        static (c, datagram) => c.PublishEvents(datagram),
-        static c => c.ReportLoss());
+    private async Task ReceiveEventsAsync(NetlinkSocket socket)
+    {
+        Exception? failure = await ReceiveLoopAsync(socket,
+            static (c, datagram) => c.PublishEvents(datagram),
+            static c => c.ReportLoss()).ConfigureAwait(false);
+        if (failure is not null)
+        {
+            OnEventSocketFailed(socket, failure);
+        }
+    }
+
+    /// <summary>
+    /// The event socket failed (not our shutdown): the kernel no longer counts us as subscribed. Drop the socket so the
+    /// next <see cref="JoinEvents"/> opens a fresh one, and end every stream with the error so no reader waits forever.
+    /// </summary>
+    private void OnEventSocketFailed(NetlinkSocket socket, Exception failure)
+    {
+        PathManagerEventSubscription[] subscribers;
+        lock (_gate)
+        {
+            if (!ReferenceEquals(_events, socket))
+            {
+                return;
+            }
+
+            _events = null;
+            _eventsJoined = false;
+            subscribers = _subscribers;
+            _subscribers = [];
+        }
+
+        socket.Dispose();
+        int errno = failure is SocketException socketError ? ErrnoOf(socketError) : EBADF;
+        var error = new PathManagerException("receive mptcp_pm_events", errno, null,
+            "the event socket failed, so this event stream has ended and the client is no longer subscribed to path-manager "
+            + "events (the userspace path manager resets joins while nothing is subscribed); call SubscribeEvents again "
+            + "and reconcile what happened meanwhile", failure);
+        foreach (PathManagerEventSubscription subscriber in subscribers)
+        {
+            subscriber.Complete(error);
+        }
+    }
 
     private void ReportLoss()
     {

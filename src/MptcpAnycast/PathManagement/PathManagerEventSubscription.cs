@@ -47,7 +47,8 @@ public sealed class PathManagerEventSubscription : IAsyncDisposable, IDisposable
 
     /// <summary>
     /// The events, in kernel order, until the subscription or its client is disposed. A
-    /// <see cref="PathManagerEventType.EventsLost"/> marker stands where events were lost.
+    /// <see cref="PathManagerEventType.EventsLost"/> marker stands where events were lost. When the client's event
+    /// socket fails, the stream ends (after the events already buffered) by throwing a <see cref="PathManagerException"/>.
     /// </summary>
     public IAsyncEnumerable<PathManagerEvent> ReadAllAsync(CancellationToken cancellationToken = default) =>
         _channel.Reader.ReadAllAsync(cancellationToken);
@@ -95,7 +96,8 @@ public sealed class PathManagerEventSubscription : IAsyncDisposable, IDisposable
         TryWriteMarker();
     }
 
-    internal void Complete() => _channel.Writer.TryComplete();
+    /// <summary>Ends the stream: normally, or with <paramref name="error"/>, which the reader gets after the buffered events.</summary>
+    internal void Complete(Exception? error = null) => _channel.Writer.TryComplete(error);
 
     private bool TryWriteMarker()
     {

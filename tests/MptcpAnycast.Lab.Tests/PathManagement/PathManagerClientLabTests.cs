@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using MptcpAnycast.Lab.Tests.Infrastructure;
 using MptcpAnycast.PathManagement;
 
@@ -118,6 +119,55 @@ public sealed class PathManagerClientLabTests
         await serverPm.RemoveAsync(token, 3).WaitAsync(Timeout);
         await clientEvents.WaitForAsync(e => e.Type == PathManagerEventType.Removed && e.RemoteId == 3, Timeout);
         Assert.True(await EventWaiting.EventuallyAsync(() => MptcpSocket.GetSubflows(connection.Server).Length == 1, Timeout));
+    }
+
+    [LabFact]
+    public async Task A_failed_event_socket_ends_the_stream_with_an_error_and_a_new_subscription_gets_events_again()
+    {
+        using var ns = new TestNamespace("evfail");
+        ns.Sysctl("net.mptcp.path_manager", "userspace");
+        await using PathManagerClient pm = ns.Run(PathManagerClient.Open);
+        PathManagerEventSubscription first = pm.SubscribeEvents();
+        using Socket listener = ns.Run(() => MptcpSocket.CreateListener(new IPEndPoint(IPAddress.Loopback, 0)));
+        await first.WaitForAsync(e => e.Type == PathManagerEventType.ListenerCreated, Timeout);
+
+        pm.CloseEventSocketBehindTheClientsBack();
+
+        // The reader is told, instead of waiting forever; the client knows it is no longer subscribed.
+        PathManagerException ended = await Assert.ThrowsAsync<PathManagerException>(async () =>
+        {
+            using var cts = new CancellationTokenSource(Timeout);
+            await foreach (PathManagerEvent unused in first.ReadAllAsync(cts.Token))
+            {
+            }
+        });
+        Assert.Equal("receive mptcp_pm_events", ended.Command);
+        Assert.Contains("call SubscribeEvents again", ended.Message);
+        Assert.NotEqual(0, ended.Errno);
+        Assert.False(pm.IsSubscribedToEvents);
+
+        // Subscribing again (from this test thread, which is not in the namespace) opens a fresh event socket in the
+        // client's namespace: a connection made there is reported.
+        await using PathManagerEventSubscription second = pm.SubscribeEvents();
+        Assert.True(pm.IsSubscribedToEvents);
+        Socket client = ns.Run(() => MptcpSocket.Create(AddressFamily.InterNetwork));
+        using (client)
+        {
+            using var cts = new CancellationTokenSource(Timeout);
+            Task<Socket> accept = listener.AcceptAsync(cts.Token).AsTask();
+            await client.ConnectAsync(listener.LocalEndPoint!, cts.Token);
+            using Socket server = await accept;
+            uint token = MptcpSocket.GetConnectionInfo(server).Token;
+            await client.SendAsync(new byte[] { 1 }, SocketFlags.None, cts.Token);
+            await server.ReceiveAsync(new byte[1], SocketFlags.None, cts.Token); // the server side is fully established now
+
+            PathManagerEvent created = await second.WaitForAsync(e => e.Type == PathManagerEventType.Created && e.Token == token, Timeout);
+            Assert.Equal(listener.LocalEndPoint, created.Source);
+            await second.WaitForAsync(e => e.Type == PathManagerEventType.Established && e.Token == token, Timeout);
+        }
+
+        // Commands went through the untouched command socket all along.
+        await pm.GetLimitsAsync().WaitAsync(Timeout);
     }
 
     [LabFact]
