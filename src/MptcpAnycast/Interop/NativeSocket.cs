@@ -70,6 +70,27 @@ internal static unsafe partial class NativeSocket
         return LibC.setsockopt(lease.Fd, level, name, &value, sizeof(int)) == 0 ? 0 : LibC.errno;
     }
 
+    /// <summary>
+    /// <c>setsockopt(SO_ATTACH_FILTER)</c> with a classic BPF program (<c>struct sock_fprog</c>, which the kernel copies);
+    /// replaces any filter already attached. Returns 0 or the errno.
+    /// </summary>
+    public static int AttachFilter(SafeSocketHandle handle, ReadOnlySpan<SocketFilterInstruction> program)
+    {
+        using var lease = new FdLease(handle);
+        fixed (SocketFilterInstruction* instructions = program)
+        {
+            var fprog = new SocketFilterProgram { Length = (ushort)program.Length, Instructions = instructions };
+            return LibC.setsockopt(lease.Fd, MptcpConstants.SOL_SOCKET, SocketFilterConstants.SO_ATTACH_FILTER, &fprog, sizeof(SocketFilterProgram)) == 0 ? 0 : LibC.errno;
+        }
+    }
+
+    /// <summary><c>struct sock_fprog</c>.</summary>
+    private struct SocketFilterProgram
+    {
+        public ushort Length;
+        public SocketFilterInstruction* Instructions;
+    }
+
     /// <summary><c>bind</c> to a raw <c>sockaddr</c>; returns 0 or the errno.</summary>
     public static int Bind(SafeSocketHandle handle, ReadOnlySpan<byte> sockaddr)
     {

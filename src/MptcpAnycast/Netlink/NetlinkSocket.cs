@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using MptcpAnycast.Interop;
+using static MptcpAnycast.Interop.SocketFilterConstants;
 
 namespace MptcpAnycast.Netlink;
 
@@ -73,6 +74,33 @@ internal sealed class NetlinkSocket : IDisposable
     /// <summary>The receive buffer the kernel gave the socket (<c>SO_RCVBUF</c> as read back: twice what was asked), or -1.</summary>
     public int ReceiveBufferSize =>
         NativeSocket.TryGetInt(Socket.SafeHandle, MptcpConstants.SOL_SOCKET, NetlinkConstants.SO_RCVBUF, out int value, out _) ? value : -1;
+
+    /// <summary>
+    /// Lets the kernel queue only generic-netlink messages whose command (the byte after the netlink header) has its bit
+    /// set in <paramref name="wantedCommands"/>: a classic BPF socket filter, run by the kernel for every multicast
+    /// message before it is queued, so unwanted events cost neither receive-buffer space nor a wake-up. All bits set
+    /// accepts everything; 0 accepts nothing. Returns 0 or the errno.
+    /// </summary>
+    public int FilterGenericCommands(uint wantedCommands)
+    {
+        const byte drop = 5; // from instruction 1 to 7
+        ReadOnlySpan<SocketFilterInstruction> program = wantedCommands == uint.MaxValue
+            ? [SocketFilterInstruction.Statement(BPF_RET | BPF_K, AcceptWhole)]
+            :
+            [
+                SocketFilterInstruction.Statement(BPF_LD | BPF_B | BPF_ABS, NetlinkConstants.NLMSG_HDRLEN), // A = genlmsghdr.cmd (short message: dropped)
+                SocketFilterInstruction.Jump(BPF_JMP | BPF_JGE | BPF_K, 32, drop, 0),                       // A >= 32: not in the mask
+                SocketFilterInstruction.Statement(BPF_MISC | BPF_TAX, 0),                                   // X = A
+                SocketFilterInstruction.Statement(BPF_LD | BPF_W | BPF_IMM, 1),                             // A = 1
+                SocketFilterInstruction.Statement(BPF_ALU | BPF_LSH | BPF_X, 0),                            // A = 1 << cmd
+                SocketFilterInstruction.Jump(BPF_JMP | BPF_JSET | BPF_K, wantedCommands, 0, 1),              // A & mask ?
+                SocketFilterInstruction.Statement(BPF_RET | BPF_K, AcceptWhole),
+                SocketFilterInstruction.Statement(BPF_RET | BPF_K, 0),
+            ];
+        return NativeSocket.AttachFilter(Socket.SafeHandle, program);
+    }
+
+    private const uint AcceptWhole = uint.MaxValue; // a filter returns how many bytes to keep
 
     /// <summary><c>net.core.rmem_max</c>, or 0 when it cannot be read (then <c>SO_RCVBUFFORCE</c> is simply tried).</summary>
     private static int ReadReceiveBufferMax()

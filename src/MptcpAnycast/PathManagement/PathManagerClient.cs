@@ -77,6 +77,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     private Task? _eventLoop;
     private volatile bool _eventsJoined;
     private int _sequence;
+    private long _eventDatagrams;
     private int _disposed;
     private ushort _familyId;
     private uint _eventGroupId;
@@ -119,6 +120,9 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     public bool IsSubscribedToEvents => _eventsJoined;
 
     internal ushort FamilyId => _familyId;
+
+    /// <summary>Event datagrams the kernel queued on the event socket and this client read (after the kernel-side filter).</summary>
+    internal long EventDatagramsReceived => Interlocked.Read(ref _eventDatagrams);
 
     /// <summary>The event socket's receive buffer as the kernel set it (twice the requested size), or -1 when there is no event socket.</summary>
     internal int EventReceiveBufferSize
@@ -341,6 +345,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
             // (and it ends this stream too), never in between.
             JoinEvents();
             _subscribers = [.. _subscribers, subscription];
+            FilterEvents();
         }
 
         if (_disposed != 0)
@@ -418,7 +423,25 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         lock (_gate)
         {
             _subscribers = Array.FindAll(_subscribers, s => !ReferenceEquals(s, subscription));
+            FilterEvents();
         }
+    }
+
+    /// <summary>
+    /// Has the kernel queue only the event types some subscriber wants (none while the subscription is only held for
+    /// the userspace path manager: membership of the group is what its check looks at, not what is queued). Called
+    /// under the gate whenever the subscribers or the socket change. Best effort: without the filter every event is
+    /// queued and the subscribers' own filters still apply.
+    /// </summary>
+    private void FilterEvents()
+    {
+        ulong wanted = 0;
+        foreach (PathManagerEventSubscription subscriber in _subscribers)
+        {
+            wanted |= subscriber.WantedTypes;
+        }
+
+        _events?.FilterGenericCommands(wanted >> 32 != 0 ? uint.MaxValue : (uint)wanted);
     }
 
     private void HoldEventSubscription()
@@ -453,6 +476,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 
             // After a failure the old socket is gone: open its replacement where the client was opened.
             NetlinkSocket socket = _events ??= _namespace.Run(() => OpenEventSocket(_settings));
+            FilterEvents();
             int errno = socket.JoinGroup(_eventGroupId);
             if (errno != 0)
             {
@@ -666,6 +690,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 
     private void PublishEvents(ReadOnlySpan<byte> datagram)
     {
+        Interlocked.Increment(ref _eventDatagrams);
         PathManagerEventSubscription[] subscribers = _subscribers;
         if (subscribers.Length == 0)
         {

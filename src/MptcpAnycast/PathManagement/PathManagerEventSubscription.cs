@@ -71,6 +71,9 @@ public sealed class PathManagerEventSubscription : IAsyncDisposable, IDisposable
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>Bit n set: event type n is wanted (all bits: every type).</summary>
+    internal ulong WantedTypes => _types;
+
     /// <summary>Whether this subscriber takes events of generic-netlink command <paramref name="type"/>.</summary>
     internal bool Wants(byte type) => type < 64 && (_types & (1UL << type)) != 0;
 

@@ -171,6 +171,44 @@ public sealed class PathManagerClientLabTests
     }
 
     [LabFact]
+    public async Task The_kernel_queues_only_the_event_types_that_subscribers_want()
+    {
+        using var lab = new PathManagerLab();
+        await using PathManagerClient serverPm = lab.Server.Run(PathManagerClient.Open);
+        using var listener = lab.Listen(new IPEndPoint(IPAddress.Any, 5000));
+
+        // Only CLOSED wanted: the connection's CREATED and ESTABLISHED are dropped by the socket filter, in the kernel.
+        using PathManagerEventSubscription closedOnly = serverPm.SubscribeEvents(types: [PathManagerEventType.Closed]);
+        PathManagerLab.Connection first = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
+        uint firstToken = first.ServerToken;
+        first.Dispose();
+        await closedOnly.WaitForAsync(e => e.Type == PathManagerEventType.Closed && e.Token == firstToken, Timeout);
+        await Task.Delay(200); // anything else the kernel queued would be read by now
+        Assert.Equal(1, serverPm.EventDatagramsReceived);
+
+        // A subscriber that wants everything widens the filter: the next connection's CREATED reaches the socket.
+        using PathManagerEventSubscription everything = serverPm.SubscribeEvents();
+        PathManagerLab.Connection second = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
+        uint secondToken = second.ServerToken;
+        await everything.WaitForAsync(e => e.Type == PathManagerEventType.Created && e.Token == secondToken, Timeout);
+        second.Dispose();
+        await closedOnly.WaitForAsync(e => e.Type == PathManagerEventType.Closed && e.Token == secondToken, Timeout);
+        Assert.True(serverPm.EventDatagramsReceived >= 4, $"{serverPm.EventDatagramsReceived} datagrams: CREATED, ESTABLISHED and CLOSED should have come");
+
+        // Both gone: the subscription is only held (for the userspace path manager) and nothing is queued at all.
+        everything.Dispose();
+        closedOnly.Dispose();
+        long before = serverPm.EventDatagramsReceived;
+        using (PathManagerLab.Connection third = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000)))
+        {
+        }
+
+        await Task.Delay(300);
+        Assert.Equal(before, serverPm.EventDatagramsReceived);
+        Assert.True(serverPm.IsSubscribedToEvents);
+    }
+
+    [LabFact]
     public async Task Kernel_errors_carry_errno_command_and_the_kernels_own_text()
     {
         using var lab = new PathManagerLab();

@@ -22,6 +22,7 @@ public sealed class KernelHeaderTests(ITestOutputHelper output)
         #include <linux/mptcp.h>
         #include <linux/netlink.h>
         #include <linux/genetlink.h>
+        #include <linux/filter.h>
         """;
 
     /// <summary>Layout classes: C# constant name -> C expression.</summary>
