@@ -37,13 +37,13 @@ internal static class LabMeasure
             for (int i = 0; i < flips; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                using StreamProbe probe = await StreamProbe.ConnectAsync("mptcp", lab.ClientNamespace, target, mptcp: true, dualStack: false, cancellationToken).ConfigureAwait(false);
+                using StreamProbe probe = await StreamProbe.ConnectAsync("mptcp", lab.ClientNamespace, target, mptcp: true, dualStack: false, cancellationToken, blocking: requests).ConfigureAwait(false);
                 string state = (await probe.WaitForJoinAsync(TimeSpan.FromSeconds(4), cancellationToken).ConfigureAwait(false)).GetProperty("state").GetString() ?? "?";
                 double gap;
                 string? error;
                 if (requests)
                 {
-                    (gap, error) = await RequestsAcrossFlipAsync(probe, noFlip ? null : lab, cancellationToken).ConfigureAwait(false);
+                    (gap, error) = await StreamProbe.RunOnOwnThread(() => RequestsAcrossFlipAsync(probe, noFlip ? null : lab, cancellationToken)).ConfigureAwait(false);
                 }
                 else
                 {
@@ -88,39 +88,41 @@ internal static class LabMeasure
         }
     }
 
-    /// <summary>Small requests back to back for 2 s, the route flipped after 1 s; the longest time one request took.</summary>
+    /// <summary>
+    /// Small requests back to back for 2 s on a blocking probe (run on its own thread), the route flipped after 1 s by
+    /// another thread while the requests go on; the longest time one request took. The probe's 5 s socket timeouts
+    /// bound a request that never completes.
+    /// </summary>
     private static async Task<(double GapMs, string? Error)> RequestsAcrossFlipAsync(StreamProbe probe, LabTopology? lab, CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
-        bool flipped = false;
+        Task flip = Task.CompletedTask;
+        bool flipped = lab is null;
         double longest = 0;
-        while (clock.Elapsed < TimeSpan.FromSeconds(2))
+        string? error = null;
+        while (error is null && clock.Elapsed < TimeSpan.FromSeconds(2))
         {
             if (!flipped && clock.Elapsed > TimeSpan.FromSeconds(1))
             {
-                lab?.Flip();
+                flip = Task.Run(lab!.Flip, CancellationToken.None);
                 flipped = true;
             }
 
             long start = Stopwatch.GetTimestamp();
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(TimeSpan.FromSeconds(5));
             try
             {
-                string body = await probe.GetTextAsync("/bytes/1024", timeout.Token).ConfigureAwait(false);
-                if (body.Length != 1024)
-                {
-                    return (longest, $"short body ({body.Length} bytes)");
-                }
+                string body = await probe.GetTextAsync("/bytes/1024", cancellationToken).ConfigureAwait(false);
+                error = body.Length == 1024 ? null : $"short body ({body.Length} bytes)";
             }
             catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException)
             {
-                return (Stopwatch.GetElapsedTime(start).TotalMilliseconds, ex.Message);
+                error = ex.Message;
             }
 
             longest = Math.Max(longest, Stopwatch.GetElapsedTime(start).TotalMilliseconds);
         }
 
-        return (longest, null);
+        await flip.ConfigureAwait(false);
+        return (longest, error);
     }
 }
