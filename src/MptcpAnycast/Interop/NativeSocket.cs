@@ -91,6 +91,45 @@ internal static unsafe partial class NativeSocket
         public SocketFilterInstruction* Instructions;
     }
 
+    /// <summary>One blocking <c>recv</c> into <paramref name="buffer"/>; returns the length or <c>-errno</c> (<c>EINTR</c> retried).</summary>
+    public static int Receive(SafeSocketHandle handle, Span<byte> buffer)
+    {
+        using var lease = new FdLease(handle);
+        fixed (byte* p = buffer)
+        {
+            while (true)
+            {
+                long n = LibC.recv(lease.Fd, p, buffer.Length, 0);
+                if (n >= 0)
+                {
+                    return (int)n;
+                }
+
+                int errno = LibC.errno;
+                if (errno != MptcpConstants.EINTR)
+                {
+                    return -errno;
+                }
+            }
+        }
+    }
+
+    /// <summary><c>SO_RCVTIMEO</c>: how long a blocking receive waits before failing with <c>EAGAIN</c>; returns 0 or the errno.</summary>
+    public static int SetReceiveTimeout(SafeSocketHandle handle, TimeSpan timeout)
+    {
+        using var lease = new FdLease(handle);
+        long microseconds = (long)timeout.TotalMicroseconds;
+        var value = new Timeval { Seconds = microseconds / 1_000_000, Microseconds = microseconds % 1_000_000 };
+        return LibC.setsockopt(lease.Fd, MptcpConstants.SOL_SOCKET, NetlinkConstants.SO_RCVTIMEO, &value, (uint)sizeof(Timeval)) == 0 ? 0 : LibC.errno;
+    }
+
+    /// <summary><c>struct timeval</c> on 64-bit Linux (what <c>SO_RCVTIMEO</c> takes).</summary>
+    private struct Timeval
+    {
+        public long Seconds;
+        public long Microseconds;
+    }
+
     /// <summary><c>bind</c> to a raw <c>sockaddr</c>; returns 0 or the errno.</summary>
     public static int Bind(SafeSocketHandle handle, ReadOnlySpan<byte> sockaddr)
     {

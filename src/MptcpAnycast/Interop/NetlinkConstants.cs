@@ -19,6 +19,7 @@ internal static class NetlinkConstants
 
     public const int SO_RCVBUF = 8;
     public const int SO_RCVBUFFORCE = 33;
+    public const int SO_RCVTIMEO = 20;
 
     // struct nlmsghdr { __u32 nlmsg_len; __u16 nlmsg_type; __u16 nlmsg_flags; __u32 nlmsg_seq; __u32 nlmsg_pid; }
     public const int NLMSG_ALIGNTO = 4;

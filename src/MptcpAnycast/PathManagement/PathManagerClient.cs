@@ -335,10 +335,21 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     /// <exception cref="PathManagerException">Joining the event group failed (EPERM: no <c>CAP_NET_ADMIN</c>), or a
     /// replacement event socket could not be opened.</exception>
     public PathManagerEventSubscription SubscribeEvents(int capacity = 4096, IReadOnlyCollection<PathManagerEventType>? types = null)
+        => Subscribe(capacity, types, deliverOnEventThread: false);
+
+    /// <summary>
+    /// <see cref="SubscribeEvents"/> for a reader that never blocks, such as the transport's announcer: its continuation
+    /// runs on the event thread itself, so an event is handled as soon as the kernel delivers it, without waiting for a
+    /// thread-pool thread.
+    /// </summary>
+    internal PathManagerEventSubscription SubscribeEventsOnEventThread(int capacity, IReadOnlyCollection<PathManagerEventType>? types)
+        => Subscribe(capacity, types, deliverOnEventThread: true);
+
+    private PathManagerEventSubscription Subscribe(int capacity, IReadOnlyCollection<PathManagerEventType>? types, bool deliverOnEventThread)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(capacity, 1);
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
-        var subscription = new PathManagerEventSubscription(this, capacity, types);
+        var subscription = new PathManagerEventSubscription(this, capacity, types, deliverOnEventThread);
         lock (_gate)
         {
             // One step under the gate: a socket failure is either before (and this opens a fresh socket) or after
@@ -483,7 +494,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
                 throw new PathManagerException("subscribe mptcp_pm_events", errno, null);
             }
 
-            _eventLoop = Task.Run(() => ReceiveEventsAsync(socket));
+            _eventLoop = StartEventThread(socket);
             _eventsJoined = true;
         }
     }
@@ -637,14 +648,74 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         }
     }
 
-    private async Task ReceiveEventsAsync(NetlinkSocket socket)
+    /// <summary>
+    /// Reads events on a thread of its own, with blocking receives: the kernel wakes it directly, whatever the thread
+    /// pool is busy with (at thousands of connections per second an async receive loop trailed the kernel by tens of
+    /// milliseconds). The receive times out every <see cref="EventPollInterval"/> to notice shutdown, because closing
+    /// a netlink socket does not wake a thread blocked on it. Returns a task that completes when the thread ends.
+    /// </summary>
+    private Task StartEventThread(NetlinkSocket socket)
     {
-        Exception? failure = await ReceiveLoopAsync(socket,
-            static (c, datagram) => c.PublishEvents(datagram),
-            static c => c.ReportLoss()).ConfigureAwait(false);
-        if (failure is not null)
+        var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var thread = new Thread(() =>
         {
-            OnEventSocketFailed(socket, failure);
+            try
+            {
+                int errno = ReceiveEvents(socket);
+                if (errno != 0)
+                {
+                    OnEventSocketFailed(socket, errno);
+                }
+            }
+            finally
+            {
+                ended.TrySetResult();
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "mptcp_pm events",
+        };
+        thread.Start();
+        return ended.Task;
+    }
+
+    private static readonly TimeSpan EventPollInterval = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>The event thread's loop. Returns 0 on the client's own shutdown, else the errno the socket failed with.</summary>
+    private int ReceiveEvents(NetlinkSocket socket)
+    {
+        byte[] buffer = new byte[ReceiveBufferSize];
+        try
+        {
+            int errno = NativeSocket.SetReceiveTimeout(socket.Socket.SafeHandle, EventPollInterval);
+            if (errno != 0)
+            {
+                return errno;
+            }
+
+            while (!_shutdown.IsCancellationRequested)
+            {
+                int received = NativeSocket.Receive(socket.Socket.SafeHandle, buffer);
+                if (received >= 0)
+                {
+                    PublishEvents(buffer.AsSpan(0, received));
+                }
+                else if (-received == NetlinkConstants.ENOBUFS)
+                {
+                    ReportLoss(); // the kernel dropped events: the socket goes on
+                }
+                else if (-received != NetlinkConstants.EAGAIN && !_shutdown.IsCancellationRequested)
+                {
+                    return -received;
+                }
+            }
+
+            return 0;
+        }
+        catch (ObjectDisposedException)
+        {
+            return _shutdown.IsCancellationRequested ? 0 : EBADF; // closed behind our back: a failure, not a shutdown
         }
     }
 
@@ -652,7 +723,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     /// The event socket failed (not our shutdown): the kernel no longer counts us as subscribed. Drop the socket so the
     /// next <see cref="JoinEvents"/> opens a fresh one, and end every stream with the error so no reader waits forever.
     /// </summary>
-    private void OnEventSocketFailed(NetlinkSocket socket, Exception failure)
+    private void OnEventSocketFailed(NetlinkSocket socket, int errno)
     {
         PathManagerEventSubscription[] subscribers;
         lock (_gate)
@@ -669,11 +740,10 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         }
 
         socket.Dispose();
-        int errno = failure is SocketException socketError ? ErrnoOf(socketError) : EBADF;
         var error = new PathManagerException("receive mptcp_pm_events", errno, null,
             "the event socket failed, so this event stream has ended and the client is no longer subscribed to path-manager "
             + "events (the userspace path manager resets joins while nothing is subscribed); call SubscribeEvents again "
-            + "and reconcile what happened meanwhile", failure);
+            + "and reconcile what happened meanwhile");
         foreach (PathManagerEventSubscription subscriber in subscribers)
         {
             subscriber.Complete(error);

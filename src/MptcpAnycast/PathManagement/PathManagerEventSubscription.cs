@@ -17,7 +17,10 @@ public sealed class PathManagerEventSubscription : IAsyncDisposable, IDisposable
 
     private readonly ulong _types; // bit n set: event type n is wanted
 
-    internal PathManagerEventSubscription(PathManagerClient owner, int capacity, IReadOnlyCollection<PathManagerEventType>? types = null)
+    // deliverOnEventThread: run the reader's continuation on the client's event thread when it is waiting (no
+    // thread-pool hop); only for a reader that never blocks, such as the transport's announcer, never for user code.
+    internal PathManagerEventSubscription(PathManagerClient owner, int capacity, IReadOnlyCollection<PathManagerEventType>? types = null,
+        bool deliverOnEventThread = false)
     {
         _owner = owner;
         _types = ulong.MaxValue;
@@ -38,7 +41,7 @@ public sealed class PathManagerEventSubscription : IAsyncDisposable, IDisposable
             FullMode = BoundedChannelFullMode.Wait, // never waited on: the writer uses TryWrite and counts what does not fit
             SingleWriter = true,
             SingleReader = false,
-            AllowSynchronousContinuations = false,
+            AllowSynchronousContinuations = deliverOnEventThread,
         });
     }
 
