@@ -83,19 +83,4 @@ internal static class PerConnectionMemory
             await Task.Delay(10);
         }
     }
-
-    private sealed class InstantPathManager : IPathManager
-    {
-        public Task AnnounceAsync(uint token, byte addressId, IPEndPoint address, CancellationToken cancellationToken) => Task.CompletedTask;
-
-        public Task SetBackupAsync(uint token, IPEndPoint local, IPEndPoint remote, bool backup, CancellationToken cancellationToken) => Task.CompletedTask;
-
-        public Task DestroySubflowAsync(uint token, IPEndPoint local, IPEndPoint remote, CancellationToken cancellationToken) => Task.CompletedTask;
-
-        public IAsyncEnumerable<PathEvent>? Events => null;
-
-        public PathManagerFailure Classify(Exception exception) => PathManagerFailure.Systemic;
-
-        public ValueTask DisposeAsync() => default;
-    }
 }
