@@ -31,9 +31,14 @@ internal sealed class KernelPathManager : IPathManager
     /// Opens the client and, when <paramref name="subscribe"/>, an event subscription (which also keeps userspace-PM joins
     /// from being reset). A failed subscription is reported in the second value of the result.
     /// </summary>
-    public static async Task<(KernelPathManager Manager, string? EventsProblem)> OpenAsync(bool subscribe, CancellationToken cancellationToken)
+    /// <param name="subscribe">Whether to subscribe to events.</param>
+    /// <param name="eventReceiveBufferSize"><c>SO_RCVBUF</c> of the event socket in bytes, or null for the system default.</param>
+    /// <param name="cancellationToken">Cancels the wait for the kernel.</param>
+    public static async Task<(KernelPathManager Manager, string? EventsProblem)> OpenAsync(bool subscribe, int? eventReceiveBufferSize,
+        CancellationToken cancellationToken)
     {
-        PathManagerClient client = await PathManagerClient.OpenAsync(cancellationToken).ConfigureAwait(false);
+        PathManagerClient client = await PathManagerClient.OpenAsync(
+            PathManagerClientSettings.Default with { EventReceiveBufferSize = eventReceiveBufferSize }, cancellationToken).ConfigureAwait(false);
         if (!subscribe)
         {
             return (new KernelPathManager(client, null), null);
