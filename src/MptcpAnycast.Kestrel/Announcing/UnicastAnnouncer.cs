@@ -53,6 +53,7 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
         _pipeline = BuildPipeline();
         _rateLimiter = new AnnouncementRateLimiter(settings.AnnouncementsPerClientPerMinute);
         _followingEvents = pathManager?.Events is not null;
+        _metrics.ObserveTrackedConnections(() => TrackedConnections);
         _eventLoop = _followingEvents ? Task.Run(FollowEventsAsync) : Task.CompletedTask;
         _sweeper = mode is AnnouncementMode.Userspace or AnnouncementMode.Kernel ? Task.Run(SweepAsync) : Task.CompletedTask;
     }

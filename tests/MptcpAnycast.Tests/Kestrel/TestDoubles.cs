@@ -96,10 +96,21 @@ internal sealed class MetricRecorder : IDisposable
         };
         _listener.SetMeasurementEventCallback<long>((i, v, tags, _) => Add(i.Name, v, tags));
         _listener.SetMeasurementEventCallback<double>((i, v, tags, _) => Add(i.Name, 1, tags));
+        _listener.SetMeasurementEventCallback<int>((i, v, _, _) => _gauges[i.Name] = v);
         _listener.Start();
     }
 
+    private readonly ConcurrentDictionary<string, int> _gauges = new();
+
     public double this[string key] => _totals.TryGetValue(key, out double v) ? v : 0;
+
+    /// <summary>Observes the meter's observable instruments now and returns what <paramref name="name"/> reported, or null.</summary>
+    public int? Observe(string name)
+    {
+        _gauges.TryRemove(name, out _);
+        _listener.RecordObservableInstruments();
+        return _gauges.TryGetValue(name, out int v) ? v : null;
+    }
 
     private void Add(string name, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
