@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Soak: 100,000 MPTCP connections opened and closed at full speed, then steady churn for a bounded time, against
 # HelloAnycast on the MptcpAnycast transport (Userspace mode; every connection announced and joined by the client).
-# Checks that the server's file descriptors and memory come back to their baseline and that it still announces.
+# Checks that the server's file descriptors and memory come back to their baseline, that the connections the transport
+# tracks (mptcp_anycast.connections.tracked, read from HelloAnycast's GET /mptcp/stats) return to their baseline, and
+# that it still announces.
 #
 # Usage (root): benchmarks/soak.sh [--burst-seconds S] [--minutes M]     (defaults 30 s and 10 min; bounded by both)
 # Needs: wrk, mptcpize, curl (apt-get install wrk mptcpize curl), the .NET SDK.
@@ -42,24 +44,35 @@ state() { ip netns exec "$C" mptcpize run curl -s "http://$ANYCAST:8080/bytes/1"
 fds() { ls "/proc/$PID/fd" | wc -l; }
 rss() { awk '/VmRSS/ { print $2 }' "/proc/$PID/status"; }
 requests() { awk '/requests in/ { print $1 }'; }
+# The transport's meter, over plain TCP (a plain connection is not tracked, so asking does not count itself).
+stats() { ip netns exec "$C" curl -sf "http://$ANYCAST:8080/mptcp/stats"; }
+metric() { grep -o "\"$2\":[0-9]*" <<<"$1" | cut -d: -f2 | grep . || echo 0; }
+tracked() { local s; s=$(stats) || { echo "unreadable"; return; }; metric "$s" 'mptcp_anycast\.connections\.tracked'; }
 
 state >/dev/null; sleep 1
-FD0=$(fds) RSS0=$(rss)
-echo "baseline: fds $FD0, RSS $RSS0 kB, $(state)"
+FD0=$(fds) RSS0=$(rss) TR0=$(tracked)
+echo "baseline: fds $FD0, RSS $RSS0 kB, tracked connections $TR0, $(state)"
 
 N1=$(ip netns exec "$C" mptcpize run wrk -t1 -c32 -d"${BURST}s" -H "Connection: close" "http://$ANYCAST:8080/" | requests)
 sleep 5
 FD1=$(fds) RSS1=$(rss)
-echo "burst: $N1 connections in ${BURST} s; fds $FD1, RSS $RSS1 kB, $(state)"
+echo "burst: $N1 connections in ${BURST} s; fds $FD1, RSS $RSS1 kB, tracked connections $(tracked), $(state)"
 
 N2=$(ip netns exec "$C" mptcpize run wrk -t1 -c2 -d"${MINUTES}m" -H "Connection: close" "http://$ANYCAST:8080/" | requests)
 sleep 5
 FD2=$(fds) RSS2=$(rss) ST2=$(state)
-echo "steady churn: $N2 connections in $MINUTES min; fds $FD2, RSS $RSS2 kB, $ST2"
+# Closed connections leave the transport's table when Kestrel or the kernel's CLOSED event says so: allow 10 s.
+TR2=$(tracked)
+for _ in $(seq 1 20); do [ "$TR2" = "$TR0" ] && break; sleep 0.5; TR2=$(tracked); done
+echo "steady churn: $N2 connections in $MINUTES min; fds $FD2, RSS $RSS2 kB, tracked connections $TR2, $ST2"
+S2=$(stats || true)
+echo "meter: announcements sent $(metric "$S2" 'mptcp_anycast\.announcements{mptcp\.announcement\.result=sent}'), failed $(metric "$S2" 'mptcp_anycast\.announcements{mptcp\.announcement\.result=failed}'); joins $(metric "$S2" 'mptcp_anycast\.joins'); events lost $(metric "$S2" 'mptcp_anycast\.path_manager\.events_lost')"
 echo "server errors logged: $(grep -c "fail:" "/tmp/$S.log" || true)"
 
 ok=1
 [ "$FD2" -le $((FD0 + 16)) ] || { echo "FAIL: file descriptors grew from $FD0 to $FD2"; ok=0; }
 [ "$ST2" = '"state":"Joined"' ] || { echo "FAIL: not announcing/joining after the soak ($ST2)"; ok=0; }
-[ "$ok" = 1 ] && echo "soak held: $((N1 + N2)) connections, fds $FD0 -> $FD2, RSS $RSS0 -> $RSS2 kB"
+[[ "$TR0" =~ ^[0-9]+$ && "$TR2" =~ ^[0-9]+$ ]] || { echo "FAIL: cannot read mptcp_anycast.connections.tracked from /mptcp/stats ($TR0, $TR2)"; ok=0; }
+[ "$ok" = 1 ] && [ "$TR2" -gt "$TR0" ] && { echo "FAIL: tracked connections did not return to the baseline: $TR0 -> $TR2"; ok=0; }
+[ "$ok" = 1 ] && echo "soak held: $((N1 + N2)) connections, fds $FD0 -> $FD2, RSS $RSS0 -> $RSS2 kB, tracked connections $TR0 -> $TR2"
 [ "$ok" = 1 ]

@@ -99,4 +99,15 @@ public sealed class MptcpAnycastOptions
     /// load balancer forwards by port without rewriting it. Default false: such an address is a start-up error.
     /// </summary>
     public bool AllowUnassignedUnicastAddresses { get; set; }
+
+    /// <summary>
+    /// The receive buffer (<c>SO_RCVBUF</c>, in bytes; the kernel doubles it) of the socket on which the transport
+    /// hears the kernel's path-manager events, from 4096 (4 KiB) to 268435456 (256 MiB). When the kernel produces events
+    /// faster than the transport reads them (a burst of thousands of connections), what does not fit is dropped; the
+    /// transport then reads every tracked connection's state from its socket, logs event id 11 and counts
+    /// <c>mptcp_anycast.path_manager.events_lost</c>. A larger buffer makes that rarer. Above
+    /// <c>net.core.rmem_max</c> the transport uses <c>SO_RCVBUFFORCE</c> (it has <c>CAP_NET_ADMIN</c> to follow
+    /// events). Default null: the system default (<c>net.core.rmem_default</c>).
+    /// </summary>
+    public int? EventSocketReceiveBufferSize { get; set; }
 }

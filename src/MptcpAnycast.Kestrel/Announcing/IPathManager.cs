@@ -40,8 +40,22 @@ internal interface IPathManager : IAsyncDisposable
 
     Task DestroySubflowAsync(uint token, IPEndPoint local, IPEndPoint remote, CancellationToken cancellationToken);
 
-    /// <summary>The event stream, or null when events cannot be followed (no CAP_NET_ADMIN). Ends when disposed.</summary>
+    /// <summary>
+    /// The event stream, or null when events cannot be followed (no CAP_NET_ADMIN). Ends when disposed; ends with an
+    /// exception when the subscription to the kernel broke (then <see cref="TryResubscribeEvents"/>).
+    /// </summary>
     IAsyncEnumerable<PathEvent>? Events { get; }
+
+    /// <summary>
+    /// Subscribes to the kernel's events again after <see cref="Events"/> ended with an error; on success
+    /// <see cref="Events"/> is the new stream. Returns false with the reason when it failed (try again later). By
+    /// default a path manager cannot.
+    /// </summary>
+    bool TryResubscribeEvents(out string? problem)
+    {
+        problem = "this path manager cannot subscribe to events again";
+        return false;
+    }
 
     PathManagerFailure Classify(Exception exception);
 }

@@ -13,8 +13,11 @@ internal sealed class KernelPathManager : IPathManager
     private static readonly PathManagerEventType[] EventTypes =
         [PathManagerEventType.SubflowEstablished, PathManagerEventType.SubflowClosed, PathManagerEventType.Closed];
 
+    /// <summary>How many events may wait for the announcer before they are dropped (and reconciled).</summary>
+    private const int EventCapacity = 16384;
+
     private readonly PathManagerClient _client;
-    private readonly PathManagerEventSubscription? _events;
+    private volatile PathManagerEventSubscription? _events;
 
     private KernelPathManager(PathManagerClient client, PathManagerEventSubscription? events)
     {
@@ -28,9 +31,14 @@ internal sealed class KernelPathManager : IPathManager
     /// Opens the client and, when <paramref name="subscribe"/>, an event subscription (which also keeps userspace-PM joins
     /// from being reset). A failed subscription is reported in the second value of the result.
     /// </summary>
-    public static async Task<(KernelPathManager Manager, string? EventsProblem)> OpenAsync(bool subscribe, CancellationToken cancellationToken)
+    /// <param name="subscribe">Whether to subscribe to events.</param>
+    /// <param name="eventReceiveBufferSize"><c>SO_RCVBUF</c> of the event socket in bytes, or null for the system default.</param>
+    /// <param name="cancellationToken">Cancels the wait for the kernel.</param>
+    public static async Task<(KernelPathManager Manager, string? EventsProblem)> OpenAsync(bool subscribe, int? eventReceiveBufferSize,
+        CancellationToken cancellationToken)
     {
-        PathManagerClient client = await PathManagerClient.OpenAsync(cancellationToken).ConfigureAwait(false);
+        PathManagerClient client = await PathManagerClient.OpenAsync(
+            PathManagerClientSettings.Default with { EventReceiveBufferSize = eventReceiveBufferSize }, cancellationToken).ConfigureAwait(false);
         if (!subscribe)
         {
             return (new KernelPathManager(client, null), null);
@@ -38,7 +46,7 @@ internal sealed class KernelPathManager : IPathManager
 
         try
         {
-            return (new KernelPathManager(client, client.SubscribeEvents(capacity: 16384, EventTypes)), null);
+            return (new KernelPathManager(client, client.SubscribeEvents(EventCapacity, EventTypes)), null);
         }
         catch (PathManagerException ex)
         {
@@ -55,7 +63,28 @@ internal sealed class KernelPathManager : IPathManager
     public Task DestroySubflowAsync(uint token, IPEndPoint local, IPEndPoint remote, CancellationToken cancellationToken)
         => _client.DestroySubflowAsync(token, local, remote, cancellationToken);
 
-    public IAsyncEnumerable<PathEvent>? Events => _events is null ? null : ReadEventsAsync(_events);
+    public IAsyncEnumerable<PathEvent>? Events => _events is { } events ? ReadEventsAsync(events) : null;
+
+    public bool TryResubscribeEvents(out string? problem)
+    {
+        try
+        {
+            PathManagerEventSubscription fresh = _client.SubscribeEvents(EventCapacity, EventTypes);
+            Interlocked.Exchange(ref _events, fresh)?.Dispose();
+            problem = null;
+            return true;
+        }
+        catch (PathManagerException ex)
+        {
+            problem = ex.Message;
+            return false;
+        }
+        catch (ObjectDisposedException)
+        {
+            problem = "the path-manager client is closed";
+            return false;
+        }
+    }
 
     private static async IAsyncEnumerable<PathEvent> ReadEventsAsync(PathManagerEventSubscription events, [EnumeratorCancellation] CancellationToken cancellationToken = default)
     {
@@ -87,9 +116,9 @@ internal sealed class KernelPathManager : IPathManager
 
     public async ValueTask DisposeAsync()
     {
-        if (_events is not null)
+        if (_events is { } events)
         {
-            await _events.DisposeAsync().ConfigureAwait(false);
+            await events.DisposeAsync().ConfigureAwait(false);
         }
 
         await _client.DisposeAsync().ConfigureAwait(false);

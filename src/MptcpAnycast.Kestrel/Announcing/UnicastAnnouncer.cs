@@ -19,6 +19,10 @@ namespace MptcpAnycast.Kestrel.Announcing;
 /// </summary>
 internal sealed class UnicastAnnouncer : IAsyncDisposable
 {
+    /// <summary>After the event stream broke: the first try to subscribe again, then twice as long each time up to the cap.</summary>
+    internal static readonly TimeSpan FirstResubscribeDelay = TimeSpan.FromMilliseconds(100);
+    internal static readonly TimeSpan MaxResubscribeDelay = TimeSpan.FromSeconds(5);
+
     private readonly MptcpAnycastSettings _settings;
     private readonly AnnouncementMode _mode;
     private readonly UnicastAnnouncementPolicy _policy;
@@ -49,6 +53,7 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
         _pipeline = BuildPipeline();
         _rateLimiter = new AnnouncementRateLimiter(settings.AnnouncementsPerClientPerMinute);
         _followingEvents = pathManager?.Events is not null;
+        _metrics.ObserveTrackedConnections(() => TrackedConnections);
         _eventLoop = _followingEvents ? Task.Run(FollowEventsAsync) : Task.CompletedTask;
         _sweeper = mode is AnnouncementMode.Userspace or AnnouncementMode.Kernel ? Task.Run(SweepAsync) : Task.CompletedTask;
     }
@@ -62,6 +67,15 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
 
     /// <summary>Connections tracked now (MPTCP ones whose state can still change).</summary>
     public int TrackedConnections => _byToken.Count;
+
+    /// <summary>True while joins are learnt from path-manager events; false while the sweeper reads them from the sockets.</summary>
+    internal bool IsFollowingEvents => _followingEvents;
+
+    /// <summary>
+    /// Reads a connection's subflows from its socket. Unit tests replace it to stand in for a client's join, which
+    /// loopback in the test's own namespace cannot make.
+    /// </summary>
+    internal Func<MptcpConnectionState, IReadOnlyList<MptcpSubflow>> SubflowReader { get; set; } = static state => state.GetSubflows();
 
     /// <summary>Reads the accepted socket's state and starts its announcement. Cheap: one getsockopt, no I/O wait.</summary>
     public MptcpConnectionState OnAccepted(Socket socket, string connectionId)
@@ -218,26 +232,98 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Follows the event stream until the announcer stops. When the stream breaks (the event socket failed) or ends
+    /// unexpectedly: says so once, lets the sweeper read joins from the sockets, and subscribes again with backoff.
+    /// </summary>
     private async Task FollowEventsAsync()
     {
         CancellationToken stopping = _stopping.Token;
-        try
+        IAsyncEnumerable<PathEvent> events = _pathManager!.Events!;
+        while (true)
         {
-            await foreach (PathEvent e in _pathManager!.Events!.WithCancellation(stopping).ConfigureAwait(false))
+            string problem;
+            try
             {
-                OnEvent(e);
+                await foreach (PathEvent e in events.WithCancellation(stopping).ConfigureAwait(false))
+                {
+                    OnEvent(e);
+                }
+
+                problem = "the path-manager event stream ended";
             }
-        }
-        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
-        {
-        }
-        catch (Exception ex)
-        {
-            MptcpAnycastLog.EventsUnavailable(_logger, ex.Message);
-        }
-        finally
-        {
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                problem = "stopping";
+            }
+            catch (Exception ex)
+            {
+                problem = ex.Message;
+            }
+
             _followingEvents = false;
+            if (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+
+            MptcpAnycastLog.EventsUnavailable(_logger, problem);
+            if (await ResubscribeAsync(stopping).ConfigureAwait(false) is not { } resumed)
+            {
+                return;
+            }
+
+            events = resumed;
+        }
+    }
+
+    /// <summary>
+    /// Tries to subscribe again <see cref="FirstResubscribeDelay"/> after the failure, then twice as long between tries
+    /// up to <see cref="MaxResubscribeDelay"/>, until it works (returns the new stream) or the announcer stops (null).
+    /// Once it works, joins come as events again, and every tracked connection is read from its socket: whatever
+    /// happened in the gap was not heard.
+    /// </summary>
+    private async Task<IAsyncEnumerable<PathEvent>?> ResubscribeAsync(CancellationToken stopping)
+    {
+        DateTimeOffset since = _time.GetUtcNow();
+        TimeSpan delay = FirstResubscribeDelay;
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await Task.Delay(delay, _time, stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return null;
+            }
+
+            string? problem;
+            IAsyncEnumerable<PathEvent>? events = null;
+            try
+            {
+                if (_pathManager!.TryResubscribeEvents(out problem))
+                {
+                    events = _pathManager.Events;
+                    problem ??= "no event stream after subscribing";
+                }
+            }
+            catch (Exception ex)
+            {
+                problem = ex.Message;
+            }
+
+            if (events is not null)
+            {
+                _followingEvents = true; // joins from now on arrive as events...
+                MptcpAnycastLog.EventsResumed(_logger, attempt, _time.GetUtcNow() - since);
+                _metrics.EventsLost();
+                Reconcile(); // ...and those made in the gap are read from the sockets
+                return events;
+            }
+
+            delay = delay * 2 < MaxResubscribeDelay ? delay * 2 : MaxResubscribeDelay;
+            MptcpAnycastLog.ResubscribeFailed(_logger, attempt, problem ?? "unknown", delay);
         }
     }
 
@@ -296,7 +382,7 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
             return;
         }
 
-        foreach (MptcpSubflow subflow in state.GetSubflows())
+        foreach (MptcpSubflow subflow in SubflowReader(state))
         {
             if (SameAddress(subflow.Local, announced))
             {

@@ -65,4 +65,10 @@ internal static partial class MptcpAnycastLog
 
     [LoggerMessage(18, LogLevel.Debug, "Connection reset in the accept backlog of {EndPoint}.")]
     public static partial void ConnectionReset(ILogger logger, EndPoint endPoint);
+
+    [LoggerMessage(21, LogLevel.Information, "Following path-manager events again after {Attempts} attempt(s) and {Gap} without them; reconciling the connections tracked meanwhile.")]
+    public static partial void EventsResumed(ILogger logger, int attempts, TimeSpan gap);
+
+    [LoggerMessage(22, LogLevel.Debug, "Subscribing to path-manager events again failed (attempt {Attempt}): {Reason}; next try in {Delay}.")]
+    public static partial void ResubscribeFailed(ILogger logger, int attempt, string reason, TimeSpan delay);
 }

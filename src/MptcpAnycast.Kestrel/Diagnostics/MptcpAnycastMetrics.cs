@@ -18,10 +18,12 @@ internal sealed class MptcpAnycastMetrics
     private readonly Counter<long> _joinTimeouts;
     private readonly Counter<long> _routeChangesSurvived;
     private readonly Counter<long> _eventsLost;
+    private readonly Meter _meter;
 
     public MptcpAnycastMetrics(IMeterFactory meterFactory)
     {
         Meter meter = meterFactory.Create(MeterName);
+        _meter = meter;
         _connections = meter.CreateCounter<long>("mptcp_anycast.connections", "{connection}",
             "Connections accepted, by kind: mptcp or tcp_fallback.");
         _fallbacks = meter.CreateCounter<long>("mptcp_anycast.fallbacks", "{connection}",
@@ -84,4 +86,9 @@ internal sealed class MptcpAnycastMetrics
     public void RouteChangeSurvived() => _routeChangesSurvived.Add(1);
 
     public void EventsLost() => _eventsLost.Add(1);
+
+    /// <summary>Publishes <c>mptcp_anycast.connections.tracked</c>, read from <paramref name="count"/> whenever it is observed.</summary>
+    public void ObserveTrackedConnections(Func<int> count) =>
+        _meter.CreateObservableGauge("mptcp_anycast.connections.tracked", count, "{connection}",
+            "MPTCP connections the transport tracks now: announced (or to be announced) and not yet closed. Returns to 0 once they have closed; growth without connections means a leak.");
 }

@@ -56,7 +56,7 @@ internal sealed class HostPreparation
 
         return mode switch
         {
-            AnnouncementMode.Userspace => await PrepareUserspaceAsync(host, logger, cancellationToken).ConfigureAwait(false),
+            AnnouncementMode.Userspace => await PrepareUserspaceAsync(settings, host, logger, cancellationToken).ConfigureAwait(false),
             AnnouncementMode.Kernel => await PrepareKernelAsync(settings, host, logger, cancellationToken).ConfigureAwait(false),
             _ => new HostPreparation { Mode = AnnouncementMode.None, MptcpSupported = true },
         };
@@ -78,7 +78,8 @@ internal sealed class HostPreparation
         MptcpAnycastLog.CFlagNotSet(logger);
     }
 
-    private static async Task<HostPreparation> PrepareUserspaceAsync(MptcpHostState host, ILogger logger, CancellationToken cancellationToken)
+    private static async Task<HostPreparation> PrepareUserspaceAsync(MptcpAnycastSettings settings, MptcpHostState host, ILogger logger,
+        CancellationToken cancellationToken)
     {
         if (host.EffectivePathManager != "userspace")
         {
@@ -89,7 +90,8 @@ internal sealed class HostPreparation
 
         try
         {
-            (KernelPathManager manager, string? eventsProblem) = await KernelPathManager.OpenAsync(subscribe: true, cancellationToken).ConfigureAwait(false);
+            (KernelPathManager manager, string? eventsProblem) = await KernelPathManager.OpenAsync(subscribe: true,
+                settings.EventSocketReceiveBufferSize, cancellationToken).ConfigureAwait(false);
             if (eventsProblem is not null)
             {
                 // Without an event subscriber the kernel resets every join: announcing would only waste packets.
@@ -124,7 +126,7 @@ internal sealed class HostPreparation
         string? eventsProblem;
         try
         {
-            (manager, eventsProblem) = await KernelPathManager.OpenAsync(subscribe: true, cancellationToken).ConfigureAwait(false);
+            (manager, eventsProblem) = await KernelPathManager.OpenAsync(subscribe: true, settings.EventSocketReceiveBufferSize, cancellationToken).ConfigureAwait(false);
         }
         catch (PathManagerException ex)
         {

@@ -17,6 +17,10 @@ internal sealed class MptcpAnycastSettings
     public required TimeSpan JoinTimeout { get; init; }
     public required bool ConfigureHost { get; init; }
     public int AnnouncementsPerClientPerMinute { get; init; }
+    public int? EventSocketReceiveBufferSize { get; init; }
+
+    /// <summary>The range of <see cref="MptcpAnycastOptions.EventSocketReceiveBufferSize"/>: 4 KiB to 256 MiB.</summary>
+    public const int MinEventSocketReceiveBufferSize = 4096, MaxEventSocketReceiveBufferSize = 256 * 1024 * 1024;
 
     public UnicastAnnouncementPolicy CreatePolicy() => new(Anycast, Unicast);
 
@@ -39,6 +43,14 @@ internal sealed class MptcpAnycastSettings
         {
             throw new MptcpAnycastConfigurationException(nameof(options.AnnouncementsPerClientPerMinute),
                 options.AnnouncementsPerClientPerMinute.ToString(CultureInfo.InvariantCulture), "must be from 0 (no limit) to 1000000");
+        }
+
+        if (options.EventSocketReceiveBufferSize is int bufferSize
+            && bufferSize is < MinEventSocketReceiveBufferSize or > MaxEventSocketReceiveBufferSize)
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.EventSocketReceiveBufferSize),
+                bufferSize.ToString(CultureInfo.InvariantCulture),
+                $"must be from {MinEventSocketReceiveBufferSize} (4 KiB) to {MaxEventSocketReceiveBufferSize} (256 MiB) bytes, or unset for the system default");
         }
 
         var anycast = new List<IPAddress>();
@@ -102,6 +114,7 @@ internal sealed class MptcpAnycastSettings
             JoinTimeout = options.JoinTimeout,
             ConfigureHost = options.ConfigureHost,
             AnnouncementsPerClientPerMinute = options.AnnouncementsPerClientPerMinute,
+            EventSocketReceiveBufferSize = options.EventSocketReceiveBufferSize,
         };
     }
 

@@ -116,7 +116,10 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     /// <summary>How long a command waits for the kernel's answer before it fails with <c>ETIMEDOUT</c>. Default 10 seconds.</summary>
     public TimeSpan CommandTimeout { get; set; }
 
-    /// <summary>True once the client holds its <c>mptcp_pm_events</c> subscription (see the remarks on the class).</summary>
+    /// <summary>
+    /// True while the client holds its <c>mptcp_pm_events</c> subscription (see the remarks on the class): false before the
+    /// first one, and again after the event socket failed until the next <see cref="SubscribeEvents"/> or userspace-PM command.
+    /// </summary>
     public bool IsSubscribedToEvents => _eventsJoined;
 
     internal ushort FamilyId => _familyId;

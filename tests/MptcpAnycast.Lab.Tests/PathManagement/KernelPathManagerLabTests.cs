@@ -142,6 +142,20 @@ public sealed class KernelPathManagerLabTests
     }
 
     [LabFact]
+    public async Task Event_receive_buffer_is_set_as_asked_and_forced_above_rmem_max()
+    {
+        using var ns = new TestNamespace("rcvbuf");
+        int rmemMax = int.Parse(File.ReadAllText("/proc/sys/net/core/rmem_max").Trim(), CultureInfo.InvariantCulture);
+        int aboveMax = rmemMax + 1024 * 1024;
+        foreach (int asked in new[] { 4096, aboveMax })
+        {
+            await using PathManagerClient pm = await ns.Run(() => PathManagerClient.OpenAsync(
+                new PathManagerClientSettings { EventReceiveBufferSize = asked }, CancellationToken.None)).WaitAsync(Timeout);
+            Assert.Equal(2 * asked, pm.EventReceiveBufferSize); // the kernel doubles it; SO_RCVBUF alone would cap it at 2 * rmem_max
+        }
+    }
+
+    [LabFact]
     public async Task A_subscriber_that_does_not_read_loses_events_to_its_bounded_buffer_and_is_told_so()
     {
         using var ns = new TestNamespace("slow");

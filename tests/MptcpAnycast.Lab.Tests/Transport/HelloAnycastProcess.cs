@@ -17,6 +17,9 @@ public sealed class HelloAnycastProcess : IDisposable
 
     public int Pid => _app.Pid;
 
+    /// <summary>Lines of the output that contain <paramref name="text"/>.</summary>
+    public int Count(string text) => _app.Count(text);
+
     public static string AppPath => AppProcess.FindHelloAnycast() ?? throw new FileNotFoundException("build the solution first: HelloAnycast.dll not found");
 
     public static Task<HelloAnycastProcess> StartAsync(string namespaceName, string pop, params string[] args)

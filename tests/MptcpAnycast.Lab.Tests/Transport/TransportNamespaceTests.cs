@@ -13,7 +13,7 @@ public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper
 {
     private const string Base = "http://203.0.113.1:8080";
 
-    private static string[] ServerArgs(string mode, params string[] extra) =>
+    internal static string[] ServerArgs(string mode, params string[] extra) =>
     [
         "--urls", "http://[::]:8080",
         "--MptcpAnycast:Mode", mode,

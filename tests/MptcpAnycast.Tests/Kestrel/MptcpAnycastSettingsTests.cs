@@ -71,6 +71,30 @@ public sealed class MptcpAnycastSettingsTests
         Assert.Equal("JoinTimeout", ex.Setting);
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-1)]
+    [InlineData(4095)]
+    [InlineData(268_435_457)]
+    [InlineData(int.MaxValue)]
+    public void Event_socket_receive_buffer_out_of_range_is_rejected_with_the_value(int bytes)
+    {
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o => o.EventSocketReceiveBufferSize = bytes));
+        Assert.Equal("EventSocketReceiveBufferSize", ex.Setting);
+        Assert.Equal(bytes.ToString(System.Globalization.CultureInfo.InvariantCulture), ex.Value);
+        Assert.Contains("4096", ex.Message);
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData(4096)]
+    [InlineData(1_048_576)]
+    [InlineData(268_435_456)]
+    public void Event_socket_receive_buffer_in_range_is_kept(int? bytes)
+    {
+        Assert.Equal(bytes, Validate(o => o.EventSocketReceiveBufferSize = bytes).EventSocketReceiveBufferSize);
+    }
+
     [Fact]
     public void Undefined_enum_values_are_rejected_by_name()
     {
@@ -131,5 +155,6 @@ public sealed class MptcpAnycastSettingsTests
         Assert.False(options.ConfigureHost);
         Assert.Empty(options.AnycastAddresses);
         Assert.Empty(options.UnicastAddresses);
+        Assert.Null(options.EventSocketReceiveBufferSize);
     }
 }

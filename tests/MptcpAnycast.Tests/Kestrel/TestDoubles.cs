@@ -12,7 +12,8 @@ namespace MptcpAnycast.Tests.Kestrel;
 /// <summary>A path manager that records commands, lets a test inject events and failures.</summary>
 internal sealed class FakePathManager : IPathManager
 {
-    private readonly Channel<PathEvent> _events = Channel.CreateUnbounded<PathEvent>();
+    private volatile Channel<PathEvent> _events = Channel.CreateUnbounded<PathEvent>();
+    private int _resubscribeCalls;
 
     public ConcurrentQueue<string> Calls { get; } = new();
 
@@ -20,7 +21,29 @@ internal sealed class FakePathManager : IPathManager
 
     public bool WithEvents { get; init; } = true;
 
+    /// <summary>Decides each attempt to subscribe again (true: a fresh stream); default: works.</summary>
+    public Func<bool> Resubscribe { get; set; } = () => true;
+
+    public int ResubscribeCalls => Volatile.Read(ref _resubscribeCalls);
+
     public void Emit(PathEvent e) => _events.Writer.TryWrite(e);
+
+    /// <summary>Ends the current event stream with <paramref name="error"/>, as a failed event socket does; null: ends it quietly.</summary>
+    public void FailEvents(Exception? error) => _events.Writer.TryComplete(error);
+
+    public bool TryResubscribeEvents(out string? problem)
+    {
+        Interlocked.Increment(ref _resubscribeCalls);
+        if (!Resubscribe())
+        {
+            problem = "fake: the event socket cannot be opened";
+            return false;
+        }
+
+        _events = Channel.CreateUnbounded<PathEvent>();
+        problem = null;
+        return true;
+    }
 
     public Task AnnounceAsync(uint token, byte addressId, IPEndPoint address, CancellationToken cancellationToken)
     {
@@ -73,10 +96,21 @@ internal sealed class MetricRecorder : IDisposable
         };
         _listener.SetMeasurementEventCallback<long>((i, v, tags, _) => Add(i.Name, v, tags));
         _listener.SetMeasurementEventCallback<double>((i, v, tags, _) => Add(i.Name, 1, tags));
+        _listener.SetMeasurementEventCallback<int>((i, v, _, _) => _gauges[i.Name] = v);
         _listener.Start();
     }
 
+    private readonly ConcurrentDictionary<string, int> _gauges = new();
+
     public double this[string key] => _totals.TryGetValue(key, out double v) ? v : 0;
+
+    /// <summary>Observes the meter's observable instruments now and returns what <paramref name="name"/> reported, or null.</summary>
+    public int? Observe(string name)
+    {
+        _gauges.TryRemove(name, out _);
+        _listener.RecordObservableInstruments();
+        return _gauges.TryGetValue(name, out int v) ? v : null;
+    }
 
     private void Add(string name, double value, ReadOnlySpan<KeyValuePair<string, object?>> tags)
     {
@@ -120,6 +154,21 @@ internal sealed class LoopbackPair : IDisposable
         Client.Dispose();
         Listener.Dispose();
     }
+}
+
+/// <summary>Keeps what was logged: level, event id and the formatted message.</summary>
+internal sealed class RecordingLogger : Microsoft.Extensions.Logging.ILogger
+{
+    public ConcurrentQueue<(Microsoft.Extensions.Logging.LogLevel Level, int EventId, string Message)> Entries { get; } = new();
+
+    public int Count(int eventId) => Entries.Count(e => e.EventId == eventId);
+
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+    public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
+
+    public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state,
+        Exception? exception, Func<TState, Exception?, string> formatter) => Entries.Enqueue((logLevel, eventId.Id, formatter(state, exception)));
 }
 
 internal static class Meters

@@ -242,6 +242,44 @@ public sealed class UnicastAnnouncerTests
     }
 
     [Fact]
+    public async Task Tracked_connections_gauge_rises_with_announced_connections_and_returns_to_zero_after_they_close()
+    {
+        const string Gauge = "mptcp_anycast.connections.tracked";
+        var pm = new FakePathManager();
+        (UnicastAnnouncer announcer, MetricRecorder metrics) = Create(Settings(), pm);
+        await using UnicastAnnouncer disposeAnnouncer = announcer;
+        Assert.Equal(0, metrics.Observe(Gauge));
+
+        var pairs = new List<LoopbackPair>();
+        try
+        {
+            var states = new List<MptcpConnectionState>();
+            for (int i = 0; i < 3; i++)
+            {
+                LoopbackPair pair = await LoopbackPair.ConnectAsync();
+                pairs.Add(pair);
+                states.Add(announcer.OnAccepted(pair.Server, $"c{i}"));
+                Assert.Equal(i + 1, metrics.Observe(Gauge));
+            }
+
+            LoopbackPair plain = await LoopbackPair.ConnectAsync(mptcpClient: false);
+            pairs.Add(plain);
+            announcer.OnAccepted(plain.Server, "plain");
+            Assert.Equal(3, metrics.Observe(Gauge)); // plain TCP has nothing to track
+
+            announcer.OnClosed(states[0]);
+            announcer.OnClosed(states[1]);
+            Assert.Equal(1, metrics.Observe(Gauge));
+            pm.Emit(new PathEvent(PathEventKind.Closed, states[2].Token, null, null)); // the kernel's CLOSED event
+            await Eventually.TrueAsync(() => metrics.Observe(Gauge) == 0, "back to 0");
+        }
+        finally
+        {
+            pairs.ForEach(p => p.Dispose());
+        }
+    }
+
+    [Fact]
     public async Task Closed_connections_are_forgotten()
     {
         var pm = new FakePathManager();

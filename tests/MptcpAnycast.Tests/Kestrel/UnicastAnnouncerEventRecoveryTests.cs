@@ -1,0 +1,197 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using Microsoft.Extensions.Time.Testing;
+using MptcpAnycast.Kestrel;
+using MptcpAnycast.Kestrel.Announcing;
+using MptcpAnycast.Kestrel.Diagnostics;
+using MptcpAnycast.Kestrel.Internal;
+
+namespace MptcpAnycast.Tests.Kestrel;
+
+/// <summary>
+/// The announcer when its event stream breaks (the event socket failed): it keeps serving, reads joins from the
+/// sockets, subscribes again with backoff on a fake clock, and reconciles what happened in the gap.
+/// </summary>
+public sealed class UnicastAnnouncerEventRecoveryTests
+{
+    private const int EventsLostLog = 11, EventsUnavailableLog = 15, EventsResumedLog = 21, ResubscribeFailedLog = 22;
+    private static readonly IPAddress UnicastAddress = IPAddress.Parse("127.0.0.2");
+
+    private static MptcpAnycastSettings Settings() => MptcpAnycastSettings.Validate(
+        new MptcpAnycastOptions { UnicastAddresses = ["127.0.0.2"], JoinTimeout = TimeSpan.FromMinutes(10) }, [UnicastAddress]);
+
+    /// <summary>A stand-in for the socket's subflow list: connections in <paramref name="joined"/> have a second subflow to the unicast address.</summary>
+    private static Func<MptcpConnectionState, IReadOnlyList<MptcpSubflow>> Subflows(ConcurrentDictionary<uint, bool> joined) => state =>
+    {
+        var anycast = new MptcpSubflow(state.Local!, state.Remote!);
+        return joined.ContainsKey(state.Token)
+            ? [anycast, new MptcpSubflow(new IPEndPoint(UnicastAddress, state.Local!.Port), new IPEndPoint(state.Remote!.Address, 40000))]
+            : [anycast];
+    };
+
+    /// <summary>Moves the fake clock in steps, giving the announcer's loops real time to run after each, until <paramref name="done"/>.</summary>
+    private static async Task<bool> AdvanceUntilAsync(FakeTimeProvider time, Func<bool> done, TimeSpan step, TimeSpan max)
+    {
+        for (TimeSpan advanced = TimeSpan.Zero; advanced < max && !done(); advanced += step)
+        {
+            time.Advance(step);
+            await Task.Delay(15);
+        }
+
+        return done();
+    }
+
+    [Fact]
+    public async Task Broken_event_stream_falls_back_to_polling_resubscribes_with_backoff_and_reconciles_the_gap()
+    {
+        var time = new FakeTimeProvider();
+        DateTimeOffset brokeAt = time.GetUtcNow();
+        var attempts = new ConcurrentQueue<TimeSpan>();
+        var joined = new ConcurrentDictionary<uint, bool>();
+        bool pathManagerBack = false;
+        MptcpConnectionState? late = null;
+        var pm = new FakePathManager();
+        pm.Resubscribe = () =>
+        {
+            attempts.Enqueue(time.GetUtcNow() - brokeAt);
+            if (!pathManagerBack)
+            {
+                return false;
+            }
+
+            // This client joins in the gap, just before the subscription is back: only reconciling can see it.
+            joined[late!.Token] = true;
+            return true;
+        };
+        var logger = new RecordingLogger();
+        var meters = Meters.Create();
+        using var metrics = new MetricRecorder(meters);
+        await using var announcer = new UnicastAnnouncer(Settings(), AnnouncementMode.Userspace, pm, null, logger, new MptcpAnycastMetrics(meters), time)
+        {
+            SubflowReader = Subflows(joined),
+        };
+        using LoopbackPair pairA = await LoopbackPair.ConnectAsync();
+        using LoopbackPair pairB = await LoopbackPair.ConnectAsync();
+        MptcpConnectionState early = announcer.OnAccepted(pairA.Server, "early");
+        late = announcer.OnAccepted(pairB.Server, "late");
+        await Eventually.TrueAsync(() => early.State == UnicastSubflowState.Announced && late.State == UnicastSubflowState.Announced, "both announced");
+        Assert.True(announcer.IsFollowingEvents);
+
+        pm.FailEvents(new FakePathManagerException(PathManagerFailure.Systemic));
+        await Eventually.TrueAsync(() => !announcer.IsFollowingEvents, "fell back to the sockets");
+
+        // While resubscribing fails, the sweeper reads joins from the sockets (its tick is every second here).
+        joined[early.Token] = true;
+        Assert.True(await AdvanceUntilAsync(time, () => early.State == UnicastSubflowState.Joined, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(1.5)),
+            "the sweeper did not find the join in the socket");
+        Assert.Equal(UnicastSubflowState.Announced, late.State);
+        Assert.InRange(attempts.Count, 2, 4); // at 100, 300, 700 ms (and 1.5 s)
+        Assert.False(announcer.IsFollowingEvents);
+
+        // The path manager works again: the next try succeeds, and the join made in the gap is reconciled.
+        pathManagerBack = true;
+        Assert.True(await AdvanceUntilAsync(time, () => announcer.IsFollowingEvents, TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(10)),
+            "never subscribed again");
+        await Eventually.TrueAsync(() => late.State == UnicastSubflowState.Joined, "the gap's join reconciled");
+
+        await Eventually.TrueAsync(() => logger.Count(EventsLostLog) == 1, "reconciliation logged");
+        Assert.Equal(1, metrics["mptcp_anycast.path_manager.events_lost"]);
+        Assert.Equal(1, logger.Count(EventsUnavailableLog)); // once, not per attempt
+        Assert.Equal(1, logger.Count(EventsResumedLog));
+        Assert.Equal(attempts.Count - 1, logger.Count(ResubscribeFailedLog));
+        AssertBackoff(attempts.ToArray());
+
+        // Events flow on the new stream.
+        pm.Emit(new PathEvent(PathEventKind.Closed, early.Token, null, null));
+        await Eventually.TrueAsync(() => announcer.TrackedConnections == 1, "the close on the new stream was heard");
+    }
+
+    [Fact]
+    public async Task Resubscribing_that_keeps_failing_backs_off_to_five_seconds_serves_on_and_stops_on_dispose()
+    {
+        var time = new FakeTimeProvider();
+        DateTimeOffset brokeAt = time.GetUtcNow();
+        var attempts = new ConcurrentQueue<TimeSpan>();
+        var pm = new FakePathManager();
+        pm.Resubscribe = () =>
+        {
+            attempts.Enqueue(time.GetUtcNow() - brokeAt);
+            return false;
+        };
+        var logger = new RecordingLogger();
+        var meters = Meters.Create();
+        var announcer = new UnicastAnnouncer(Settings(), AnnouncementMode.Userspace, pm, null, logger, new MptcpAnycastMetrics(meters), time);
+        var pairs = new List<LoopbackPair>();
+        try
+        {
+            pm.FailEvents(new FakePathManagerException(PathManagerFailure.Systemic));
+            await Eventually.TrueAsync(() => !announcer.IsFollowingEvents, "fell back to the sockets");
+
+            // No tight loop: while the clock does not move, nothing is retried.
+            await Task.Delay(300);
+            Assert.Empty(attempts);
+
+            // 30 s on the clock: tries at 0.1, 0.3, 0.7, 1.5, 3.1, 6.3, 11.3, 16.3, 21.3, 26.3 s at most.
+            await AdvanceUntilAsync(time, () => false, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(30));
+            Assert.InRange(attempts.Count, 6, 10);
+            TimeSpan[] times = attempts.ToArray();
+            AssertBackoff(times);
+            for (int i = 6; i < times.Length; i++)
+            {
+                Assert.True(times[i] - times[i - 1] <= TimeSpan.FromSeconds(6), $"try {i}: {times[i] - times[i - 1]} after the previous one; the cap is 5 s");
+            }
+
+            Assert.Equal(1, logger.Count(EventsUnavailableLog));
+            Assert.Equal(attempts.Count, logger.Count(ResubscribeFailedLog));
+
+            // Meanwhile connections are served and announced as usual.
+            LoopbackPair pair = await LoopbackPair.ConnectAsync();
+            pairs.Add(pair);
+            MptcpConnectionState state = announcer.OnAccepted(pair.Server, "during the outage");
+            await Eventually.TrueAsync(() => state.State == UnicastSubflowState.Announced, "announced during the outage");
+        }
+        finally
+        {
+            var stopwatch = Stopwatch.StartNew();
+            await announcer.DisposeAsync();
+            Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(3), $"dispose took {stopwatch.Elapsed}: the retry loop did not stop");
+            pairs.ForEach(p => p.Dispose());
+        }
+
+        int afterDispose = attempts.Count;
+        time.Advance(TimeSpan.FromSeconds(60));
+        await Task.Delay(100);
+        Assert.Equal(afterDispose, attempts.Count);
+    }
+
+    [Fact]
+    public async Task Event_stream_that_ends_while_not_stopping_is_subscribed_again()
+    {
+        var time = new FakeTimeProvider();
+        var pm = new FakePathManager();
+        var logger = new RecordingLogger();
+        await using var announcer = new UnicastAnnouncer(Settings(), AnnouncementMode.Userspace, pm, null, logger,
+            new MptcpAnycastMetrics(Meters.Create()), time);
+
+        pm.FailEvents(null);
+        await Eventually.TrueAsync(() => !announcer.IsFollowingEvents, "noticed the end");
+        Assert.True(await AdvanceUntilAsync(time, () => announcer.IsFollowingEvents, TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(1)));
+
+        Assert.Equal(1, pm.ResubscribeCalls);
+        Assert.Contains(logger.Entries, e => e.EventId == EventsUnavailableLog && e.Message.Contains("ended", StringComparison.Ordinal));
+        Assert.Equal(1, logger.Count(EventsResumedLog));
+    }
+
+    /// <summary>Each try waits at least 100 ms, then twice the previous wait, capped at 5 s.</summary>
+    private static void AssertBackoff(TimeSpan[] times)
+    {
+        Assert.True(times[0] >= UnicastAnnouncer.FirstResubscribeDelay, $"first try after {times[0]}");
+        TimeSpan expected = UnicastAnnouncer.FirstResubscribeDelay;
+        for (int i = 1; i < times.Length; i++)
+        {
+            expected = expected * 2 < UnicastAnnouncer.MaxResubscribeDelay ? expected * 2 : UnicastAnnouncer.MaxResubscribeDelay;
+            Assert.True(times[i] - times[i - 1] >= expected, $"try {i} came {times[i] - times[i - 1]} after the previous one; expected at least {expected}");
+        }
+    }
+}
