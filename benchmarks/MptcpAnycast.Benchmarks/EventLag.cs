@@ -169,12 +169,6 @@ internal static class EventLag
         public static Server Start(IPAddress anycast, IPAddress unicast)
         {
             Socket listener = MptcpSocket.CreateListener(new IPEndPoint(IPAddress.Any, Port), backlog: 4096);
-            (KernelPathManager kernel, string? problem) = KernelPathManager.OpenAsync(subscribe: true, CancellationToken.None).GetAwaiter().GetResult();
-            if (problem is not null)
-            {
-                throw new InvalidOperationException($"cannot follow path-manager events: {problem}");
-            }
-
             var options = new MptcpAnycastOptions
             {
                 Mode = AnnouncementMode.Userspace,
@@ -182,6 +176,13 @@ internal static class EventLag
                 UnicastAddresses = [unicast.ToString()],
             };
             MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(options, [anycast, unicast]);
+            (KernelPathManager kernel, string? problem) = KernelPathManager.OpenAsync(subscribe: true, settings.EventSocketReceiveBufferSize, CancellationToken.None)
+                .GetAwaiter().GetResult(); // on this thread: the netlink sockets are made in the POP's namespace
+            if (problem is not null)
+            {
+                throw new InvalidOperationException($"cannot follow path-manager events: {problem}");
+            }
+
             IMeterFactory meters = new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>();
             var timed = new TimedPathManager(kernel);
             var announcer = new UnicastAnnouncer(settings, AnnouncementMode.Userspace, timed, null, NullLogger.Instance, new MptcpAnycastMetrics(meters), TimeProvider.System);
@@ -342,6 +343,8 @@ internal static class EventLag
 
         public Task DestroySubflowAsync(uint token, IPEndPoint local, IPEndPoint remote, CancellationToken cancellationToken) =>
             inner.DestroySubflowAsync(token, local, remote, cancellationToken);
+
+        public bool TryResubscribeEvents(out string? problem) => inner.TryResubscribeEvents(out problem);
 
         public PathManagerFailure Classify(Exception exception) => inner.Classify(exception);
 

@@ -20,6 +20,12 @@ internal sealed class InstantPathManager : IPathManager
 
     public IAsyncEnumerable<PathEvent>? Events => null;
 
+    public bool TryResubscribeEvents(out string? problem)
+    {
+        problem = "no events here";
+        return false;
+    }
+
     public PathManagerFailure Classify(Exception exception) => PathManagerFailure.Systemic;
 
     public ValueTask DisposeAsync() => default;

@@ -48,14 +48,9 @@ internal interface IPathManager : IAsyncDisposable
 
     /// <summary>
     /// Subscribes to the kernel's events again after <see cref="Events"/> ended with an error; on success
-    /// <see cref="Events"/> is the new stream. Returns false with the reason when it failed (try again later). By
-    /// default a path manager cannot.
+    /// <see cref="Events"/> is the new stream. Returns false with the reason when it failed (try again later).
     /// </summary>
-    bool TryResubscribeEvents(out string? problem)
-    {
-        problem = "this path manager cannot subscribe to events again";
-        return false;
-    }
+    bool TryResubscribeEvents(out string? problem);
 
     PathManagerFailure Classify(Exception exception);
 }

@@ -13,7 +13,10 @@ internal sealed class KernelPathManager : IPathManager
     private static readonly PathManagerEventType[] EventTypes =
         [PathManagerEventType.SubflowEstablished, PathManagerEventType.SubflowClosed, PathManagerEventType.Closed];
 
-    /// <summary>How many events may wait for the announcer before they are dropped (and reconciled).</summary>
+    /// <summary>
+    /// How many events may wait for the announcer before they are dropped (and reconciled). The announcer takes its
+    /// events on the client's event thread (it never blocks), so they wait here only while it is busy with earlier ones.
+    /// </summary>
     private const int EventCapacity = 16384;
 
     private readonly PathManagerClient _client;
@@ -46,7 +49,7 @@ internal sealed class KernelPathManager : IPathManager
 
         try
         {
-            return (new KernelPathManager(client, client.SubscribeEvents(EventCapacity, EventTypes)), null);
+            return (new KernelPathManager(client, client.SubscribeEventsOnEventThread(EventCapacity, EventTypes)), null);
         }
         catch (PathManagerException ex)
         {
@@ -69,7 +72,7 @@ internal sealed class KernelPathManager : IPathManager
     {
         try
         {
-            PathManagerEventSubscription fresh = _client.SubscribeEvents(EventCapacity, EventTypes);
+            PathManagerEventSubscription fresh = _client.SubscribeEventsOnEventThread(EventCapacity, EventTypes);
             Interlocked.Exchange(ref _events, fresh)?.Dispose();
             problem = null;
             return true;

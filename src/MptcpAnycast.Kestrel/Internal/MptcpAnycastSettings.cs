@@ -17,10 +17,16 @@ internal sealed class MptcpAnycastSettings
     public required TimeSpan JoinTimeout { get; init; }
     public required bool ConfigureHost { get; init; }
     public int AnnouncementsPerClientPerMinute { get; init; }
-    public int? EventSocketReceiveBufferSize { get; init; }
+    public int EventSocketReceiveBufferSize { get; init; } = DefaultEventSocketReceiveBufferSize;
 
     /// <summary>The range of <see cref="MptcpAnycastOptions.EventSocketReceiveBufferSize"/>: 4 KiB to 256 MiB.</summary>
     public const int MinEventSocketReceiveBufferSize = 4096, MaxEventSocketReceiveBufferSize = 256 * 1024 * 1024;
+
+    /// <summary>
+    /// 4 MiB when unset: the system default (208 KiB here) overflowed once in 6 s at 5,000 connections/s
+    /// (benchmarks/README.md, event lag); an event takes about 1 KiB of buffer, so 4 MiB rides out ~1 s of stalled reading.
+    /// </summary>
+    public const int DefaultEventSocketReceiveBufferSize = 4 * 1024 * 1024;
 
     public UnicastAnnouncementPolicy CreatePolicy() => new(Anycast, Unicast);
 
@@ -50,7 +56,7 @@ internal sealed class MptcpAnycastSettings
         {
             throw new MptcpAnycastConfigurationException(nameof(options.EventSocketReceiveBufferSize),
                 bufferSize.ToString(CultureInfo.InvariantCulture),
-                $"must be from {MinEventSocketReceiveBufferSize} (4 KiB) to {MaxEventSocketReceiveBufferSize} (256 MiB) bytes, or unset for the system default");
+                $"must be from {MinEventSocketReceiveBufferSize} (4 KiB) to {MaxEventSocketReceiveBufferSize} (256 MiB) bytes, or unset for the default (4 MiB)");
         }
 
         var anycast = new List<IPAddress>();
@@ -114,7 +120,7 @@ internal sealed class MptcpAnycastSettings
             JoinTimeout = options.JoinTimeout,
             ConfigureHost = options.ConfigureHost,
             AnnouncementsPerClientPerMinute = options.AnnouncementsPerClientPerMinute,
-            EventSocketReceiveBufferSize = options.EventSocketReceiveBufferSize,
+            EventSocketReceiveBufferSize = options.EventSocketReceiveBufferSize ?? DefaultEventSocketReceiveBufferSize,
         };
     }
 

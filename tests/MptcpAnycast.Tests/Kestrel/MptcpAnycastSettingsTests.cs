@@ -86,13 +86,18 @@ public sealed class MptcpAnycastSettingsTests
     }
 
     [Theory]
-    [InlineData(null)]
     [InlineData(4096)]
     [InlineData(1_048_576)]
     [InlineData(268_435_456)]
-    public void Event_socket_receive_buffer_in_range_is_kept(int? bytes)
+    public void Event_socket_receive_buffer_in_range_is_kept(int bytes)
     {
         Assert.Equal(bytes, Validate(o => o.EventSocketReceiveBufferSize = bytes).EventSocketReceiveBufferSize);
+    }
+
+    [Fact]
+    public void Event_socket_receive_buffer_unset_is_4_MiB()
+    {
+        Assert.Equal(4 * 1024 * 1024, Validate(o => o.EventSocketReceiveBufferSize = null).EventSocketReceiveBufferSize);
     }
 
     [Fact]
