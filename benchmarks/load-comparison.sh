@@ -136,6 +136,22 @@ for v in "${VARIANTS[@]}"; do
     printf "%-20s %12.0f %8.3f %12.0f %8.3f\n" "$v" "$k" "$(echo "$k $bk" | awk '{ print $1 / $2 }')" "$c" "$(echo "$c $bc" | awk '{ print $1 / $2 }')"
 done
 
+# The same ratios taken round by round (each variant against the base measured in the same round, minutes apart at
+# most), then the median and the range: slow drifts of the machine cancel out, which the ratio of medians above keeps.
+per_round() { # base-list variant-list -> "median (min-max)"
+    awk -v b="$1" -v x="$2" 'BEGIN { nb = split(b, B, " "); nx = split(x, X, " "); n = 0
+        for (i = 1; i <= nb && i <= nx; i++) if (B[i] > 0) R[++n] = X[i] / B[i]
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (R[j] < R[i]) { t = R[i]; R[i] = R[j]; R[j] = t }
+        m = (n % 2) ? R[(n + 1) / 2] : (R[n / 2] + R[n / 2 + 1]) / 2
+        printf "%.3f (%.2f-%.2f)", m, R[1], R[n] }'
+}
+printf "\nper-round ratios to mptcp-listen: median (min-max) over %s rounds\n" "$ROUNDS"
+printf "%-20s %22s %22s\n" variant keep-alive churn
+for v in "${VARIANTS[@]}"; do
+    printf "%-20s %22s %22s\n" "$v" "$(per_round "${RESULTS[mptcp-listen,keepalive]}" "${RESULTS[$v,keepalive]}")" \
+        "$(per_round "${RESULTS[mptcp-listen,churn]}" "${RESULTS[$v,churn]}")"
+done
+
 # What the kernel did on each server, from its MIB counters (whole run, warm-up included): ADD_ADDR options sent and
 # joins accepted per MPTCP connection, so that a variant's cost can be read against the work it really caused.
 printf "\n%-20s %14s %12s %12s\n" variant mptcp-conns add_addr/conn joins/conn
