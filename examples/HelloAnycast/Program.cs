@@ -6,7 +6,9 @@ using MptcpAnycast.Kestrel;
 
 // HelloAnycast: the smallest ASP.NET Core app on the MPTCP anycast transport.
 // Run: dotnet run --project examples/HelloAnycast -- --urls http://0.0.0.0:8080 --MptcpAnycast:UnicastAddresses:0=192.0.2.10
-WebApplicationBuilder builder = WebApplication.CreateBuilder(args);
+// The content root is the app's own folder, so that its appsettings.json applies from whatever directory it is started
+// (run from the repository root it was missed, and every request was logged at Information).
+WebApplicationBuilder builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 
 // --Transport anycast (default): the MptcpAnycast transport. The other two exist for the load comparison in
 // benchmarks/: "sockets" is Kestrel's own TCP transport, "mptcp-listen" is Kestrel's transport with a bare MPTCP

@@ -90,11 +90,12 @@ internal static class LabMeasure
 
     /// <summary>
     /// Small requests back to back for 2 s on a blocking probe (run on its own thread), the route flipped after 1 s by
-    /// another thread while the requests go on; the longest time one request took. The probe's 5 s socket timeouts
-    /// bound a request that never completes.
+    /// another thread while the requests go on; the longest time one request took. The loop allocates nothing (see
+    /// <see cref="StreamProbe.FetchAsync"/>). The probe's 5 s socket timeouts bound a request that never completes.
     /// </summary>
     private static async Task<(double GapMs, string? Error)> RequestsAcrossFlipAsync(StreamProbe probe, LabTopology? lab, CancellationToken cancellationToken)
     {
+        byte[] request = StreamProbe.Request("/bytes/1024");
         var clock = Stopwatch.StartNew();
         Task flip = Task.CompletedTask;
         bool flipped = lab is null;
@@ -111,8 +112,8 @@ internal static class LabMeasure
             long start = Stopwatch.GetTimestamp();
             try
             {
-                string body = await probe.GetTextAsync("/bytes/1024", cancellationToken).ConfigureAwait(false);
-                error = body.Length == 1024 ? null : $"short body ({body.Length} bytes)";
+                long length = await probe.FetchAsync(request, cancellationToken).ConfigureAwait(false);
+                error = length == 1024 ? null : $"wrong body length {length}";
             }
             catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException)
             {

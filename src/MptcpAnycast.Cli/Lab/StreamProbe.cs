@@ -162,6 +162,68 @@ internal sealed class StreamProbe : IDisposable
         }
     }
 
+    /// <summary>The bytes of a GET request for <paramref name="path"/>, made once for <see cref="FetchAsync"/>.</summary>
+    public static byte[] Request(string path) => Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: anycast\r\nContent-Length: 0\r\n\r\n");
+
+    /// <summary>
+    /// Sends a prepared GET (<see cref="Request"/>) and reads the whole response, skipping the body; returns the body
+    /// length. Allocates nothing, so that a loop timing single requests never waits for the garbage collector: with a
+    /// string per response, this process collected every ~0.5 s and each pause (~20 ms) landed inside one request.
+    /// Our server answers with <c>Content-Length</c>; anything else is an error.
+    /// </summary>
+    public async ValueTask<long> FetchAsync(byte[] request, CancellationToken cancellationToken)
+    {
+        if (_blocking)
+        {
+            _socket.Send(request, SocketFlags.None);
+        }
+        else
+        {
+            await _socket.SendAsync(request, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        }
+
+        int headEnd;
+        while ((headEnd = _buffer.AsSpan(_start, _end - _start).IndexOf("\r\n\r\n"u8)) < 0)
+        {
+            if (!await FillAsync(cancellationToken).ConfigureAwait(false))
+            {
+                throw new IOException("connection closed before the response");
+            }
+        }
+
+        long length = ParseContentLength(_buffer.AsSpan(_start, headEnd));
+        _start += headEnd + 4;
+        for (long left = length; left > 0;)
+        {
+            if (_start == _end && !await FillAsync(cancellationToken).ConfigureAwait(false))
+            {
+                throw new IOException($"connection closed with {left} body bytes to come");
+            }
+
+            int n = (int)Math.Min(_end - _start, left);
+            _start += n;
+            left -= n;
+        }
+
+        return length;
+    }
+
+    private static long ParseContentLength(ReadOnlySpan<byte> head)
+    {
+        if (!head.StartsWith("HTTP/1.1 2"u8))
+        {
+            throw new IOException($"unexpected response: {Encoding.ASCII.GetString(head[..Math.Min(head.Length, 40)])}");
+        }
+
+        int at = head.IndexOf("\r\nContent-Length: "u8);
+        if (at < 0 || !System.Buffers.Text.Utf8Parser.TryParse(head[(at + 18)..], out long length, out _) || length < 0)
+        {
+            throw new IOException("response without a Content-Length");
+        }
+
+        return length;
+    }
+
     /// <summary>POST <paramref name="path"/> without a body; returns the response body.</summary>
     public async Task<string> PostAsync(string path, CancellationToken cancellationToken)
         => await ReadBodyAsync(await SendRequestAsync("POST", path, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);

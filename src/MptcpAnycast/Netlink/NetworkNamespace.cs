@@ -24,6 +24,14 @@ internal sealed partial class NetworkNamespace : IDisposable
         _id = id;
     }
 
+    /// <summary>A named namespace as <c>ip netns</c> makes them (<c>/var/run/netns/NAME</c>).</summary>
+    /// <exception cref="IOException">There is no such namespace.</exception>
+    public static NetworkNamespace Named(string name)
+    {
+        // Its id is the name, which never equals a thread's "net:[inode]": Run always enters it on a thread of its own.
+        return new NetworkNamespace(File.OpenHandle($"/var/run/netns/{name}", FileMode.Open, FileAccess.Read), name);
+    }
+
     /// <summary>The calling thread's namespace. Without <c>/proc</c>, an empty one that runs everything where it is called.</summary>
     public static NetworkNamespace OfCurrentThread()
     {
@@ -69,8 +77,7 @@ internal sealed partial class NetworkNamespace : IDisposable
                     {
                         int errno = Marshal.GetLastPInvokeError();
                         throw new PathManagement.PathManagerException("setns(CLONE_NEWNET)", errno, null,
-                            $"cannot enter the network namespace {_id} that the path-manager client was opened in; "
-                            + "call from a thread in that namespace, or grant CAP_SYS_ADMIN");
+                            $"cannot enter the network namespace {_id}; call from a thread in that namespace, or grant CAP_SYS_ADMIN");
                     }
                 }
                 finally
