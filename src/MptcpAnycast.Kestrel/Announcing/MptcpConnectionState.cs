@@ -172,6 +172,15 @@ internal sealed class MptcpConnectionState : IMptcpConnectionFeature
         }
     }
 
+    /// <summary>Announced, and the join timeout has passed: the next sweep marks it timed out unless a join is found.</summary>
+    public bool IsJoinOverdue(DateTimeOffset now, TimeSpan timeout)
+    {
+        lock (_gate)
+        {
+            return _state == UnicastSubflowState.Announced && AnnouncedAt is DateTimeOffset at && now - at >= timeout;
+        }
+    }
+
     public bool TryMarkJoinTimedOut(DateTimeOffset now, TimeSpan timeout)
     {
         lock (_gate)

@@ -457,7 +457,9 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
                         continue;
                     }
 
-                    if (!_followingEvents)
+                    // Without events, joins are read from the sockets; with them, once more before giving up on a
+                    // connection, in case its join event was among those the kernel dropped without telling.
+                    if (!_followingEvents || state.IsJoinOverdue(now, _settings.JoinTimeout))
                     {
                         CheckJoinFromSocket(state);
                     }

@@ -91,15 +91,18 @@ internal static unsafe partial class NativeSocket
         public SocketFilterInstruction* Instructions;
     }
 
-    /// <summary>One blocking <c>recv</c> into <paramref name="buffer"/>; returns the length or <c>-errno</c> (<c>EINTR</c> retried).</summary>
-    public static int Receive(SafeSocketHandle handle, Span<byte> buffer)
+    /// <summary>
+    /// One <c>recv</c> into <paramref name="buffer"/>, blocking unless <paramref name="dontWait"/> (<c>MSG_DONTWAIT</c>:
+    /// <c>EAGAIN</c> when nothing is queued); returns the length or <c>-errno</c> (<c>EINTR</c> retried).
+    /// </summary>
+    public static int Receive(SafeSocketHandle handle, Span<byte> buffer, bool dontWait = false)
     {
         using var lease = new FdLease(handle);
         fixed (byte* p = buffer)
         {
             while (true)
             {
-                long n = LibC.recv(lease.Fd, p, buffer.Length, 0);
+                long n = LibC.recv(lease.Fd, p, buffer.Length, dontWait ? MSG_DONTWAIT : 0);
                 if (n >= 0)
                 {
                     return (int)n;
@@ -113,6 +116,8 @@ internal static unsafe partial class NativeSocket
             }
         }
     }
+
+    private const int MSG_DONTWAIT = 0x40;
 
     /// <summary><c>SO_RCVTIMEO</c>: how long a blocking receive waits before failing with <c>EAGAIN</c>; returns 0 or the errno.</summary>
     public static int SetReceiveTimeout(SafeSocketHandle handle, TimeSpan timeout)

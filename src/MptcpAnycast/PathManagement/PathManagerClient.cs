@@ -697,18 +697,30 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
                 return errno;
             }
 
+            // ENOBUFS says the kernel started dropping events; it goes on dropping them, without telling again, until
+            // the queue has been read empty. So the loss is reported only then (reading without waiting meanwhile),
+            // and whoever reconciles from the sockets does it after the last dropped event, not in the middle.
+            bool dropping = false;
             while (!_shutdown.IsCancellationRequested)
             {
-                int received = NativeSocket.Receive(socket.Socket.SafeHandle, buffer);
+                int received = NativeSocket.Receive(socket.Socket.SafeHandle, buffer, dontWait: dropping);
                 if (received >= 0)
                 {
                     PublishEvents(buffer.AsSpan(0, received));
                 }
                 else if (-received == NetlinkConstants.ENOBUFS)
                 {
-                    ReportLoss(); // the kernel dropped events: the socket goes on
+                    dropping = true;
                 }
-                else if (-received != NetlinkConstants.EAGAIN && !_shutdown.IsCancellationRequested)
+                else if (-received == NetlinkConstants.EAGAIN)
+                {
+                    if (dropping)
+                    {
+                        dropping = false;
+                        ReportLoss(); // the queue is empty: the kernel queues events again
+                    }
+                }
+                else if (!_shutdown.IsCancellationRequested)
                 {
                     return -received;
                 }

@@ -23,7 +23,8 @@ public sealed class EventOverrunTests(ITestOutputHelper output)
     {
         using var lab = new TransportLab("userspace");
         using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a",
-            TransportNamespaceTests.ServerArgs("Userspace", "--MptcpAnycast:EventSocketReceiveBufferSize", "4096"));
+            TransportNamespaceTests.ServerArgs("Userspace", "--MptcpAnycast:EventSocketReceiveBufferSize", "4096",
+                "--MptcpAnycast:JoinTimeout", "00:01:00")); // longer than the wait below: only reconciling can find a lost join
         Assert.False(server.HasExited, server.Output);
         var held = new List<HeldConnection>();
         try

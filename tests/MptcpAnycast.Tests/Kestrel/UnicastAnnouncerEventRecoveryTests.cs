@@ -43,6 +43,38 @@ public sealed class UnicastAnnouncerEventRecoveryTests
     }
 
     [Fact]
+    public async Task A_join_whose_event_the_kernel_dropped_silently_is_found_at_the_join_timeout_instead_of_timing_out()
+    {
+        // The kernel drops events without a word while its queue is congested; the sweeper looks at the socket once more
+        // before it declares a join timed out.
+        var time = new FakeTimeProvider();
+        var joined = new ConcurrentDictionary<uint, bool>();
+        var pm = new FakePathManager();
+        MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(
+            new MptcpAnycastOptions { UnicastAddresses = ["127.0.0.2"], JoinTimeout = TimeSpan.FromSeconds(5) }, [UnicastAddress]);
+        await using var announcer = new UnicastAnnouncer(settings, AnnouncementMode.Userspace, pm, null, new RecordingLogger(),
+            new MptcpAnycastMetrics(Meters.Create()), time)
+        {
+            SubflowReader = Subflows(joined),
+        };
+        using LoopbackPair silentJoin = await LoopbackPair.ConnectAsync();
+        using LoopbackPair noJoin = await LoopbackPair.ConnectAsync();
+        MptcpConnectionState joinedState = announcer.OnAccepted(silentJoin.Server, "silent-join");
+        MptcpConnectionState lonelyState = announcer.OnAccepted(noJoin.Server, "no-join");
+        await Eventually.TrueAsync(() => joinedState.State == UnicastSubflowState.Announced && lonelyState.State == UnicastSubflowState.Announced, "both announced");
+        Assert.True(announcer.IsFollowingEvents);
+        joined[joinedState.Token] = true; // the join happened; its event never comes
+
+        time.Advance(TimeSpan.FromSeconds(4));
+        await Task.Delay(50);
+        Assert.Equal(UnicastSubflowState.Announced, joinedState.State); // following events: no polling before the timeout
+
+        Assert.True(await AdvanceUntilAsync(time, () => lonelyState.State == UnicastSubflowState.JoinTimedOut, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(10)),
+            $"the connection without a join should time out: {lonelyState.State}");
+        Assert.Equal(UnicastSubflowState.Joined, joinedState.State);
+    }
+
+    [Fact]
     public async Task Broken_event_stream_falls_back_to_polling_resubscribes_with_backoff_and_reconciles_the_gap()
     {
         var time = new FakeTimeProvider();
