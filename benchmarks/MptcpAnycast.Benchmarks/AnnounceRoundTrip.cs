@@ -60,6 +60,7 @@ internal static class AnnounceRoundTrip
         }
 
         double[] micros = new double[samples];
+        long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
         var total = Stopwatch.StartNew();
         for (int i = 0; i < samples; i++)
         {
@@ -69,10 +70,11 @@ internal static class AnnounceRoundTrip
         }
 
         total.Stop();
+        long allocatedPerAnnounce = (GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore) / samples;
         Array.Sort(micros);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"ANNOUNCE round trip, {samples} sequential samples: median {micros[samples / 2]:0.0} us, p90 {micros[samples * 9 / 10]:0.0} us, "
-            + $"p99 {micros[samples * 99 / 100]:0.0} us, max {micros[^1]:0.0} us; {samples / total.Elapsed.TotalSeconds:0} announces/s"));
+            + $"p99 {micros[samples * 99 / 100]:0.0} us, max {micros[^1]:0.0} us; {samples / total.Elapsed.TotalSeconds:0} announces/s; {allocatedPerAnnounce} bytes allocated per announce"));
 
         const int Concurrency = 8;
         var parallel = Stopwatch.StartNew();

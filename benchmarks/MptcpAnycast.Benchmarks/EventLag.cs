@@ -224,12 +224,13 @@ internal static class EventLag
             }
 
             joined = oldest.State.State == UnicastSubflowState.Joined;
+            long before = Stopwatch.GetTimestamp();
+            oldest.Socket.Dispose();
             if (oldest.State.Token != 0)
             {
-                _pathManager.ClosingAt(oldest.State.Token, Stopwatch.GetTimestamp());
+                _pathManager.Closed(oldest.State.Token, before, Stopwatch.GetTimestamp());
             }
 
-            oldest.Socket.Dispose();
             _announcer.OnClosed(oldest.State);
             return true;
         }
@@ -238,6 +239,9 @@ internal static class EventLag
         {
             _pathManager.Reset();
             int closed = 0, joined = 0, maxOpen = 0;
+            TimeSpan gcPauseBefore = GC.GetTotalPauseDuration();
+            int gcBefore = GC.CollectionCount(0), gen2Before = GC.CollectionCount(2);
+            long allocatedBefore = GC.GetTotalAllocatedBytes();
             string[] clientArgs = [typeof(EventLag).Assembly.Location, "event-lag-client", target.ToString(),
                 rate.ToString(CultureInfo.InvariantCulture), seconds.ToString(CultureInfo.InvariantCulture)];
             using Process client = LabTopology.StartIn(clientNamespace, "dotnet", clientArgs);
@@ -269,15 +273,15 @@ internal static class EventLag
             }
 
             await Task.Delay(1000); // the last CLOSED events
-            (List<double> lags, int unmatched, int lost) = _pathManager.Collect();
-            lags.Sort();
-            string Quantile(double q) => lags.Count == 0 ? "-" : lags[Math.Min(lags.Count - 1, (int)(q * lags.Count))].ToString("0.000", CultureInfo.InvariantCulture);
+            (List<double> lags, List<double> fromEnd, int unmatched, int lost) = _pathManager.Collect();
             Console.WriteLine($"{label}: client: {(await clientOutput).Trim()} {(await clientErrors).Trim()}");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  server: at most {maxOpen} open; {joined} of {closed} joined before the server closed them ({100.0 * joined / Math.Max(1, closed):0.0}%)"));
+            Console.WriteLine($"  CLOSED event lag over {lags.Count} events, from close() entered: {Summary(lags)}; {unmatched} not seen, events-lost markers {lost}");
+            Console.WriteLine($"  the same from close() returned: {Summary(fromEnd)}");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  CLOSED event lag over {lags.Count} events: median {Quantile(0.5)} ms, p90 {Quantile(0.9)} ms, p99 {Quantile(0.99)} ms, max {(lags.Count == 0 ? "-" : lags[^1].ToString("0.000", CultureInfo.InvariantCulture))} ms; "
-                + $"{unmatched} not seen, events-lost markers {lost}"));
+                $"  this process's GC meanwhile: {GC.CollectionCount(0) - gcBefore} collections ({GC.CollectionCount(2) - gen2Before} full), paused {(GC.GetTotalPauseDuration() - gcPauseBefore).TotalMilliseconds:0} ms in all ({(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")} GC); "
+                + $"{(GC.GetTotalAllocatedBytes() - allocatedBefore) / Math.Max(1, closed)} bytes allocated per connection"));
         }
 
         public async ValueTask DisposeAsync()
@@ -295,26 +299,57 @@ internal static class EventLag
         }
     }
 
+    private static string Summary(List<double> values)
+    {
+        if (values.Count == 0)
+        {
+            return "-";
+        }
+
+        values.Sort();
+        string At(double q) => values[Math.Min(values.Count - 1, (int)(q * values.Count))].ToString("0.000", CultureInfo.InvariantCulture);
+        return $"median {At(0.5)} ms, p90 {At(0.9)} ms, p99 {At(0.99)} ms, max {values[^1].ToString("0.000", CultureInfo.InvariantCulture)} ms";
+    }
+
     /// <summary>
     /// The kernel path manager, with the time each CLOSED event is handed to the announcer compared with the time its
     /// connection was closed.
     /// </summary>
     private sealed class TimedPathManager(KernelPathManager inner) : IPathManager
     {
-        private readonly ConcurrentDictionary<uint, long> _closing = new();
-        private readonly ConcurrentQueue<double> _lags = new();
+        private readonly ConcurrentDictionary<uint, (long Before, long After)> _closed = new();
+        private readonly ConcurrentDictionary<uint, long> _handled = new();
         private int _lost;
 
-        public void ClosingAt(uint token, long timestamp) => _closing[token] = timestamp;
+        /// <summary>The connection was closed: <c>close()</c> was entered at <paramref name="before"/> and returned at <paramref name="after"/>.</summary>
+        public void Closed(uint token, long before, long after) => _closed[token] = (before, after);
 
         public void Reset()
         {
-            _closing.Clear();
-            _lags.Clear();
+            _closed.Clear();
+            _handled.Clear();
             Interlocked.Exchange(ref _lost, 0);
         }
 
-        public (List<double> Lags, int Unmatched, int Lost) Collect() => ([.. _lags], _closing.Count, Volatile.Read(ref _lost));
+        /// <summary>
+        /// Per event, from the start of <c>close()</c> (an upper bound: it includes the close itself) and from its
+        /// return (a lower bound, 0 when the event was handled before <c>close()</c> returned).
+        /// </summary>
+        public (List<double> FromCloseStart, List<double> FromCloseEnd, int Unmatched, int Lost) Collect()
+        {
+            var fromStart = new List<double>();
+            var fromEnd = new List<double>();
+            foreach ((uint token, (long before, long after)) in _closed)
+            {
+                if (_handled.TryGetValue(token, out long handled))
+                {
+                    fromStart.Add(Stopwatch.GetElapsedTime(before, handled).TotalMilliseconds);
+                    fromEnd.Add(Math.Max(0, Stopwatch.GetElapsedTime(after, handled).TotalMilliseconds));
+                }
+            }
+
+            return (fromStart, fromEnd, _closed.Count - fromStart.Count, Volatile.Read(ref _lost));
+        }
 
         public IAsyncEnumerable<PathEvent>? Events => inner.Events is { } events ? TimeAsync(events) : null;
 
@@ -322,9 +357,9 @@ internal static class EventLag
         {
             await foreach (PathEvent e in events.WithCancellation(cancellationToken))
             {
-                if (e.Kind == PathEventKind.Closed && _closing.TryRemove(e.Token, out long closedAt))
+                if (e.Kind == PathEventKind.Closed)
                 {
-                    _lags.Enqueue(Stopwatch.GetElapsedTime(closedAt).TotalMilliseconds);
+                    _handled.TryAdd(e.Token, Stopwatch.GetTimestamp());
                 }
                 else if (e.Kind == PathEventKind.EventsLost)
                 {
