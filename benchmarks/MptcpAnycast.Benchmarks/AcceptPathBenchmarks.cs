@@ -20,10 +20,8 @@ namespace MptcpAnycast.Benchmarks;
 [MemoryDiagnoser]
 public class AcceptPathBenchmarks
 {
-    private Socket _listener = null!;
-    private Socket _client = null!;
+    private LoopbackConnections _connections = null!;
     private Socket _server = null!;
-    private Socket _tcpClient = null!;
     private Socket _tcpServer = null!;
     private UnicastAnnouncer _announcer = null!;
     private UnicastAnnouncer _noAnnouncements = null!;
@@ -32,17 +30,9 @@ public class AcceptPathBenchmarks
     [GlobalSetup]
     public void Setup()
     {
-        _listener = MptcpSocket.CreateListener(new IPEndPoint(IPAddress.Loopback, 0));
-        _client = MptcpSocket.Create(AddressFamily.InterNetwork);
-        _client.Connect(_listener.LocalEndPoint!);
-        _server = _listener.Accept();
-        _ = _server.LocalEndPoint; // cached by the Socket, as Kestrel reads them anyway
-        _ = _server.RemoteEndPoint;
-        _tcpClient = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        _tcpClient.Connect(_listener.LocalEndPoint!);
-        _tcpServer = _listener.Accept();
-        _ = _tcpServer.LocalEndPoint;
-        _ = _tcpServer.RemoteEndPoint;
+        _connections = new LoopbackConnections();
+        _server = _connections.MptcpServer;
+        _tcpServer = _connections.TcpServer;
 
         IMeterFactory meters = new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>();
         MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(
@@ -72,11 +62,7 @@ public class AcceptPathBenchmarks
     {
         _announcer.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _noAnnouncements.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        _server.Dispose();
-        _client.Dispose();
-        _tcpServer.Dispose();
-        _tcpClient.Dispose();
-        _listener.Dispose();
+        _connections.Dispose();
     }
 
     /// <summary>Userspace mode: accept, announce (instant path manager), close.</summary>

@@ -1,4 +1,3 @@
-using System.Net;
 using System.Net.Sockets;
 using BenchmarkDotNet.Attributes;
 using MptcpAnycast;
@@ -9,22 +8,16 @@ namespace MptcpAnycast.Benchmarks;
 [MemoryDiagnoser]
 public class SocketInfoBenchmarks
 {
-    private Socket _listener = null!;
-    private Socket _client = null!;
+    private LoopbackConnections _connections = null!;
     private Socket _server = null!;
     private Socket _tcpServer = null!;
-    private Socket _tcpClient = null!;
 
     [GlobalSetup]
     public void Setup()
     {
-        _listener = MptcpSocket.CreateListener(new IPEndPoint(IPAddress.Loopback, 0));
-        _client = MptcpSocket.Create(AddressFamily.InterNetwork);
-        _client.Connect(_listener.LocalEndPoint!);
-        _server = _listener.Accept();
-        _tcpClient = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        _tcpClient.Connect(_listener.LocalEndPoint!);
-        _tcpServer = _listener.Accept();
+        _connections = new LoopbackConnections();
+        _server = _connections.MptcpServer;
+        _tcpServer = _connections.TcpServer;
 
         // Check the answer before timing it.
         MptcpConnectionInfo info = MptcpSocket.GetConnectionInfo(_server);
@@ -35,14 +28,7 @@ public class SocketInfoBenchmarks
     }
 
     [GlobalCleanup]
-    public void Cleanup()
-    {
-        _server.Dispose();
-        _client.Dispose();
-        _tcpServer.Dispose();
-        _tcpClient.Dispose();
-        _listener.Dispose();
-    }
+    public void Cleanup() => _connections.Dispose();
 
     [Benchmark(Baseline = true)]
     public uint ConnectionInfo_Mptcp() => MptcpSocket.GetConnectionInfo(_server).Token;
