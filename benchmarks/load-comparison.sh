@@ -6,6 +6,8 @@
 #                 no MptcpAnycast code at all: the kernel's own cost of one ADD_ADDR per connection
 #   (b') anycast-none MptcpAnycast's own listener with Mode=None: the transport without announcing
 #   (c) userspace     MptcpAnycast, Userspace mode: one announcement per connection (client does not join)
+#   (c-) userspace-on-demand  the same transport and mode with AnnounceOn=Demand: no ANNOUNCE (nobody asks), so the
+#                 difference to (c) is the announcement's own cost
 #   (c+) userspace-join  the same, with a client that joins every connection's unicast address
 #   (d) kernel        MptcpAnycast, Kernel mode (signal endpoint; client does not join)
 #   (d+) kernel-join  the same, with a client that joins
@@ -14,7 +16,7 @@
 # variants round by round; prints medians and ratios against (b).
 #
 # Usage (root): benchmarks/load-comparison.sh [--rounds N] [--duration SECONDS] [--connections C] [--threads T]
-#               [--variants sockets,mptcp-listen,mptcp-listen-signal,anycast-none,userspace,userspace-join,kernel,kernel-join]
+#               [--variants sockets,mptcp-listen,mptcp-listen-signal,anycast-none,userspace,userspace-on-demand,userspace-join,kernel,kernel-join]
 # Needs: wrk, mptcpize (apt-get install wrk mptcpize), the .NET SDK. Bounded: rounds x variants x 2 x duration.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,10 +82,11 @@ add_variant mptcp-listen   userspace 0 "mptcpize run"  --Transport mptcp-listen
 add_variant mptcp-listen-signal kernel 0 "mptcpize run" --Transport mptcp-listen
 add_variant anycast-none   userspace 0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=None $COMMON
 add_variant userspace      userspace 0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Userspace $COMMON
+add_variant userspace-on-demand userspace 0 "mptcpize run" --Transport anycast --MptcpAnycast:Mode=Userspace --MptcpAnycast:AnnounceOn=Demand $COMMON
 add_variant userspace-join userspace 1 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Userspace $COMMON
 add_variant kernel         kernel    0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Kernel $COMMON
 add_variant kernel-join    kernel    1 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Kernel $COMMON
-VARIANTS=(sockets mptcp-listen mptcp-listen-signal anycast-none userspace userspace-join kernel kernel-join)
+VARIANTS=(sockets mptcp-listen mptcp-listen-signal anycast-none userspace userspace-on-demand userspace-join kernel kernel-join)
 if [ -n "$ONLY" ]; then
     IFS=, read -r -a VARIANTS <<<"$ONLY"
     for v in "${VARIANTS[@]}"; do [ -n "${NS[$v]:-}" ] || { echo "$0: unknown variant '$v'" >&2; exit 2; }; done
