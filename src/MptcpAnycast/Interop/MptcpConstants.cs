@@ -14,6 +14,7 @@ internal static class MptcpConstants
     public const int SOL_SOCKET = 1;
 
     public const int SO_PROTOCOL = 38;
+    public const int SO_REUSEADDR = 2;
     public const int TCP_IS_MPTCP = 43;
 
     public const int MPTCP_INFO = 1;

@@ -69,7 +69,12 @@ public static class MptcpSocket
             throw new SocketException((int)ToSocketError(errno), MptcpSupport.FromErrno(errno, addressFamily).Message);
         }
 
-        return NativeSocket.Wrap(fd);
+        // As .NET does for its own sockets on Unix: a server restarted while its old connections sit in TIME_WAIT must
+        // bind its port again (without it, a restart after a burst of "Connection: close" failed with EADDRINUSE for a
+        // minute). Linux still refuses a port that another socket is listening on.
+        Socket socket = NativeSocket.Wrap(fd);
+        NativeSocket.SetInt(socket.SafeHandle, MptcpConstants.SOL_SOCKET, MptcpConstants.SO_REUSEADDR, 1);
+        return socket;
     }
 
     /// <summary>

@@ -130,6 +130,29 @@ public sealed class LoopbackMptcpTests
         Assert.Contains("Unix", ex.Message);
     }
 
+    [Fact]
+    public async Task A_listener_binds_again_while_its_old_connections_are_in_time_wait()
+    {
+        // A server that closes first (Connection: close) leaves TIME_WAIT on its port for a minute; a restarted server
+        // must still bind, as Kestrel's own transport does (SO_REUSEADDR).
+        var port = new IPEndPoint(IPAddress.Loopback, 0);
+        IPEndPoint bound;
+        using (Socket first = MptcpSocket.CreateListener(port))
+        {
+            bound = (IPEndPoint)first.LocalEndPoint!;
+            using Socket client = MptcpSocket.Create(AddressFamily.InterNetwork);
+            await client.ConnectAsync(bound);
+            using Socket server = await first.AcceptAsync();
+            server.Shutdown(SocketShutdown.Both);
+            server.Close(); // the server closes first: TIME_WAIT is on its side
+            Assert.Equal(0, await client.ReceiveAsync(new byte[1], SocketFlags.None));
+        }
+
+        await Task.Delay(200);
+        using Socket second = MptcpSocket.CreateListener(bound);
+        Assert.Equal(bound, second.LocalEndPoint);
+    }
+
     private static async Task ExchangeAsync(Socket client, Socket server, CancellationToken cancellationToken)
     {
         await client.SendAsync(Encoding.ASCII.GetBytes("hello"), cancellationToken);
