@@ -111,8 +111,6 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 
     private delegate int Encoder<TState>(Span<byte> buffer, ushort familyId, uint sequence, TState state);
 
-    private delegate void DatagramHandler(PathManagerClient client, ReadOnlySpan<byte> datagram);
-
     /// <summary>How long a command waits for the kernel's answer before it fails with <c>ETIMEDOUT</c>. Default 10 seconds.</summary>
     public TimeSpan CommandTimeout { get; set; }
 
@@ -420,9 +418,9 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     }
 
     /// <summary>
-    /// Test hook: closes the event socket behind the client's back, as when its descriptor is closed elsewhere. The
-    /// pending receive fails with a socket error, exactly as a broken socket's would; the client is not shutting down,
-    /// so it handles this as a failed event socket (unlike <see cref="Dispose"/>).
+    /// Test hook: closes the event socket behind the client's back, as when its descriptor is closed elsewhere. Within
+    /// one receive timeout (<see cref="EventPollInterval"/>) the event thread finds it gone; the client is not shutting
+    /// down, so it handles this as a failed event socket (EBADF), unlike <see cref="Dispose"/>.
     /// </summary>
     internal void CloseEventSocketBehindTheClientsBack()
     {
@@ -594,15 +592,11 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 
     private static int ErrnoOf(SocketException ex) => ex.NativeErrorCode is > 0 and < 4096 ? ex.NativeErrorCode : EIO;
 
-    private Task ReceiveRepliesAsync() => ReceiveLoopAsync(_commands,
-        static (c, datagram) => c.DispatchReplies(datagram),
-        static _ => { }); // replies were lost; their commands time out (a failed command socket: they time out too)
-
     /// <summary>
-    /// Reads datagrams until the client is disposed or the socket fails; <c>ENOBUFS</c> (the kernel dropped messages)
-    /// is reported and survived. Returns null on the client's own shutdown, else the receive's failure.
+    /// Reads command replies until the client is disposed. <c>ENOBUFS</c> means replies were lost: their commands time
+    /// out. A failed command socket ends the loop: pending and later commands time out too.
     /// </summary>
-    private async Task<Exception?> ReceiveLoopAsync(NetlinkSocket socket, DatagramHandler handle, Action<PathManagerClient> onOverflow)
+    private async Task ReceiveRepliesAsync()
     {
         byte[] buffer = new byte[ReceiveBufferSize];
         while (!_shutdown.IsCancellationRequested)
@@ -610,26 +604,19 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
             int received;
             try
             {
-                received = await socket.Socket.ReceiveAsync(buffer, SocketFlags.None, _shutdown.Token).ConfigureAwait(false);
+                received = await _commands.Socket.ReceiveAsync(buffer, SocketFlags.None, _shutdown.Token).ConfigureAwait(false);
             }
             catch (SocketException ex) when (ex.SocketErrorCode == SocketError.NoBufferSpaceAvailable)
             {
-                onOverflow(this);
                 continue;
             }
-            catch (Exception) when (_shutdown.IsCancellationRequested)
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException)
             {
-                return null;
-            }
-            catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
-            {
-                return ex;
+                return;
             }
 
-            handle(this, buffer.AsSpan(0, received));
+            DispatchReplies(buffer.AsSpan(0, received));
         }
-
-        return null;
     }
 
     private void DispatchReplies(ReadOnlySpan<byte> datagram)
