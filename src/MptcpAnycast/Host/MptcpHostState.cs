@@ -101,7 +101,8 @@ internal sealed record MptcpHostState
         return false;
     }
 
-    private static int? ReadInt(string procRoot, string path)
+    /// <summary>An integer from a file under <paramref name="procRoot"/> (a sysctl), or null when missing or unreadable.</summary>
+    internal static int? ReadInt(string procRoot, string path)
         => int.TryParse(ReadText(procRoot, path), NumberStyles.Integer, CultureInfo.InvariantCulture, out int value) ? value : null;
 
     private static string? ReadText(string procRoot, string path, bool trim = true)

@@ -103,18 +103,7 @@ internal sealed class NetlinkSocket : IDisposable
     private const uint AcceptWhole = uint.MaxValue; // a filter returns how many bytes to keep
 
     /// <summary><c>net.core.rmem_max</c>, or 0 when it cannot be read (then <c>SO_RCVBUFFORCE</c> is simply tried).</summary>
-    private static int ReadReceiveBufferMax()
-    {
-        try
-        {
-            return int.TryParse(File.ReadAllText("/proc/sys/net/core/rmem_max").Trim(), System.Globalization.NumberStyles.None,
-                System.Globalization.CultureInfo.InvariantCulture, out int max) ? max : 0;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return 0;
-        }
-    }
+    private static int ReadReceiveBufferMax() => Host.MptcpHostState.ReadInt("/proc", "sys/net/core/rmem_max") ?? 0;
 
     public void Dispose() => Socket.Dispose();
 }
