@@ -173,24 +173,8 @@ internal sealed class StreamProbe : IDisposable
     /// </summary>
     public async ValueTask<long> FetchAsync(byte[] request, CancellationToken cancellationToken)
     {
-        if (_blocking)
-        {
-            _socket.Send(request, SocketFlags.None);
-        }
-        else
-        {
-            await _socket.SendAsync(request, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-        }
-
-        int headEnd;
-        while ((headEnd = _buffer.AsSpan(_start, _end - _start).IndexOf("\r\n\r\n"u8)) < 0)
-        {
-            if (!await FillAsync(cancellationToken).ConfigureAwait(false))
-            {
-                throw new IOException("connection closed before the response");
-            }
-        }
-
+        await SendAsync(request, cancellationToken).ConfigureAwait(false);
+        int headEnd = await ReadHeadAsync("GET", cancellationToken).ConfigureAwait(false);
         long length = ParseContentLength(_buffer.AsSpan(_start, headEnd));
         _start += headEnd + 4;
         for (long left = length; left > 0;)
@@ -396,6 +380,34 @@ internal sealed class StreamProbe : IDisposable
     private async Task<long> SendRequestAsync(string method, string path, CancellationToken cancellationToken)
     {
         byte[] request = Encoding.ASCII.GetBytes($"{method} {path} HTTP/1.1\r\nHost: anycast\r\nContent-Length: 0\r\n\r\n");
+        await SendAsync(request, cancellationToken).ConfigureAwait(false);
+        int end = await ReadHeadAsync($"{method} {path}", cancellationToken).ConfigureAwait(false);
+        string head = Encoding.ASCII.GetString(_buffer, _start, end);
+        _start += end + 4;
+        string[] lines = head.Split("\r\n");
+        if (!lines[0].StartsWith("HTTP/1.1 2", StringComparison.Ordinal))
+        {
+            throw new IOException($"{method} {path}: {lines[0]}");
+        }
+
+        foreach (string line in lines)
+        {
+            if (line.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase))
+            {
+                return long.Parse(line.AsSpan(15).Trim(), CultureInfo.InvariantCulture);
+            }
+
+            if (line.StartsWith("Transfer-Encoding:", StringComparison.OrdinalIgnoreCase) && line.Contains("chunked", StringComparison.OrdinalIgnoreCase))
+            {
+                return -1;
+            }
+        }
+
+        throw new IOException($"{method} {path}: neither Content-Length nor chunked");
+    }
+
+    private async ValueTask SendAsync(byte[] request, CancellationToken cancellationToken)
+    {
         if (_blocking)
         {
             _socket.Send(request, SocketFlags.None);
@@ -404,43 +416,21 @@ internal sealed class StreamProbe : IDisposable
         {
             await _socket.SendAsync(request, SocketFlags.None, cancellationToken).ConfigureAwait(false);
         }
+    }
 
-
-        // Read the status line and headers.
-        while (true)
+    /// <summary>Reads until the response head is buffered; returns its length from <c>_start</c> (without the blank line).</summary>
+    private async ValueTask<int> ReadHeadAsync(string request, CancellationToken cancellationToken)
+    {
+        int end;
+        while ((end = _buffer.AsSpan(_start, _end - _start).IndexOf("\r\n\r\n"u8)) < 0)
         {
-            int end = _buffer.AsSpan(_start, _end - _start).IndexOf("\r\n\r\n"u8);
-            if (end >= 0)
-            {
-                string head = Encoding.ASCII.GetString(_buffer, _start, end);
-                _start += end + 4;
-                string[] lines = head.Split("\r\n");
-                if (!lines[0].StartsWith("HTTP/1.1 2", StringComparison.Ordinal))
-                {
-                    throw new IOException($"{method} {path}: {lines[0]}");
-                }
-
-                foreach (string line in lines)
-                {
-                    if (line.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase))
-                    {
-                        return long.Parse(line.AsSpan(15).Trim(), CultureInfo.InvariantCulture);
-                    }
-
-                    if (line.StartsWith("Transfer-Encoding:", StringComparison.OrdinalIgnoreCase) && line.Contains("chunked", StringComparison.OrdinalIgnoreCase))
-                    {
-                        return -1;
-                    }
-                }
-
-                throw new IOException($"{method} {path}: neither Content-Length nor chunked");
-            }
-
             if (!await FillAsync(cancellationToken).ConfigureAwait(false))
             {
-                throw new IOException($"{method} {path}: connection closed before the response");
+                throw new IOException($"{request}: connection closed before the response");
             }
         }
+
+        return end;
     }
 
     private async Task<bool> FillAsync(CancellationToken cancellationToken)
