@@ -119,6 +119,29 @@ internal static unsafe partial class NativeSocket
 
     private const int MSG_DONTWAIT = 0x40;
 
+    /// <summary>One <c>send</c> of <paramref name="buffer"/>; returns the length sent or <c>-errno</c> (<c>EINTR</c> retried).</summary>
+    public static int Send(SafeSocketHandle handle, ReadOnlySpan<byte> buffer)
+    {
+        using var lease = new FdLease(handle);
+        fixed (byte* p = buffer)
+        {
+            while (true)
+            {
+                long n = LibC.send(lease.Fd, p, buffer.Length, 0);
+                if (n >= 0)
+                {
+                    return (int)n;
+                }
+
+                int errno = LibC.errno;
+                if (errno != MptcpConstants.EINTR)
+                {
+                    return -errno;
+                }
+            }
+        }
+    }
+
     /// <summary><c>SO_RCVTIMEO</c>: how long a blocking receive waits before failing with <c>EAGAIN</c>; returns 0 or the errno.</summary>
     public static int SetReceiveTimeout(SafeSocketHandle handle, TimeSpan timeout)
     {

@@ -38,6 +38,12 @@ namespace MptcpAnycast.PathManagement;
 /// namespace, and joins the group again. The command socket is not affected.
 /// </para>
 /// <para>
+/// <b>Threads and lost answers.</b> The kernel handles a command inside the caller's <c>send</c>; answers and events
+/// are read by two threads of the client's own (blocking receives), so they arrive however busy the thread pool is. A
+/// burst of answers larger than the command socket's buffer (1 MiB) loses some: those commands fail at once with
+/// <c>ENOBUFS</c> (retry them; they may or may not have taken effect) rather than after <see cref="CommandTimeout"/>.
+/// </para>
+/// <para>
 /// The kernel's check is host-wide (netlink keeps one listener bitmap for all namespaces): any subscriber anywhere on the
 /// host, such as an <c>ip mptcp monitor</c> left running, hides the trap. Do not rely on that: the client's own
 /// subscription is what makes joins work in production.
@@ -76,6 +82,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     private NetlinkSocket? _events; // under _gate; null after it failed, until the next JoinEvents opens another
     private Task? _eventLoop;
     private volatile bool _eventsJoined;
+    private volatile int _commandSocketErrno; // set once the command socket failed: later commands fail at once
     private int _sequence;
     private long _eventDatagrams;
     private int _disposed;
@@ -91,6 +98,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
             _commands = NetlinkSocket.Open();
             try
             {
+                _commands.SetReceiveBuffer(settings.CommandReceiveBufferSize); // best effort: the default is smaller
                 _events = OpenEventSocket(settings);
             }
             catch
@@ -106,7 +114,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         }
 
         _sequence = Environment.TickCount & 0x7fffffff;
-        _replyLoop = Task.Run(ReceiveRepliesAsync);
+        _replyLoop = StartReceiveThread("mptcp_pm replies", ReceiveReplies, OnCommandSocketFailed);
     }
 
     private delegate int Encoder<TState>(Span<byte> buffer, ushort familyId, uint sequence, TState state);
@@ -419,7 +427,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
 
     /// <summary>
     /// Test hook: closes the event socket behind the client's back, as when its descriptor is closed elsewhere. Within
-    /// one receive timeout (<see cref="EventPollInterval"/>) the event thread finds it gone; the client is not shutting
+    /// one receive timeout (<see cref="ReceivePollInterval"/>) the event thread finds it gone; the client is not shutting
     /// down, so it handles this as a failed event socket (EBADF), unlike <see cref="Dispose"/>.
     /// </summary>
     internal void CloseEventSocketBehindTheClientsBack()
@@ -495,7 +503,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
                 throw new PathManagerException("subscribe mptcp_pm_events", errno, null);
             }
 
-            _eventLoop = StartEventThread(socket);
+            _eventLoop = StartReceiveThread("mptcp_pm events", () => ReceiveEvents(socket), errno => OnEventSocketFailed(socket, errno));
             _eventsJoined = true;
         }
     }
@@ -567,15 +575,27 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         try
         {
             int length = encode(buffer, _familyId, sequence, state);
+            ThrowIfCommandSocketFailed(command);
+
+            // The kernel handles a generic-netlink request inside send() and queues its answer before send returns,
+            // so there is nothing to wait for asynchronously here; the answer is read by the reply thread.
+            int sent;
             try
             {
-                await _commands.Socket.SendAsync(buffer.AsMemory(0, length), SocketFlags.None, timeout.Token).ConfigureAwait(false);
+                sent = NativeSocket.Send(_commands.Socket.SafeHandle, buffer.AsSpan(0, length));
             }
-            catch (SocketException ex)
+            catch (ObjectDisposedException)
             {
-                throw new PathManagerException(command, ErrnoOf(ex), null, null, ex);
+                ObjectDisposedException.ThrowIf(true, this);
+                throw;
             }
 
+            if (sent < 0)
+            {
+                throw new PathManagerException(command, -sent, null);
+            }
+
+            pending.MarkSent();
             return await pending.Completion.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
@@ -590,32 +610,39 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         }
     }
 
-    private static int ErrnoOf(SocketException ex) => ex.NativeErrorCode is > 0 and < 4096 ? ex.NativeErrorCode : EIO;
+    private void ThrowIfCommandSocketFailed(string command)
+    {
+        if (_commandSocketErrno is int errno and not 0)
+        {
+            throw new PathManagerException(command, errno, null, "the path-manager command socket failed; open a new client");
+        }
+    }
 
     /// <summary>
-    /// Reads command replies until the client is disposed. <c>ENOBUFS</c> means replies were lost: their commands time
-    /// out. A failed command socket ends the loop: pending and later commands time out too.
+    /// The reply thread's loop. When a burst of answers overflows the command socket's buffer, the kernel drops them:
+    /// once the queue is drained, every command already sent and still unanswered has lost its answer, and fails at
+    /// once with <c>ENOBUFS</c> (a transient error: it may or may not have taken effect) instead of waiting for
+    /// <see cref="CommandTimeout"/>.
     /// </summary>
-    private async Task ReceiveRepliesAsync()
-    {
-        byte[] buffer = new byte[ReceiveBufferSize];
-        while (!_shutdown.IsCancellationRequested)
-        {
-            int received;
-            try
-            {
-                received = await _commands.Socket.ReceiveAsync(buffer, SocketFlags.None, _shutdown.Token).ConfigureAwait(false);
-            }
-            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.NoBufferSpaceAvailable)
-            {
-                continue;
-            }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException or SocketException)
-            {
-                return;
-            }
+    private int ReceiveReplies() => ReceiveUntilShutdown(_commands, DispatchReplies, static client => client.FailSentRequests(
+        NetlinkConstants.ENOBUFS,
+        "the kernel's answer was lost: a burst of answers overflowed the command socket's receive buffer; the command may or may not have taken effect"));
 
-            DispatchReplies(buffer.AsSpan(0, received));
+    /// <summary>The command socket failed (not our shutdown): pending commands fail now, later ones at once.</summary>
+    private void OnCommandSocketFailed(int errno)
+    {
+        _commandSocketErrno = errno;
+        FailSentRequests(errno, "the path-manager command socket failed; open a new client");
+    }
+
+    private void FailSentRequests(int errno, string detail)
+    {
+        foreach (PendingRequest pending in _pending.Values)
+        {
+            if (pending.IsSent)
+            {
+                pending.Fail(errno, detail);
+            }
         }
     }
 
@@ -639,22 +666,24 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     }
 
     /// <summary>
-    /// Reads events on a thread of its own, with blocking receives: the kernel wakes it directly, whatever the thread
-    /// pool is busy with (at thousands of connections per second an async receive loop trailed the kernel by tens of
-    /// milliseconds). The receive times out every <see cref="EventPollInterval"/> to notice shutdown, because closing
-    /// a netlink socket does not wake a thread blocked on it. Returns a task that completes when the thread ends.
+    /// Runs <paramref name="receive"/> on a thread of its own, with blocking receives: the kernel wakes it directly,
+    /// whatever the thread pool is busy with (at thousands of connections per second an async receive loop trailed the
+    /// kernel by tens of milliseconds). Receives time out every <see cref="ReceivePollInterval"/> to notice shutdown,
+    /// because closing a netlink socket does not wake a thread blocked on it. <paramref name="receive"/> returns 0 on
+    /// shutdown or the errno its socket failed with, which goes to <paramref name="failed"/>. Returns a task that
+    /// completes when the thread ends.
     /// </summary>
-    private Task StartEventThread(NetlinkSocket socket)
+    private static Task StartReceiveThread(string name, Func<int> receive, Action<int> failed)
     {
         var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var thread = new Thread(() =>
         {
             try
             {
-                int errno = ReceiveEvents(socket);
+                int errno = receive();
                 if (errno != 0)
                 {
-                    OnEventSocketFailed(socket, errno);
+                    failed(errno);
                 }
             }
             finally
@@ -664,36 +693,46 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         })
         {
             IsBackground = true,
-            Name = "mptcp_pm events",
+            Name = name,
         };
         thread.Start();
         return ended.Task;
     }
 
-    private static readonly TimeSpan EventPollInterval = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan ReceivePollInterval = TimeSpan.FromMilliseconds(200);
 
-    /// <summary>The event thread's loop. Returns 0 on the client's own shutdown, else the errno the socket failed with.</summary>
-    private int ReceiveEvents(NetlinkSocket socket)
+    /// <summary>The event thread's loop: events go to the subscribers, and dropped ones are reported as a loss.</summary>
+    private int ReceiveEvents(NetlinkSocket socket) => ReceiveUntilShutdown(socket, PublishEvents, static client => client.ReportLoss());
+
+    private delegate void DatagramHandler(ReadOnlySpan<byte> datagram);
+
+    /// <summary>
+    /// Reads <paramref name="socket"/> with blocking receives until the client shuts down (returns 0) or the socket fails
+    /// (returns the errno), handing each datagram to <paramref name="handle"/>.
+    /// </summary>
+    /// <remarks>
+    /// <c>ENOBUFS</c> says the kernel started dropping messages; it goes on dropping them, without telling again, until
+    /// the queue has been read empty. So <paramref name="drainedAfterLoss"/> runs only then (reading without waiting
+    /// meanwhile): whatever it does about the loss happens after the last dropped message, not in the middle.
+    /// </remarks>
+    private int ReceiveUntilShutdown(NetlinkSocket socket, DatagramHandler handle, Action<PathManagerClient> drainedAfterLoss)
     {
         byte[] buffer = new byte[ReceiveBufferSize];
         try
         {
-            int errno = NativeSocket.SetReceiveTimeout(socket.Socket.SafeHandle, EventPollInterval);
+            int errno = NativeSocket.SetReceiveTimeout(socket.Socket.SafeHandle, ReceivePollInterval);
             if (errno != 0)
             {
                 return errno;
             }
 
-            // ENOBUFS says the kernel started dropping events; it goes on dropping them, without telling again, until
-            // the queue has been read empty. So the loss is reported only then (reading without waiting meanwhile),
-            // and whoever reconciles from the sockets does it after the last dropped event, not in the middle.
             bool dropping = false;
             while (!_shutdown.IsCancellationRequested)
             {
                 int received = NativeSocket.Receive(socket.Socket.SafeHandle, buffer, dontWait: dropping);
                 if (received >= 0)
                 {
-                    PublishEvents(buffer.AsSpan(0, received));
+                    handle(buffer.AsSpan(0, received));
                 }
                 else if (-received == NetlinkConstants.ENOBUFS)
                 {
@@ -704,7 +743,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
                     if (dropping)
                     {
                         dropping = false;
-                        ReportLoss(); // the queue is empty: the kernel queues events again
+                        drainedAfterLoss(this); // the queue is empty: the kernel queues again
                     }
                 }
                 else if (!_shutdown.IsCancellationRequested)
@@ -803,7 +842,16 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     {
         private readonly List<byte[]> _replies = [];
 
+        private volatile bool _sent;
+
         public TaskCompletionSource<List<byte[]>> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>True once the request was handed to the kernel: its answer is queued, read, or lost.</summary>
+        public bool IsSent => _sent;
+
+        public void MarkSent() => _sent = true;
+
+        public void Fail(int errno, string detail) => Completion.TrySetException(new PathManagerException(command, errno, null, detail));
 
         public void Accept(NetlinkMessage message)
         {
