@@ -1,5 +1,3 @@
-using System.Buffers;
-using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using MptcpAnycast.Interop;
@@ -38,10 +36,10 @@ namespace MptcpAnycast.PathManagement;
 /// namespace, and joins the group again. The command socket is not affected.
 /// </para>
 /// <para>
-/// <b>Threads and lost answers.</b> The kernel handles a command inside the caller's <c>send</c>; answers and events
-/// are read by two threads of the client's own (blocking receives), so they arrive however busy the thread pool is. A
-/// burst of answers larger than the command socket's buffer (1 MiB) loses some: those commands fail at once with
-/// <c>ENOBUFS</c> (retry them; they may or may not have taken effect) rather than after <see cref="CommandTimeout"/>.
+/// <b>Threads.</b> Commands run on the caller's thread, one at a time, and their tasks are complete when the methods
+/// return: the kernel handles a generic-netlink request inside <c>send</c> and has queued the answer before
+/// <c>send</c> returns, so the caller reads it at once (typically 10-20 microseconds for ANNOUNCE). Events are read by
+/// a thread of the client's own, with blocking receives, so they arrive however busy the thread pool is.
 /// </para>
 /// <para>
 /// The kernel's check is host-wide (netlink keeps one listener bitmap for all namespaces): any subscriber anywhere on the
@@ -74,16 +72,16 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
     private readonly PathManagerClientSettings _settings;
     private readonly NetlinkSocket _commands;
     private readonly NetworkNamespace _namespace;
-    private readonly ConcurrentDictionary<uint, PendingRequest> _pending = new();
+    private readonly Lock _commandGate = new(); // one command at a time on the command socket
+    private readonly byte[] _answerBuffer = new byte[ReceiveBufferSize]; // under _commandGate
     private readonly CancellationTokenSource _shutdown = new();
     private readonly Lock _gate = new();
-    private readonly Task _replyLoop;
     private volatile PathManagerEventSubscription[] _subscribers = [];
     private NetlinkSocket? _events; // under _gate; null after it failed, until the next JoinEvents opens another
     private Task? _eventLoop;
     private volatile bool _eventsJoined;
-    private volatile int _commandSocketErrno; // set once the command socket failed: later commands fail at once
-    private int _sequence;
+    private uint _sequence; // under _commandGate
+    private TimeSpan _commandTimeout;
     private long _eventDatagrams;
     private int _disposed;
     private ushort _familyId;
@@ -98,7 +96,11 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
             _commands = NetlinkSocket.Open();
             try
             {
-                _commands.SetReceiveBuffer(settings.CommandReceiveBufferSize); // best effort: the default is smaller
+                if (settings.CommandReceiveBufferSize is int size)
+                {
+                    _commands.SetReceiveBuffer(size);
+                }
+
                 _events = OpenEventSocket(settings);
             }
             catch
@@ -113,14 +115,28 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
             throw;
         }
 
-        _sequence = Environment.TickCount & 0x7fffffff;
-        _replyLoop = StartReceiveThread("mptcp_pm replies", ReceiveReplies, OnCommandSocketFailed);
+        _sequence = (uint)Environment.TickCount & 0x7fffffff;
     }
 
     private delegate int Encoder<TState>(Span<byte> buffer, ushort familyId, uint sequence, TState state);
 
     /// <summary>How long a command waits for the kernel's answer before it fails with <c>ETIMEDOUT</c>. Default 10 seconds.</summary>
-    public TimeSpan CommandTimeout { get; set; }
+    public TimeSpan CommandTimeout
+    {
+        get => _commandTimeout;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(value, TimeSpan.Zero);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromDays(1));
+            int errno = NativeSocket.SetReceiveTimeout(_commands.Socket.SafeHandle, value);
+            if (errno != 0)
+            {
+                throw new PathManagerException("setsockopt(SO_RCVTIMEO)", errno, null, "cannot set the command timeout");
+            }
+
+            _commandTimeout = value;
+        }
+    }
 
     /// <summary>
     /// True while the client holds its <c>mptcp_pm_events</c> subscription (see the remarks on the class): false before the
@@ -376,7 +392,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         return subscription;
     }
 
-    /// <summary>Closes the sockets (ending the event subscription), fails pending commands and ends every event stream.</summary>
+    /// <summary>Closes the sockets (ending the event subscription) and ends every event stream; later commands fail.</summary>
     public void Dispose()
     {
         if (Interlocked.Exchange(ref _disposed, 1) != 0)
@@ -393,10 +409,6 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         }
 
         _namespace.Dispose();
-        foreach (PendingRequest pending in _pending.Values)
-        {
-            pending.Completion.TrySetException(new ObjectDisposedException(nameof(PathManagerClient)));
-        }
 
         PathManagerEventSubscription[] subscribers;
         lock (_gate)
@@ -411,7 +423,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         }
     }
 
-    /// <summary>Disposes and waits (at most a few seconds) for the receive loops to end.</summary>
+    /// <summary>Disposes and waits (at most a few seconds) for the event thread to end.</summary>
     public async ValueTask DisposeAsync()
     {
         Dispose();
@@ -421,13 +433,15 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
             eventLoop = _eventLoop;
         }
 
-        Task loops = eventLoop is Task events ? Task.WhenAll(_replyLoop, events) : _replyLoop;
-        await Task.WhenAny(loops, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+        if (eventLoop is not null)
+        {
+            await Task.WhenAny(eventLoop, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false);
+        }
     }
 
     /// <summary>
     /// Test hook: closes the event socket behind the client's back, as when its descriptor is closed elsewhere. Within
-    /// one receive timeout (<see cref="ReceivePollInterval"/>) the event thread finds it gone; the client is not shutting
+    /// one receive timeout (<see cref="EventPollInterval"/>) the event thread finds it gone; the client is not shutting
     /// down, so it handles this as a failed event socket (EBADF), unlike <see cref="Dispose"/>.
     /// </summary>
     internal void CloseEventSocketBehindTheClientsBack()
@@ -503,7 +517,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
                 throw new PathManagerException("subscribe mptcp_pm_events", errno, null);
             }
 
-            _eventLoop = StartReceiveThread("mptcp_pm events", () => ReceiveEvents(socket), errno => OnEventSocketFailed(socket, errno));
+            _eventLoop = StartEventThread(socket);
             _eventsJoined = true;
         }
     }
@@ -557,8 +571,31 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         return result;
     }
 
-    private async Task<List<byte[]>> RunAsync<TState>(string command, TState state, Encoder<TState> encode, bool dump,
+    /// <summary>
+    /// Runs one command and returns its answer as a completed (or faulted) task. Commands are synchronous exchanges on
+    /// the command socket, one at a time: the kernel handles a generic-netlink request inside <c>send</c> and queues
+    /// its whole answer before <c>send</c> returns (a dump queues its first part, and the next ones as they are read),
+    /// so the caller reads its own answer at once. No thread switch, no answer waiting in a queue for a reader that
+    /// the thread pool has not scheduled yet, and the queue never holds more than one answer, so a burst of commands
+    /// cannot overflow it.
+    /// </summary>
+    private Task<List<byte[]>> RunAsync<TState>(string command, TState state, Encoder<TState> encode, bool dump,
         CancellationToken cancellationToken, bool resolving = false)
+    {
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            return Task.FromResult(Exchange(command, state, encode, resolving));
+        }
+        catch (Exception ex) when (ex is PathManagerException or ObjectDisposedException or InvalidOperationException or OperationCanceledException)
+        {
+            return ex is OperationCanceledException canceled
+                ? Task.FromCanceled<List<byte[]>>(canceled.CancellationToken)
+                : Task.FromException<List<byte[]>>(ex);
+        }
+    }
+
+    private List<byte[]> Exchange<TState>(string command, TState state, Encoder<TState> encode, bool resolving)
     {
         ObjectDisposedException.ThrowIf(_disposed != 0, this);
         if (!resolving && _familyId == 0)
@@ -566,124 +603,66 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
             throw new InvalidOperationException("the mptcp_pm family is not resolved");
         }
 
-        uint sequence = (uint)Interlocked.Increment(ref _sequence);
-        var pending = new PendingRequest(command);
-        _pending[sequence] = pending;
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _shutdown.Token);
-        timeout.CancelAfter(CommandTimeout);
-        byte[] buffer = ArrayPool<byte>.Shared.Rent(MptcpPmMessages.MaxRequestSize);
-        try
+        lock (_commandGate)
         {
-            int length = encode(buffer, _familyId, sequence, state);
-            ThrowIfCommandSocketFailed(command);
-
-            // The kernel handles a generic-netlink request inside send() and queues its answer before send returns,
-            // so there is nothing to wait for asynchronously here; the answer is read by the reply thread.
-            int sent;
             try
             {
-                sent = NativeSocket.Send(_commands.Socket.SafeHandle, buffer.AsSpan(0, length));
+                uint sequence = ++_sequence;
+                Span<byte> request = stackalloc byte[MptcpPmMessages.MaxRequestSize];
+                int length = encode(request, _familyId, sequence, state);
+                SafeSocketHandle handle = _commands.Socket.SafeHandle;
+                int sent = NativeSocket.Send(handle, request[..length]);
+                if (sent < 0)
+                {
+                    throw new PathManagerException(command, -sent, null);
+                }
+
+                var answer = new Answer(command, sequence);
+                while (!answer.IsComplete)
+                {
+                    int received = NativeSocket.Receive(handle, _answerBuffer);
+                    if (received < 0)
+                    {
+                        throw -received switch
+                        {
+                            NetlinkConstants.EAGAIN => new PathManagerException(command, ETIMEDOUT, null,
+                                $"no answer from the kernel within {CommandTimeout.TotalSeconds:0.#} s"),
+                            NetlinkConstants.ENOBUFS => new PathManagerException(command, NetlinkConstants.ENOBUFS, null,
+                                "the kernel's answer did not fit the command socket's receive buffer and was dropped; the command may or may not have taken effect"),
+                            _ => new PathManagerException(command, -received, null),
+                        };
+                    }
+
+                    answer.Read(_answerBuffer.AsSpan(0, received));
+                }
+
+                return answer.Result();
             }
             catch (ObjectDisposedException)
             {
-                ObjectDisposedException.ThrowIf(true, this);
+                ObjectDisposedException.ThrowIf(true, this); // the socket was closed by Dispose
                 throw;
             }
-
-            if (sent < 0)
-            {
-                throw new PathManagerException(command, -sent, null);
-            }
-
-            pending.MarkSent();
-            return await pending.Completion.Task.WaitAsync(timeout.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            ObjectDisposedException.ThrowIf(_disposed != 0, this);
-            throw new PathManagerException(command, ETIMEDOUT, null, $"no answer from the kernel within {CommandTimeout.TotalSeconds:0.#} s");
-        }
-        finally
-        {
-            _pending.TryRemove(sequence, out _);
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-    }
-
-    private void ThrowIfCommandSocketFailed(string command)
-    {
-        if (_commandSocketErrno is int errno and not 0)
-        {
-            throw new PathManagerException(command, errno, null, "the path-manager command socket failed; open a new client");
         }
     }
 
     /// <summary>
-    /// The reply thread's loop. When a burst of answers overflows the command socket's buffer, the kernel drops them:
-    /// once the queue is drained, every command already sent and still unanswered has lost its answer, and fails at
-    /// once with <c>ENOBUFS</c> (a transient error: it may or may not have taken effect) instead of waiting for
-    /// <see cref="CommandTimeout"/>.
+    /// Reads events on a thread of its own, with blocking receives: the kernel wakes it directly, whatever the thread
+    /// pool is busy with (at thousands of connections per second an async receive loop trailed the kernel by tens of
+    /// milliseconds). The receive times out every <see cref="EventPollInterval"/> to notice shutdown, because closing
+    /// a netlink socket does not wake a thread blocked on it. Returns a task that completes when the thread ends.
     /// </summary>
-    private int ReceiveReplies() => ReceiveUntilShutdown(_commands, DispatchReplies, static client => client.FailSentRequests(
-        NetlinkConstants.ENOBUFS,
-        "the kernel's answer was lost: a burst of answers overflowed the command socket's receive buffer; the command may or may not have taken effect"));
-
-    /// <summary>The command socket failed (not our shutdown): pending commands fail now, later ones at once.</summary>
-    private void OnCommandSocketFailed(int errno)
-    {
-        _commandSocketErrno = errno;
-        FailSentRequests(errno, "the path-manager command socket failed; open a new client");
-    }
-
-    private void FailSentRequests(int errno, string detail)
-    {
-        foreach (PendingRequest pending in _pending.Values)
-        {
-            if (pending.IsSent)
-            {
-                pending.Fail(errno, detail);
-            }
-        }
-    }
-
-    private void DispatchReplies(ReadOnlySpan<byte> datagram)
-    {
-        var reader = new NetlinkMessageReader(datagram);
-        try
-        {
-            while (reader.TryRead(out NetlinkMessage message))
-            {
-                if (_pending.TryGetValue(message.Sequence, out PendingRequest? pending))
-                {
-                    pending.Accept(message);
-                }
-            }
-        }
-        catch (NetlinkFormatException)
-        {
-            // The rest of the datagram cannot be framed; its requests time out.
-        }
-    }
-
-    /// <summary>
-    /// Runs <paramref name="receive"/> on a thread of its own, with blocking receives: the kernel wakes it directly,
-    /// whatever the thread pool is busy with (at thousands of connections per second an async receive loop trailed the
-    /// kernel by tens of milliseconds). Receives time out every <see cref="ReceivePollInterval"/> to notice shutdown,
-    /// because closing a netlink socket does not wake a thread blocked on it. <paramref name="receive"/> returns 0 on
-    /// shutdown or the errno its socket failed with, which goes to <paramref name="failed"/>. Returns a task that
-    /// completes when the thread ends.
-    /// </summary>
-    private static Task StartReceiveThread(string name, Func<int> receive, Action<int> failed)
+    private Task StartEventThread(NetlinkSocket socket)
     {
         var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var thread = new Thread(() =>
         {
             try
             {
-                int errno = receive();
+                int errno = ReceiveEvents(socket);
                 if (errno != 0)
                 {
-                    failed(errno);
+                    OnEventSocketFailed(socket, errno);
                 }
             }
             finally
@@ -693,46 +672,36 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         })
         {
             IsBackground = true,
-            Name = name,
+            Name = "mptcp_pm events",
         };
         thread.Start();
         return ended.Task;
     }
 
-    private static readonly TimeSpan ReceivePollInterval = TimeSpan.FromMilliseconds(200);
+    private static readonly TimeSpan EventPollInterval = TimeSpan.FromMilliseconds(200);
 
-    /// <summary>The event thread's loop: events go to the subscribers, and dropped ones are reported as a loss.</summary>
-    private int ReceiveEvents(NetlinkSocket socket) => ReceiveUntilShutdown(socket, PublishEvents, static client => client.ReportLoss());
-
-    private delegate void DatagramHandler(ReadOnlySpan<byte> datagram);
-
-    /// <summary>
-    /// Reads <paramref name="socket"/> with blocking receives until the client shuts down (returns 0) or the socket fails
-    /// (returns the errno), handing each datagram to <paramref name="handle"/>.
-    /// </summary>
-    /// <remarks>
-    /// <c>ENOBUFS</c> says the kernel started dropping messages; it goes on dropping them, without telling again, until
-    /// the queue has been read empty. So <paramref name="drainedAfterLoss"/> runs only then (reading without waiting
-    /// meanwhile): whatever it does about the loss happens after the last dropped message, not in the middle.
-    /// </remarks>
-    private int ReceiveUntilShutdown(NetlinkSocket socket, DatagramHandler handle, Action<PathManagerClient> drainedAfterLoss)
+    /// <summary>The event thread's loop. Returns 0 on the client's own shutdown, else the errno the socket failed with.</summary>
+    private int ReceiveEvents(NetlinkSocket socket)
     {
         byte[] buffer = new byte[ReceiveBufferSize];
         try
         {
-            int errno = NativeSocket.SetReceiveTimeout(socket.Socket.SafeHandle, ReceivePollInterval);
+            int errno = NativeSocket.SetReceiveTimeout(socket.Socket.SafeHandle, EventPollInterval);
             if (errno != 0)
             {
                 return errno;
             }
 
+            // ENOBUFS says the kernel started dropping events; it goes on dropping them, without telling again, until
+            // the queue has been read empty. So the loss is reported only then (reading without waiting meanwhile),
+            // and whoever reconciles from the sockets does it after the last dropped event, not in the middle.
             bool dropping = false;
             while (!_shutdown.IsCancellationRequested)
             {
                 int received = NativeSocket.Receive(socket.Socket.SafeHandle, buffer, dontWait: dropping);
                 if (received >= 0)
                 {
-                    handle(buffer.AsSpan(0, received));
+                    PublishEvents(buffer.AsSpan(0, received));
                 }
                 else if (-received == NetlinkConstants.ENOBUFS)
                 {
@@ -743,7 +712,7 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
                     if (dropping)
                     {
                         dropping = false;
-                        drainedAfterLoss(this); // the queue is empty: the kernel queues again
+                        ReportLoss(); // the queue is empty: the kernel queues events again
                     }
                 }
                 else if (!_shutdown.IsCancellationRequested)
@@ -837,63 +806,72 @@ public sealed class PathManagerClient : IDisposable, IAsyncDisposable
         }
     }
 
-    /// <summary>One command waiting for its answer: data messages, then an ACK / error / NLMSG_DONE.</summary>
-    private sealed class PendingRequest(string command)
+    /// <summary>
+    /// The answer to one command, as its datagrams are read: data messages, then an ACK, an error or NLMSG_DONE.
+    /// Messages with another sequence number (the late answer to a command that timed out) are skipped.
+    /// </summary>
+    private sealed class Answer(string command, uint sequence)
     {
-        private readonly List<byte[]> _replies = [];
+        private static readonly List<byte[]> NoData = [];
+        private List<byte[]>? _data;
+        private PathManagerException? _error;
 
-        private volatile bool _sent;
+        public bool IsComplete { get; private set; }
 
-        public TaskCompletionSource<List<byte[]>> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public List<byte[]> Result() => _error is null ? _data ?? NoData : throw _error;
 
-        /// <summary>True once the request was handed to the kernel: its answer is queued, read, or lost.</summary>
-        public bool IsSent => _sent;
-
-        public void MarkSent() => _sent = true;
-
-        public void Fail(int errno, string detail) => Completion.TrySetException(new PathManagerException(command, errno, null, detail));
-
-        public void Accept(NetlinkMessage message)
+        public void Read(ReadOnlySpan<byte> datagram)
         {
-            if (Completion.Task.IsCompleted)
-            {
-                return; // the caller owns the replies now
-            }
-
+            var reader = new NetlinkMessageReader(datagram);
             try
             {
-                switch (message.Type)
+                while (!IsComplete && reader.TryRead(out NetlinkMessage message))
                 {
-                    case NetlinkConstants.NLMSG_ERROR:
-                        NetlinkError error = NetlinkError.Parse(message.Payload, message.Flags);
-                        Complete(error.Errno, error.Message);
-                        break;
-                    case NetlinkConstants.NLMSG_DONE:
-                        Complete(NetlinkError.ReadDoneErrno(message.Payload), null);
-                        break;
-                    case NetlinkConstants.NLMSG_NOOP or NetlinkConstants.NLMSG_OVERRUN:
-                        break;
-                    default:
-                        _replies.Add(message.Payload.ToArray());
-                        break;
+                    if (message.Sequence == sequence)
+                    {
+                        Accept(message);
+                    }
                 }
             }
             catch (NetlinkFormatException ex)
             {
-                Completion.TrySetException(new PathManagerException(command, EBADMSG, null, $"malformed reply: {ex.Message}", ex));
+                Fail(new PathManagerException(command, EBADMSG, null, $"malformed reply: {ex.Message}", ex));
+            }
+        }
+
+        private void Accept(NetlinkMessage message)
+        {
+            switch (message.Type)
+            {
+                case NetlinkConstants.NLMSG_ERROR:
+                    NetlinkError error = NetlinkError.Parse(message.Payload, message.Flags);
+                    Complete(error.Errno, error.Message);
+                    break;
+                case NetlinkConstants.NLMSG_DONE:
+                    Complete(NetlinkError.ReadDoneErrno(message.Payload), null);
+                    break;
+                case NetlinkConstants.NLMSG_NOOP or NetlinkConstants.NLMSG_OVERRUN:
+                    break;
+                default:
+                    (_data ??= []).Add(message.Payload.ToArray());
+                    break;
             }
         }
 
         private void Complete(int errno, string? kernelMessage)
         {
-            if (errno == 0)
+            if (errno != 0)
             {
-                Completion.TrySetResult(_replies);
+                _error = new PathManagerException(command, errno, kernelMessage);
             }
-            else
-            {
-                Completion.TrySetException(new PathManagerException(command, errno, kernelMessage));
-            }
+
+            IsComplete = true;
+        }
+
+        private void Fail(PathManagerException error)
+        {
+            _error = error;
+            IsComplete = true;
         }
     }
 }

@@ -15,11 +15,10 @@ internal sealed record PathManagerClientSettings
     public int? EventReceiveBufferSize { get; init; }
 
     /// <summary>
-    /// <c>SO_RCVBUF</c> of the command socket. Answers queue there until the reply thread reads them; a burst of
-    /// commands larger than the buffer loses answers (each small answer costs the kernel about 1 KiB of buffer).
-    /// Tests shrink it to make that happen.
+    /// <c>SO_RCVBUF</c> of the command socket, or null for the system default. It only ever holds one command's answer
+    /// (commands are one at a time); a test shrinks it to show that a burst of commands still loses none.
     /// </summary>
-    public int CommandReceiveBufferSize { get; init; } = 1024 * 1024;
+    public int? CommandReceiveBufferSize { get; init; }
 
     /// <summary>The generic-netlink family to resolve; only tests change it (to see how a missing family is reported).</summary>
     public string FamilyName { get; init; } = Interop.MptcpPmConstants.MPTCP_PM_NAME;
