@@ -24,7 +24,8 @@ namespace MptcpAnycast.Benchmarks;
 /// announcer): the server closes its oldest connection once C are open, noting the time just before <c>close()</c>, and
 /// the kernel emits that connection's CLOSED event inside <c>close()</c>. The announcer takes its events from the path
 /// manager one by one and handles each synchronously before asking for the next, so the moment it is handed the CLOSED
-/// event is the moment it processes it; the lag is the difference. Events travel in order, so each sample is the
+/// event is the moment it processes it; the lag is the difference. The transport itself does not subscribe to CLOSED:
+/// the harness adds it, so the event thread carries one event per connection more than in production. Events travel in order, so each sample is the
 /// queueing delay of every event at that moment, joins included.
 /// </para>
 /// </summary>
@@ -176,7 +177,7 @@ internal static class EventLag
                 UnicastAddresses = [unicast.ToString()],
             };
             MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(options, [anycast, unicast]);
-            (KernelPathManager kernel, string? problem) = KernelPathManager.OpenAsync(subscribe: true, settings.EventSocketReceiveBufferSize, CancellationToken.None)
+            (KernelPathManager kernel, string? problem) = KernelPathManager.OpenAsync(subscribe: true, settings.EventSocketReceiveBufferSize, CancellationToken.None, closedEvents: true)
                 .GetAwaiter().GetResult(); // on this thread: the netlink sockets are made in the POP's namespace
             if (problem is not null)
             {

@@ -9,9 +9,14 @@ internal sealed class KernelPathManager : IPathManager
 {
     private const int ENOBUFS = 105, EAGAIN = 11, EBUSY = 16, EINTR = 4, ENOMEM = 12, EINVAL = 22, ENOENT = 2, ESRCH = 3;
 
-    /// <summary>The only events the announcer acts on: joins, lost anycast subflows, closed connections.</summary>
-    private static readonly PathManagerEventType[] EventTypes =
-        [PathManagerEventType.SubflowEstablished, PathManagerEventType.SubflowClosed, PathManagerEventType.Closed];
+    /// <summary>
+    /// The events the announcer needs: joins and lost anycast subflows. Not CLOSED: Kestrel reports every close, and a
+    /// CLOSED per connection cost the kernel and the event thread work at every connection (measured in churn).
+    /// </summary>
+    private static readonly PathManagerEventType[] EventTypes = [PathManagerEventType.SubflowEstablished, PathManagerEventType.SubflowClosed];
+
+    /// <summary>The same and CLOSED, for the event-lag harness, which times the kernel's CLOSED events.</summary>
+    private static readonly PathManagerEventType[] EventTypesWithClosed = [.. EventTypes, PathManagerEventType.Closed];
 
     /// <summary>
     /// How many events may wait for the announcer before they are dropped (and reconciled). The announcer takes its
@@ -20,12 +25,13 @@ internal sealed class KernelPathManager : IPathManager
     private const int EventCapacity = 16384;
 
     private readonly PathManagerClient _client;
+    private readonly PathManagerEventType[] _eventTypes;
     private volatile PathManagerEventSubscription? _events;
 
-    private KernelPathManager(PathManagerClient client, PathManagerEventSubscription? events)
+    private KernelPathManager(PathManagerClient client, PathManagerEventType[] eventTypes)
     {
         _client = client;
-        _events = events;
+        _eventTypes = eventTypes;
     }
 
     public PathManagerClient Client => _client;
@@ -37,24 +43,19 @@ internal sealed class KernelPathManager : IPathManager
     /// <param name="subscribe">Whether to subscribe to events.</param>
     /// <param name="eventReceiveBufferSize"><c>SO_RCVBUF</c> of the event socket in bytes, or null for the system default.</param>
     /// <param name="cancellationToken">Cancels the wait for the kernel.</param>
+    /// <param name="closedEvents">Also deliver CLOSED events (only the event-lag harness wants them).</param>
     public static async Task<(KernelPathManager Manager, string? EventsProblem)> OpenAsync(bool subscribe, int? eventReceiveBufferSize,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, bool closedEvents = false)
     {
         PathManagerClient client = await PathManagerClient.OpenAsync(
             PathManagerClientSettings.Default with { EventReceiveBufferSize = eventReceiveBufferSize }, cancellationToken).ConfigureAwait(false);
+        var manager = new KernelPathManager(client, closedEvents ? EventTypesWithClosed : EventTypes);
         if (!subscribe)
         {
-            return (new KernelPathManager(client, null), null);
+            return (manager, null);
         }
 
-        try
-        {
-            return (new KernelPathManager(client, client.SubscribeEventsOnEventThread(EventCapacity, EventTypes)), null);
-        }
-        catch (PathManagerException ex)
-        {
-            return (new KernelPathManager(client, null), ex.Message);
-        }
+        return (manager, manager.TryResubscribeEvents(out string? problem) ? null : problem);
     }
 
     public Task AnnounceAsync(uint token, byte addressId, IPEndPoint address, CancellationToken cancellationToken)
@@ -72,7 +73,7 @@ internal sealed class KernelPathManager : IPathManager
     {
         try
         {
-            PathManagerEventSubscription fresh = _client.SubscribeEventsOnEventThread(EventCapacity, EventTypes);
+            PathManagerEventSubscription fresh = _client.SubscribeEventsOnEventThread(EventCapacity, _eventTypes);
             Interlocked.Exchange(ref _events, fresh)?.Dispose();
             problem = null;
             return true;
