@@ -117,13 +117,29 @@ run_wrk() { # variant mode -> requests/sec
 echo "warming up ..." >&2
 for v in "${VARIANTS[@]}"; do run_wrk "$v" keepalive >/dev/null; run_wrk "$v" churn >/dev/null; done
 
-declare -A RESULTS
+# The server's kernel counters, absolute: MPTCP connections, ADD_ADDR sent, joins accepted, TCP segments out and in.
+counters() {
+    ip netns exec "${NS[$1]}" nstat -az 2>/dev/null | awk '
+        $1 == "MPTcpExtMPCapableSYNRX" { c = $2 } $1 == "MPTcpExtAddAddrTx" { a = $2 } $1 == "MPTcpExtMPJoinAckRx" { j = $2 }
+        $1 == "TcpOutSegs" { o = $2 } $1 == "TcpInSegs" { i = $2 }
+        END { print c + 0, a + 0, j + 0, o + 0, i + 0 }'
+}
+add_counters() { # "a b c d e" "f g h i j" -> the element-wise sum
+    awk -v x="$1" -v y="$2" 'BEGIN { n = split(x, a, " "); split(y, b, " "); for (k = 1; k <= n; k++) printf "%s%d", (k > 1 ? " " : ""), a[k] + b[k]; print "" }'
+}
+sub_counters() { # after before -> after - before
+    awk -v x="$1" -v y="$2" 'BEGIN { n = split(x, a, " "); split(y, b, " "); for (k = 1; k <= n; k++) printf "%s%d", (k > 1 ? " " : ""), a[k] - b[k]; print "" }'
+}
+
+declare -A RESULTS CHURN_COUNTERS
 for r in $(seq 1 "$ROUNDS"); do
     # alternate the order each round so that no variant always runs first
     if [ $((r % 2)) -eq 0 ]; then order=("${VARIANTS[@]}"); else order=(); for ((i=${#VARIANTS[@]}-1; i>=0; i--)); do order+=("${VARIANTS[$i]}"); done; fi
     for v in "${order[@]}"; do
         for mode in keepalive churn; do
+            [ "$mode" = churn ] && before=$(counters "$v")
             rps=$(run_wrk "$v" "$mode")
+            [ "$mode" = churn ] && CHURN_COUNTERS[$v]=$(add_counters "${CHURN_COUNTERS[$v]:-0 0 0 0 0}" "$(sub_counters "$(counters "$v")" "$before")")
             RESULTS[$v,$mode]="${RESULTS[$v,$mode]:-} ${rps:-0}"
             echo "round $r $v $mode ${rps:-0}" >&2
         done
@@ -155,11 +171,14 @@ for v in "${VARIANTS[@]}"; do
         "$(per_round "${RESULTS[mptcp-listen,churn]}" "${RESULTS[$v,churn]}")"
 done
 
-# What the kernel did on each server, from its MIB counters (whole run, warm-up included): ADD_ADDR options sent and
-# joins accepted per MPTCP connection, so that a variant's cost can be read against the work it really caused.
-printf "\n%-20s %14s %12s %12s\n" variant mptcp-conns add_addr/conn joins/conn
+# What the kernel did on each server during the measured churn runs, from its MIB counters: ADD_ADDR options sent,
+# joins accepted and TCP segments sent and received per MPTCP connection, so that a variant's cost can be read
+# against the work it really caused.
+printf "\nserver kernel counters over the measured churn runs, per MPTCP connection\n"
+printf "%-20s %12s %12s %12s %12s %12s\n" variant mptcp-conns add_addr joins segs-out segs-in
 for v in "${VARIANTS[@]}"; do
-    ip netns exec "${NS[$v]}" nstat -az 2>/dev/null | awk -v v="$v" '
-        $1 == "MPTcpExtMPCapableSYNRX" { c = $2 } $1 == "MPTcpExtAddAddrTx" { a = $2 } $1 == "MPTcpExtMPJoinAckRx" { j = $2 }
-        END { printf "%-20s %14d %12.3f %12.3f\n", v, c, (c ? a / c : 0), (c ? j / c : 0) }'
+    # shellcheck disable=SC2086
+    set -- ${CHURN_COUNTERS[$v]:-0 0 0 0 0}
+    awk -v v="$v" -v c="$1" -v a="$2" -v j="$3" -v o="$4" -v i="$5" \
+        'BEGIN { printf "%-20s %12d %12.3f %12.3f %12.2f %12.2f\n", v, c, (c ? a / c : 0), (c ? j / c : 0), (c ? o / c : 0), (c ? i / c : 0) }'
 done
