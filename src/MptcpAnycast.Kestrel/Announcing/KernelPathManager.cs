@@ -11,7 +11,7 @@ internal sealed class KernelPathManager : IPathManager
 
     /// <summary>
     /// The events the announcer needs: joins and lost anycast subflows. Not CLOSED: Kestrel reports every close, and a
-    /// CLOSED per connection cost the kernel and the event thread work at every connection (measured in churn).
+    /// CLOSED per connection would be work for the kernel and a wake-up of the event thread at every connection.
     /// </summary>
     private static readonly PathManagerEventType[] EventTypes = [PathManagerEventType.SubflowEstablished, PathManagerEventType.SubflowClosed];
 
