@@ -16,7 +16,7 @@ using MptcpAnycast.Kestrel.Internal;
 namespace MptcpAnycast.Benchmarks;
 
 /// <summary>
-/// <c>event-lag [--rate R] [--concurrent C] [--seconds S]</c>: how far the transport's event processing trails the kernel
+/// <c>event-lag [--rate R] [--concurrent C] [--seconds S] [--client-nice N]</c>: how far the transport's event processing trails the kernel
 /// while MPTCP connections arrive at R per second and C of them stay open, each announced (a real ANNOUNCE to the
 /// userspace path manager) and joined by the client (a real MP_JOIN), in the anycast lab's namespaces.
 /// <para>
@@ -35,7 +35,7 @@ internal static class EventLag
 
     public static async Task<int> RunAsync(string[] args)
     {
-        int rate = 5000, concurrent = 10_000;
+        int rate = 5000, concurrent = 10_000, clientNice = 0;
         double seconds = 6;
         for (int i = 0; i < args.Length; i++)
         {
@@ -51,8 +51,11 @@ internal static class EventLag
                 case "--seconds":
                     seconds = ParseInt(args[i], value, 1, 60);
                     break;
+                case "--client-nice":
+                    clientNice = ParseInt(args[i], value, 0, 19);
+                    break;
                 default:
-                    throw new ArgumentException($"event-lag takes --rate R, --concurrent C, --seconds S; got '{args[i]}'");
+                    throw new ArgumentException($"event-lag takes --rate R, --concurrent C, --seconds S, --client-nice N; got '{args[i]}'");
             }
 
             i++;
@@ -78,7 +81,8 @@ internal static class EventLag
             var unicast = IPAddress.Parse(pop.Address4);
             await using var run = NamespaceThread.Run(pop.Namespace, () => Server.Start(anycast, unicast));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"# event lag: {rate} new MPTCP connections/s, up to {concurrent} open, {seconds} s; each announced (Userspace) and joined; anycast lab, Linux {Environment.OSVersion.Version}"));
+                $"# event lag: {rate} new MPTCP connections/s, up to {concurrent} open, {seconds} s; each announced (Userspace) and joined; anycast lab, Linux {Environment.OSVersion.Version}; client process at nice {clientNice}"));
+            run.ClientNice = clientNice;
 
             // Idle first: the fixed cost of the pipeline, without load.
             await run.LoadAsync(lab.ClientNamespace, new IPEndPoint(anycast, Port), rate: 100, concurrent: 50, seconds: 2, "idle (100/s, 50 open)");
@@ -157,6 +161,9 @@ internal static class EventLag
         private readonly ConcurrentQueue<(Socket Socket, MptcpConnectionState State)> _open = new();
         private readonly CancellationTokenSource _stop = new();
         private readonly Task _acceptLoop;
+
+        /// <summary>The nice value the client process runs at (0: the same priority as this process).</summary>
+        public int ClientNice { get; set; }
 
         private Server(Socket listener, TimedPathManager pathManager, UnicastAnnouncer announcer)
         {
@@ -245,7 +252,11 @@ internal static class EventLag
             long allocatedBefore = GC.GetTotalAllocatedBytes();
             string[] clientArgs = [typeof(EventLag).Assembly.Location, "event-lag-client", target.ToString(),
                 rate.ToString(CultureInfo.InvariantCulture), seconds.ToString(CultureInfo.InvariantCulture)];
-            using Process client = LabTopology.StartIn(clientNamespace, "dotnet", clientArgs);
+            // The client shares this machine's cores; a positive nice value lets the server's threads go first, as when
+            // the clients are elsewhere (the server's kernel still handles every packet and event).
+            using Process client = ClientNice > 0
+                ? LabTopology.StartIn(clientNamespace, "nice", ["-n", ClientNice.ToString(CultureInfo.InvariantCulture), "dotnet", .. clientArgs])
+                : LabTopology.StartIn(clientNamespace, "dotnet", clientArgs);
             Task<string> clientOutput = client.StandardOutput.ReadToEndAsync();
             Task<string> clientErrors = client.StandardError.ReadToEndAsync();
             var clock = Stopwatch.StartNew();
