@@ -83,10 +83,11 @@ add_variant mptcp-listen-signal kernel 0 "mptcpize run" --Transport mptcp-listen
 add_variant anycast-none   userspace 0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=None $COMMON
 add_variant userspace      userspace 0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Userspace $COMMON
 add_variant userspace-on-demand userspace 0 "mptcpize run" --Transport anycast --MptcpAnycast:Mode=Userspace --MptcpAnycast:AnnounceOn=Demand $COMMON
+add_variant userspace-delayed userspace 0 "mptcpize run" --Transport anycast --MptcpAnycast:Mode=Userspace --MptcpAnycast:AnnounceDelay=00:00:00.100 $COMMON
 add_variant userspace-join userspace 1 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Userspace $COMMON
 add_variant kernel         kernel    0 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Kernel $COMMON
 add_variant kernel-join    kernel    1 "mptcpize run"  --Transport anycast --MptcpAnycast:Mode=Kernel $COMMON
-VARIANTS=(sockets mptcp-listen mptcp-listen-signal anycast-none userspace userspace-on-demand userspace-join kernel kernel-join)
+VARIANTS=(sockets mptcp-listen mptcp-listen-signal anycast-none userspace userspace-on-demand userspace-delayed userspace-join kernel kernel-join)
 if [ -n "$ONLY" ]; then
     IFS=, read -r -a VARIANTS <<<"$ONLY"
     for v in "${VARIANTS[@]}"; do [ -n "${NS[$v]:-}" ] || { echo "$0: unknown variant '$v'" >&2; exit 2; }; done

@@ -219,6 +219,11 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
                 {
                     MptcpAnycastLog.AfterJoinNeedsUserspace(_logger, _settings.AfterJoin);
                 }
+
+                if (preparation.Mode == AnnouncementMode.Kernel && _settings.AnnounceDelay > TimeSpan.Zero)
+                {
+                    MptcpAnycastLog.AnnounceDelayNeedsUserspace(_logger, _settings.AnnounceDelay); // Mode = Auto chose Kernel
+                }
             }
 
             return _announcer;

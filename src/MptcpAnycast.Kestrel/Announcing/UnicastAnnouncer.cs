@@ -36,6 +36,8 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly Task _eventLoop;
     private readonly Task _sweeper;
+    private readonly ConcurrentQueue<(MptcpConnectionState State, DateTimeOffset Due)> _delayed = new(); // in due order: one delay for all
+    private readonly Task _delayedAnnouncements;
     private volatile bool _followingEvents;
     private readonly string _unavailableReason;
 
@@ -56,7 +58,11 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
         _metrics.ObserveTrackedConnections(() => TrackedConnections);
         _eventLoop = _followingEvents ? Task.Run(FollowEventsAsync) : Task.CompletedTask;
         _sweeper = mode is AnnouncementMode.Userspace or AnnouncementMode.Kernel ? Task.Run(SweepAsync) : Task.CompletedTask;
+        _delayedAnnouncements = IsDelayingAnnouncements ? Task.Run(AnnounceWhenDueAsync) : Task.CompletedTask;
     }
+
+    private bool IsDelayingAnnouncements =>
+        _mode == AnnouncementMode.Userspace && _settings.AnnounceOn == AnnounceOn.Accept && _settings.AnnounceDelay > TimeSpan.Zero;
 
     /// <summary>How long announcements pause once the path manager is found failing for everyone (tests shorten it).</summary>
     internal static TimeSpan CircuitBreakDuration { get; set; } = TimeSpan.FromSeconds(15);
@@ -109,7 +115,8 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
             return state;
         }
 
-        if (_mode == AnnouncementMode.Userspace && _settings.AnnounceOn == AnnounceOn.Accept && !TryAcquireBudget(state))
+        // A delayed announcement takes its budget when it is due: a connection that ends sooner uses none.
+        if (_mode == AnnouncementMode.Userspace && _settings.AnnounceOn == AnnounceOn.Accept && !IsDelayingAnnouncements && !TryAcquireBudget(state))
         {
             return state;
         }
@@ -126,6 +133,11 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
             {
                 CheckJoinFromSocket(state);
             }
+        }
+        else if (IsDelayingAnnouncements)
+        {
+            state.SetReason($"announcement due {_settings.AnnounceDelay.TotalMilliseconds:0.###} ms after accept (AnnounceDelay)");
+            _delayed.Enqueue((state, now + _settings.AnnounceDelay));
         }
         else if (_settings.AnnounceOn == AnnounceOn.Accept)
         {
@@ -440,6 +452,39 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Announces the connections whose <see cref="MptcpAnycastSettings.AnnounceDelay"/> has passed, in accept order
+    /// (one delay for all, so the queue is in due order), checking a quarter of the delay apart (5 to 250 ms).
+    /// Connections closed meanwhile are dropped without a command.
+    /// </summary>
+    private async Task AnnounceWhenDueAsync()
+    {
+        TimeSpan period = TimeSpan.FromMilliseconds(Math.Clamp(_settings.AnnounceDelay.TotalMilliseconds / 4, 5, 250));
+        using var timer = new PeriodicTimer(period, _time);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
+            {
+                DateTimeOffset now = _time.GetUtcNow();
+                while (_delayed.TryPeek(out (MptcpConnectionState State, DateTimeOffset Due) head) && head.Due <= now && _delayed.TryDequeue(out head))
+                {
+                    MptcpConnectionState state = head.State;
+                    if (state.IsClosed)
+                    {
+                        _metrics.Announcement("closed_before_delay");
+                    }
+                    else if (TryAcquireBudget(state))
+                    {
+                        _ = AnnounceCoreAsync(state, _stopping.Token);
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
     private async Task SweepAsync()
     {
         TimeSpan period = TimeSpan.FromMilliseconds(Math.Clamp(_settings.JoinTimeout.TotalMilliseconds / 4, 50, 1000));
@@ -535,7 +580,7 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
 
         try
         {
-            await Task.WhenAll(_eventLoop, _sweeper).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            await Task.WhenAll(_eventLoop, _sweeper, _delayedAnnouncements).WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {

@@ -60,6 +60,9 @@ internal static partial class MptcpAnycastLog
     [LoggerMessage(19, LogLevel.Warning, "AfterJoin = {Policy} needs per-connection subflow commands, which only the userspace path manager has; in Kernel mode both subflows stay active (KeepBoth).")]
     public static partial void AfterJoinNeedsUserspace(ILogger logger, AfterJoinPolicy policy);
 
+    [LoggerMessage(23, LogLevel.Warning, "AnnounceDelay = {Delay} needs the userspace path manager; in Kernel mode the kernel announces as soon as a connection is established.")]
+    public static partial void AnnounceDelayNeedsUserspace(ILogger logger, TimeSpan delay);
+
     [LoggerMessage(20, LogLevel.Warning, "Removed {Count} kernel endpoint(s) left behind by process {Pid}, which is no longer running.")]
     public static partial void LeftoversRemoved(ILogger logger, int count, int pid);
 

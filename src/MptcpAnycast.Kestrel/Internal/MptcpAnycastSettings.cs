@@ -15,12 +15,17 @@ internal sealed class MptcpAnycastSettings
     public required AnnounceOn AnnounceOn { get; init; }
     public required AfterJoinPolicy AfterJoin { get; init; }
     public required TimeSpan JoinTimeout { get; init; }
+
+    /// <summary>How long after accept a connection is announced (Userspace mode, AnnounceOn = Accept); zero: at once.</summary>
+    public TimeSpan AnnounceDelay { get; init; }
     public required bool ConfigureHost { get; init; }
     public int AnnouncementsPerClientPerMinute { get; init; }
     public int EventSocketReceiveBufferSize { get; init; } = DefaultEventSocketReceiveBufferSize;
 
     /// <summary>The range of <see cref="MptcpAnycastOptions.EventSocketReceiveBufferSize"/>: 4 KiB to 256 MiB.</summary>
     public const int MinEventSocketReceiveBufferSize = 4096, MaxEventSocketReceiveBufferSize = 256 * 1024 * 1024;
+
+    public static readonly TimeSpan MaxAnnounceDelay = TimeSpan.FromMinutes(10);
 
     /// <summary>
     /// 4 MiB when unset: the system default (208 KiB here) overflowed once in 6 s at 5,000 connections/s
@@ -43,6 +48,20 @@ internal sealed class MptcpAnycastSettings
         {
             throw new MptcpAnycastConfigurationException(nameof(options.JoinTimeout), options.JoinTimeout.ToString("c", CultureInfo.InvariantCulture),
                 "must be more than 0 and at most 1 hour (e.g. 00:00:05)");
+        }
+
+        if (options.AnnounceDelay < TimeSpan.Zero || options.AnnounceDelay > MaxAnnounceDelay)
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.AnnounceDelay), options.AnnounceDelay.ToString("c", CultureInfo.InvariantCulture),
+                "must be from 0 (announce at accept) to 10 minutes (e.g. 00:00:00.200)");
+        }
+
+        if (options.AnnounceDelay > TimeSpan.Zero && (options.Mode == AnnouncementMode.Kernel || options.AnnounceOn != AnnounceOn.Accept))
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.AnnounceDelay), options.AnnounceDelay.ToString("c", CultureInfo.InvariantCulture),
+                options.Mode == AnnouncementMode.Kernel
+                    ? "needs Userspace mode: the kernel path manager announces as soon as a connection is established"
+                    : "applies to AnnounceOn = Accept; with Demand the application decides when to announce");
         }
 
         if (options.AnnouncementsPerClientPerMinute is < 0 or > 1_000_000)
@@ -118,6 +137,7 @@ internal sealed class MptcpAnycastSettings
             AnnounceOn = options.AnnounceOn,
             AfterJoin = options.AfterJoin,
             JoinTimeout = options.JoinTimeout,
+            AnnounceDelay = options.AnnounceDelay,
             ConfigureHost = options.ConfigureHost,
             AnnouncementsPerClientPerMinute = options.AnnouncementsPerClientPerMinute,
             EventSocketReceiveBufferSize = options.EventSocketReceiveBufferSize ?? DefaultEventSocketReceiveBufferSize,

@@ -20,7 +20,7 @@ public sealed class ConfigurationFuzzTests
     private static readonly string[] Keys =
     [
         "Mode", "AnnounceOn", "AfterJoin", "JoinTimeout", "ConfigureHost", "AllowUnassignedUnicastAddresses",
-        "AnnouncementsPerClientPerMinute", "EventSocketReceiveBufferSize", "AnycastAddresses:0", "AnycastAddresses:1", "UnicastAddresses:0", "UnicastAddresses:1",
+        "AnnouncementsPerClientPerMinute", "EventSocketReceiveBufferSize", "AnnounceDelay", "AnycastAddresses:0", "AnycastAddresses:1", "UnicastAddresses:0", "UnicastAddresses:1",
     ];
 
     private static readonly string[] Seeds =

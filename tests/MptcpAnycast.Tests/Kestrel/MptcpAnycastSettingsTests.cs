@@ -72,6 +72,31 @@ public sealed class MptcpAnycastSettingsTests
     }
 
     [Theory]
+    [InlineData("-00:00:00.001", "Userspace", "Accept", "from 0")]
+    [InlineData("00:10:00.001", "Userspace", "Accept", "10 minutes")]
+    [InlineData("00:00:00.200", "Kernel", "Accept", "needs Userspace mode")]
+    [InlineData("00:00:00.200", "Userspace", "Demand", "AnnounceOn = Accept")]
+    public void Announce_delay_out_of_range_or_without_a_use_is_rejected_with_the_value(string delay, string mode, string on, string why)
+    {
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o =>
+        {
+            o.AnnounceDelay = TimeSpan.Parse(delay, System.Globalization.CultureInfo.InvariantCulture);
+            o.Mode = Enum.Parse<AnnouncementMode>(mode);
+            o.AnnounceOn = Enum.Parse<AnnounceOn>(on);
+        }));
+        Assert.Equal("AnnounceDelay", ex.Setting);
+        Assert.Equal(TimeSpan.Parse(delay, System.Globalization.CultureInfo.InvariantCulture).ToString("c", System.Globalization.CultureInfo.InvariantCulture), ex.Value);
+        Assert.Contains(why, ex.Message);
+    }
+
+    [Fact]
+    public void Announce_delay_within_range_is_kept()
+    {
+        Assert.Equal(TimeSpan.FromMinutes(10), Validate(o => o.AnnounceDelay = TimeSpan.FromMinutes(10)).AnnounceDelay);
+        Assert.Equal(TimeSpan.Zero, Validate(o => { }).AnnounceDelay);
+    }
+
+    [Theory]
     [InlineData(0)]
     [InlineData(-1)]
     [InlineData(4095)]

@@ -227,3 +227,45 @@ public sealed class UnicastAnnouncerEventRecoveryTests
         }
     }
 }
+
+public sealed class UnicastAnnouncerDelayTests
+{
+    private static readonly IPAddress UnicastAddress = IPAddress.Parse("127.0.0.2");
+
+    [Fact]
+    public async Task A_delayed_announcement_is_made_when_due_and_never_for_a_connection_closed_before()
+    {
+        var time = new FakeTimeProvider();
+        var pm = new FakePathManager();
+        var meters = Meters.Create();
+        var metrics = new MetricRecorder(meters);
+        MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(
+            new MptcpAnycastOptions { UnicastAddresses = ["127.0.0.2"], AnnounceDelay = TimeSpan.FromMilliseconds(200) }, [UnicastAddress]);
+        await using var announcer = new UnicastAnnouncer(settings, AnnouncementMode.Userspace, pm, null, new RecordingLogger(),
+            new MptcpAnycastMetrics(meters), time);
+        using LoopbackPair shortLived = await LoopbackPair.ConnectAsync();
+        using LoopbackPair longLived = await LoopbackPair.ConnectAsync();
+        MptcpConnectionState brief = announcer.OnAccepted(shortLived.Server, "brief");
+        MptcpConnectionState lasting = announcer.OnAccepted(longLived.Server, "lasting");
+        Assert.Contains("AnnounceDelay", lasting.StateReason);
+        Assert.Equal(2, announcer.TrackedConnections);
+
+        announcer.OnClosed(brief); // ends within the delay
+        time.Advance(TimeSpan.FromMilliseconds(150));
+        await Task.Delay(100);
+        Assert.Empty(pm.Calls); // not due yet
+        Assert.Equal(UnicastSubflowState.NotAnnounced, lasting.State);
+
+        for (int i = 0; i < 20 && lasting.State != UnicastSubflowState.Announced; i++)
+        {
+            time.Advance(TimeSpan.FromMilliseconds(50));
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(UnicastSubflowState.Announced, lasting.State);
+        Assert.Equal($"announce {lasting.Token:x8} 1 127.0.0.2:0", Assert.Single(pm.Calls)); // only the connection still open
+        Assert.Equal(1, metrics["mptcp_anycast.announcements|sent"]);
+        Assert.Equal(1, metrics["mptcp_anycast.announcements|closed_before_delay"]);
+        Assert.Equal(UnicastSubflowState.NotAnnounced, brief.State);
+    }
+}
