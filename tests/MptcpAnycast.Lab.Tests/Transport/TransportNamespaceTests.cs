@@ -153,6 +153,26 @@ public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper
     }
 
     [LabFact]
+    public async Task A_delayed_announcement_comes_after_the_delay_and_the_client_joins()
+    {
+        using var lab = new TransportLab("userspace");
+        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a",
+            ServerArgs("Userspace", "--MptcpAnycast:AnnounceDelay", "00:00:00.800"));
+        Assert.False(server.HasExited, server.Output);
+        using HttpClient client = lab.CreateClient(); // an MPTCP client; one kept-alive connection
+
+        JsonElement early = await TransportLab.GetStateAsync(client, Base);
+        JsonElement after = await TransportLab.WaitForStateAsync(client, Base, "Joined", timeoutMs: 10_000);
+
+        Assert.Equal("NotAnnounced", early.GetProperty("state").GetString());
+        Assert.Contains("AnnounceDelay", early.GetProperty("stateReason").GetString());
+        Assert.Equal(1, early.GetProperty("subflows").GetArrayLength());
+        Assert.Equal("Joined", after.GetProperty("state").GetString());
+        Assert.Equal(early.GetProperty("token").GetString(), after.GetProperty("token").GetString()); // same connection
+        Assert.Contains(after.GetProperty("subflows").EnumerateArray(), s => s.GetProperty("local").GetString() == "192.0.2.2:8080");
+    }
+
+    [LabFact]
     public async Task Plain_tcp_client_is_served_and_reported_as_fallback()
     {
         using var lab = new TransportLab("userspace");
