@@ -86,7 +86,12 @@ internal static class EventLag
 
             // Idle first: the fixed cost of the pipeline, without load.
             await run.LoadAsync(lab.ClientNamespace, new IPEndPoint(anycast, Port), rate: 100, concurrent: 50, seconds: 2, "idle (100/s, 50 open)");
-            await run.LoadAsync(lab.ClientNamespace, new IPEndPoint(anycast, Port), rate, concurrent, seconds, string.Create(CultureInfo.InvariantCulture, $"load ({rate}/s, {concurrent} open)"));
+            // Then the load twice: the first time the process reaches C open connections its tables grow (the
+            // announcer's by-token map, this harness's queue of open sockets), a few hundred KiB of large arrays that
+            // make the runtime collect all generations once; the second time they have their size, as in a server that
+            // has been up for a while.
+            await run.LoadAsync(lab.ClientNamespace, new IPEndPoint(anycast, Port), rate, concurrent, seconds, string.Create(CultureInfo.InvariantCulture, $"load, first ({rate}/s, {concurrent} open)"));
+            await run.LoadAsync(lab.ClientNamespace, new IPEndPoint(anycast, Port), rate, concurrent, seconds, string.Create(CultureInfo.InvariantCulture, $"load, steady ({rate}/s, {concurrent} open)"));
             return 0;
         }
         finally
@@ -161,6 +166,7 @@ internal static class EventLag
         private readonly ConcurrentQueue<(Socket Socket, MptcpConnectionState State)> _open = new();
         private readonly CancellationTokenSource _stop = new();
         private readonly Task _acceptLoop;
+        private readonly GcWatcher _gc = new();
 
         /// <summary>The nice value the client process runs at (0: the same priority as this process).</summary>
         public int ClientNice { get; set; }
@@ -245,7 +251,8 @@ internal static class EventLag
 
         public async Task LoadAsync(string clientNamespace, IPEndPoint target, int rate, int concurrent, double seconds, string label)
         {
-            _pathManager.Reset();
+            _pathManager.Reset(expected: (int)(rate * seconds * 1.2) + concurrent);
+            _gc.Take();
             int closed = 0, joined = 0, maxOpen = 0;
             TimeSpan gcPauseBefore = GC.GetTotalPauseDuration();
             int gcBefore = GC.CollectionCount(0), gen2Before = GC.CollectionCount(2);
@@ -294,6 +301,10 @@ internal static class EventLag
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  this process's GC meanwhile: {GC.CollectionCount(0) - gcBefore} collections ({GC.CollectionCount(2) - gen2Before} full), paused {(GC.GetTotalPauseDuration() - gcPauseBefore).TotalMilliseconds:0} ms in all ({(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")} GC); "
                 + $"{(GC.GetTotalAllocatedBytes() - allocatedBefore) / Math.Max(1, closed)} bytes allocated per connection"));
+            foreach (string collection in _gc.Take())
+            {
+                Console.WriteLine($"    {collection}");
+            }
         }
 
         public async ValueTask DisposeAsync()
@@ -308,6 +319,7 @@ internal static class EventLag
 
             await _announcer.DisposeAsync();
             _stop.Dispose();
+            _gc.Dispose();
         }
     }
 
@@ -329,17 +341,19 @@ internal static class EventLag
     /// </summary>
     private sealed class TimedPathManager(KernelPathManager inner) : IPathManager
     {
-        private readonly ConcurrentDictionary<uint, (long Before, long After)> _closed = new();
-        private readonly ConcurrentDictionary<uint, long> _handled = new();
+        // Replaced, at their full size, before each phase: growing them during one would be this harness's garbage.
+        private volatile ConcurrentDictionary<uint, (long Before, long After)> _closed = new();
+        private volatile ConcurrentDictionary<uint, long> _handled = new();
         private int _lost;
 
         /// <summary>The connection was closed: <c>close()</c> was entered at <paramref name="before"/> and returned at <paramref name="after"/>.</summary>
         public void Closed(uint token, long before, long after) => _closed[token] = (before, after);
 
-        public void Reset()
+        /// <summary>Starts a phase of about <paramref name="expected"/> connections.</summary>
+        public void Reset(int expected)
         {
-            _closed.Clear();
-            _handled.Clear();
+            _closed = new ConcurrentDictionary<uint, (long Before, long After)>(Environment.ProcessorCount, expected);
+            _handled = new ConcurrentDictionary<uint, long>(Environment.ProcessorCount, expected);
             Interlocked.Exchange(ref _lost, 0);
         }
 
