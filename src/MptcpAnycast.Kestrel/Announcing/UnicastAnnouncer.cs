@@ -457,64 +457,59 @@ internal sealed class UnicastAnnouncer : IAsyncDisposable
     /// (one delay for all, so the queue is in due order), checking a quarter of the delay apart (5 to 250 ms).
     /// Connections closed meanwhile are dropped without a command.
     /// </summary>
-    private async Task AnnounceWhenDueAsync()
-    {
-        TimeSpan period = TimeSpan.FromMilliseconds(Math.Clamp(_settings.AnnounceDelay.TotalMilliseconds / 4, 5, 250));
-        using var timer = new PeriodicTimer(period, _time);
-        try
+    private Task AnnounceWhenDueAsync() =>
+        RunPeriodicallyAsync(TimeSpan.FromMilliseconds(Math.Clamp(_settings.AnnounceDelay.TotalMilliseconds / 4, 5, 250)), now =>
         {
-            while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
+            while (_delayed.TryPeek(out (MptcpConnectionState State, DateTimeOffset Due) head) && head.Due <= now && _delayed.TryDequeue(out head))
             {
-                DateTimeOffset now = _time.GetUtcNow();
-                while (_delayed.TryPeek(out (MptcpConnectionState State, DateTimeOffset Due) head) && head.Due <= now && _delayed.TryDequeue(out head))
+                MptcpConnectionState state = head.State;
+                if (state.IsClosed)
                 {
-                    MptcpConnectionState state = head.State;
-                    if (state.IsClosed)
-                    {
-                        _metrics.Announcement("closed_before_delay");
-                    }
-                    else if (TryAcquireBudget(state))
-                    {
-                        _ = AnnounceCoreAsync(state, _stopping.Token);
-                    }
+                    _metrics.Announcement("closed_before_delay");
+                }
+                else if (TryAcquireBudget(state))
+                {
+                    _ = AnnounceCoreAsync(state, _stopping.Token);
                 }
             }
-        }
-        catch (OperationCanceledException)
-        {
-        }
-    }
+        });
 
-    private async Task SweepAsync()
+    /// <summary>Marks joins that did not come in time, reading joins from the sockets where events do not tell.</summary>
+    private Task SweepAsync() =>
+        RunPeriodicallyAsync(TimeSpan.FromMilliseconds(Math.Clamp(_settings.JoinTimeout.TotalMilliseconds / 4, 50, 1000)), now =>
+        {
+            _rateLimiter.Prune(now);
+            foreach (MptcpConnectionState state in _byToken.Values)
+            {
+                if (state.State != UnicastSubflowState.Announced)
+                {
+                    continue;
+                }
+
+                // Without events, joins are read from the sockets; with them, once more before giving up on a
+                // connection, in case its join event was among those the kernel dropped without telling.
+                if (!_followingEvents || state.IsJoinOverdue(now, _settings.JoinTimeout))
+                {
+                    CheckJoinFromSocket(state);
+                }
+
+                if (state.TryMarkJoinTimedOut(now, _settings.JoinTimeout))
+                {
+                    _metrics.JoinTimedOut();
+                    MptcpAnycastLog.JoinTimedOut(_logger, state.ConnectionId, state.AnnouncedEndPoint!, _settings.JoinTimeout);
+                }
+            }
+        });
+
+    /// <summary>Runs <paramref name="tick"/> with the current time every <paramref name="period"/> until the announcer stops.</summary>
+    private async Task RunPeriodicallyAsync(TimeSpan period, Action<DateTimeOffset> tick)
     {
-        TimeSpan period = TimeSpan.FromMilliseconds(Math.Clamp(_settings.JoinTimeout.TotalMilliseconds / 4, 50, 1000));
         using var timer = new PeriodicTimer(period, _time);
         try
         {
             while (await timer.WaitForNextTickAsync(_stopping.Token).ConfigureAwait(false))
             {
-                DateTimeOffset now = _time.GetUtcNow();
-                _rateLimiter.Prune(now);
-                foreach (MptcpConnectionState state in _byToken.Values)
-                {
-                    if (state.State != UnicastSubflowState.Announced)
-                    {
-                        continue;
-                    }
-
-                    // Without events, joins are read from the sockets; with them, once more before giving up on a
-                    // connection, in case its join event was among those the kernel dropped without telling.
-                    if (!_followingEvents || state.IsJoinOverdue(now, _settings.JoinTimeout))
-                    {
-                        CheckJoinFromSocket(state);
-                    }
-
-                    if (state.TryMarkJoinTimedOut(now, _settings.JoinTimeout))
-                    {
-                        _metrics.JoinTimedOut();
-                        MptcpAnycastLog.JoinTimedOut(_logger, state.ConnectionId, state.AnnouncedEndPoint!, _settings.JoinTimeout);
-                    }
-                }
+                tick(_time.GetUtcNow());
             }
         }
         catch (OperationCanceledException)
