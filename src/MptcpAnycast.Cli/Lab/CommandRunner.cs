@@ -52,8 +52,11 @@ internal static class CommandRunner
         psi.RedirectStandardInput = standardInput is not null;
         psi.UseShellExecute = false;
         using Process process = Process.Start(psi) ?? throw new InvalidOperationException($"cannot start {file}");
-        Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-        Task<string> stderr = process.StandardError.ReadToEndAsync();
+        // The pipes are drained by threads of their own, not by the thread pool: callers run on pool threads (a route
+        // flip in the middle of 500 streams) and block here, and a pool busy with those streams took over a second to
+        // run the readers' continuations, stalling the caller and, with it, everything it was timing.
+        Task<string> stdout = ReadToEndOnOwnThread(process.StandardOutput);
+        Task<string> stderr = ReadToEndOnOwnThread(process.StandardError);
         if (standardInput is not null)
         {
             process.StandardInput.Write(standardInput);
@@ -70,6 +73,9 @@ internal static class CommandRunner
         process.WaitForExit();
         return new CommandResult(process.ExitCode, stdout.Result + stderr.Result);
     }
+
+    private static Task<string> ReadToEndOnOwnThread(StreamReader reader) =>
+        Task.Factory.StartNew(reader.ReadToEnd, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
     private static string Describe(string file, IEnumerable<string> arguments) =>
         string.Join(' ', new[] { file }.Concat(arguments.Select(a => a.Contains(' ') ? $"'{a}'" : a)));

@@ -22,6 +22,7 @@ internal sealed class StreamProbe : IDisposable
     private long _received;
     private long _expected;
     private long _longestGapTicks;
+    private long _longestGapEnd;
     private long _lastArrival;
     private int _maxSubflows;
 
@@ -48,6 +49,9 @@ internal sealed class StreamProbe : IDisposable
 
     /// <summary>The longest time between two arrivals of stream data (or from the last one until the end of the wait).</summary>
     public TimeSpan LongestGap => TimeSpan.FromTicks(Interlocked.Read(ref _longestGapTicks) * TimeSpan.TicksPerSecond / Stopwatch.Frequency);
+
+    /// <summary>When the longest gap ended (a <see cref="Stopwatch.GetTimestamp"/> value; 0 before any): was it at a flip?</summary>
+    public long LongestGapEndedAt => Interlocked.Read(ref _longestGapEnd);
 
     public bool PatternIntact { get; private set; } = true;
 
@@ -372,8 +376,13 @@ internal sealed class StreamProbe : IDisposable
         long last = Interlocked.Exchange(ref _lastArrival, now);
         long gap = now - last;
         long longest;
-        while (gap > (longest = Interlocked.Read(ref _longestGapTicks)) && Interlocked.CompareExchange(ref _longestGapTicks, gap, longest) != longest)
+        while (gap > (longest = Interlocked.Read(ref _longestGapTicks)))
         {
+            if (Interlocked.CompareExchange(ref _longestGapTicks, gap, longest) == longest)
+            {
+                Interlocked.Exchange(ref _longestGapEnd, now);
+                break;
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Text.Json;
 using MptcpAnycast.Cli.Lab;
 using MptcpAnycast.Lab.Tests.Infrastructure;
@@ -210,10 +211,13 @@ public sealed class AnycastEndToEndTests(ITestOutputHelper output)
         }
 
         // A -> B -> A -> B while every stream runs.
+        long started = Stopwatch.GetTimestamp();
         await run.StreamAcrossFlipsAsync(probes, seconds: 6, rate: 8 * 1024, flipsAt: [1.5, 3.0, 4.5]);
 
+        List<double> endedAt = probes.Select(p => Stopwatch.GetElapsedTime(started, p.LongestGapEndedAt).TotalSeconds).Order().ToList();
         output.WriteLine($"{probes.Count(p => p.Survived)}/500 survived; longest stall max {probes.Max(p => p.LongestGap.TotalMilliseconds):0} ms, "
-            + $"median {probes.Select(p => p.LongestGap.TotalMilliseconds).Order().ElementAt(250):0} ms");
+            + $"median {probes.Select(p => p.LongestGap.TotalMilliseconds).Order().ElementAt(250):0} ms; "
+            + $"it ended {endedAt[0]:0.00}-{endedAt[^1]:0.00} s (median {endedAt[250]:0.00} s) after the start, the flips were at 1.5, 3.0, 4.5 s");
         Assert.All(probes, EndToEndRun.AssertSurvived); // per-byte pattern (order) and SHA-256 (content)
     }
 }
