@@ -87,9 +87,9 @@ internal static class EventLag
             // Idle first: the fixed cost of the pipeline, without load.
             await run.LoadAsync(lab.ClientNamespace, new IPEndPoint(anycast, Port), rate: 100, concurrent: 50, seconds: 2, "idle (100/s, 50 open)");
             // Then the load twice: the first time the process reaches C open connections its tables grow (the
-            // announcer's by-token map, this harness's queue of open sockets), a few hundred KiB of large arrays that
-            // make the runtime collect all generations once; the second time they have their size, as in a server that
-            // has been up for a while.
+            // announcer's by-token map, this harness's queue of open sockets: large arrays, which count towards the
+            // runtime's large-object budget); the second time they have their size, as in a server that has been up
+            // for a while.
             await run.LoadAsync(lab.ClientNamespace, new IPEndPoint(anycast, Port), rate, concurrent, seconds, string.Create(CultureInfo.InvariantCulture, $"load, first ({rate}/s, {concurrent} open)"));
             await run.LoadAsync(lab.ClientNamespace, new IPEndPoint(anycast, Port), rate, concurrent, seconds, string.Create(CultureInfo.InvariantCulture, $"load, steady ({rate}/s, {concurrent} open)"));
             return 0;
