@@ -1,4 +1,4 @@
-using MptcpAnycast.Netlink;
+using MptcpAnycast;
 
 namespace MptcpAnycast.Cli.Lab;
 
@@ -13,7 +13,7 @@ internal static class NamespaceThread
     public static T Run<T>(string name, Func<T> action)
     {
         ArgumentNullException.ThrowIfNull(action);
-        using NetworkNamespace ns = NetworkNamespace.Named(name);
+        using NetworkNamespace ns = NetworkNamespace.Open(name);
         return ns.Run(action);
     }
 }
