@@ -53,7 +53,7 @@ public sealed class UnicastAnnouncerEventRecoveryTests
         MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(
             new MptcpAnycastOptions { UnicastAddresses = ["127.0.0.2"], JoinTimeout = TimeSpan.FromSeconds(5) }, [UnicastAddress]);
         await using var announcer = new UnicastAnnouncer(settings, AnnouncementMode.Userspace, pm, null, new RecordingLogger(),
-            new MptcpAnycastMetrics(Meters.Create()), time)
+            new MptcpAnycastMetrics(MetricRecorder.CreateFactory()), time)
         {
             SubflowReader = Subflows(joined),
         };
@@ -97,7 +97,7 @@ public sealed class UnicastAnnouncerEventRecoveryTests
             return true;
         };
         var logger = new RecordingLogger();
-        var meters = Meters.Create();
+        var meters = MetricRecorder.CreateFactory();
         using var metrics = new MetricRecorder(meters);
         await using var announcer = new UnicastAnnouncer(Settings(), AnnouncementMode.Userspace, pm, null, logger, new MptcpAnycastMetrics(meters), time)
         {
@@ -152,7 +152,7 @@ public sealed class UnicastAnnouncerEventRecoveryTests
             return false;
         };
         var logger = new RecordingLogger();
-        var meters = Meters.Create();
+        var meters = MetricRecorder.CreateFactory();
         var announcer = new UnicastAnnouncer(Settings(), AnnouncementMode.Userspace, pm, null, logger, new MptcpAnycastMetrics(meters), time);
         var pairs = new List<LoopbackPair>();
         try
@@ -204,7 +204,7 @@ public sealed class UnicastAnnouncerEventRecoveryTests
         var pm = new FakePathManager();
         var logger = new RecordingLogger();
         await using var announcer = new UnicastAnnouncer(Settings(), AnnouncementMode.Userspace, pm, null, logger,
-            new MptcpAnycastMetrics(Meters.Create()), time);
+            new MptcpAnycastMetrics(MetricRecorder.CreateFactory()), time);
 
         pm.FailEvents(null);
         await Eventually.TrueAsync(() => !announcer.IsFollowingEvents, "noticed the end");
@@ -237,7 +237,7 @@ public sealed class UnicastAnnouncerDelayTests
     {
         var time = new FakeTimeProvider();
         var pm = new FakePathManager();
-        var meters = Meters.Create();
+        var meters = MetricRecorder.CreateFactory();
         var metrics = new MetricRecorder(meters);
         MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(
             new MptcpAnycastOptions { UnicastAddresses = ["127.0.0.2"], AnnounceDelay = TimeSpan.FromMilliseconds(200) }, [UnicastAddress]);

@@ -29,7 +29,7 @@ public sealed class UnicastAnnouncerTests
     private static (UnicastAnnouncer Announcer, MetricRecorder Metrics) Create(MptcpAnycastSettings settings, FakePathManager? pm,
         AnnouncementMode mode = AnnouncementMode.Userspace)
     {
-        var meters = Meters.Create();
+        var meters = MetricRecorder.CreateFactory();
         var recorder = new MetricRecorder(meters);
         var announcer = new UnicastAnnouncer(settings, mode, pm, pm is null ? "no path manager in this test" : null,
             NullLogger.Instance, new MptcpAnycastMetrics(meters), TimeProvider.System);
@@ -304,7 +304,7 @@ public sealed class UnicastAnnouncerRateLimitTests
     public async Task Past_the_per_client_budget_connections_are_served_but_not_announced()
     {
         var pm = new FakePathManager();
-        var meters = Meters.Create();
+        var meters = MetricRecorder.CreateFactory();
         using var metrics = new MetricRecorder(meters);
         MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(new MptcpAnycastOptions
         {
@@ -350,7 +350,7 @@ public sealed class UnicastAnnouncerRecoveryTests
             };
             MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(new MptcpAnycastOptions { UnicastAddresses = ["127.0.0.2"] }, [IPAddress.Parse("127.0.0.2")]);
             await using var announcer = new UnicastAnnouncer(settings, AnnouncementMode.Userspace, pm, null, NullLogger.Instance,
-                new MptcpAnycastMetrics(Meters.Create()), TimeProvider.System);
+                new MptcpAnycastMetrics(MetricRecorder.CreateFactory()), TimeProvider.System);
             var pairs = new List<LoopbackPair>();
             try
             {
