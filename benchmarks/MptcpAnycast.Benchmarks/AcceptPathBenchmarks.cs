@@ -6,16 +6,22 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using MptcpAnycast.Kestrel;
 using MptcpAnycast.Kestrel.Announcing;
+using MptcpAnycast.Kestrel.Connections;
+using MptcpAnycast.Kestrel.Control;
 using MptcpAnycast.Kestrel.Diagnostics;
-using MptcpAnycast.Kestrel.Internal;
 
 namespace MptcpAnycast.Benchmarks;
 
 /// <summary>
-/// What the transport adds to one accepted connection, from accept to close: the announcer reads the socket's MPTCP
-/// state (one getsockopt), decides, tracks the connection and starts its announcement through the resilience pipeline
-/// (here a path manager that answers at once, so the kernel's part is left out: see <c>announce-roundtrip</c>), then
-/// forgets it on close. Measured on one real accepted MPTCP loopback socket, accepted again and again.
+/// What the transport adds per accepted connection, in its two places, on one real accepted MPTCP (or plain TCP)
+/// loopback socket, accepted again and again:
+/// <list type="bullet">
+/// <item>on Kestrel's accept loop: read the socket's MPTCP state (one getsockopt; two for plain TCP) and make the
+/// connection's tracking object and feature (the listener then queues it for the control loop: one lock-free enqueue,
+/// not timed here);</item>
+/// <item>on the control loop: decide, track, announce through the resilience pipeline (a path manager that answers at
+/// once, so the kernel's part is left out: see <c>announce-roundtrip</c>), and forget it at close.</item>
+/// </list>
 /// </summary>
 [MemoryDiagnoser]
 public class AcceptPathBenchmarks
@@ -23,9 +29,13 @@ public class AcceptPathBenchmarks
     private LoopbackConnections _connections = null!;
     private Socket _server = null!;
     private Socket _tcpServer = null!;
-    private UnicastAnnouncer _announcer = null!;
-    private UnicastAnnouncer _noAnnouncements = null!;
+    private IPEndPoint _local = null!;
+    private IPEndPoint _remote = null!;
+    private MptcpConnectionInfo _info;
     private InstantPathManager _pathManager = null!;
+    private ControlPath _control = null!;
+    private (UnicastAnnouncer Announcer, JoinTracker Joins, ConnectionRegistry Registry) _announcing;
+    private (UnicastAnnouncer Announcer, JoinTracker Joins, ConnectionRegistry Registry) _notAnnouncing;
 
     [GlobalSetup]
     public void Setup()
@@ -33,62 +43,91 @@ public class AcceptPathBenchmarks
         _connections = new LoopbackConnections();
         _server = _connections.MptcpServer;
         _tcpServer = _connections.TcpServer;
+        _local = (IPEndPoint)_server.LocalEndPoint!;
+        _remote = (IPEndPoint)_server.RemoteEndPoint!;
+        _info = MptcpSocket.GetConnectionInfo(_server);
 
         IMeterFactory meters = new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>();
         MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(
             new MptcpAnycastOptions { Mode = AnnouncementMode.Userspace, UnicastAddresses = ["127.0.0.2"] }, [IPAddress.Parse("127.0.0.2")]);
         _pathManager = new InstantPathManager();
-        _announcer = new UnicastAnnouncer(settings, AnnouncementMode.Userspace, _pathManager, null, NullLogger.Instance, new MptcpAnycastMetrics(meters), TimeProvider.System);
-        MptcpAnycastSettings none = MptcpAnycastSettings.Validate(new MptcpAnycastOptions { Mode = AnnouncementMode.None });
-        _noAnnouncements = new UnicastAnnouncer(none, AnnouncementMode.None, null, null, NullLogger.Instance, new MptcpAnycastMetrics(meters), TimeProvider.System);
+        _control = new ControlPath(settings, AnnouncementMode.Userspace, _pathManager, null, NullLogger.Instance, new MptcpAnycastMetrics(meters), TimeProvider.System);
+        _announcing = ControlLoopParts(settings, AnnouncementMode.Userspace, _pathManager, meters);
+        _notAnnouncing = ControlLoopParts(MptcpAnycastSettings.Validate(new MptcpAnycastOptions { Mode = AnnouncementMode.None }), AnnouncementMode.None, null, meters);
 
-        // Check the answer before timing it.
-        MptcpConnectionState state = _announcer.OnAccepted(_server, "check");
-        if (!state.IsMptcp || state.Token == 0 || state.State != UnicastSubflowState.Announced || _pathManager.Announcements != 1 || _announcer.TrackedConnections != 1)
+        // Check the answers before timing them.
+        TrackedConnection announced = Accepted();
+        _announcing.Announcer.OnAccepted(announced);
+        if (!announced.IsMptcp || announced.Token == 0 || announced.State != UnicastSubflowState.Announced || _pathManager.Announcements != 1
+            || _announcing.Registry.Count != 1)
         {
-            throw new InvalidOperationException($"accept path: {state.State} ({state.StateReason}), {_pathManager.Announcements} announcements");
+            throw new InvalidOperationException($"control loop: {announced.State} ({announced.StateReason}), {_pathManager.Announcements} announcements");
         }
 
-        _announcer.OnClosed(state);
-        MptcpConnectionState tcp = _announcer.OnAccepted(_tcpServer, "check-tcp");
-        if (tcp.IsMptcp || _announcer.TrackedConnections != 0 || _pathManager.Announcements != 1)
+        _announcing.Joins.OnClosed(announced);
+        var tcp = (MptcpConnectionFeature)AcceptLoop_tcp();
+        _announcing.Announcer.OnAccepted(tcp.Connection);
+        if (tcp.IsMptcp || _announcing.Registry.Count != 1 || _pathManager.Announcements != 1)
         {
-            throw new InvalidOperationException($"accept path, TCP: {tcp.State} ({tcp.StateReason})");
+            throw new InvalidOperationException($"accept path, TCP: {tcp.State} ({tcp.StateReason}); {_announcing.Registry.Count} tracked");
         }
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
-        _announcer.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        _noAnnouncements.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        _control.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _connections.Dispose();
     }
 
-    /// <summary>Userspace mode: accept, announce (instant path manager), close.</summary>
+    /// <summary>Kestrel's accept loop, MPTCP client: what the listener does besides Kestrel's own work.</summary>
     [Benchmark(Baseline = true)]
-    public UnicastSubflowState Mptcp_announced()
+    public IMptcpConnectionFeature AcceptLoop_mptcp()
     {
-        MptcpConnectionState state = _announcer.OnAccepted(_server, "c");
-        _announcer.OnClosed(state);
-        return state.State;
+        var connection = new TrackedConnection(_server, MptcpSocket.GetConnectionInfo(_server), "c", _local, _remote, DateTimeOffset.UtcNow);
+        return new MptcpConnectionFeature(connection, _control);
     }
 
-    /// <summary>Mode None: the transport's bookkeeping without an announcement.</summary>
+    /// <summary>Kestrel's accept loop, plain TCP client: the fallback is recognised (two getsockopts).</summary>
     [Benchmark]
-    public bool Mptcp_not_announced()
+    public IMptcpConnectionFeature AcceptLoop_tcp()
     {
-        MptcpConnectionState state = _noAnnouncements.OnAccepted(_server, "c");
-        _noAnnouncements.OnClosed(state);
-        return state.IsMptcp;
+        var connection = new TrackedConnection(_tcpServer, MptcpSocket.GetConnectionInfo(_tcpServer), "c", _local, _remote, DateTimeOffset.UtcNow);
+        return new MptcpConnectionFeature(connection, _control);
     }
 
-    /// <summary>A plain TCP client: the fallback is recognised and nothing is tracked.</summary>
+    /// <summary>The control loop, Userspace mode: decide, track, announce (instant path manager), then forget at close.</summary>
     [Benchmark]
-    public bool Tcp_fallback()
+    public UnicastSubflowState ControlLoop_announced()
     {
-        MptcpConnectionState state = _announcer.OnAccepted(_tcpServer, "c");
-        _announcer.OnClosed(state);
-        return state.IsMptcp;
+        TrackedConnection connection = Accepted();
+        _announcing.Announcer.OnAccepted(connection);
+        _announcing.Joins.OnClosed(connection);
+        return connection.State;
+    }
+
+    /// <summary>The control loop, Mode None: the connection is counted and nothing else.</summary>
+    [Benchmark]
+    public UnicastSubflowState ControlLoop_not_announced()
+    {
+        TrackedConnection connection = Accepted();
+        _notAnnouncing.Announcer.OnAccepted(connection);
+        _notAnnouncing.Joins.OnClosed(connection);
+        return connection.State;
+    }
+
+    private TrackedConnection Accepted() => new(_server, _info, "c", _local, _remote, DateTimeOffset.UtcNow);
+
+    private static (UnicastAnnouncer, JoinTracker, ConnectionRegistry) ControlLoopParts(MptcpAnycastSettings settings, AnnouncementMode mode,
+        IPathManager? pathManager, IMeterFactory meters)
+    {
+        var registry = new ConnectionRegistry();
+        var metrics = new MptcpAnycastMetrics(meters);
+        var joins = new JoinTracker(settings, registry, hasAfterJoinCommands: false, metrics, NullLogger.Instance, TimeProvider.System,
+            static c => c.GetSubflows(), static _ => { });
+        joins.IsFollowingEvents = true;
+        var announcer = new UnicastAnnouncer(settings, mode, settings.CreatePolicy(), pathManager, "no path manager", registry, joins,
+            new ControlPlanePipeline(TimeSpan.FromSeconds(15), NullLogger.Instance), metrics, NullLogger.Instance, TimeProvider.System);
+        return (announcer, joins, registry);
     }
 }

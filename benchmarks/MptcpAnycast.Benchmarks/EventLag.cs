@@ -4,14 +4,14 @@ using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.CompilerServices;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using MptcpAnycast.Cli.Lab;
 using MptcpAnycast.Kestrel;
-using MptcpAnycast.Kestrel.Announcing;
+using MptcpAnycast.Kestrel.Connections;
+using MptcpAnycast.Kestrel.Control;
 using MptcpAnycast.Kestrel.Diagnostics;
-using MptcpAnycast.Kestrel.Internal;
+using MptcpAnycast.PathManagement;
 
 namespace MptcpAnycast.Benchmarks;
 
@@ -20,12 +20,13 @@ namespace MptcpAnycast.Benchmarks;
 /// while MPTCP connections arrive at R per second and C of them stay open, each announced (a real ANNOUNCE to the
 /// userspace path manager) and joined by the client (a real MP_JOIN), in the anycast lab's namespaces.
 /// <para>
-/// The lag is timed on the kernel's own events through the announcer's real pipeline (netlink socket, decoder, buffer,
-/// announcer): the server closes its oldest connection once C are open, noting the time just before <c>close()</c>, and
-/// the kernel emits that connection's CLOSED event inside <c>close()</c>. The announcer takes its events from the path
-/// manager one by one and handles each synchronously before asking for the next, so the moment it is handed the CLOSED
-/// event is the moment it processes it; the lag is the difference. The transport itself does not subscribe to CLOSED:
-/// the harness adds it, so the event thread carries one event per connection more than in production. Events travel in order, so each sample is the
+/// The lag is timed on the kernel's own events through the transport's real event path (netlink socket, decoder, the
+/// handlers on the client's event thread, among them the control path's join tracker): the server closes its oldest
+/// connection once C are open, noting the time just before <c>close()</c>, and the kernel emits that connection's CLOSED
+/// event inside <c>close()</c>. The event thread hands each event to its handlers in kernel order, one at a time, so the
+/// moment the harness's handler gets the CLOSED event is the moment the join tracker would have; the lag is the
+/// difference. The transport itself does not subscribe to CLOSED: the harness adds a handler for it on the transport's
+/// own client, so the event thread carries one event per connection more than in production. Each sample is the
 /// queueing delay of every event at that moment, joins included.
 /// </para>
 /// </summary>
@@ -157,13 +158,13 @@ internal static class EventLag
             ? n
             : throw new ArgumentException($"event-lag: {name} must be a whole number from {min} to {max}, got '{value}'");
 
-    /// <summary>The server side: a listener and the transport's announcer with a timing path manager, in the POP's namespace.</summary>
+    /// <summary>The server side: a listener and the transport's control path on the real path manager, in the POP's namespace.</summary>
     private sealed class Server : IAsyncDisposable
     {
         private readonly Socket _listener;
-        private readonly TimedPathManager _pathManager;
-        private readonly UnicastAnnouncer _announcer;
-        private readonly ConcurrentQueue<(Socket Socket, MptcpConnectionState State)> _open = new();
+        private readonly ClosedEventTimer _pathManager;
+        private readonly ControlPath _control;
+        private readonly ConcurrentQueue<(Socket Socket, TrackedConnection Connection)> _open = new();
         private readonly CancellationTokenSource _stop = new();
         private readonly Task _acceptLoop;
         private readonly GcWatcher _gc = new();
@@ -171,11 +172,11 @@ internal static class EventLag
         /// <summary>The nice value the client process runs at (0: the same priority as this process).</summary>
         public int ClientNice { get; set; }
 
-        private Server(Socket listener, TimedPathManager pathManager, UnicastAnnouncer announcer)
+        private Server(Socket listener, ClosedEventTimer pathManager, ControlPath control)
         {
             _listener = listener;
             _pathManager = pathManager;
-            _announcer = announcer;
+            _control = control;
             _acceptLoop = Task.Run(AcceptAsync);
         }
 
@@ -190,17 +191,23 @@ internal static class EventLag
                 UnicastAddresses = [unicast.ToString()],
             };
             MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(options, [anycast, unicast]);
-            (KernelPathManager kernel, string? problem) = KernelPathManager.OpenAsync(subscribe: true, settings.EventSocketReceiveBufferSize, CancellationToken.None, closedEvents: true)
-                .GetAwaiter().GetResult(); // on this thread: the netlink sockets are made in the POP's namespace
-            if (problem is not null)
+            // On this thread: the netlink sockets are made in the POP's namespace.
+            NetlinkPathManager kernel = NetlinkPathManager.Open(new PathManagerClientOptions
             {
-                throw new InvalidOperationException($"cannot follow path-manager events: {problem}");
+                CommandTimeout = ControlPathTuning.Default.CommandTimeout,
+                EventReceiveBufferSize = settings.EventSocketReceiveBufferSize,
+            });
+            var timer = new ClosedEventTimer();
+            kernel.Client.AddEventHandler(timer, [PathManagerEventType.Closed]);
+            IMeterFactory meters = new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>();
+            var control = new ControlPath(settings, AnnouncementMode.Userspace, kernel, null, NullLogger.Instance, new MptcpAnycastMetrics(meters), TimeProvider.System);
+            control.Start();
+            if (!control.IsFollowingEvents)
+            {
+                throw new InvalidOperationException("cannot follow path-manager events");
             }
 
-            IMeterFactory meters = new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>();
-            var timed = new TimedPathManager(kernel);
-            var announcer = new UnicastAnnouncer(settings, AnnouncementMode.Userspace, timed, null, NullLogger.Instance, new MptcpAnycastMetrics(meters), TimeProvider.System);
-            return new Server(listener, timed, announcer);
+            return new Server(listener, timer, control);
         }
 
         private async Task AcceptAsync()
@@ -223,8 +230,11 @@ internal static class EventLag
                     continue;
                 }
 
-                MptcpConnectionState state = _announcer.OnAccepted(socket, string.Create(CultureInfo.InvariantCulture, $"c{++n}"));
-                _open.Enqueue((socket, state));
+                // As the transport's listener does: the socket's facts, then the control path takes over.
+                var connection = new TrackedConnection(socket, MptcpSocket.GetConnectionInfo(socket), string.Create(CultureInfo.InvariantCulture, $"c{++n}"),
+                    socket.LocalEndPoint as IPEndPoint, socket.RemoteEndPoint as IPEndPoint, DateTimeOffset.UtcNow);
+                _control.OnAccepted(connection);
+                _open.Enqueue((socket, connection));
             }
         }
 
@@ -232,20 +242,20 @@ internal static class EventLag
         private bool CloseOldest(out bool joined)
         {
             joined = false;
-            if (!_open.TryDequeue(out (Socket Socket, MptcpConnectionState State) oldest))
+            if (!_open.TryDequeue(out (Socket Socket, TrackedConnection Connection) oldest))
             {
                 return false;
             }
 
-            joined = oldest.State.State == UnicastSubflowState.Joined;
+            joined = oldest.Connection.State == UnicastSubflowState.Joined;
             long before = Stopwatch.GetTimestamp();
             oldest.Socket.Dispose();
-            if (oldest.State.Token != 0)
+            if (oldest.Connection.Token != 0)
             {
-                _pathManager.Closed(oldest.State.Token, before, Stopwatch.GetTimestamp());
+                _pathManager.Closed(oldest.Connection.Token, before, Stopwatch.GetTimestamp());
             }
 
-            _announcer.OnClosed(oldest.State);
+            _control.OnClosed(oldest.Connection);
             return true;
         }
 
@@ -312,12 +322,12 @@ internal static class EventLag
             await _stop.CancelAsync();
             _listener.Dispose();
             await _acceptLoop.ContinueWith(_ => { }, TaskScheduler.Default);
-            while (_open.TryDequeue(out (Socket Socket, MptcpConnectionState State) c))
+            while (_open.TryDequeue(out (Socket Socket, TrackedConnection Connection) c))
             {
                 c.Socket.Dispose();
             }
 
-            await _announcer.DisposeAsync();
+            await _control.DisposeAsync();
             _stop.Dispose();
             _gc.Dispose();
         }
@@ -336,10 +346,10 @@ internal static class EventLag
     }
 
     /// <summary>
-    /// The kernel path manager, with the time each CLOSED event is handed to the announcer compared with the time its
-    /// connection was closed.
+    /// A handler on the transport's own path-manager client that notes when each CLOSED event reaches the event thread's
+    /// handlers, compared with the time its connection was closed.
     /// </summary>
-    private sealed class TimedPathManager(KernelPathManager inner) : IPathManager
+    private sealed class ClosedEventTimer : IPathManagerEventHandler
     {
         // Replaced, at their full size, before each phase: growing them during one would be this harness's garbage.
         private volatile ConcurrentDictionary<uint, (long Before, long After)> _closed = new();
@@ -377,38 +387,20 @@ internal static class EventLag
             return (fromStart, fromEnd, _closed.Count - fromStart.Count, Volatile.Read(ref _lost));
         }
 
-        public IAsyncEnumerable<PathEvent>? Events => inner.Events is { } events ? TimeAsync(events) : null;
-
-        private async IAsyncEnumerable<PathEvent> TimeAsync(IAsyncEnumerable<PathEvent> events, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+        public void OnEvent(PathManagerEvent pathManagerEvent)
         {
-            await foreach (PathEvent e in events.WithCancellation(cancellationToken))
+            if (pathManagerEvent.Type == PathManagerEventType.Closed)
             {
-                if (e.Kind == PathEventKind.Closed)
-                {
-                    _handled.TryAdd(e.Token, Stopwatch.GetTimestamp());
-                }
-                else if (e.Kind == PathEventKind.EventsLost)
-                {
-                    Interlocked.Increment(ref _lost);
-                }
-
-                yield return e;
+                _handled.TryAdd(pathManagerEvent.Token, Stopwatch.GetTimestamp());
+            }
+            else if (pathManagerEvent.Type == PathManagerEventType.EventsLost)
+            {
+                Interlocked.Increment(ref _lost);
             }
         }
 
-        public Task AnnounceAsync(uint token, byte addressId, IPEndPoint address, CancellationToken cancellationToken) =>
-            inner.AnnounceAsync(token, addressId, address, cancellationToken);
-
-        public Task SetBackupAsync(uint token, IPEndPoint local, IPEndPoint remote, bool backup, CancellationToken cancellationToken) =>
-            inner.SetBackupAsync(token, local, remote, backup, cancellationToken);
-
-        public Task DestroySubflowAsync(uint token, IPEndPoint local, IPEndPoint remote, CancellationToken cancellationToken) =>
-            inner.DestroySubflowAsync(token, local, remote, cancellationToken);
-
-        public bool TryResubscribeEvents(out string? problem) => inner.TryResubscribeEvents(out problem);
-
-        public PathManagerFailure Classify(Exception exception) => inner.Classify(exception);
-
-        public ValueTask DisposeAsync() => inner.DisposeAsync();
+        public void OnCompleted(PathManagerException? error)
+        {
+        }
     }
 }

@@ -1,32 +1,29 @@
 using System.Net;
-using MptcpAnycast.Kestrel.Announcing;
+using MptcpAnycast.Kestrel.Control;
+using MptcpAnycast.PathManagement;
 
 namespace MptcpAnycast.Benchmarks;
 
-/// <summary>A path manager that accepts every command at once and has no events: the announcer's own cost, without the kernel's.</summary>
+/// <summary>A path manager that accepts every command at once and has no events: the control path's own cost, without the kernel's.</summary>
 internal sealed class InstantPathManager : IPathManager
 {
     public int Announcements;
 
-    public Task AnnounceAsync(uint token, byte addressId, IPEndPoint address, CancellationToken cancellationToken)
+    public void Announce(uint token, byte addressId, IPEndPoint address) => Interlocked.Increment(ref Announcements);
+
+    public void SetBackup(uint token, IPEndPoint local, IPEndPoint remote, bool backup)
     {
-        Interlocked.Increment(ref Announcements);
-        return Task.CompletedTask;
     }
 
-    public Task SetBackupAsync(uint token, IPEndPoint local, IPEndPoint remote, bool backup, CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public Task DestroySubflowAsync(uint token, IPEndPoint local, IPEndPoint remote, CancellationToken cancellationToken) => Task.CompletedTask;
-
-    public IAsyncEnumerable<PathEvent>? Events => null;
-
-    public bool TryResubscribeEvents(out string? problem)
+    public void DestroySubflow(uint token, IPEndPoint local, IPEndPoint remote)
     {
-        problem = "no events here";
-        return false;
     }
 
-    public PathManagerFailure Classify(Exception exception) => PathManagerFailure.Systemic;
+    public bool TrySubscribe(IPathManagerEventHandler handler, out string? problem)
+    {
+        problem = null;
+        return true;
+    }
 
     public ValueTask DisposeAsync() => default;
 }

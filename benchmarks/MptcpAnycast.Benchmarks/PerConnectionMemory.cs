@@ -5,17 +5,18 @@ using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using MptcpAnycast.Kestrel;
-using MptcpAnycast.Kestrel.Announcing;
+using MptcpAnycast.Kestrel.Connections;
+using MptcpAnycast.Kestrel.Control;
 using MptcpAnycast.Kestrel.Diagnostics;
-using MptcpAnycast.Kestrel.Internal;
 
 namespace MptcpAnycast.Benchmarks;
 
 /// <summary>
-/// <c>per-connection-memory N</c>: the managed memory the transport's announcer keeps per open connection. Opens N
-/// MPTCP connections on loopback, hands each accepted socket to the announcer (Userspace mode, a path manager that
-/// answers at once), waits until all are announced, and compares the managed heap after a full collection with the
-/// heap before. An upper bound: it also counts the socket's cached end points, which Kestrel creates anyway.
+/// <c>per-connection-memory N</c>: the managed memory the transport keeps per open connection (its tracking object and
+/// feature, and the control path's entry for it). Opens N MPTCP connections on loopback, accepts each as the listener
+/// does and hands it to the control path (Userspace mode, a path manager that answers at once), waits until all are
+/// announced, and compares the managed heap after a full collection with the heap before. An upper bound: it also
+/// counts the socket's cached end points, which Kestrel creates anyway.
 /// </summary>
 internal static class PerConnectionMemory
 {
@@ -41,24 +42,25 @@ internal static class PerConnectionMemory
 
         MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(new MptcpAnycastOptions { UnicastAddresses = ["127.0.0.2"] }, [IPAddress.Parse("127.0.0.2")]);
         IMeterFactory meters = new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>();
-        await using var announcer = new UnicastAnnouncer(settings, AnnouncementMode.Userspace, new InstantPathManager(), null,
+        await using var control = new ControlPath(settings, AnnouncementMode.Userspace, new InstantPathManager(), null,
             NullLogger.Instance, new MptcpAnycastMetrics(meters), TimeProvider.System);
+        control.Start();
 
         // Warm up the code paths on one connection, so that JIT and static data are in the baseline.
-        var states = new MptcpConnectionState[n];
-        states[0] = announcer.OnAccepted(servers[0], "c0");
+        var states = new MptcpConnectionFeature[n];
+        states[0] = Accept(servers[0], "c0", control);
         await WaitAnnouncedAsync(states, 1);
         long before = Heap();
         for (int i = 1; i < n; i++)
         {
-            states[i] = announcer.OnAccepted(servers[i], string.Create(CultureInfo.InvariantCulture, $"mptcp-{i}"));
+            states[i] = Accept(servers[i], string.Create(CultureInfo.InvariantCulture, $"mptcp-{i}"), control);
         }
 
         await WaitAnnouncedAsync(states, n);
         long after = Heap();
-        if (announcer.TrackedConnections != n)
+        if (control.TrackedConnections != n)
         {
-            throw new InvalidOperationException($"{announcer.TrackedConnections} of {n} connections tracked");
+            throw new InvalidOperationException($"{control.TrackedConnections} of {n} connections tracked");
         }
 
         Console.WriteLine($"{n} connections: managed heap {before / 1024} KiB -> {after / 1024} KiB; {(after - before) / (double)(n - 1):0} bytes per connection");
@@ -76,9 +78,18 @@ internal static class PerConnectionMemory
         return GC.GetTotalMemory(forceFullCollection: true);
     }
 
-    private static async Task WaitAnnouncedAsync(MptcpConnectionState[] states, int count)
+    /// <summary>As the listener does: the socket's facts, the feature, then the control path takes over.</summary>
+    private static MptcpConnectionFeature Accept(Socket server, string id, ControlPath control)
     {
-        for (int i = 0; i < 500 && states.Take(count).Any(s => s.State != UnicastSubflowState.Announced); i++)
+        var connection = new TrackedConnection(server, MptcpSocket.GetConnectionInfo(server), id, (IPEndPoint)server.LocalEndPoint!,
+            (IPEndPoint)server.RemoteEndPoint!, DateTimeOffset.UtcNow);
+        control.OnAccepted(connection);
+        return new MptcpConnectionFeature(connection, control);
+    }
+
+    private static async Task WaitAnnouncedAsync(MptcpConnectionFeature[] states, int count)
+    {
+        for (int i = 0; i < 500 && states.Take(count).Any(s => s.Connection.State != UnicastSubflowState.Announced); i++)
         {
             await Task.Delay(10);
         }

@@ -38,7 +38,10 @@ public interface IMptcpConnectionFeature
     /// <summary>The unicast address and port announced to the client, or null.</summary>
     IPEndPoint? AnnouncedEndPoint { get; }
 
-    /// <summary>The unicast subflow's state.</summary>
+    /// <summary>
+    /// The unicast subflow's state. While the join is awaited, reading it (or <see cref="StateReason"/>, or
+    /// <see cref="JoinedAt"/>) also looks at the socket's subflows (one getsockopt), so it never lags behind the kernel.
+    /// </summary>
     UnicastSubflowState State { get; }
 
     /// <summary>A sentence saying why the state is what it is (why nothing was announced, why it failed).</summary>

@@ -76,8 +76,8 @@ public sealed class MptcpAnycastOptions
     /// <summary>
     /// With <see cref="AnnounceOn.Accept"/> in Userspace mode: announce only once a connection has been open this long.
     /// Connections that end sooner are never announced, so they cost what plain MPTCP costs (announcing costs the
-    /// kernel one more TCP segment each way per connection: about 11-17% of the throughput of <c>Connection: close</c>
-    /// requests in benchmarks/README.md); a route change within the delay is not survived. The announcement is made
+    /// kernel one more TCP segment each way per connection; benchmarks/README.md has what that does to short
+    /// connections); a route change within the delay is not survived. The announcement is made
     /// within a quarter of the delay (at most 250 ms) after it is due. Default 0: right after accept. At most 10
     /// minutes. Not with Kernel mode (the kernel announces at once) or <see cref="AnnounceOn.Demand"/>.
     /// </summary>
@@ -117,8 +117,8 @@ public sealed class MptcpAnycastOptions
     /// transport then reads every tracked connection's state from its socket, logs event id 11 and counts
     /// <c>mptcp_anycast.path_manager.events_lost</c>. A larger buffer makes that rarer. Above
     /// <c>net.core.rmem_max</c> the transport uses <c>SO_RCVBUFFORCE</c> (it has <c>CAP_NET_ADMIN</c> to follow
-    /// events). Default null: 4 MiB (4194304), which rode out 5,000 new connections per second here where the system
-    /// default (<c>net.core.rmem_default</c>, 208 KiB) overflowed.
+    /// events). Default null: 4 MiB (4194304), well above the system default (<c>net.core.rmem_default</c>), which
+    /// bursts of thousands of new connections per second overflow (benchmarks/README.md, event lag).
     /// </summary>
     public int? EventSocketReceiveBufferSize { get; set; }
 }

@@ -5,9 +5,10 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using MptcpAnycast.Kestrel.Announcing;
+using MptcpAnycast.Kestrel.Control;
 using MptcpAnycast.Kestrel.Diagnostics;
-using MptcpAnycast.Kestrel.Internal;
+using MptcpAnycast.Kestrel.Hosting;
+using MptcpAnycast.Kestrel.Transport;
 
 namespace MptcpAnycast.Kestrel;
 
@@ -27,8 +28,9 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
     private readonly SemaphoreSlim _startGate = new(1, 1);
     private readonly Dictionary<IPEndPoint, JoinListener> _joinListeners = [];
     private readonly Func<CancellationToken, Task<HostPreparation>> _prepare;
+    private readonly ControlPathTuning _tuning;
     private HostPreparation? _preparation;
-    private UnicastAnnouncer? _announcer;
+    private ControlPath? _control;
     private int _disposed;
 
     /// <summary>Creates the factory. Validates the options: a bad setting throws <see cref="MptcpAnycastConfigurationException"/> before anything is bound.</summary>
@@ -39,14 +41,15 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
     }
 
     internal MptcpTransportFactory(MptcpAnycastSettings settings, SocketTransportOptions socketOptions, ILoggerFactory loggerFactory,
-        IMeterFactory meterFactory, TimeProvider time, Func<CancellationToken, Task<HostPreparation>>? prepare)
+        IMeterFactory meterFactory, TimeProvider time, Func<CancellationToken, Task<HostPreparation>>? prepare, ControlPathTuning? tuning = null)
     {
+        _tuning = tuning ?? ControlPathTuning.Default;
         _settings = settings;
         _socketOptions = socketOptions;
         _logger = loggerFactory.CreateLogger("MptcpAnycast.Kestrel");
         _metrics = new MptcpAnycastMetrics(meterFactory);
         _time = time;
-        _prepare = prepare ?? (ct => HostPreparation.PrepareAsync(_settings, _logger, ct));
+        _prepare = prepare ?? (ct => HostPreparation.PrepareAsync(_settings, _tuning.CommandTimeout, _logger, ct));
         _contextFactory = new SocketConnectionContextFactory(
             new SocketConnectionFactoryOptions
             {
@@ -62,7 +65,7 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
     /// <summary>The mode in effect once the first endpoint is bound (Auto resolved; None when the host has no MPTCP).</summary>
     internal AnnouncementMode? EffectiveMode => _preparation?.Mode;
 
-    internal UnicastAnnouncer? Announcer => _announcer;
+    internal ControlPath? Control => _control;
 
     /// <inheritdoc />
     public bool CanBind(EndPoint endpoint) => endpoint is IPEndPoint;
@@ -76,15 +79,15 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
         }
 
         ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-        UnicastAnnouncer announcer = await EnsureStartedAsync(cancellationToken).ConfigureAwait(false);
+        ControlPath control = await EnsureStartedAsync(cancellationToken).ConfigureAwait(false);
 
         Socket listenSocket = CreateListenSocket(ip);
         var joins = new List<JoinListener>();
         try
         {
-            if (announcer.Mode == AnnouncementMode.Userspace)
+            if (control.Mode == AnnouncementMode.Userspace)
             {
-                AddJoinListeners((IPEndPoint)listenSocket.LocalEndPoint!, announcer, joins);
+                AddJoinListeners((IPEndPoint)listenSocket.LocalEndPoint!, control, joins);
             }
         }
         catch
@@ -94,7 +97,7 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
             throw;
         }
 
-        return new MptcpConnectionListener(listenSocket, _contextFactory, announcer, _logger, _socketOptions.NoDelay, joins);
+        return new MptcpConnectionListener(listenSocket, _contextFactory, control, _logger, _time, _socketOptions.NoDelay, joins);
     }
 
     private Socket CreateListenSocket(IPEndPoint endpoint)
@@ -131,9 +134,9 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
     /// The kernel accepts a join to the unicast address only through an MPTCP listener on exactly that address and
     /// port (or a wildcard one on that port). Adds one for every announced unicast end point this endpoint does not cover.
     /// </summary>
-    private void AddJoinListeners(IPEndPoint bound, UnicastAnnouncer announcer, List<JoinListener> joins)
+    private void AddJoinListeners(IPEndPoint bound, ControlPath control, List<JoinListener> joins)
     {
-        foreach (IPEndPoint? unicast in new[] { announcer.Policy.UnicastV4, announcer.Policy.UnicastV6 })
+        foreach (IPEndPoint? unicast in new[] { control.Policy.UnicastV4, control.Policy.UnicastV6 })
         {
             if (unicast is null)
             {
@@ -195,9 +198,9 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
         return bound.Address.Equals(target.Address);
     }
 
-    private async ValueTask<UnicastAnnouncer> EnsureStartedAsync(CancellationToken cancellationToken)
+    private async ValueTask<ControlPath> EnsureStartedAsync(CancellationToken cancellationToken)
     {
-        if (_announcer is UnicastAnnouncer ready)
+        if (_control is ControlPath ready)
         {
             return ready;
         }
@@ -205,12 +208,14 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
         await _startGate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            if (_announcer is null)
+            if (_control is null)
             {
                 HostPreparation preparation = await _prepare(cancellationToken).ConfigureAwait(false);
                 _preparation = preparation;
-                _announcer = new UnicastAnnouncer(_settings, preparation.Mode, preparation.PathManager, preparation.PathManagerProblem,
-                    _logger, _metrics, _time);
+                var control = new ControlPath(_settings, preparation.Mode, preparation.PathManager, preparation.PathManagerProblem,
+                    _logger, _metrics, _time, _tuning);
+                control.Start();
+                _control = control;
                 MptcpAnycastLog.Started(_logger, preparation.Mode,
                     _settings.Unicast.Count == 0 ? "nothing" : string.Join(", ", _settings.Unicast),
                     _settings.Anycast.Count == 0 ? "every address" : string.Join(", ", _settings.Anycast),
@@ -226,7 +231,7 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
                 }
             }
 
-            return _announcer;
+            return _control;
         }
         finally
         {
@@ -242,14 +247,14 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
             return;
         }
 
-        if (_preparation is { EndpointOwner: KernelPathManager owner, CreatedEndpoints.Count: > 0 })
+        if (_preparation is { EndpointOwner: NetlinkPathManager owner, CreatedEndpoints.Count: > 0 })
         {
-            await HostPreparation.CleanUpAsync(owner, _preparation.CreatedEndpoints, _logger).ConfigureAwait(false);
+            await HostPreparation.CleanUpAsync(owner.Client, _preparation.CreatedEndpoints, _logger).ConfigureAwait(false);
         }
 
-        if (_announcer is not null)
+        if (_control is not null)
         {
-            await _announcer.DisposeAsync().ConfigureAwait(false);
+            await _control.DisposeAsync().ConfigureAwait(false);
         }
 
         _contextFactory.Dispose();

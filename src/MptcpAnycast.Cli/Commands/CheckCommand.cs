@@ -1,6 +1,5 @@
 using System.Text;
 using System.Text.Json;
-using MptcpAnycast.Cli.Check;
 using MptcpAnycast.Cli.CommandLine;
 using MptcpAnycast.Host;
 using MptcpAnycast.PathManagement;
@@ -13,7 +12,7 @@ internal static class CheckCommand
     private static readonly HashSet<string> Flags = ["--json"];
     private static readonly HashSet<string> Valued = ["--role"];
 
-    public static async Task<int> RunAsync(string[] args, TextWriter output)
+    public static Task<int> RunAsync(string[] args, TextWriter output)
     {
         var reader = new ArgumentReader(args, Flags, Valued);
         reader.NoPositional();
@@ -21,14 +20,14 @@ internal static class CheckCommand
         bool json = reader.Flag("--json");
 
         MptcpHostState state = MptcpHostState.Read();
-        PathManagerState pathManager = state.Support.IsSupported
-            ? await PathManagerState.ReadAsync().ConfigureAwait(false)
-            : PathManagerState.Unreadable("MPTCP is unavailable.");
-        List<HostFinding> findings = HostCheck.Evaluate(state, role, pathManager);
+        PathManagerSnapshot pathManager = state.Support.IsSupported
+            ? PathManagerSnapshot.Read()
+            : PathManagerSnapshot.Unreadable("MPTCP is unavailable.");
+        IReadOnlyList<HostFinding> findings = HostCheck.Evaluate(state, role, pathManager);
         bool ready = HostCheck.IsReady(findings);
 
         output.Write(json ? FormatJson(role, state, findings, ready, pathManager) : FormatText(role, findings, ready));
-        return ready ? 0 : 1;
+        return Task.FromResult(ready ? 0 : 1);
     }
 
     internal static string FormatText(HostRole role, IReadOnlyList<HostFinding> findings, bool ready)
@@ -54,7 +53,7 @@ internal static class CheckCommand
         return text.ToString();
     }
 
-    internal static string FormatJson(HostRole role, MptcpHostState state, IReadOnlyList<HostFinding> findings, bool ready, PathManagerState? pathManager = null)
+    internal static string FormatJson(HostRole role, MptcpHostState state, IReadOnlyList<HostFinding> findings, bool ready, PathManagerSnapshot? pathManager = null)
     {
         using var stream = new MemoryStream();
         using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
@@ -67,7 +66,7 @@ internal static class CheckCommand
             json.WriteBoolean("mptcpSupported", state.Support.IsSupported);
             json.WriteString("mptcpUnsupportedReason", state.Support.Reason.ToString());
             WriteNullable(json, "enabled", state.Enabled);
-            json.WriteString("pathManager", state.EffectivePathManager);
+            json.WriteString("pathManager", state.PathManager == MptcpPathManagerKind.Unknown ? null : state.PathManager.ToString().ToLowerInvariant());
             WriteNullable(json, "allowJoinInitialAddrPort", state.AllowJoinInitialAddrPort);
             WriteNullable(json, "addAddrTimeout", state.AddAddrTimeout);
             json.WriteBoolean("capNetAdmin", state.HasNetAdmin);
@@ -80,7 +79,7 @@ internal static class CheckCommand
                 json.WriteStartArray("endpoints");
                 foreach (MptcpEndpoint e in pathManager.Endpoints)
                 {
-                    json.WriteStringValue(PathManagerArguments.Describe(e));
+                    json.WriteStringValue(e.ToString());
                 }
 
                 json.WriteEndArray();

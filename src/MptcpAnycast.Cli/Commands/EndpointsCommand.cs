@@ -1,7 +1,6 @@
 using System.Net;
 using System.Text.Json;
 using MptcpAnycast.Cli.CommandLine;
-using MptcpAnycast.Interop;
 using MptcpAnycast.PathManagement;
 
 namespace MptcpAnycast.Cli.Commands;
@@ -25,7 +24,7 @@ internal static class EndpointsCommand
                 await using (PathManagerClient pm = await PathManagerArguments.OpenAsync().ConfigureAwait(false))
                 {
                     IReadOnlyList<MptcpEndpoint> endpoints = await pm.GetEndpointsAsync().ConfigureAwait(false);
-                    output.Write(reader.Flag("--json") ? Json(endpoints) : string.Concat(endpoints.Select(e => PathManagerArguments.Describe(e) + Environment.NewLine)));
+                    output.Write(reader.Flag("--json") ? Json(endpoints) : string.Concat(endpoints.Select(e => e.ToString() + Environment.NewLine)));
                 }
 
                 return 0;
@@ -43,7 +42,7 @@ internal static class EndpointsCommand
                 int port = reader.Int("--port", 1, 65535) ?? 0;
                 MptcpEndpointFlags flags = PathManagerArguments.Flags(reader.Value("--flags"));
                 string? dev = reader.Value("--dev");
-                int ifindex = dev is null ? 0 : NativeSocket.InterfaceIndex(dev);
+                int ifindex = dev is null ? 0 : HostInterfaces.IndexOf(dev);
                 if (dev is not null && ifindex == 0)
                 {
                     throw new UsageException($"option '--dev': no interface '{dev}' here");
@@ -52,7 +51,7 @@ internal static class EndpointsCommand
                 await using (PathManagerClient pm = await PathManagerArguments.OpenAsync().ConfigureAwait(false))
                 {
                     byte assigned = await pm.AddEndpointAsync(new MptcpEndpoint((byte)id, address, port, flags, ifindex)).ConfigureAwait(false);
-                    output.WriteLine(PathManagerArguments.Describe(await pm.GetEndpointAsync(assigned).ConfigureAwait(false)));
+                    output.WriteLine((await pm.GetEndpointAsync(assigned).ConfigureAwait(false)).ToString());
                 }
 
                 return 0;
@@ -113,7 +112,7 @@ internal static class EndpointsCommand
 
                 json.WriteEndArray();
                 json.WriteNumber("ifindex", e.InterfaceIndex);
-                json.WriteString("dev", NativeSocket.InterfaceName(e.InterfaceIndex));
+                json.WriteString("dev", HostInterfaces.NameOf(e.InterfaceIndex));
                 json.WriteEndObject();
             }
 

@@ -73,8 +73,8 @@ internal static class MonitorCommand
         using (var json = new Utf8JsonWriter(stream))
         {
             json.WriteStartObject();
-            json.WriteString("type", PathManagerEventFormatter.TypeName(e.Type));
-            foreach ((string name, string value) in PathManagerEventFormatter.Attributes(e))
+            json.WriteString("type", e.TypeName);
+            foreach ((string name, string value) in e.GetAttributes())
             {
                 if (!TextAttributes.Contains(name) && long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out long number))
                 {

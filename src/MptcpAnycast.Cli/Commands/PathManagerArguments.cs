@@ -48,33 +48,9 @@ internal static class PathManagerArguments
         return flags;
     }
 
-    /// <summary>An endpoint as <c>ip mptcp endpoint show</c> prints it.</summary>
-    public static string Describe(MptcpEndpoint e)
-    {
-        var words = new List<string> { e.Address.ToString() };
-        if (e.Port != 0)
-        {
-            words.Add($"port {e.Port}");
-        }
-
-        words.Add($"id {e.Id}");
-        words.AddRange(FlagNames(e.Flags));
-        if (e.InterfaceIndex != 0)
-        {
-            words.Add($"dev {Interop.NativeSocket.InterfaceName(e.InterfaceIndex) ?? "#" + e.InterfaceIndex.ToString(CultureInfo.InvariantCulture)}");
-        }
-
-        return string.Join(' ', words);
-    }
-
     public static IEnumerable<string> FlagNames(MptcpEndpointFlags flags) =>
         Enum.GetValues<MptcpEndpointFlags>().Where(f => f != 0 && flags.HasFlag(f)).Select(f => f.ToString().ToLowerInvariant());
 
     /// <summary>Opens a client in this process's namespace, bounded by <see cref="Timeout"/>.</summary>
-    public static async Task<PathManagerClient> OpenAsync()
-    {
-        PathManagerClient client = await PathManagerClient.OpenAsync().ConfigureAwait(false); // bounded by the client's own command timeout
-        client.CommandTimeout = Timeout;
-        return client;
-    }
+    public static Task<PathManagerClient> OpenAsync() => PathManagerClient.OpenAsync(new PathManagerClientOptions { CommandTimeout = Timeout });
 }

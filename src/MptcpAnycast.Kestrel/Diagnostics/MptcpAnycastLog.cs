@@ -9,8 +9,8 @@ internal static partial class MptcpAnycastLog
     [LoggerMessage(1, LogLevel.Warning, "MPTCP is not available, serving plain TCP: {Reason}")]
     public static partial void MptcpUnavailable(ILogger logger, string reason);
 
-    [LoggerMessage(2, LogLevel.Warning, "net.mptcp.allow_join_initial_addr_port = 1: clients may open subflows to the anycast address itself, which routing can deliver to another POP, and clients with default limits accept the unicast ADD_ADDR only when the C flag is set. Fix: sysctl -w net.mptcp.allow_join_initial_addr_port=0, or set MptcpAnycast:ConfigureHost = true.")]
-    public static partial void CFlagNotSet(ILogger logger);
+    [LoggerMessage(2, LogLevel.Warning, "{Setting}: {Why} Fix: {Fix}, or set MptcpAnycast:ConfigureHost = true.")]
+    public static partial void CFlagNotSet(ILogger logger, string setting, string why, string fix);
 
     [LoggerMessage(3, LogLevel.Information, "Set net.mptcp.allow_join_initial_addr_port = 0 (the C flag) because ConfigureHost = true.")]
     public static partial void CFlagConfigured(ILogger logger);
@@ -57,21 +57,24 @@ internal static partial class MptcpAnycastLog
     [LoggerMessage(17, LogLevel.Debug, "Listening for unicast joins on {EndPoint}.")]
     public static partial void JoinListener(ILogger logger, EndPoint endPoint);
 
+    [LoggerMessage(18, LogLevel.Debug, "Connection reset in the accept backlog of {EndPoint}.")]
+    public static partial void ConnectionReset(ILogger logger, EndPoint endPoint);
+
     [LoggerMessage(19, LogLevel.Warning, "AfterJoin = {Policy} needs per-connection subflow commands, which only the userspace path manager has; in Kernel mode both subflows stay active (KeepBoth).")]
     public static partial void AfterJoinNeedsUserspace(ILogger logger, AfterJoinPolicy policy);
 
-    [LoggerMessage(23, LogLevel.Warning, "AnnounceDelay = {Delay} needs the userspace path manager; in Kernel mode the kernel announces as soon as a connection is established.")]
-    public static partial void AnnounceDelayNeedsUserspace(ILogger logger, TimeSpan delay);
-
     [LoggerMessage(20, LogLevel.Warning, "Removed {Count} kernel endpoint(s) left behind by process {Pid}, which is no longer running.")]
     public static partial void LeftoversRemoved(ILogger logger, int count, int pid);
-
-    [LoggerMessage(18, LogLevel.Debug, "Connection reset in the accept backlog of {EndPoint}.")]
-    public static partial void ConnectionReset(ILogger logger, EndPoint endPoint);
 
     [LoggerMessage(21, LogLevel.Information, "Following path-manager events again after {Attempts} attempt(s) and {Gap} without them; reconciling the connections tracked meanwhile.")]
     public static partial void EventsResumed(ILogger logger, int attempts, TimeSpan gap);
 
     [LoggerMessage(22, LogLevel.Debug, "Subscribing to path-manager events again failed (attempt {Attempt}): {Reason}; next try in {Delay}.")]
     public static partial void ResubscribeFailed(ILogger logger, int attempt, string reason, TimeSpan delay);
+
+    [LoggerMessage(23, LogLevel.Warning, "AnnounceDelay = {Delay} needs the userspace path manager; in Kernel mode the kernel announces as soon as a connection is established.")]
+    public static partial void AnnounceDelayNeedsUserspace(ILogger logger, TimeSpan delay);
+
+    [LoggerMessage(24, LogLevel.Error, "The control path failed on {Work} (connection {ConnectionId}); it goes on with the next item.")]
+    public static partial void ControlWorkFailed(ILogger logger, Control.ControlWorkKind work, string? connectionId, Exception exception);
 }

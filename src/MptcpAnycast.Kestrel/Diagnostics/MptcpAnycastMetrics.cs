@@ -29,7 +29,7 @@ internal sealed class MptcpAnycastMetrics
         _fallbacks = meter.CreateCounter<long>("mptcp_anycast.fallbacks", "{connection}",
             "Connections that are plain TCP, by reason.");
         _announcements = meter.CreateCounter<long>("mptcp_anycast.announcements", "{announcement}",
-            "Unicast announcements, by result: sent, failed, skipped.");
+            "Unicast announcements, by result: sent, failed, skipped (no unicast address fits), rate_limited, closed_before_delay.");
         _joins = meter.CreateCounter<long>("mptcp_anycast.joins", "{subflow}",
             "Client subflows that joined the announced unicast address.");
         _joinDuration = meter.CreateHistogram<double>("mptcp_anycast.join.duration", "s",
@@ -90,5 +90,5 @@ internal sealed class MptcpAnycastMetrics
     /// <summary>Publishes <c>mptcp_anycast.connections.tracked</c>, read from <paramref name="count"/> whenever it is observed.</summary>
     public void ObserveTrackedConnections(Func<int> count) =>
         _meter.CreateObservableGauge("mptcp_anycast.connections.tracked", count, "{connection}",
-            "MPTCP connections the transport tracks now: announced (or to be announced) and not yet closed. Returns to 0 once they have closed; growth without connections means a leak.");
+            "MPTCP connections the transport tracks now: announced (or to be announced) and not yet closed, and closed ones whose join may still be reported (for at most the join timeout). Returns to 0 once they have closed; growth without connections means a leak.");
 }

@@ -1,20 +1,35 @@
 using System.Globalization;
+using MptcpAnycast.Interop;
 
 namespace MptcpAnycast.Host;
 
+/// <summary>Which MPTCP path manager a network namespace runs.</summary>
+public enum MptcpPathManagerKind
+{
+    /// <summary>Neither <c>net.mptcp.path_manager</c> nor <c>net.mptcp.pm_type</c> could be read.</summary>
+    Unknown = 0,
+
+    /// <summary>The in-kernel path manager: endpoints (<c>ip mptcp endpoint</c>) apply to every connection of the namespace.</summary>
+    Kernel,
+
+    /// <summary>The userspace path manager: a process announces and opens subflows per connection.</summary>
+    Userspace,
+}
+
 /// <summary>
 /// The MPTCP settings of this host's network namespace, read from <c>/proc/sys/net/mptcp</c>. Missing files
-/// (older kernels) read as null. Reading never throws.
+/// (older kernels) read as null. Reading never throws. <see cref="HostCheck"/> says what they mean for a server or a client.
 /// </summary>
-internal sealed record MptcpHostState
+public sealed record MptcpHostState
 {
+    /// <summary>Whether MPTCP sockets can be created here, and why not.</summary>
     public required MptcpSupport Support { get; init; }
 
     /// <summary><c>net.mptcp.enabled</c>.</summary>
     public int? Enabled { get; init; }
 
-    /// <summary><c>net.mptcp.path_manager</c> (Linux 6.15+): <c>kernel</c> or <c>userspace</c>.</summary>
-    public string? PathManager { get; init; }
+    /// <summary><c>net.mptcp.path_manager</c> as written (Linux 6.15+): <c>kernel</c> or <c>userspace</c>.</summary>
+    public string? PathManagerSetting { get; init; }
 
     /// <summary><c>net.mptcp.pm_type</c> (Linux 5.19+): 0 kernel, 1 userspace.</summary>
     public int? PmType { get; init; }
@@ -31,12 +46,18 @@ internal sealed record MptcpHostState
     /// <summary>Whether this process holds <c>CAP_NET_ADMIN</c> in its effective set.</summary>
     public required bool HasNetAdmin { get; init; }
 
-    /// <summary>The path manager in effect: <c>userspace</c>, <c>kernel</c>, or null when unknown.</summary>
-    public string? EffectivePathManager => PathManager ?? PmType switch
+    /// <summary>The path manager in effect, from <see cref="PathManagerSetting"/> or else <see cref="PmType"/>.</summary>
+    public MptcpPathManagerKind PathManager => PathManagerSetting switch
     {
-        0 => "kernel",
-        1 => "userspace",
-        _ => null,
+        "kernel" => MptcpPathManagerKind.Kernel,
+        "userspace" => MptcpPathManagerKind.Userspace,
+        null => PmType switch
+        {
+            0 => MptcpPathManagerKind.Kernel,
+            1 => MptcpPathManagerKind.Userspace,
+            _ => MptcpPathManagerKind.Unknown,
+        },
+        _ => MptcpPathManagerKind.Unknown,
     };
 
     /// <summary>The kernel's major.minor, or null when <see cref="KernelRelease"/> does not parse.</summary>
@@ -53,20 +74,28 @@ internal sealed record MptcpHostState
         }
     }
 
-    public static MptcpHostState Read(string procRoot = "/proc") => new()
+    /// <summary>Reads the calling thread's network namespace.</summary>
+    public static MptcpHostState Read() => Read("/proc");
+
+    internal static MptcpHostState Read(string procRoot) => new()
     {
         Support = MptcpSocket.CheckSupport(),
-        Enabled = ReadInt(procRoot, "sys/net/mptcp/enabled"),
-        PathManager = ReadText(procRoot, "sys/net/mptcp/path_manager"),
-        PmType = ReadInt(procRoot, "sys/net/mptcp/pm_type"),
-        AllowJoinInitialAddrPort = ReadInt(procRoot, "sys/net/mptcp/allow_join_initial_addr_port"),
-        AddAddrTimeout = ReadInt(procRoot, "sys/net/mptcp/add_addr_timeout"),
-        KernelRelease = ReadText(procRoot, "sys/kernel/osrelease") ?? "unknown",
+        Enabled = ProcFiles.ReadInt(procRoot, "sys/net/mptcp/enabled"),
+        PathManagerSetting = ProcFiles.ReadText(procRoot, "sys/net/mptcp/path_manager"),
+        PmType = ProcFiles.ReadInt(procRoot, "sys/net/mptcp/pm_type"),
+        AllowJoinInitialAddrPort = ProcFiles.ReadInt(procRoot, "sys/net/mptcp/allow_join_initial_addr_port"),
+        AddAddrTimeout = ProcFiles.ReadInt(procRoot, "sys/net/mptcp/add_addr_timeout"),
+        KernelRelease = ProcFiles.ReadText(procRoot, "sys/kernel/osrelease") ?? "unknown",
         HasNetAdmin = HasCapability(procRoot, CapNetAdmin),
     };
 
-    /// <summary>Writes a sysctl under <c>/proc/sys/net/mptcp</c>; returns the error text or null.</summary>
-    public static string? TryWrite(string name, string value, string procRoot = "/proc")
+    /// <summary>
+    /// Sets <c>net.mptcp.allow_join_initial_addr_port = 0</c> in the calling thread's namespace, so that the server sets
+    /// the C flag. Needs <c>CAP_NET_ADMIN</c>. Returns null, or why it failed.
+    /// </summary>
+    public static string? TrySetCFlag() => TryWrite("allow_join_initial_addr_port", "0");
+
+    internal static string? TryWrite(string name, string value, string procRoot = "/proc")
     {
         try
         {
@@ -83,7 +112,7 @@ internal sealed record MptcpHostState
 
     internal static bool HasCapability(string procRoot, int capability)
     {
-        string? status = ReadText(procRoot, "self/status", trim: false);
+        string? status = ProcFiles.ReadText(procRoot, "self/status", trim: false);
         if (status is null)
         {
             return false;
@@ -99,22 +128,5 @@ internal sealed record MptcpHostState
         }
 
         return false;
-    }
-
-    /// <summary>An integer from a file under <paramref name="procRoot"/> (a sysctl), or null when missing or unreadable.</summary>
-    internal static int? ReadInt(string procRoot, string path)
-        => int.TryParse(ReadText(procRoot, path), NumberStyles.Integer, CultureInfo.InvariantCulture, out int value) ? value : null;
-
-    private static string? ReadText(string procRoot, string path, bool trim = true)
-    {
-        try
-        {
-            string text = File.ReadAllText(Path.Combine(procRoot, path));
-            return trim ? text.Trim() : text;
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return null;
-        }
     }
 }

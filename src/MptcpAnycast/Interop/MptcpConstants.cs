@@ -27,14 +27,6 @@ internal static class MptcpConstants
 
     public const int AF_INET = 2;
     public const int AF_INET6 = 10;
-
-    // errno values that explain a failed socket(..., IPPROTO_MPTCP).
-    public const int EINVAL = 22;
-    public const int EPROTONOSUPPORT = 93;
-    public const int ENOPROTOOPT = 92;
-    public const int EAFNOSUPPORT = 97;
-    public const int EOPNOTSUPP = 95;
-    public const int EINTR = 4;
 }
 
 /// <summary>Byte offsets in <c>struct mptcp_info</c> (x86-64 and every LP64/ILP32 Linux ABI: only natural alignment).</summary>

@@ -18,7 +18,7 @@ internal static unsafe partial class NativeSocket
             }
 
             int errno = LibC.errno;
-            if (errno != MptcpConstants.EINTR)
+            if (errno != Errno.EINTR)
             {
                 return -errno;
             }
@@ -55,7 +55,7 @@ internal static unsafe partial class NativeSocket
                 }
 
                 int errno = LibC.errno;
-                if (errno != MptcpConstants.EINTR)
+                if (errno != Errno.EINTR)
                 {
                     return -errno;
                 }
@@ -109,7 +109,7 @@ internal static unsafe partial class NativeSocket
                 }
 
                 int errno = LibC.errno;
-                if (errno != MptcpConstants.EINTR)
+                if (errno != Errno.EINTR)
                 {
                     return -errno;
                 }
@@ -134,7 +134,7 @@ internal static unsafe partial class NativeSocket
                 }
 
                 int errno = LibC.errno;
-                if (errno != MptcpConstants.EINTR)
+                if (errno != Errno.EINTR)
                 {
                     return -errno;
                 }
@@ -187,25 +187,6 @@ internal static unsafe partial class NativeSocket
 
     /// <summary>The C library's text for an errno value ("Protocol not supported").</summary>
     public static string DescribeErrno(int errno) => System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage(errno);
-
-    /// <summary>The index of a network interface in the calling thread's namespace, or 0 when there is none by that name.</summary>
-    public static int InterfaceIndex(string name) => (int)if_nametoindex(name);
-
-    /// <summary>The name of interface <paramref name="index"/> in the calling thread's namespace, or null.</summary>
-    public static string? InterfaceName(int index)
-    {
-        const int IF_NAMESIZE = 16;
-        byte* name = stackalloc byte[IF_NAMESIZE];
-        return index > 0 && if_indextoname((uint)index, name) != null
-            ? System.Runtime.InteropServices.Marshal.PtrToStringUTF8((IntPtr)name)
-            : null;
-    }
-
-    [System.Runtime.InteropServices.LibraryImport("libc", StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
-    private static partial uint if_nametoindex(string name);
-
-    [System.Runtime.InteropServices.LibraryImport("libc")]
-    private static partial byte* if_indextoname(uint index, byte* name);
 
     /// <summary>Keeps a <see cref="SafeSocketHandle"/> alive (and its fd valid) while a native call uses the fd.</summary>
     private ref struct FdLease

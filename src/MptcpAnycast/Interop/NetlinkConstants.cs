@@ -66,15 +66,6 @@ internal static class NetlinkConstants
     public const ushort CTRL_ATTR_MCAST_GROUPS = 7;
     public const ushort CTRL_ATTR_MCAST_GRP_NAME = 1;
     public const ushort CTRL_ATTR_MCAST_GRP_ID = 2;
-
-    // errno values the path-manager client explains.
-    public const int EPERM = 1;
-    public const int ENOENT = 2;
-    public const int EINTR = 4;
-    public const int EAGAIN = 11;
-    public const int EBUSY = 16;
-    public const int EINVAL = 22;
-    public const int ENOBUFS = 105;
 }
 
 /// <summary>The <c>mptcp_pm</c> generic-netlink family (<c>linux/mptcp.h</c>, <c>linux/mptcp_pm.h</c>).</summary>

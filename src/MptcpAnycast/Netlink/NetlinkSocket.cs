@@ -6,8 +6,9 @@ namespace MptcpAnycast.Netlink;
 
 /// <summary>
 /// A generic-netlink socket (<c>AF_NETLINK</c>, <c>NETLINK_GENERIC</c>) from libc, wrapped in a <see cref="Socket"/>
-/// for async send and receive. It asks for extended acks (the kernel's error text) and capped acks (errors do not
-/// echo the request). Like every socket it belongs to the network namespace of the thread that creates it.
+/// that owns the descriptor; sends and receives are blocking libc calls (<see cref="NativeSocket"/>). It asks for
+/// extended acks (the kernel's error text) and capped acks (errors do not echo the request). Like every socket it
+/// belongs to the network namespace of the thread that creates it.
 /// </summary>
 internal sealed class NetlinkSocket : IDisposable
 {
@@ -17,13 +18,14 @@ internal sealed class NetlinkSocket : IDisposable
 
     public Socket Socket { get; }
 
-    /// <summary>Creates and binds (port id chosen by the kernel) a generic-netlink socket; returns null and the errno on failure.</summary>
+    /// <summary>Creates and binds (port id chosen by the kernel) a generic-netlink socket.</summary>
+    /// <exception cref="NetlinkException">The socket cannot be created or bound.</exception>
     public static NetlinkSocket Open()
     {
         int fd = NativeSocket.Create(NetlinkConstants.AF_NETLINK, Tmds.Linux.LibC.SOCK_RAW, NetlinkConstants.NETLINK_GENERIC);
         if (fd < 0)
         {
-            throw new PathManagement.PathManagerException("socket(AF_NETLINK)", -fd, null, "cannot create a generic netlink socket");
+            throw new NetlinkException("socket(AF_NETLINK)", -fd, explanation: "cannot create a generic netlink socket");
         }
 
         Socket socket = NativeSocket.Wrap(fd);
@@ -39,7 +41,7 @@ internal sealed class NetlinkSocket : IDisposable
             int errno = NativeSocket.Bind(socket.SafeHandle, address);
             if (errno != 0)
             {
-                throw new PathManagement.PathManagerException("bind(AF_NETLINK)", errno, null, "cannot bind a generic netlink socket");
+                throw new NetlinkException("bind(AF_NETLINK)", errno, explanation: "cannot bind a generic netlink socket");
             }
 
             return netlink;
@@ -103,7 +105,7 @@ internal sealed class NetlinkSocket : IDisposable
     private const uint AcceptWhole = uint.MaxValue; // a filter returns how many bytes to keep
 
     /// <summary><c>net.core.rmem_max</c>, or 0 when it cannot be read (then <c>SO_RCVBUFFORCE</c> is simply tried).</summary>
-    private static int ReadReceiveBufferMax() => Host.MptcpHostState.ReadInt("/proc", "sys/net/core/rmem_max") ?? 0;
+    private static int ReadReceiveBufferMax() => ProcFiles.ReadInt("/proc", "sys/net/core/rmem_max") ?? 0;
 
     public void Dispose() => Socket.Dispose();
 }

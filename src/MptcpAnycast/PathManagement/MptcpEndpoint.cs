@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 
 namespace MptcpAnycast.PathManagement;
@@ -37,7 +38,34 @@ public enum MptcpEndpointFlags
 /// <param name="Port">The port, or 0 for none (a <c>signal</c> endpoint with a port also makes the kernel listen on it).</param>
 /// <param name="Flags">What the kernel does with the address.</param>
 /// <param name="InterfaceIndex">The interface (<c>dev</c>), or 0 for none.</param>
-public sealed record MptcpEndpoint(byte Id, IPAddress Address, int Port, MptcpEndpointFlags Flags, int InterfaceIndex);
+public sealed record MptcpEndpoint(byte Id, IPAddress Address, int Port, MptcpEndpointFlags Flags, int InterfaceIndex)
+{
+    /// <summary>The endpoint as <c>ip mptcp endpoint show</c> prints it: <c>192.0.2.1 port 8443 id 1 signal dev eth0</c>.</summary>
+    public override string ToString()
+    {
+        var words = new List<string> { Address.ToString() };
+        if (Port != 0)
+        {
+            words.Add($"port {Port.ToString(CultureInfo.InvariantCulture)}");
+        }
+
+        words.Add($"id {Id.ToString(CultureInfo.InvariantCulture)}");
+        foreach (MptcpEndpointFlags flag in Enum.GetValues<MptcpEndpointFlags>())
+        {
+            if (flag != MptcpEndpointFlags.None && Flags.HasFlag(flag))
+            {
+                words.Add(flag.ToString().ToLowerInvariant());
+            }
+        }
+
+        if (InterfaceIndex != 0)
+        {
+            words.Add($"dev {HostInterfaces.NameOf(InterfaceIndex) ?? "#" + InterfaceIndex.ToString(CultureInfo.InvariantCulture)}");
+        }
+
+        return string.Join(' ', words);
+    }
+}
 
 /// <summary>The in-kernel path manager's per-namespace limits (<c>ip mptcp limits</c>).</summary>
 /// <param name="Subflows">Additional subflows allowed per connection (<c>subflows</c>, kernel maximum 8).</param>

@@ -12,8 +12,8 @@ namespace MptcpAnycast.PathManagement;
 /// </summary>
 internal static class MptcpPmMessages
 {
-    /// <summary>Large enough for any request this client sends.</summary>
-    public const int MaxRequestSize = 256;
+    /// <summary>Large enough for any request this client sends: what the command channel has room for.</summary>
+    public const int MaxRequestSize = NetlinkCommandChannel.MaxRequestSize;
 
     public static int WriteGetFamily(Span<byte> buffer, uint sequence, string familyName)
     {

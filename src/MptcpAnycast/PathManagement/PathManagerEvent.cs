@@ -1,5 +1,7 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Text;
 
 namespace MptcpAnycast.PathManagement;
 
@@ -100,6 +102,115 @@ public sealed class PathManagerEvent
     /// <summary>Whether this host is the server side of the connection (<c>MPTCP_ATTR_SERVER_SIDE</c>).</summary>
     public bool? ServerSide { get; init; }
 
-    /// <inheritdoc />
-    public override string ToString() => PathManagerEventFormatter.Text(this);
+    /// <summary>The event's name as the kernel's tools print it: <c>CREATED</c>, <c>SF_ESTABLISHED</c>, <c>EVENTS_LOST</c>...</summary>
+    public string TypeName => Type switch
+    {
+        PathManagerEventType.Created => "CREATED",
+        PathManagerEventType.Established => "ESTABLISHED",
+        PathManagerEventType.Closed => "CLOSED",
+        PathManagerEventType.Announced => "ANNOUNCED",
+        PathManagerEventType.Removed => "REMOVED",
+        PathManagerEventType.SubflowEstablished => "SF_ESTABLISHED",
+        PathManagerEventType.SubflowClosed => "SF_CLOSED",
+        PathManagerEventType.SubflowPriority => "SF_PRIO",
+        PathManagerEventType.ListenerCreated => "LISTENER_CREATED",
+        PathManagerEventType.ListenerClosed => "LISTENER_CLOSED",
+        PathManagerEventType.EventsLost => "EVENTS_LOST",
+        _ => "EVENT_" + ((int)Type).ToString(CultureInfo.InvariantCulture),
+    };
+
+    /// <summary>
+    /// Every attribute the kernel sent, in attribute order, by its kernel name (<c>token</c>, <c>saddr</c>, <c>sport</c>...)
+    /// with its value as text, as <c>ip mptcp monitor</c> shows them: the token and flags in hex, the rest in decimal.
+    /// </summary>
+    public IEnumerable<KeyValuePair<string, string>> GetAttributes()
+    {
+        PathManagerEvent e = this;
+        if (e.Type == PathManagerEventType.EventsLost)
+        {
+            yield break;
+        }
+
+        yield return new("token", e.Token.ToString("x8", CultureInfo.InvariantCulture));
+        if (e.Family != System.Net.Sockets.AddressFamily.Unspecified)
+        {
+            yield return new("family", e.Family == System.Net.Sockets.AddressFamily.InterNetworkV6 ? "inet6" : "inet");
+        }
+
+        if (e.LocalId is byte loc)
+        {
+            yield return new("loc_id", Invariant(loc));
+        }
+
+        if (e.RemoteId is byte rem)
+        {
+            yield return new("rem_id", Invariant(rem));
+        }
+
+        if (e.Source is IPEndPoint source)
+        {
+            yield return new("saddr", source.Address.ToString());
+            yield return new("sport", Invariant(source.Port));
+        }
+
+        if (e.Destination is IPEndPoint destination)
+        {
+            yield return new("daddr", destination.Address.ToString());
+            yield return new("dport", Invariant(destination.Port));
+        }
+
+        if (e.Backup is bool backup)
+        {
+            yield return new("backup", backup ? "1" : "0");
+        }
+
+        if (e.Error is int error)
+        {
+            yield return new("error", Invariant(error));
+        }
+
+        if (e.Flags is int flags)
+        {
+            yield return new("flags", "0x" + flags.ToString("x", CultureInfo.InvariantCulture));
+        }
+
+        if (e.Timeout is uint timeout)
+        {
+            yield return new("timeout", Invariant(timeout));
+        }
+
+        if (e.InterfaceIndex is int ifindex)
+        {
+            yield return new("if_idx", Invariant(ifindex));
+        }
+
+        if (e.ResetReason is uint reason)
+        {
+            yield return new("reset_reason", Invariant(reason));
+        }
+
+        if (e.ResetFlags is uint resetFlags)
+        {
+            yield return new("reset_flags", "0x" + resetFlags.ToString("x", CultureInfo.InvariantCulture));
+        }
+
+        if (e.ServerSide is bool server)
+        {
+            yield return new("server_side", server ? "1" : "0");
+        }
+    }
+
+    /// <summary>One line: <c>[TYPE] name=value ...</c> with every attribute (see <see cref="GetAttributes"/>).</summary>
+    public override string ToString()
+    {
+        var text = new StringBuilder("[").Append(TypeName).Append(']');
+        foreach ((string name, string value) in GetAttributes())
+        {
+            text.Append(' ').Append(name).Append('=').Append(value);
+        }
+
+        return text.ToString();
+    }
+
+    private static string Invariant<T>(T value) where T : IFormattable => value.ToString(null, CultureInfo.InvariantCulture);
 }

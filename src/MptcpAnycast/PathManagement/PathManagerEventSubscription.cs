@@ -3,45 +3,26 @@ using System.Threading.Channels;
 namespace MptcpAnycast.PathManagement;
 
 /// <summary>
-/// A reader of path-manager events, from <see cref="PathManagerClient.SubscribeEvents"/>. Events wait in a bounded
-/// buffer; when it is full, new events are dropped (counted in <see cref="DroppedEvents"/>) rather than slowing the
+/// A buffered reader of path-manager events, from <see cref="PathManagerClient.SubscribeEvents(int, IReadOnlyCollection{PathManagerEventType}?)"/>:
+/// an <see cref="IPathManagerEventHandler"/> that puts the events in a bounded buffer for <see cref="ReadAllAsync"/>.
+/// When the buffer is full, new events are dropped (counted in <see cref="DroppedEvents"/>) rather than slowing the
 /// kernel socket, and the stream then carries one <see cref="PathManagerEventType.EventsLost"/> marker. Disposing ends
 /// the stream; it does not end the client's own subscription to the kernel (see <see cref="PathManagerClient"/>).
 /// </summary>
 public sealed class PathManagerEventSubscription : IAsyncDisposable, IDisposable
 {
     private readonly Channel<PathManagerEvent> _channel;
-    private readonly PathManagerClient _owner;
+    private IDisposable? _registration;
     private long _dropped;
-    private bool _lossPending;
+    private bool _lossPending; // only the event thread writes
 
-    private readonly ulong _types; // bit n set: event type n is wanted
-
-    // deliverOnEventThread: run the reader's continuation on the client's event thread when it is waiting (no
-    // thread-pool hop); only for a reader that never blocks, such as the transport's announcer, never for user code.
-    internal PathManagerEventSubscription(PathManagerClient owner, int capacity, IReadOnlyCollection<PathManagerEventType>? types = null,
-        bool deliverOnEventThread = false)
+    internal PathManagerEventSubscription(int capacity)
     {
-        _owner = owner;
-        _types = ulong.MaxValue;
-        if (types is not null)
-        {
-            _types = 0;
-            foreach (PathManagerEventType type in types)
-            {
-                if ((int)type is >= 0 and < 64)
-                {
-                    _types |= 1UL << (int)type;
-                }
-            }
-        }
-
         _channel = Channel.CreateBounded<PathManagerEvent>(new BoundedChannelOptions(capacity)
         {
             FullMode = BoundedChannelFullMode.Wait, // never waited on: the writer uses TryWrite and counts what does not fit
             SingleWriter = true,
             SingleReader = false,
-            AllowSynchronousContinuations = deliverOnEventThread,
         });
     }
 
@@ -63,8 +44,8 @@ public sealed class PathManagerEventSubscription : IAsyncDisposable, IDisposable
     /// <summary>Ends the stream and detaches from the client.</summary>
     public void Dispose()
     {
-        _owner.Unsubscribe(this);
-        Complete();
+        Interlocked.Exchange(ref _registration, null)?.Dispose();
+        _channel.Writer.TryComplete();
     }
 
     /// <inheritdoc cref="Dispose"/>
@@ -74,15 +55,27 @@ public sealed class PathManagerEventSubscription : IAsyncDisposable, IDisposable
         return ValueTask.CompletedTask;
     }
 
-    /// <summary>Bit n set: event type n is wanted (all bits: every type).</summary>
-    internal ulong WantedTypes => _types;
+    /// <summary>The handler that fills the buffer: registered with the client, which hands back what <see cref="Attach"/> keeps.</summary>
+    internal IPathManagerEventHandler Handler => new Writer(this);
 
-    /// <summary>Whether this subscriber takes events of generic-netlink command <paramref name="type"/>.</summary>
-    internal bool Wants(byte type) => type < 64 && (_types & (1UL << type)) != 0;
-
-    // Publish and ReportLoss run only on the client's event loop (the single writer).
-    internal void Publish(PathManagerEvent pathManagerEvent)
+    /// <summary>Keeps the handler's registration, which <see cref="Dispose"/> ends.</summary>
+    internal void Attach(IDisposable registration)
     {
+        if (Interlocked.CompareExchange(ref _registration, registration, null) is not null)
+        {
+            registration.Dispose();
+        }
+    }
+
+    private void Publish(PathManagerEvent pathManagerEvent)
+    {
+        if (pathManagerEvent.Type == PathManagerEventType.EventsLost)
+        {
+            _lossPending = true;
+            TryWriteMarker();
+            return;
+        }
+
         if (_lossPending && !TryWriteMarker())
         {
             Interlocked.Increment(ref _dropped);
@@ -96,15 +89,6 @@ public sealed class PathManagerEventSubscription : IAsyncDisposable, IDisposable
         }
     }
 
-    internal void ReportLoss()
-    {
-        _lossPending = true;
-        TryWriteMarker();
-    }
-
-    /// <summary>Ends the stream: normally, or with <paramref name="error"/>, which the reader gets after the buffered events.</summary>
-    internal void Complete(Exception? error = null) => _channel.Writer.TryComplete(error);
-
     private bool TryWriteMarker()
     {
         if (_channel.Writer.TryWrite(PathManagerEvent.Lost))
@@ -114,5 +98,13 @@ public sealed class PathManagerEventSubscription : IAsyncDisposable, IDisposable
         }
 
         return false;
+    }
+
+    /// <summary>Runs on the client's event thread: never blocks, only tries to write into the buffer.</summary>
+    private sealed class Writer(PathManagerEventSubscription owner) : IPathManagerEventHandler
+    {
+        public void OnEvent(PathManagerEvent pathManagerEvent) => owner.Publish(pathManagerEvent);
+
+        public void OnCompleted(PathManagerException? error) => owner._channel.Writer.TryComplete(error);
     }
 }

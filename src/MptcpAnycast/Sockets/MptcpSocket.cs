@@ -60,7 +60,7 @@ public static class MptcpSocket
         if (fd < 0)
         {
             int errno = -fd;
-            bool mptcpMissing = errno is MptcpConstants.EINVAL or MptcpConstants.EPROTONOSUPPORT or MptcpConstants.ENOPROTOOPT;
+            bool mptcpMissing = errno is Errno.EINVAL or Errno.EPROTONOSUPPORT or Errno.ENOPROTOOPT;
             if (fallback == MptcpFallback.Tcp && mptcpMissing)
             {
                 return new Socket(addressFamily, SocketType.Stream, ProtocolType.Tcp);
@@ -217,13 +217,13 @@ public static class MptcpSocket
 
     private static SocketError ToSocketError(int errno) => errno switch
     {
-        MptcpConstants.EPROTONOSUPPORT => SocketError.ProtocolNotSupported,
-        MptcpConstants.ENOPROTOOPT => SocketError.ProtocolOption,
-        MptcpConstants.EINVAL => SocketError.InvalidArgument,
-        MptcpConstants.EAFNOSUPPORT => SocketError.AddressFamilyNotSupported,
-        24 or 23 => SocketError.TooManyOpenSockets, // EMFILE, ENFILE
-        105 or 12 => SocketError.NoBufferSpaceAvailable, // ENOBUFS, ENOMEM
-        13 or 1 => SocketError.AccessDenied, // EACCES, EPERM
+        Errno.EPROTONOSUPPORT => SocketError.ProtocolNotSupported,
+        Errno.ENOPROTOOPT => SocketError.ProtocolOption,
+        Errno.EINVAL => SocketError.InvalidArgument,
+        Errno.EAFNOSUPPORT => SocketError.AddressFamilyNotSupported,
+        Errno.EMFILE or Errno.ENFILE => SocketError.TooManyOpenSockets,
+        Errno.ENOBUFS or Errno.ENOMEM => SocketError.NoBufferSpaceAvailable,
+        Errno.EACCES or Errno.EPERM => SocketError.AccessDenied,
         _ => SocketError.SocketError,
     };
 }

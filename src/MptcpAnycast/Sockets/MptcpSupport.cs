@@ -62,13 +62,13 @@ public sealed class MptcpSupport
         string call = $"socket({(family == AddressFamily.InterNetworkV6 ? "AF_INET6" : "AF_INET")}, SOCK_STREAM, IPPROTO_MPTCP) failed with {ErrnoName(errno)}";
         return errno switch
         {
-            MptcpConstants.EINVAL => new(MptcpUnsupportedReason.KernelTooOld, errno,
+            Interop.Errno.EINVAL => new(MptcpUnsupportedReason.KernelTooOld, errno,
                 $"{call}: the kernel is older than Linux 5.6 and has no MPTCP. Upgrade the kernel."),
-            MptcpConstants.EPROTONOSUPPORT => new(MptcpUnsupportedReason.NotBuilt, errno,
+            Interop.Errno.EPROTONOSUPPORT => new(MptcpUnsupportedReason.NotBuilt, errno,
                 $"{call}: the kernel was built without CONFIG_MPTCP. Use a kernel built with MPTCP."),
-            MptcpConstants.ENOPROTOOPT => new(MptcpUnsupportedReason.Disabled, errno,
+            Interop.Errno.ENOPROTOOPT => new(MptcpUnsupportedReason.Disabled, errno,
                 $"{call}: MPTCP is disabled in this network namespace. Fix: sysctl -w net.mptcp.enabled=1"),
-            MptcpConstants.EAFNOSUPPORT => new(MptcpUnsupportedReason.AddressFamilyNotSupported, errno,
+            Interop.Errno.EAFNOSUPPORT => new(MptcpUnsupportedReason.AddressFamilyNotSupported, errno,
                 $"{call}: this address family is not available on the host."),
             _ => new(MptcpUnsupportedReason.Other, errno, $"{call}: {NativeSocket.DescribeErrno(errno)}."),
         };
@@ -76,11 +76,11 @@ public sealed class MptcpSupport
 
     internal static string ErrnoName(int errno) => errno switch
     {
-        MptcpConstants.EINVAL => "EINVAL",
-        MptcpConstants.EPROTONOSUPPORT => "EPROTONOSUPPORT",
-        MptcpConstants.ENOPROTOOPT => "ENOPROTOOPT",
-        MptcpConstants.EAFNOSUPPORT => "EAFNOSUPPORT",
-        MptcpConstants.EOPNOTSUPP => "EOPNOTSUPP",
+        Interop.Errno.EINVAL => "EINVAL",
+        Interop.Errno.EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        Interop.Errno.ENOPROTOOPT => "ENOPROTOOPT",
+        Interop.Errno.EAFNOSUPPORT => "EAFNOSUPPORT",
+        Interop.Errno.EOPNOTSUPP => "EOPNOTSUPP",
         _ => $"errno {errno}",
     };
 }

@@ -1,16 +1,15 @@
-using System.Diagnostics.Metrics;
 using System.Net;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using MptcpAnycast.Kestrel;
-using MptcpAnycast.Kestrel.Announcing;
+using MptcpAnycast.Kestrel.Connections;
+using MptcpAnycast.Kestrel.Control;
 using MptcpAnycast.Kestrel.Diagnostics;
-using MptcpAnycast.Kestrel.Internal;
 using MptcpAnycast.Lab.Tests.Infrastructure;
+using MptcpAnycast.PathManagement;
 
 namespace MptcpAnycast.Lab.Tests.PathManagement;
 
-/// <summary>The transport's announcer on the real userspace path manager, when its event socket fails under it.</summary>
+/// <summary>The transport's control path on the real userspace path manager, when its event socket fails under it.</summary>
 [Collection(PathManagerLabCollection.Name)]
 public sealed class EventResubscriptionLabTests
 {
@@ -22,36 +21,43 @@ public sealed class EventResubscriptionLabTests
         using var lab = new PathManagerLab();
         using var listener = lab.Listen(new IPEndPoint(IPAddress.Any, 5000)); // also takes the joins to the unicast address
         var anycast = new IPEndPoint(PathManagerLab.Anycast, 5000);
-        (KernelPathManager manager, string? eventsProblem) = await lab.Server.Run(
-            () => KernelPathManager.OpenAsync(subscribe: true, eventReceiveBufferSize: null, CancellationToken.None)).WaitAsync(Timeout);
-        Assert.Null(eventsProblem);
+        NetlinkPathManager manager = lab.Server.Run(() => NetlinkPathManager.Open(PathManagerClientOptions.Default));
         MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(
             new MptcpAnycastOptions { AnycastAddresses = [PathManagerLab.Anycast.ToString()], UnicastAddresses = [PathManagerLab.Unicast.ToString()] },
             [PathManagerLab.Unicast]);
-        IMeterFactory meters = new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<IMeterFactory>();
-        await using var announcer = new UnicastAnnouncer(settings, AnnouncementMode.Userspace, manager, null, NullLogger.Instance,
-            new MptcpAnycastMetrics(meters), TimeProvider.System);
+        await using var control = new ControlPath(settings, AnnouncementMode.Userspace, manager, null, NullLogger.Instance,
+            new MptcpAnycastMetrics(MetricRecorder.CreateFactory()), TimeProvider.System);
+        control.Start();
+        Assert.True(control.IsFollowingEvents);
         var connections = new List<PathManagerLab.Connection>();
+        TrackedConnection Accept(PathManagerLab.Connection c, string id)
+        {
+            var tracked = new TrackedConnection(c.Server, MptcpSocket.GetConnectionInfo(c.Server), id, (IPEndPoint)c.Server.LocalEndPoint!,
+                (IPEndPoint)c.Server.RemoteEndPoint!, DateTimeOffset.UtcNow);
+            control.OnAccepted(tracked);
+            return tracked;
+        }
+
         try
         {
             // 1. Events followed: the join is heard.
             connections.Add(await lab.ConnectAsync(listener, anycast));
-            MptcpConnectionState before = announcer.OnAccepted(connections[^1].Server, "before");
+            TrackedConnection before = Accept(connections[^1], "before");
             Assert.True(await EventWaiting.EventuallyAsync(() => before.State == UnicastSubflowState.Joined, Timeout), before.StateReason);
 
-            // 2. The event socket fails: the announcer falls back to the sockets, and a connection accepted now is
+            // 2. The event socket fails: the control path falls back to the sockets, and a connection accepted now is
             //    announced and joins (the announcement itself subscribes the client again, so the kernel keeps the join).
             manager.Client.CloseEventSocketBehindTheClientsBack();
-            Assert.True(await EventWaiting.EventuallyAsync(() => !announcer.IsFollowingEvents, Timeout), "the announcer did not notice");
+            Assert.True(await EventWaiting.EventuallyAsync(() => !control.IsFollowingEvents, Timeout), "the control path did not notice");
             connections.Add(await lab.ConnectAsync(listener, anycast));
-            MptcpConnectionState during = announcer.OnAccepted(connections[^1].Server, "during");
+            TrackedConnection during = Accept(connections[^1], "during");
             Assert.True(await EventWaiting.EventuallyAsync(() => during.State == UnicastSubflowState.Joined, Timeout), during.StateReason);
 
             // 3. Subscribed again (first try after 100 ms): joins are heard as events again.
-            Assert.True(await EventWaiting.EventuallyAsync(() => announcer.IsFollowingEvents, Timeout), "never subscribed again");
+            Assert.True(await EventWaiting.EventuallyAsync(() => control.IsFollowingEvents, Timeout), "never subscribed again");
             Assert.True(manager.Client.IsSubscribedToEvents);
             connections.Add(await lab.ConnectAsync(listener, anycast));
-            MptcpConnectionState after = announcer.OnAccepted(connections[^1].Server, "after");
+            TrackedConnection after = Accept(connections[^1], "after");
             Assert.True(await EventWaiting.EventuallyAsync(() => after.State == UnicastSubflowState.Joined, Timeout), after.StateReason);
 
             Assert.All(connections, c => Assert.Equal(2, MptcpSocket.GetSubflows(c.Server).Length));

@@ -99,7 +99,7 @@ public sealed class KernelPathManagerLabTests
     {
         using var ns = new TestNamespace("loss");
         await using PathManagerClient pm = await ns.Run(() => PathManagerClient.OpenAsync(
-            new PathManagerClientSettings { EventReceiveBufferSize = 1 }, CancellationToken.None)).WaitAsync(Timeout);
+            new PathManagerClientOptions { EventReceiveBufferSize = 1 }, CancellationToken.None)).WaitAsync(Timeout);
         await using PathManagerEventSubscription events = pm.SubscribeEvents();
 
         // A burst normally overflows the tiny buffer at once; on a loaded machine the reader may keep up, so burst
@@ -150,7 +150,7 @@ public sealed class KernelPathManagerLabTests
         foreach (int asked in new[] { 4096, aboveMax })
         {
             await using PathManagerClient pm = await ns.Run(() => PathManagerClient.OpenAsync(
-                new PathManagerClientSettings { EventReceiveBufferSize = asked }, CancellationToken.None)).WaitAsync(Timeout);
+                new PathManagerClientOptions { EventReceiveBufferSize = asked }, CancellationToken.None)).WaitAsync(Timeout);
             Assert.Equal(2 * asked, pm.EventReceiveBufferSize); // the kernel doubles it; SO_RCVBUF alone would cap it at 2 * rmem_max
         }
     }
@@ -189,7 +189,7 @@ public sealed class KernelPathManagerLabTests
     {
         using var ns = new TestNamespace("fam");
         PathManagerException missing = await Assert.ThrowsAsync<PathManagerException>(() => ns.Run(() => PathManagerClient.OpenAsync(
-            new PathManagerClientSettings { FamilyName = "mptcp_pm_nope" }, CancellationToken.None)).WaitAsync(Timeout));
+            new PathManagerClientOptions { FamilyName = "mptcp_pm_nope" }, CancellationToken.None)).WaitAsync(Timeout));
         Assert.Equal(2, missing.Errno); // ENOENT
         Assert.Contains("no 'mptcp_pm_nope' generic netlink family: MPTCP is not available", missing.Message);
     }

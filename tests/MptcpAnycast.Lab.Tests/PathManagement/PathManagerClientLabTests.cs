@@ -49,7 +49,7 @@ public sealed class PathManagerClientLabTests
         // 1. No subscriber: ANNOUNCE succeeds, the client accepts the address and joins, the server refuses the join.
         //    Another process on the host may hold a subscription for a while (it hides the trap): try a few times.
         await using (PathManagerClient bare = await lab.Server.Run(() => PathManagerClient.OpenAsync(
-            new PathManagerClientSettings { HoldEventSubscription = false }, CancellationToken.None)).WaitAsync(Timeout))
+            new PathManagerClientOptions { HoldEventSubscription = false }, CancellationToken.None)).WaitAsync(Timeout))
         {
             bool rejected = false;
             for (int attempt = 0; attempt < 8 && !rejected; attempt++)
@@ -142,7 +142,7 @@ public sealed class PathManagerClientLabTests
             }
         });
         Assert.Equal("receive mptcp_pm_events", ended.Command);
-        Assert.Contains("call SubscribeEvents again", ended.Message);
+        Assert.Contains("subscribe again", ended.Message);
         Assert.NotEqual(0, ended.Errno);
         Assert.False(pm.IsSubscribedToEvents);
 
@@ -246,7 +246,7 @@ public sealed class PathManagerClientLabTests
         // lose none, because each caller reads its own answer right after sending. (With answers queued for a reader,
         // most of them were dropped.)
         await using PathManagerClient pm = await ns.Run(() => PathManagerClient.OpenAsync(
-            PathManagerClientSettings.Default with { CommandReceiveBufferSize = 4096, CommandTimeout = TimeSpan.FromSeconds(60) },
+            new PathManagerClientOptions { CommandReceiveBufferSize = 4096, CommandTimeout = TimeSpan.FromSeconds(60) },
             CancellationToken.None)).WaitAsync(Timeout);
         var started = System.Diagnostics.Stopwatch.StartNew();
         var burst = new Task[Burst];

@@ -3,7 +3,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using MptcpAnycast.Kestrel;
-using MptcpAnycast.Kestrel.Internal;
+using MptcpAnycast.Kestrel.Hosting;
 
 namespace MptcpAnycast.Tests.Kestrel;
 

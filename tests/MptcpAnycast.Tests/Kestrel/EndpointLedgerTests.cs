@@ -1,5 +1,5 @@
 using System.Net;
-using MptcpAnycast.Kestrel.Internal;
+using MptcpAnycast.Kestrel.Hosting;
 using MptcpAnycast.PathManagement;
 
 namespace MptcpAnycast.Tests.Kestrel;

@@ -1,6 +1,6 @@
 using System.Net;
 using MptcpAnycast.Kestrel;
-using MptcpAnycast.Kestrel.Internal;
+using MptcpAnycast.Kestrel.Hosting;
 
 namespace MptcpAnycast.Tests.Kestrel;
 

@@ -152,7 +152,7 @@ public sealed class MptcpPmMessagesTests
         Assert.Equal(22, invalid.Errno);
         Assert.Equal("ANNOUNCE", invalid.Command);
 
-        var denied = new PathManagerException("ADD_ADDR", NetlinkConstants.EPERM, null);
+        var denied = new PathManagerException("ADD_ADDR", Errno.EPERM, null);
         Assert.Contains("CAP_NET_ADMIN", denied.Message);
         Assert.Null(denied.KernelMessage);
 

@@ -1,0 +1,232 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using MptcpAnycast.Host;
+using MptcpAnycast.Kestrel.Control;
+using MptcpAnycast.Kestrel.Diagnostics;
+using MptcpAnycast.PathManagement;
+
+namespace MptcpAnycast.Kestrel.Hosting;
+
+/// <summary>
+/// What start-up decided: the effective mode, the path manager (or why there is none), and the kernel endpoints
+/// this process created (removed again at shutdown). The rules come from <see cref="HostCheck"/>.
+/// </summary>
+internal sealed class HostPreparation
+{
+    public required AnnouncementMode Mode { get; init; }
+    public required bool MptcpSupported { get; init; }
+    public IPathManager? PathManager { get; init; }
+    public string? PathManagerProblem { get; init; }
+    public NetlinkPathManager? EndpointOwner { get; init; }
+    public IReadOnlyList<MptcpEndpoint> CreatedEndpoints { get; init; } = [];
+
+    /// <param name="settings">The validated options.</param>
+    /// <param name="commandTimeout">How long each path-manager command may wait for the kernel.</param>
+    /// <param name="logger">Where what is wrong with the host is said.</param>
+    /// <param name="cancellationToken">Cancels start-up.</param>
+    public static async Task<HostPreparation> PrepareAsync(MptcpAnycastSettings settings, TimeSpan commandTimeout, ILogger logger,
+        CancellationToken cancellationToken)
+    {
+        MptcpHostState host = MptcpHostState.Read();
+        if (!host.Support.IsSupported)
+        {
+            MptcpAnycastLog.MptcpUnavailable(logger, host.Support.Message);
+            return new HostPreparation { Mode = AnnouncementMode.None, MptcpSupported = false };
+        }
+
+        AnnouncementMode mode = settings.Mode;
+        if (settings.Unicast.Count == 0 && mode != AnnouncementMode.None)
+        {
+            if (mode != AnnouncementMode.Auto)
+            {
+                throw new MptcpAnycastConfigurationException(nameof(MptcpAnycastOptions.UnicastAddresses), "",
+                    $"Mode = {mode} needs at least one unicast address to announce (or 'auto')");
+            }
+
+            mode = AnnouncementMode.None;
+        }
+
+        if (mode == AnnouncementMode.Auto)
+        {
+            mode = host.PathManager == MptcpPathManagerKind.Userspace ? AnnouncementMode.Userspace : AnnouncementMode.Kernel;
+        }
+
+        if (mode != AnnouncementMode.None)
+        {
+            ConfigureCFlag(settings, host, logger);
+        }
+
+        var options = new PathManagerClientOptions { CommandTimeout = commandTimeout, EventReceiveBufferSize = settings.EventSocketReceiveBufferSize };
+        return mode switch
+        {
+            AnnouncementMode.Userspace => PrepareUserspace(host, options, logger),
+            AnnouncementMode.Kernel => await PrepareKernelAsync(settings, host, options, logger, cancellationToken).ConfigureAwait(false),
+            _ => new HostPreparation { Mode = AnnouncementMode.None, MptcpSupported = true },
+        };
+    }
+
+    private static void ConfigureCFlag(MptcpAnycastSettings settings, MptcpHostState host, ILogger logger)
+    {
+        HostFinding cflag = HostCheck.CFlagFinding(host);
+        if (cflag.Severity != FindingSeverity.Problem)
+        {
+            return; // set, or a kernel that cannot set it (the host check warns about that)
+        }
+
+        if (settings.ConfigureHost && MptcpHostState.TrySetCFlag() is null)
+        {
+            MptcpAnycastLog.CFlagConfigured(logger);
+            return;
+        }
+
+        MptcpAnycastLog.CFlagNotSet(logger, cflag.Value, cflag.Why, cflag.Fix ?? HostCheck.CFlagFix);
+    }
+
+    private static HostPreparation PrepareUserspace(MptcpHostState host, PathManagerClientOptions options, ILogger logger)
+    {
+        if (host.PathManager != MptcpPathManagerKind.Userspace)
+        {
+            throw new MptcpAnycastConfigurationException(nameof(MptcpAnycastOptions.Mode), "Userspace",
+                $"this network namespace runs the {host.PathManager.ToString().ToLowerInvariant()} path manager; "
+                + $"run '{HostCheck.UserspacePathManagerFix}', or use Mode = Kernel");
+        }
+
+        try
+        {
+            return new HostPreparation { Mode = AnnouncementMode.Userspace, MptcpSupported = true, PathManager = NetlinkPathManager.Open(options) };
+        }
+        catch (PathManagerException ex)
+        {
+            MptcpAnycastLog.PathManagerUnavailable(logger, ex);
+            return new HostPreparation
+            {
+                Mode = AnnouncementMode.Userspace,
+                MptcpSupported = true,
+                PathManagerProblem = $"the path manager is unavailable: {ex.Message}",
+            };
+        }
+    }
+
+    private static async Task<HostPreparation> PrepareKernelAsync(MptcpAnycastSettings settings, MptcpHostState host, PathManagerClientOptions options,
+        ILogger logger, CancellationToken cancellationToken)
+    {
+        NetlinkPathManager manager;
+        try
+        {
+            manager = NetlinkPathManager.Open(options);
+        }
+        catch (PathManagerException ex)
+        {
+            throw new MptcpAnycastConfigurationException(nameof(MptcpAnycastOptions.Mode), "Kernel", $"cannot reach the path manager: {ex.Message}", ex);
+        }
+
+        var created = new List<MptcpEndpoint>();
+        var ledger = new EndpointLedger();
+        try
+        {
+            if (settings.ConfigureHost)
+            {
+                await RemoveLeftoversAsync(manager.Client, ledger, logger, cancellationToken).ConfigureAwait(false);
+            }
+
+            IReadOnlyList<MptcpEndpoint> endpoints = await manager.Client.GetEndpointsAsync(cancellationToken).ConfigureAwait(false);
+            foreach (IPEndPoint unicast in settings.Unicast)
+            {
+                bool present = endpoints.Any(e => (e.Flags & MptcpEndpointFlags.Signal) != 0
+                    && e.Address.Equals(unicast.Address) && (unicast.Port == 0 || e.Port == unicast.Port));
+                if (present)
+                {
+                    continue;
+                }
+
+                string command = HostCheck.SignalEndpointCommand(unicast);
+                if (!settings.ConfigureHost)
+                {
+                    throw new MptcpAnycastConfigurationException(nameof(MptcpAnycastOptions.UnicastAddresses), Show(unicast),
+                        $"Mode = Kernel needs a kernel 'signal' endpoint for it and there is none; run '{command}', or set ConfigureHost = true");
+                }
+
+                if (!host.HasNetAdmin)
+                {
+                    throw new MptcpAnycastConfigurationException(nameof(MptcpAnycastOptions.UnicastAddresses), Show(unicast),
+                        $"Mode = Kernel needs a 'signal' endpoint for it and this process lacks CAP_NET_ADMIN to create one; run '{command}' as root");
+                }
+
+                var endpoint = new MptcpEndpoint(0, unicast.Address, unicast.Port, MptcpEndpointFlags.Signal, HostInterfaces.Holding(unicast.Address)?.Index ?? 0);
+                byte id = await manager.Client.AddEndpointAsync(endpoint, cancellationToken).ConfigureAwait(false);
+                created.Add(endpoint with { Id = id });
+                ledger.Record(created, Environment.ProcessId);
+                MptcpAnycastLog.EndpointCreated(logger, Show(unicast), id);
+            }
+        }
+        catch (Exception ex) when (ex is not MptcpAnycastConfigurationException)
+        {
+            await CleanUpAsync(manager.Client, created, logger).ConfigureAwait(false);
+            await manager.DisposeAsync().ConfigureAwait(false);
+            throw new MptcpAnycastConfigurationException(nameof(MptcpAnycastOptions.Mode), "Kernel", $"cannot set up the kernel endpoints: {ex.Message}", ex);
+        }
+        catch
+        {
+            await CleanUpAsync(manager.Client, created, logger).ConfigureAwait(false);
+            await manager.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        return new HostPreparation
+        {
+            Mode = AnnouncementMode.Kernel,
+            MptcpSupported = true,
+            PathManager = manager,
+            EndpointOwner = manager,
+            CreatedEndpoints = created,
+        };
+    }
+
+    /// <summary>
+    /// Removes endpoints that a crashed earlier process of this namespace created and recorded, when they are still
+    /// there unchanged (same id, address and port): an endpoint someone re-created since is left alone.
+    /// </summary>
+    private static async Task RemoveLeftoversAsync(PathManagerClient client, EndpointLedger ledger, ILogger logger, CancellationToken cancellationToken)
+    {
+        IReadOnlyList<(int Pid, string File, IReadOnlyList<MptcpEndpoint> Endpoints)> leftovers = ledger.FindLeftovers();
+        if (leftovers.Count == 0)
+        {
+            return;
+        }
+
+        IReadOnlyList<MptcpEndpoint> present = await client.GetEndpointsAsync(cancellationToken).ConfigureAwait(false);
+        foreach ((int pid, string file, IReadOnlyList<MptcpEndpoint> recorded) in leftovers)
+        {
+            var stale = recorded.Where(r => present.Any(p => p.Id == r.Id && p.Address.Equals(r.Address) && p.Port == r.Port)).ToList();
+            await RemoveEndpointsAsync(client, stale, logger).ConfigureAwait(false);
+            MptcpAnycastLog.LeftoversRemoved(logger, stale.Count, pid);
+            EndpointLedger.Forget(file);
+        }
+    }
+
+    /// <summary>Removes the endpoints this process created; used at shutdown and when start-up fails half-way.</summary>
+    private static async Task RemoveEndpointsAsync(PathManagerClient client, IReadOnlyList<MptcpEndpoint> endpoints, ILogger logger)
+    {
+        foreach (MptcpEndpoint endpoint in endpoints)
+        {
+            try
+            {
+                await client.DeleteEndpointAsync(endpoint.Id).ConfigureAwait(false);
+                MptcpAnycastLog.EndpointRemoved(logger, Show(new IPEndPoint(endpoint.Address, endpoint.Port)), endpoint.Id);
+            }
+            catch (Exception ex) when (ex is PathManagerException or ObjectDisposedException)
+            {
+                MptcpAnycastLog.PathManagerUnavailable(logger, ex);
+            }
+        }
+    }
+
+    /// <summary>At shutdown: remove what this process created and its ledger file.</summary>
+    public static async Task CleanUpAsync(PathManagerClient client, IReadOnlyList<MptcpEndpoint> endpoints, ILogger logger)
+    {
+        await RemoveEndpointsAsync(client, endpoints, logger).ConfigureAwait(false);
+        new EndpointLedger().Record([], Environment.ProcessId);
+    }
+
+    private static string Show(IPEndPoint endPoint) => endPoint.Port == 0 ? endPoint.Address.ToString() : endPoint.ToString();
+}

@@ -1,0 +1,252 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using MptcpAnycast.Kestrel.Announcing;
+
+namespace MptcpAnycast.Kestrel;
+
+/// <summary>Validated, parsed <see cref="MptcpAnycastOptions"/>. Built once at start-up; every error names the setting and value.</summary>
+internal sealed class MptcpAnycastSettings
+{
+    public required AnnouncementMode Mode { get; init; }
+    public required IReadOnlyList<IPAddress> Anycast { get; init; }
+    public required IReadOnlyList<IPEndPoint> Unicast { get; init; }
+    public required AnnounceOn AnnounceOn { get; init; }
+    public required AfterJoinPolicy AfterJoin { get; init; }
+    public required TimeSpan JoinTimeout { get; init; }
+
+    /// <summary>How long after accept a connection is announced (Userspace mode, AnnounceOn = Accept); zero: at once.</summary>
+    public TimeSpan AnnounceDelay { get; init; }
+    public required bool ConfigureHost { get; init; }
+    public int AnnouncementsPerClientPerMinute { get; init; }
+    public int EventSocketReceiveBufferSize { get; init; } = DefaultEventSocketReceiveBufferSize;
+
+    /// <summary>The range of <see cref="MptcpAnycastOptions.EventSocketReceiveBufferSize"/>: 4 KiB to 256 MiB.</summary>
+    public const int MinEventSocketReceiveBufferSize = 4096, MaxEventSocketReceiveBufferSize = 256 * 1024 * 1024;
+
+    public static readonly TimeSpan MaxAnnounceDelay = TimeSpan.FromMinutes(10);
+
+    /// <summary>4 MiB when unset: rides out about a second of stalled reading at thousands of connections per second (benchmarks/README.md, event lag).</summary>
+    public const int DefaultEventSocketReceiveBufferSize = 4 * 1024 * 1024;
+
+    public UnicastAnnouncementPolicy CreatePolicy() => new(Anycast, Unicast);
+
+    /// <param name="options">The options as bound.</param>
+    /// <param name="hostAddresses">The addresses this host holds (injectable for tests); null reads the interfaces.</param>
+    public static MptcpAnycastSettings Validate(MptcpAnycastOptions options, IReadOnlyCollection<IPAddress>? hostAddresses = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        CheckEnum(nameof(options.Mode), options.Mode);
+        CheckEnum(nameof(options.AnnounceOn), options.AnnounceOn);
+        CheckEnum(nameof(options.AfterJoin), options.AfterJoin);
+
+        if (options.JoinTimeout <= TimeSpan.Zero || options.JoinTimeout > TimeSpan.FromHours(1))
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.JoinTimeout), options.JoinTimeout.ToString("c", CultureInfo.InvariantCulture),
+                "must be more than 0 and at most 1 hour (e.g. 00:00:05)");
+        }
+
+        if (options.AnnounceDelay < TimeSpan.Zero || options.AnnounceDelay > MaxAnnounceDelay)
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.AnnounceDelay), options.AnnounceDelay.ToString("c", CultureInfo.InvariantCulture),
+                "must be from 0 (announce at accept) to 10 minutes (e.g. 00:00:00.200)");
+        }
+
+        if (options.AnnounceDelay > TimeSpan.Zero && (options.Mode == AnnouncementMode.Kernel || options.AnnounceOn != AnnounceOn.Accept))
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.AnnounceDelay), options.AnnounceDelay.ToString("c", CultureInfo.InvariantCulture),
+                options.Mode == AnnouncementMode.Kernel
+                    ? "needs Userspace mode: the kernel path manager announces as soon as a connection is established"
+                    : "applies to AnnounceOn = Accept; with Demand the application decides when to announce");
+        }
+
+        if (options.AnnouncementsPerClientPerMinute is < 0 or > 1_000_000)
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.AnnouncementsPerClientPerMinute),
+                options.AnnouncementsPerClientPerMinute.ToString(CultureInfo.InvariantCulture), "must be from 0 (no limit) to 1000000");
+        }
+
+        if (options.EventSocketReceiveBufferSize is int bufferSize
+            && bufferSize is < MinEventSocketReceiveBufferSize or > MaxEventSocketReceiveBufferSize)
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.EventSocketReceiveBufferSize),
+                bufferSize.ToString(CultureInfo.InvariantCulture),
+                $"must be from {MinEventSocketReceiveBufferSize} (4 KiB) to {MaxEventSocketReceiveBufferSize} (256 MiB) bytes, or unset for the default (4 MiB)");
+        }
+
+        var anycast = new List<IPAddress>();
+        foreach (string? text in options.AnycastAddresses ?? [])
+        {
+            string trimmed = (text ?? "").Trim();
+            if (!TryParseStrict(trimmed, out IPAddress? address))
+            {
+                throw new MptcpAnycastConfigurationException(nameof(options.AnycastAddresses), text, "not an IP address (write 192.0.2.1 or 2001:db8::1, no port)");
+            }
+
+            anycast.Add(address.Unmapped());
+        }
+
+        IReadOnlyCollection<IPAddress>? host = hostAddresses;
+        var unicast = new List<IPEndPoint>();
+        foreach (string? text in options.UnicastAddresses ?? [])
+        {
+            string trimmed = (text ?? "").Trim();
+            if (trimmed.Equals("auto", StringComparison.OrdinalIgnoreCase))
+            {
+                host ??= HostInterfaces.Addresses();
+                unicast.AddRange(AutoUnicast(host, anycast, unicast));
+                continue;
+            }
+
+            IPEndPoint endPoint = ParseUnicast(trimmed, text);
+            IPAddress address = endPoint.Address.Unmapped();
+            if (anycast.Contains(address))
+            {
+                throw new MptcpAnycastConfigurationException(nameof(options.UnicastAddresses), text,
+                    "is also an anycast address; the unicast address must reach this server only");
+            }
+
+            if (unicast.Any(u => u.AddressFamily == address.AddressFamily))
+            {
+                throw new MptcpAnycastConfigurationException(nameof(options.UnicastAddresses), text,
+                    $"a second {(address.AddressFamily == AddressFamily.InterNetwork ? "IPv4" : "IPv6")} unicast address; give at most one of each family");
+            }
+
+            if (!options.AllowUnassignedUnicastAddresses)
+            {
+                host ??= HostInterfaces.Addresses();
+                if (!host.Any(h => h.Unmapped().Equals(address)))
+                {
+                    throw new MptcpAnycastConfigurationException(nameof(options.UnicastAddresses), text,
+                        "no interface of this host has this address; add it, or set AllowUnassignedUnicastAddresses = true for a shared address forwarded to this host");
+                }
+            }
+
+            unicast.Add(new IPEndPoint(address, endPoint.Port));
+        }
+
+        return new MptcpAnycastSettings
+        {
+            Mode = options.Mode,
+            Anycast = anycast,
+            Unicast = unicast,
+            AnnounceOn = options.AnnounceOn,
+            AfterJoin = options.AfterJoin,
+            JoinTimeout = options.JoinTimeout,
+            AnnounceDelay = options.AnnounceDelay,
+            ConfigureHost = options.ConfigureHost,
+            AnnouncementsPerClientPerMinute = options.AnnouncementsPerClientPerMinute,
+            EventSocketReceiveBufferSize = options.EventSocketReceiveBufferSize ?? DefaultEventSocketReceiveBufferSize,
+        };
+    }
+
+    private static IPEndPoint ParseUnicast(string text, string? original)
+    {
+        const string Setting = nameof(MptcpAnycastOptions.UnicastAddresses);
+        string addressText = text;
+        string? portText = null;
+        if (text.StartsWith('['))
+        {
+            int close = text.IndexOf(']', StringComparison.Ordinal);
+            if (close < 0 || (close + 1 < text.Length && text[close + 1] != ':'))
+            {
+                throw Bad();
+            }
+
+            addressText = text[1..close];
+            portText = close + 1 < text.Length ? text[(close + 2)..] : null;
+            if (!addressText.Contains(':', StringComparison.Ordinal))
+            {
+                throw Bad();
+            }
+        }
+        else if (text.Count(c => c == ':') == 1)
+        {
+            int colon = text.IndexOf(':', StringComparison.Ordinal);
+            addressText = text[..colon];
+            portText = text[(colon + 1)..];
+        }
+
+        if (!TryParseStrict(addressText, out IPAddress? address))
+        {
+            throw Bad();
+        }
+
+        int port = 0;
+        if (portText is not null
+            && (!int.TryParse(portText, NumberStyles.None, CultureInfo.InvariantCulture, out port) || port is < 1 or > 65535))
+        {
+            throw new MptcpAnycastConfigurationException(Setting, original, $"port '{portText}' is out of range (1-65535)");
+        }
+
+        return new IPEndPoint(address, port);
+
+        MptcpAnycastConfigurationException Bad() => new(Setting, original,
+            "not an address (write 192.0.2.10, 192.0.2.10:8443, 2001:db8::10 or [2001:db8::10]:8443, or auto)");
+    }
+
+    /// <summary>IPv4 only as four dotted decimals (IPAddress.Parse takes "10" as 0.0.0.10); IPv6 without brackets or port.</summary>
+    internal static bool TryParseStrict(string text, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out IPAddress? address)
+    {
+        address = null;
+        if (text.Length == 0 || text.Contains('[', StringComparison.Ordinal) || text.Contains('%', StringComparison.Ordinal))
+        {
+            return false;
+        }
+
+        if (text.Contains(':', StringComparison.Ordinal))
+        {
+            return IPAddress.TryParse(text, out address) && address.AddressFamily == AddressFamily.InterNetworkV6;
+        }
+
+        string[] parts = text.Split('.');
+        if (parts.Length != 4 || parts.Any(p => p.Length is 0 or > 3 || !p.All(char.IsAsciiDigit) || int.Parse(p, CultureInfo.InvariantCulture) > 255))
+        {
+            return false;
+        }
+
+        return IPAddress.TryParse(text, out address);
+    }
+
+    private static IEnumerable<IPEndPoint> AutoUnicast(IReadOnlyCollection<IPAddress> host, List<IPAddress> anycast, List<IPEndPoint> already)
+    {
+        IPAddress? v4 = host.Select(static a => a.Unmapped())
+            .FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork && IsGlobal(a) && !anycast.Contains(a));
+        IPAddress? v6 = host.Select(static a => a.Unmapped())
+            .FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetworkV6 && IsGlobal(a) && !anycast.Contains(a));
+        if (v4 is not null && !already.Any(u => u.AddressFamily == AddressFamily.InterNetwork))
+        {
+            yield return new IPEndPoint(v4, 0);
+        }
+
+        if (v6 is not null && !already.Any(u => u.AddressFamily == AddressFamily.InterNetworkV6))
+        {
+            yield return new IPEndPoint(v6, 0);
+        }
+    }
+
+    /// <summary>Not loopback, link-local, unspecified or multicast. Private ranges count (a lab or an internal network).</summary>
+    internal static bool IsGlobal(IPAddress address)
+    {
+        if (IPAddress.IsLoopback(address) || address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any))
+        {
+            return false;
+        }
+
+        if (address.AddressFamily == AddressFamily.InterNetworkV6)
+        {
+            return !address.IsIPv6LinkLocal && !address.IsIPv6Multicast && !address.IsIPv6SiteLocal;
+        }
+
+        byte[] b = address.GetAddressBytes();
+        return !(b[0] == 169 && b[1] == 254) && b[0] < 224;
+    }
+
+    private static void CheckEnum<T>(string setting, T value) where T : struct, Enum
+    {
+        if (!Enum.IsDefined(value))
+        {
+            throw new MptcpAnycastConfigurationException(setting, value.ToString(), $"must be one of {string.Join(", ", Enum.GetNames<T>())}");
+        }
+    }
+}

@@ -1,0 +1,33 @@
+namespace MptcpAnycast.Host;
+
+/// <summary>How much a finding of the host check matters.</summary>
+public enum FindingSeverity
+{
+    /// <summary>As it should be.</summary>
+    Ok,
+
+    /// <summary>Works, but some clients or some features lose out.</summary>
+    Warning,
+
+    /// <summary>The host is not ready for its role.</summary>
+    Problem,
+}
+
+/// <summary>What the host is checked for.</summary>
+public enum HostRole
+{
+    /// <summary>A POP's server on the anycast address.</summary>
+    Server,
+
+    /// <summary>A client that should survive anycast route changes.</summary>
+    Client,
+}
+
+/// <summary>One line of the host check: what was read, whether it is right for the role, why, and the fix.</summary>
+/// <param name="Name">A stable identifier: <c>mptcp</c>, <c>kernel</c>, <c>path_manager</c>, <c>c_flag</c>, <c>add_addr_timeout</c>,
+/// <c>limits</c>, <c>endpoints</c>, <c>add_addr</c>, <c>path_manager_state</c>, <c>cap_net_admin</c>.</param>
+/// <param name="Severity">Ok, warning or problem for the role.</param>
+/// <param name="Value">What was read.</param>
+/// <param name="Why">Why it matters for anycast.</param>
+/// <param name="Fix">The command that fixes it, or null.</param>
+public sealed record HostFinding(string Name, FindingSeverity Severity, string Value, string Why, string? Fix = null);

@@ -1,0 +1,20 @@
+using System.Net;
+
+namespace MptcpAnycast;
+
+/// <summary>
+/// A dual-mode (IPv6) socket reports IPv4 peers as IPv4-mapped IPv6 addresses (<c>::ffff:192.0.2.1</c>); the kernel,
+/// the path manager and people speak of them as IPv4. Compiled into each assembly that compares or prints addresses.
+/// </summary>
+internal static class IPAddressExtensions
+{
+    /// <summary>The IPv4 address for an IPv4-mapped one; any other address as it is.</summary>
+    public static IPAddress Unmapped(this IPAddress address) => address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address;
+
+    /// <summary>The end point with its address <see cref="Unmapped(IPAddress)"/>; the same instance when nothing changes.</summary>
+    public static IPEndPoint Unmapped(this IPEndPoint endPoint) =>
+        endPoint.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(endPoint.Address.MapToIPv4(), endPoint.Port) : endPoint;
+
+    /// <summary>Whether two addresses are the same once unmapped.</summary>
+    public static bool SameAddressAs(this IPAddress address, IPAddress other) => address.Unmapped().Equals(other.Unmapped());
+}
