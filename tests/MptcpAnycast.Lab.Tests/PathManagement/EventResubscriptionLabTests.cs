@@ -14,8 +14,6 @@ namespace MptcpAnycast.Lab.Tests.PathManagement;
 [Collection(PathManagerLabCollection.Name)]
 public sealed class EventResubscriptionLabTests
 {
-    private static readonly TimeSpan Timeout = PathManagerLab.Timeout;
-
     [LabFact]
     public async Task After_the_event_socket_fails_the_announcer_keeps_announcing_subscribes_again_and_every_connection_joins()
     {
@@ -23,7 +21,7 @@ public sealed class EventResubscriptionLabTests
         using var listener = lab.Listen(new IPEndPoint(IPAddress.Any, 5000)); // also takes the joins to the unicast address
         var anycast = new IPEndPoint(PathManagerLab.Anycast, 5000);
         (KernelPathManager manager, string? eventsProblem) = await lab.Server.Run(
-            () => KernelPathManager.OpenAsync(subscribe: true, eventReceiveBufferSize: null, CancellationToken.None)).WaitAsync(Timeout);
+            () => KernelPathManager.OpenAsync(subscribe: true, eventReceiveBufferSize: null, CancellationToken.None)).WithTimeout();
         Assert.Null(eventsProblem);
         MptcpAnycastSettings settings = MptcpAnycastSettings.Validate(
             new MptcpAnycastOptions { AnycastAddresses = [PathManagerLab.Anycast.ToString()], UnicastAddresses = [PathManagerLab.Unicast.ToString()] },
@@ -37,22 +35,22 @@ public sealed class EventResubscriptionLabTests
             // 1. Events followed: the join is heard.
             connections.Add(await lab.ConnectAsync(listener, anycast));
             MptcpConnectionState before = announcer.OnAccepted(connections[^1].Server, "before");
-            Assert.True(await EventWaiting.EventuallyAsync(() => before.State == UnicastSubflowState.Joined, Timeout), before.StateReason);
+            Assert.True(await Eventually.WaitAsync(() => before.State == UnicastSubflowState.Joined, TaskTimeoutExtensions.DefaultTimeout), before.StateReason);
 
             // 2. The event socket fails: the announcer falls back to the sockets, and a connection accepted now is
             //    announced and joins (the announcement itself subscribes the client again, so the kernel keeps the join).
             manager.Client.CloseEventSocketBehindTheClientsBack();
-            Assert.True(await EventWaiting.EventuallyAsync(() => !announcer.IsFollowingEvents, Timeout), "the announcer did not notice");
+            Assert.True(await Eventually.WaitAsync(() => !announcer.IsFollowingEvents, TaskTimeoutExtensions.DefaultTimeout), "the announcer did not notice");
             connections.Add(await lab.ConnectAsync(listener, anycast));
             MptcpConnectionState during = announcer.OnAccepted(connections[^1].Server, "during");
-            Assert.True(await EventWaiting.EventuallyAsync(() => during.State == UnicastSubflowState.Joined, Timeout), during.StateReason);
+            Assert.True(await Eventually.WaitAsync(() => during.State == UnicastSubflowState.Joined, TaskTimeoutExtensions.DefaultTimeout), during.StateReason);
 
             // 3. Subscribed again (first try after 100 ms): joins are heard as events again.
-            Assert.True(await EventWaiting.EventuallyAsync(() => announcer.IsFollowingEvents, Timeout), "never subscribed again");
+            Assert.True(await Eventually.WaitAsync(() => announcer.IsFollowingEvents, TaskTimeoutExtensions.DefaultTimeout), "never subscribed again");
             Assert.True(manager.Client.IsSubscribedToEvents);
             connections.Add(await lab.ConnectAsync(listener, anycast));
             MptcpConnectionState after = announcer.OnAccepted(connections[^1].Server, "after");
-            Assert.True(await EventWaiting.EventuallyAsync(() => after.State == UnicastSubflowState.Joined, Timeout), after.StateReason);
+            Assert.True(await Eventually.WaitAsync(() => after.State == UnicastSubflowState.Joined, TaskTimeoutExtensions.DefaultTimeout), after.StateReason);
 
             Assert.All(connections, c => Assert.Equal(2, MptcpSocket.GetSubflows(c.Server).Length));
         }
