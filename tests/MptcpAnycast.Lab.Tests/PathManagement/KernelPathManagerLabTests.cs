@@ -110,7 +110,7 @@ public sealed class KernelPathManagerLabTests
         bool lost = false;
         for (int round = 0; round < 5 && !lost; round++)
         {
-            await ns.Run(() => BurstAsync(connections: 200)).WaitAsync(TimeSpan.FromSeconds(60));
+            await ns.Run(() => BurstAsync(connections: 200)).WithTimeout(TimeSpan.FromSeconds(60), "a burst of 200 connections");
             try
             {
                 await events.WaitForAsync(e => e.Type == PathManagerEventType.EventsLost, TimeSpan.FromSeconds(3));
@@ -166,7 +166,7 @@ public sealed class KernelPathManagerLabTests
         await using PathManagerEventSubscription slow = pm.SubscribeEvents(capacity: 4);
         await using PathManagerEventSubscription fast = pm.SubscribeEvents();
 
-        await ns.Run(() => BurstAsync(connections: 20)).WaitAsync(TimeSpan.FromSeconds(60));
+        await ns.Run(() => BurstAsync(connections: 20)).WithTimeout(TimeSpan.FromSeconds(60), "a burst of 20 connections");
         Assert.True(await Eventually.WaitAsync(() => slow.DroppedEvents > 0, TaskTimeoutExtensions.DefaultTimeout));
 
         var seen = new List<PathManagerEvent>();

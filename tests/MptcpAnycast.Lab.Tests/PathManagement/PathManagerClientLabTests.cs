@@ -248,7 +248,7 @@ public sealed class PathManagerClientLabTests
         var burst = new Task[Burst];
         Parallel.For(0, Burst, new ParallelOptions { MaxDegreeOfParallelism = 8 },
             i => burst[i] = pm.AnnounceAsync(0x7e570000u + (uint)i, 1, new IPEndPoint(IPAddress.Parse("192.0.2.1"), 0)));
-        await Task.WhenAll(burst.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default))).WaitAsync(TimeSpan.FromSeconds(90));
+        await Task.WhenAll(burst.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default))).WithTimeout(TimeSpan.FromSeconds(90), "the burst of commands");
         TimeSpan elapsed = started.Elapsed;
 
         string[] wrong = burst
