@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load comparison: HelloAnycast's GET / served by
+# Load comparison: the lab's POP server (mptcp-anycast lab serve), its GET / served by
 #   (a) sockets       Kestrel's default TCP transport, plain wrk
 #   (b) mptcp-listen  Kestrel with a bare MPTCP listen socket (nothing announced): the kernel's MPTCP floor
 #   (b+) mptcp-listen-signal  the same with a kernel 'signal' endpoint: the kernel announces on every connection,
@@ -49,8 +49,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-dotnet build -c Release -v q -nologo examples/HelloAnycast >/dev/null
-APP=examples/HelloAnycast/bin/Release/net10.0/HelloAnycast.dll
+dotnet build -c Release -v q -nologo src/MptcpAnycast.Cli >/dev/null
+TOOL=src/MptcpAnycast.Cli/bin/Release/net10.0/mptcp-anycast.dll
 
 # One client namespace and one server namespace per variant, joined by a veth link (as a client and a POP are):
 # server 192.0.2.2 (its unicast) on the link and the anycast address on lo; the client routes the anycast address to it.
@@ -95,8 +95,9 @@ if [ -n "$ONLY" ]; then
 fi
 
 for v in "${VARIANTS[@]}"; do
+    # Server GC, as an ASP.NET Core app has by default (the tool is a console app).
     # shellcheck disable=SC2086
-    ip netns exec "${NS[$v]}" dotnet "$APP" --urls "http://[::]:${PORT[$v]}" ${ARGS[$v]} >"/tmp/$PREFIX-$v.log" 2>&1 &
+    DOTNET_gcServer=1 ip netns exec "${NS[$v]}" dotnet "$TOOL" lab serve --urls "http://[::]:${PORT[$v]}" ${ARGS[$v]} >"/tmp/$PREFIX-$v.log" 2>&1 &
     PIDS+=($!)
 done
 for v in "${VARIANTS[@]}"; do

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Soak: 100,000 MPTCP connections opened and closed at full speed, then steady churn for a bounded time, against
-# HelloAnycast on the MptcpAnycast transport (Userspace mode; every connection announced and joined by the client).
-# Checks that the server's file descriptors and memory come back to their baseline, that the connections the transport
-# tracks (mptcp_anycast.connections.tracked, read from HelloAnycast's GET /mptcp/stats) return to their baseline, and
-# that it still announces.
+# the lab's POP server (mptcp-anycast lab serve) on the MptcpAnycast transport (Userspace mode; every connection
+# announced and joined by the client). Checks that the server's file descriptors and memory come back to their
+# baseline, that the connections the transport tracks (mptcp_anycast.connections.tracked, read from the server's
+# GET /mptcp/stats) return to their baseline, and that it still announces.
 #
 # Usage (root): benchmarks/soak.sh [--burst-seconds S] [--minutes M]     (defaults 30 s and 10 min; bounded by both)
 # Needs: wrk, mptcpize, curl (apt-get install wrk mptcpize curl), the .NET SDK.
@@ -25,7 +25,7 @@ PID=""
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; wait 2>/dev/null || true; ip netns del "$S" 2>/dev/null || true; ip netns del "$C" 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-dotnet build -c Release -v q -nologo examples/HelloAnycast >/dev/null
+dotnet build -c Release -v q -nologo src/MptcpAnycast.Cli >/dev/null
 ip netns add "$S"; ip netns add "$C"
 ip link add sk0 netns "$C" type veth peer name sk1 netns "$S"
 ip -n "$S" link set lo up; ip -n "$C" link set lo up
@@ -34,7 +34,8 @@ ip -n "$C" addr add 192.0.2.1/24 dev sk0; ip -n "$C" link set sk0 up; ip -n "$C"
 ip netns exec "$S" sysctl -qw net.mptcp.path_manager=userspace net.mptcp.allow_join_initial_addr_port=0
 ip -n "$C" mptcp limits set subflows 2 add_addr_accepted 1
 
-ip netns exec "$S" dotnet examples/HelloAnycast/bin/Release/net10.0/HelloAnycast.dll --urls "http://[::]:8080" \
+# Server GC, as an ASP.NET Core app has by default (the tool is a console app).
+DOTNET_gcServer=1 ip netns exec "$S" dotnet src/MptcpAnycast.Cli/bin/Release/net10.0/mptcp-anycast.dll lab serve --urls "http://[::]:8080" \
     --MptcpAnycast:Mode=Userspace --MptcpAnycast:AnycastAddresses:0=$ANYCAST --MptcpAnycast:UnicastAddresses:0=$UNICAST \
     --Logging:LogLevel:Default=Warning >/tmp/$S.log 2>&1 &
 PID=$!

@@ -6,11 +6,11 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
-using MptcpAnycast.Cli.Lab;
 using MptcpAnycast.Kestrel;
 using MptcpAnycast.Kestrel.Connections;
 using MptcpAnycast.Kestrel.Control;
 using MptcpAnycast.Kestrel.Diagnostics;
+using MptcpAnycast.Lab;
 using MptcpAnycast.PathManagement;
 
 namespace MptcpAnycast.Benchmarks;
@@ -77,22 +77,22 @@ internal static class EventLag
         try
         {
             LabPop pop = lab.Pop(LabPopId.A);
-            LabTopology.Exec(lab.ClientNamespace, "sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000");
+            lab.Client.Sysctl("net.ipv4.ip_local_port_range", "10000 65000");
             var anycast = IPAddress.Parse(lab.Plan.Anycast4);
             var unicast = IPAddress.Parse(pop.Address4);
-            await using var run = NamespaceThread.Run(pop.Namespace, () => Server.Start(anycast, unicast));
+            await using var run = pop.Namespace.Run(() => Server.Start(anycast, unicast));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"# event lag: {rate} new MPTCP connections/s, up to {concurrent} open, {seconds} s; each announced (Userspace) and joined; anycast lab, Linux {Environment.OSVersion.Version}; client process at nice {clientNice}"));
             run.ClientNice = clientNice;
 
             // Idle first: the fixed cost of the pipeline, without load.
-            await run.LoadAsync(lab.ClientNamespace, new IPEndPoint(anycast, Port), rate: 100, concurrent: 50, seconds: 2, "idle (100/s, 50 open)");
+            await run.LoadAsync(lab.Client, new IPEndPoint(anycast, Port), rate: 100, concurrent: 50, seconds: 2, "idle (100/s, 50 open)");
             // Then the load twice: the first time the process reaches C open connections its tables grow (the
             // announcer's by-token map, this harness's queue of open sockets: large arrays, which count towards the
             // runtime's large-object budget); the second time they have their size, as in a server that has been up
             // for a while.
-            await run.LoadAsync(lab.ClientNamespace, new IPEndPoint(anycast, Port), rate, concurrent, seconds, string.Create(CultureInfo.InvariantCulture, $"load, first ({rate}/s, {concurrent} open)"));
-            await run.LoadAsync(lab.ClientNamespace, new IPEndPoint(anycast, Port), rate, concurrent, seconds, string.Create(CultureInfo.InvariantCulture, $"load, steady ({rate}/s, {concurrent} open)"));
+            await run.LoadAsync(lab.Client, new IPEndPoint(anycast, Port), rate, concurrent, seconds, string.Create(CultureInfo.InvariantCulture, $"load, first ({rate}/s, {concurrent} open)"));
+            await run.LoadAsync(lab.Client, new IPEndPoint(anycast, Port), rate, concurrent, seconds, string.Create(CultureInfo.InvariantCulture, $"load, steady ({rate}/s, {concurrent} open)"));
             return 0;
         }
         finally
@@ -259,7 +259,7 @@ internal static class EventLag
             return true;
         }
 
-        public async Task LoadAsync(string clientNamespace, IPEndPoint target, int rate, int concurrent, double seconds, string label)
+        public async Task LoadAsync(LabNamespace clientNamespace, IPEndPoint target, int rate, int concurrent, double seconds, string label)
         {
             _pathManager.Reset(expected: (int)(rate * seconds * 1.2) + concurrent);
             _gc.Take();
@@ -271,11 +271,9 @@ internal static class EventLag
                 rate.ToString(CultureInfo.InvariantCulture), seconds.ToString(CultureInfo.InvariantCulture)];
             // The client shares this machine's cores; a positive nice value lets the server's threads go first, as when
             // the clients are elsewhere (the server's kernel still handles every packet and event).
-            using Process client = ClientNice > 0
-                ? LabTopology.StartIn(clientNamespace, "nice", ["-n", ClientNice.ToString(CultureInfo.InvariantCulture), "dotnet", .. clientArgs])
-                : LabTopology.StartIn(clientNamespace, "dotnet", clientArgs);
-            Task<string> clientOutput = client.StandardOutput.ReadToEndAsync();
-            Task<string> clientErrors = client.StandardError.ReadToEndAsync();
+            using ChildProcess client = clientNamespace.Start(ClientNice > 0
+                ? ["nice", "-n", ClientNice.ToString(CultureInfo.InvariantCulture), "dotnet", .. clientArgs]
+                : ["dotnet", .. clientArgs]);
             var clock = Stopwatch.StartNew();
             while (!client.HasExited && clock.Elapsed.TotalSeconds < seconds + 40)
             {
@@ -295,6 +293,8 @@ internal static class EventLag
                 client.Kill();
             }
 
+            await client.WaitForExitAsync(TimeSpan.FromSeconds(10)); // its output, read to the end
+
             while (CloseOldest(out bool wasJoined))
             {
                 closed++;
@@ -303,7 +303,7 @@ internal static class EventLag
 
             await Task.Delay(1000); // the last CLOSED events
             (List<double> lags, List<double> fromEnd, int unmatched, int lost) = _pathManager.Collect();
-            Console.WriteLine($"{label}: client: {(await clientOutput).Trim()} {(await clientErrors).Trim()}");
+            Console.WriteLine($"{label}: client: {client.Output.Trim()}");
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  server: at most {maxOpen} open; {joined} of {closed} joined before the server closed them ({100.0 * joined / Math.Max(1, closed):0.0}%)"));
             Console.WriteLine($"  CLOSED event lag over {lags.Count} events, from close() entered: {Summary(lags)}; {unmatched} not seen, events-lost markers {lost}");

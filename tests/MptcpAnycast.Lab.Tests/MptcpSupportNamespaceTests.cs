@@ -9,7 +9,7 @@ public sealed class MptcpSupportNamespaceTests
     [LabFact]
     public void Namespace_with_mptcp_disabled_is_reported_unsupported_with_the_reason()
     {
-        using var ns = new TestNamespace("off");
+        using LabNamespace ns = Topology.Single("off");
         ns.Sysctl("net.mptcp.enabled", "0");
 
         MptcpSupport support = ns.Run(() => MptcpSocket.CheckSupport());
@@ -23,7 +23,7 @@ public sealed class MptcpSupportNamespaceTests
     [LabFact]
     public void Namespace_with_mptcp_disabled_throws_with_the_fix_or_falls_back_to_tcp()
     {
-        using var ns = new TestNamespace("off");
+        using LabNamespace ns = Topology.Single("off");
         ns.Sysctl("net.mptcp.enabled", "0");
 
         SocketException error = ns.Run(() => Assert.Throws<SocketException>(() => MptcpSocket.Create(AddressFamily.InterNetwork)));
@@ -36,7 +36,7 @@ public sealed class MptcpSupportNamespaceTests
     [LabFact]
     public void Namespace_with_mptcp_enabled_is_reported_supported()
     {
-        using var ns = new TestNamespace("on");
+        using LabNamespace ns = Topology.Single("on");
         ns.Sysctl("net.mptcp.enabled", "1");
 
         MptcpSupport support = ns.Run(() => MptcpSocket.CheckSupport(AddressFamily.InterNetworkV6));
@@ -47,14 +47,12 @@ public sealed class MptcpSupportNamespaceTests
     [LabFact]
     public async Task Mptcp_connection_inside_a_namespace_is_mptcp_on_both_ends()
     {
-        using var ns = new TestNamespace("conn");
+        using LabNamespace ns = Topology.Single("conn");
         using Socket listener = ns.Run(() => MptcpSocket.CreateListener(new IPEndPoint(IPAddress.Loopback, 0)));
         using Socket client = ns.Run(() => MptcpSocket.Create(AddressFamily.InterNetwork));
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-
-        Task<Socket> accept = listener.AcceptAsync(timeout.Token).AsTask();
-        await client.ConnectAsync(listener.LocalEndPoint!, timeout.Token);
-        using Socket server = await accept.WaitAsync(timeout.Token);
+        Task<Socket> accept = listener.AcceptAsync().WithTimeout(what: "accept");
+        await client.ConnectAsync(listener.LocalEndPoint!).WithTimeout(what: "connect");
+        using Socket server = await accept;
 
         Assert.True(MptcpSocket.GetConnectionInfo(server).IsMptcp);
         Assert.NotEqual(0u, MptcpSocket.GetConnectionInfo(client).Token);

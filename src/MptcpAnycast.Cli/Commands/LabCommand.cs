@@ -1,18 +1,21 @@
 using System.Text.Json;
 using MptcpAnycast.Cli.CommandLine;
-using MptcpAnycast.Cli.Lab;
+using MptcpAnycast.Lab;
 
 namespace MptcpAnycast.Cli.Commands;
 
 /// <summary>
-/// <c>mptcp-anycast lab up [options] | flip | status | down [--prefix P]</c>: the anycast lab in network namespaces.
-/// Root only. Exit 0 done, 1 refused or failed, 2 bad arguments.
+/// <c>mptcp-anycast lab demo|measure|up|flip|status|down ...</c>: the anycast lab in network namespaces (root only), and
+/// the hidden <c>lab serve ...</c> that the lab starts in each POP (its POP server). Only argument parsing and wiring:
+/// the lab itself is <c>MptcpAnycast.Lab</c>. Exit 0 done, 1 refused or failed, 2 bad arguments.
 /// </summary>
-internal static class LabCommand
+/// <param name="isRoot">Whether this process may build labs.</param>
+/// <param name="tool">How to start this tool again, for the POP servers (<see cref="ToolCommand.OfThisProcess"/>).</param>
+internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
 {
     public const string Usage =
-        "lab demo [lab up options] [--seconds S] [--rate BYTES] [--flip-after S] [--after-join keep-both|prefer-unicast|migrate-to-unicast] [--app PATH] [--no-curl] | " +
-        "lab measure [lab up options] [--flips N] [--requests] [--no-flip] [--rate BYTES] [--after-join POLICY] [--app PATH] | " +
+        "lab demo [lab up options] [--seconds S] [--rate BYTES] [--flip-after S] [--after-join keep-both|prefer-unicast|migrate-to-unicast] [--no-curl] | " +
+        "lab measure [lab up options] [--flips N] [--requests] [--no-flip] [--rate BYTES] [--after-join POLICY] | " +
         "lab up [--prefix P] [--unicast own|shared-ipv4|ipv6-only] [--client accept-add-addr|subflow-endpoint|defaults] " +
         "[--path-manager kernel|userspace] [--nat] [--firewall] [--strip-mptcp] | lab flip|status|down [--prefix P]";
 
@@ -24,21 +27,21 @@ internal static class LabCommand
     private const string RootRefusal =
         "mptcp-anycast lab: refused: the lab makes network namespaces, veth links and routes, which needs root. Run it as root (sudo mptcp-anycast lab ...).";
 
-    /// <summary>Tells whether this process may build labs; replaced in tests.</summary>
-    internal static Func<bool> IsRoot { get; set; } = () => Tmds.Linux.LibC.geteuid() == 0;
+    /// <summary>The tool as installed or run: root decides, the POP servers are this process's own command line.</summary>
+    public static LabCommand ForThisProcess() => new(() => Environment.IsPrivilegedProcess, ToolCommand.OfThisProcess);
 
-    public static Task<int> RunAsync(string[] args, TextWriter output)
+    public Task<int> RunAsync(string[] args, TextWriter output)
     {
-        string verb = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : throw new UsageException("say what to do: demo, up, flip, status or down");
+        string verb = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : throw new UsageException("say what to do: demo, measure, up, flip, status or down");
         string[] rest = args[1..];
-        if (verb == "demo")
+        switch (verb)
         {
-            return DemoAsync(rest, output);
-        }
-
-        if (verb == "measure")
-        {
-            return MeasureAsync(rest, output);
+            case "demo":
+                return DemoAsync(rest, output);
+            case "measure":
+                return MeasureAsync(rest, output);
+            case "serve":
+                return ServeAsync(rest, output);
         }
 
         Func<int> run = verb switch
@@ -47,10 +50,10 @@ internal static class LabCommand
             "flip" => Prepare(rest, NoFlags, PrefixOnly, reader => () => Flip(reader.Value("--prefix"), output)),
             "status" => Prepare(rest, NoFlags, PrefixOnly, reader => () => Status(reader.Value("--prefix"), output)),
             "down" => Prepare(rest, NoFlags, PrefixOnly, reader => () => Down(reader.Value("--prefix"), output)),
-            _ => throw new UsageException($"unknown lab command '{verb}' (demo, up, flip, status, down)"),
+            _ => throw new UsageException($"unknown lab command '{verb}' (demo, measure, up, flip, status, down)"),
         };
 
-        if (!IsRoot())
+        if (!isRoot())
         {
             output.WriteLine(RootRefusal);
             return Task.FromResult(1);
@@ -70,9 +73,9 @@ internal static class LabCommand
     }
 
     private static readonly HashSet<string> DemoFlags = [.. UpFlags, "--no-curl"];
-    private static readonly HashSet<string> DemoValued = [.. UpValued, "--seconds", "--rate", "--flip-after", "--after-join", "--app"];
+    private static readonly HashSet<string> DemoValued = [.. UpValued, "--seconds", "--rate", "--flip-after", "--after-join"];
 
-    private static async Task<int> DemoAsync(string[] args, TextWriter output)
+    private async Task<int> DemoAsync(string[] args, TextWriter output)
     {
         var reader = new ArgumentReader(args, DemoFlags, DemoValued);
         reader.NoPositional();
@@ -84,16 +87,40 @@ internal static class LabCommand
             Rate = reader.Int("--rate", 1024, 64 * 1024 * 1024) ?? 128 * 1024,
             FlipAfter = reader.Int("--flip-after", 1, seconds - 1) ?? Math.Min(4, seconds / 2),
             AfterJoin = reader.Value("--after-join") is string policy ? AfterJoinName(policy) : null,
-            AppPath = reader.Value("--app"),
             Curl = !reader.Flag("--no-curl"),
         };
-        if (!IsRoot())
+        if (!isRoot())
         {
             output.WriteLine(RootRefusal);
             return 1;
         }
 
-        return await RunInterruptibleAsync("demo", output, token => LabDemo.RunAsync(options, settings, output, token)).ConfigureAwait(false);
+        return await RunInterruptibleAsync("demo", output, token => LabDemo.RunAsync(options, settings, tool(), output, token)).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// <c>lab serve [OPTIONS]</c>: the POP server, until SIGTERM or Ctrl-C. Not root only: the lab starts it in a POP's
+    /// namespace, and an operator may run it with just <c>CAP_NET_ADMIN</c>.
+    /// </summary>
+    private static async Task<int> ServeAsync(string[] args, TextWriter output)
+    {
+        if (PopServerApp.CheckArguments(args) is string problem)
+        {
+            throw new UsageException(problem);
+        }
+
+        try
+        {
+            await PopServerApp.RunAsync(args).ConfigureAwait(false);
+            return 0;
+        }
+        catch (Exception ex) when (ex is MptcpAnycast.Kestrel.MptcpAnycastConfigurationException or IOException or InvalidOperationException
+            or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+        {
+            // Refused to start: a bad transport option (the message names the setting and the value), an address in use.
+            output.WriteLine($"mptcp-anycast lab serve: {ex.Message}");
+            return 1;
+        }
     }
 
     /// <summary>
@@ -131,9 +158,9 @@ internal static class LabCommand
     }
 
     private static readonly HashSet<string> MeasureFlags = [.. UpFlags, "--requests", "--no-flip"];
-    private static readonly HashSet<string> MeasureValued = [.. UpValued, "--flips", "--rate", "--after-join", "--app"];
+    private static readonly HashSet<string> MeasureValued = [.. UpValued, "--flips", "--rate", "--after-join"];
 
-    private static async Task<int> MeasureAsync(string[] args, TextWriter output)
+    private async Task<int> MeasureAsync(string[] args, TextWriter output)
     {
         var reader = new ArgumentReader(args, MeasureFlags, MeasureValued);
         reader.NoPositional();
@@ -141,14 +168,15 @@ internal static class LabCommand
         int flips = reader.Int("--flips", 1, 500) ?? 20;
         long rate = reader.Int("--rate", 1024, 64 * 1024 * 1024) ?? 128 * 1024;
         string? afterJoin = reader.Value("--after-join") is string policy ? AfterJoinName(policy) : null;
-        if (!IsRoot())
+        bool requests = reader.Flag("--requests"), noFlip = reader.Flag("--no-flip");
+        if (!isRoot())
         {
             output.WriteLine(RootRefusal);
             return 1;
         }
 
-        return await RunInterruptibleAsync("measure", output, token => LabMeasure.RunAsync(options, afterJoin, flips, reader.Flag("--requests"), rate,
-            reader.Value("--app"), output, token, noFlip: reader.Flag("--no-flip"))).ConfigureAwait(false);
+        return await RunInterruptibleAsync("measure", output, token => LabMeasure.RunAsync(options, afterJoin, flips, requests, rate,
+            tool(), output, token, noFlip: noFlip)).ConfigureAwait(false);
     }
 
     private static string AfterJoinName(string value) => value switch
@@ -196,11 +224,11 @@ internal static class LabCommand
     {
         LabTopology lab = LabTopology.Up(options);
         output.WriteLine($"lab {options.Prefix} is up: {options}");
-        output.WriteLine($"  client  {lab.ClientNamespace,-24} {lab.Plan.Client4}, {lab.Plan.Client6}");
-        output.WriteLine($"  router  {lab.RouterNamespace,-24} anycast {lab.Plan.Anycast4}, {lab.Plan.Anycast6} -> POP {lab.Active}");
+        output.WriteLine($"  client  {lab.Client.Name,-24} {lab.Plan.Client4}, {lab.Plan.Client6}");
+        output.WriteLine($"  router  {lab.Router.Name,-24} anycast {lab.Plan.Anycast4}, {lab.Plan.Anycast6} -> POP {lab.Active}");
         foreach (LabPop pop in lab.Pops)
         {
-            output.WriteLine($"  POP {pop.Id}   {pop.Namespace,-24} {pop.Link4}, {pop.Link6}; announces {(pop.Announced.Count == 0 ? "nothing" : string.Join(", ", pop.Announced))}");
+            output.WriteLine($"  POP {pop.Id}   {pop.Namespace.Name,-24} {pop.Link4}, {pop.Link6}; announces {(pop.Announced.Count == 0 ? "nothing" : string.Join(", ", pop.Announced))}");
         }
 
         if (lab.StripMechanism is not null)
@@ -208,7 +236,7 @@ internal static class LabCommand
             output.WriteLine($"  MPTCP option stripped on the router with: {lab.StripMechanism}");
         }
 
-        output.WriteLine($"Run a command inside: ip netns exec {lab.ClientNamespace} <command>. Next: mptcp-anycast lab flip --prefix {options.Prefix}");
+        output.WriteLine($"Run a command inside: ip netns exec {lab.Client.Name} <command>. Next: mptcp-anycast lab flip --prefix {options.Prefix}");
         return 0;
     }
 

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text.Json;
-using MptcpAnycast.Cli.Lab;
 using MptcpAnycast.Lab.Tests.Infrastructure;
 using MptcpAnycast.Lab.Tests.Lab;
 using Xunit.Abstractions;
@@ -8,8 +7,15 @@ using Xunit.Abstractions;
 namespace MptcpAnycast.Lab.Tests.EndToEnd;
 
 /// <summary>
-/// The twelve cases of the anycast lab, end to end: HelloAnycast on the MptcpAnycast transport in both POPs, a real
-/// client, the anycast route moved mid-stream. Each test builds its own lab and removes it.
+/// The twelve cases of the anycast lab, end to end: the POP server (<c>mptcp-anycast lab serve</c>) on the MptcpAnycast
+/// transport in both POPs, a real client, the anycast route moved mid-stream. Each test builds its own lab and removes
+/// it. This class owns the fallback matrix, each case asserted here only: a client that accepts ADD_ADDR (both modes,
+/// every after-join policy), default limits with a subflow endpoint (the C flag), default limits with one address,
+/// plain TCP, NAT, a firewall dropping joins, the MPTCP option stripped, IPv6, shared IPv4, IPv6 unicast for a
+/// dual-stack and for an IPv4-only client socket; and 200 and 500 concurrent streams.
+/// Elsewhere: the kernel's own flip mechanics and the backup-demotion stall in <c>Lab/AnycastFlipTests</c> (bare
+/// sockets, kernel path manager); one server's start-up errors, endpoint lifecycle, on-demand and delayed
+/// announcements, CAP_NET_ADMIN and churn in <c>Transport/TransportNamespaceTests</c>.
 /// </summary>
 [Collection(AnycastLabCollection.Name)]
 public sealed class AnycastEndToEndTests(ITestOutputHelper output)
@@ -46,8 +52,18 @@ public sealed class AnycastEndToEndTests(ITestOutputHelper output)
     public async Task Client_accepting_add_addr_survives_the_flip_with_every_byte_intact(string pathManager, string? afterJoin)
     {
         using EndToEndRun run = await EndToEndRun.StartAsync(Options(pm: Pm(pathManager)), afterJoin);
-        await JoinedAndSurvivesAsync(run);
+        (_, JsonElement state) = await JoinedAndSurvivesAsync(run);
         Assert.Equal(0, run.PopB.Count("announced")); // POP B never saw the connection
+
+        // The join went to POP A's own unicast address, on the connection's port, and the anycast subflow was there too.
+        string unicast = $"{run.Topology.Pop(LabPopId.A).Address4}:{PopServer.Port}";
+        Assert.Contains(state.GetProperty("subflows").EnumerateArray(), s => s.GetProperty("local").GetString() == unicast);
+        Assert.Contains(state.GetProperty("subflows").EnumerateArray(), s => s.GetProperty("local").GetString() == $"{run.Topology.Plan.Anycast4}:{PopServer.Port}");
+        if (pathManager == "userspace")
+        {
+            Assert.Equal(unicast, state.GetProperty("announced").GetString());
+            Assert.Contains($"joined {unicast}", run.PopA.Output);
+        }
     }
 
     // 2, 11: default limits plus a subflow endpoint on a second address (the C-flag case), both modes.
@@ -70,6 +86,9 @@ public sealed class AnycastEndToEndTests(ITestOutputHelper output)
         JsonElement state = await EndToEndRun.ServerStateAsync(probe);
 
         Assert.Equal("JoinTimedOut", state.GetProperty("state").GetString());
+        Assert.Contains("did not open a subflow", state.GetProperty("stateReason").GetString());
+        Assert.Equal(1, state.GetProperty("addAddrSignal").GetInt32()); // announced, and ignored
+        Assert.Equal(1, state.GetProperty("subflows").GetArrayLength());
         await run.StreamAcrossFlipAsync([probe]);
         EndToEndRun.AssertDiedAfterIntactStart(probe);
     }
@@ -84,6 +103,7 @@ public sealed class AnycastEndToEndTests(ITestOutputHelper output)
 
         Assert.False(state.GetProperty("mptcp").GetBoolean());
         Assert.Equal("PlainTcpSocket", state.GetProperty("fallbackReason").GetString());
+        Assert.Equal("NotAnnounced", state.GetProperty("state").GetString());
         await run.StreamAcrossFlipAsync([probe]);
         EndToEndRun.AssertDiedAfterIntactStart(probe);
     }

@@ -1,17 +1,17 @@
 using MptcpAnycast.Cli;
 using MptcpAnycast.Cli.Commands;
-using MptcpAnycast.Cli.Lab;
 using MptcpAnycast.Lab.Tests.Infrastructure;
 
 namespace MptcpAnycast.Lab.Tests.Lab;
 
+/// <summary>The <c>lab</c> command line: its verbs across invocations, the root refusal, wrong arguments, and the demo run as the tool runs it.</summary>
 [Collection(AnycastLabCollection.Name)]
 public sealed class LabCommandTests
 {
     [LabFact]
     public async Task Lab_up_flip_status_down_work_across_invocations()
     {
-        string prefix = TestLab.NewPrefix();
+        string prefix = LabPrefix.New();
         try
         {
             (int up, string upText) = await RunAsync("lab", "up", "--prefix", prefix, "--unicast", "shared-ipv4", "--client", "subflow-endpoint", "--nat");
@@ -44,37 +44,64 @@ public sealed class LabCommandTests
         }
     }
 
-    [Fact]
-    public async Task Lab_refuses_without_root_with_exit_1_and_says_why()
+    [Theory]
+    [InlineData("up", "--prefix", "never")]
+    [InlineData("demo", "--prefix", "never")]
+    [InlineData("measure", "--prefix", "never")]
+    public async Task Lab_refuses_without_root_with_exit_1_and_says_why(params string[] args)
     {
-        Func<bool> original = LabCommand.IsRoot;
-        LabCommand.IsRoot = () => false;
+        var output = new StringWriter();
+        var lab = new LabCommand(isRoot: () => false, tool: () => throw new InvalidOperationException("a refused lab starts no server"));
+
+        int code = await lab.RunAsync(args, output).WithTimeout();
+
+        Assert.Equal(1, code);
+        Assert.Contains("needs root", output.ToString());
+        Assert.Empty(Topology.Existing("never"));
+    }
+
+    // The main job as a user runs it: the built tool from a folder outside the checkout starts its own POP servers
+    // (dotnet mptcp-anycast.dll lab serve), so it needs nothing else of the repository.
+    [LabFact]
+    public void Lab_demo_of_the_built_tool_run_outside_the_checkout_survives_the_flip()
+    {
+        string prefix = LabPrefix.New();
         try
         {
-            (int code, string text) = await RunAsync("lab", "up", "--prefix", "never");
-            Assert.Equal(1, code);
-            Assert.Contains("needs root", text);
-            Assert.Empty(LabTopology.ExistingNamespaces("never"));
+            CommandResult demo = CommandRunner.TryRun("dotnet", [LabTool.AssemblyPath, "lab", "demo", "--prefix", prefix, "--seconds", "4", "--no-curl"],
+                timeout: TimeSpan.FromSeconds(120), workingDirectory: Path.GetTempPath());
+
+            Assert.True(demo.ExitCode == 0, demo.Output);
+            Assert.Matches(@"MPTCP \(\.NET\) .* SURVIVED", demo.Output);
+            Assert.Matches(@"TCP \(\.NET\) .* DIED", demo.Output);
+            Assert.Contains("Lab removed (4 namespaces)", demo.Output);
+            Assert.Empty(Topology.Existing(prefix));
         }
         finally
         {
-            LabCommand.IsRoot = original;
+            LabTopology.Down(prefix);
         }
     }
 
     [Theory]
-    [InlineData("lab")]
-    [InlineData("lab", "sideways")]
-    [InlineData("lab", "up", "--unicast", "carrier-pigeon")]
-    [InlineData("lab", "up", "--client")]
-    [InlineData("lab", "up", "--prefix", "bad-prefix")]
-    [InlineData("lab", "flip", "--nat")]
-    [InlineData("lab", "down", "extra")]
-    public async Task Wrong_lab_command_lines_exit_2(params string[] args)
+    [InlineData("demo", "lab")]
+    [InlineData("sideways", "lab", "sideways")]
+    [InlineData("carrier-pigeon", "lab", "up", "--unicast", "carrier-pigeon")]
+    [InlineData("--client", "lab", "up", "--client")]
+    [InlineData("bad-prefix", "lab", "up", "--prefix", "bad-prefix")]
+    [InlineData("--nat", "lab", "flip", "--nat")]
+    [InlineData("extra", "lab", "down", "extra")]
+    [InlineData("--app", "lab", "demo", "--app", "HelloAnycast.dll")]
+    [InlineData("carrier-pigeon", "lab", "serve", "--Transport", "carrier-pigeon")]
+    [InlineData("--Frobnicate", "lab", "serve", "--Frobnicate", "1")]
+    [InlineData("positional", "lab", "serve", "positional")]
+    [InlineData("--urls", "lab", "serve", "--urls")]
+    public async Task Wrong_lab_command_lines_exit_2_naming_what_is_wrong(string named, params string[] args)
     {
         (int code, string text) = await RunAsync(args);
         Assert.True(code == 2, text);
         Assert.Contains("usage: mptcp-anycast lab", text);
+        Assert.Contains(named == "demo" ? "demo" : $"'{named}'", text);
     }
 
     [Theory]
@@ -105,7 +132,7 @@ public sealed class LabCommandTests
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();
-        int code = await Program.RunAsync(args, stdout, stderr).WaitAsync(TimeSpan.FromSeconds(60));
+        int code = await Program.RunAsync(args, stdout, stderr).WithTimeout(TimeSpan.FromSeconds(60));
         return (code, stdout.ToString() + stderr.ToString());
     }
 }

@@ -3,51 +3,15 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
-using MptcpAnycast.Cli.Lab;
 
 namespace MptcpAnycast.Lab.Tests.Lab;
 
-/// <summary>A bounded, paced stream of deterministic bytes: byte <c>i</c> depends only on <c>i</c>.</summary>
+/// <summary>A bounded, paced stream of the lab's test bytes (<see cref="StreamPattern"/>: byte <c>i</c> is <c>i mod 251</c>).</summary>
 public sealed record PacedStreamSpec(long TotalBytes, int BytesPerSecond)
 {
     public static PacedStreamSpec Default { get; } = new(512 * 1024, 256 * 1024);
 
     public TimeSpan Duration => TimeSpan.FromSeconds((double)TotalBytes / BytesPerSecond);
-
-    /// <summary>Writes the stream's bytes from <paramref name="offset"/> into <paramref name="destination"/>.</summary>
-    public static void Fill(Span<byte> destination, long offset)
-    {
-        for (int i = 0; i < destination.Length; i++)
-        {
-            long position = offset + i;
-            ulong word = Mix((ulong)(position >> 3));
-            destination[i] = (byte)(word >> (int)((position & 7) * 8));
-        }
-    }
-
-    /// <summary>SHA-256 of the first <paramref name="length"/> bytes of the stream.</summary>
-    public static byte[] HashOfPrefix(long length)
-    {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        byte[] block = new byte[64 * 1024];
-        for (long offset = 0; offset < length; offset += block.Length)
-        {
-            int n = (int)Math.Min(block.Length, length - offset);
-            Fill(block.AsSpan(0, n), offset);
-            hash.AppendData(block, 0, n);
-        }
-
-        return hash.GetHashAndReset();
-    }
-
-    private static ulong Mix(ulong x)
-    {
-        // splitmix64
-        x += 0x9E3779B97F4A7C15UL;
-        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL;
-        x = (x ^ (x >> 27)) * 0x94D049BB133111EBUL;
-        return x ^ (x >> 31);
-    }
 }
 
 /// <summary>
@@ -72,8 +36,8 @@ public sealed class PacedStreamServer : IAsyncDisposable
 
     public IReadOnlyCollection<ServerConnection> Connections => _connections;
 
-    public static PacedStreamServer Start(string ns, IPEndPoint endPoint, PacedStreamSpec spec) =>
-        new(NamespaceThread.Run(ns, () => MptcpSocket.CreateListener(endPoint)), spec);
+    public static PacedStreamServer Start(LabNamespace ns, IPEndPoint endPoint, PacedStreamSpec spec) =>
+        new(ns.Run(() => MptcpSocket.CreateListener(endPoint)), spec);
 
     /// <summary>Waits (bounded) for the <paramref name="count"/>-th accepted connection.</summary>
     public async Task<ServerConnection?> WaitForConnectionAsync(int count, TimeSpan timeout)
@@ -140,7 +104,7 @@ public sealed class PacedStreamServer : IAsyncDisposable
                 }
 
                 int n = (int)Math.Min(buffer.Length, due - sent);
-                PacedStreamSpec.Fill(buffer.AsSpan(0, n), sent);
+                StreamPattern.Fill(buffer.AsSpan(0, n), sent);
                 int written = await socket.SendAsync(buffer.AsMemory(0, n), SocketFlags.None, _stop.Token);
                 sent += written;
             }
@@ -241,7 +205,7 @@ public sealed class StreamReceiver
         }
 
         long received = Received;
-        bool intact = hash.GetHashAndReset().AsSpan().SequenceEqual(PacedStreamSpec.HashOfPrefix(received));
+        bool intact = hash.GetHashAndReset().AsSpan().SequenceEqual(StreamPattern.Sha256(received));
         return new StreamOutcome(received, _spec.TotalBytes, intact, longestGap * 1000.0 / Stopwatch.Frequency, error);
     }
 }

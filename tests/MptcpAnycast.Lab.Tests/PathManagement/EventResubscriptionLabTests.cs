@@ -13,10 +13,8 @@ namespace MptcpAnycast.Lab.Tests.PathManagement;
 [Collection(PathManagerLabCollection.Name)]
 public sealed class EventResubscriptionLabTests
 {
-    private static readonly TimeSpan Timeout = PathManagerLab.Timeout;
-
     [LabFact]
-    public async Task After_the_event_socket_fails_the_announcer_keeps_announcing_subscribes_again_and_every_connection_joins()
+    public async Task After_the_event_socket_fails_the_control_path_keeps_announcing_subscribes_again_and_every_connection_joins()
     {
         using var lab = new PathManagerLab();
         using var listener = lab.Listen(new IPEndPoint(IPAddress.Any, 5000)); // also takes the joins to the unicast address
@@ -43,22 +41,22 @@ public sealed class EventResubscriptionLabTests
             // 1. Events followed: the join is heard.
             connections.Add(await lab.ConnectAsync(listener, anycast));
             TrackedConnection before = Accept(connections[^1], "before");
-            Assert.True(await EventWaiting.EventuallyAsync(() => before.State == UnicastSubflowState.Joined, Timeout), before.StateReason);
+            Assert.True(await Eventually.WaitAsync(() => before.State == UnicastSubflowState.Joined, TaskTimeoutExtensions.DefaultTimeout), before.StateReason);
 
             // 2. The event socket fails: the control path falls back to the sockets, and a connection accepted now is
             //    announced and joins (the announcement itself subscribes the client again, so the kernel keeps the join).
             manager.Client.CloseEventSocketBehindTheClientsBack();
-            Assert.True(await EventWaiting.EventuallyAsync(() => !control.IsFollowingEvents, Timeout), "the control path did not notice");
+            Assert.True(await Eventually.WaitAsync(() => !control.IsFollowingEvents, TaskTimeoutExtensions.DefaultTimeout), "the control path did not notice");
             connections.Add(await lab.ConnectAsync(listener, anycast));
             TrackedConnection during = Accept(connections[^1], "during");
-            Assert.True(await EventWaiting.EventuallyAsync(() => during.State == UnicastSubflowState.Joined, Timeout), during.StateReason);
+            Assert.True(await Eventually.WaitAsync(() => during.State == UnicastSubflowState.Joined, TaskTimeoutExtensions.DefaultTimeout), during.StateReason);
 
             // 3. Subscribed again (first try after 100 ms): joins are heard as events again.
-            Assert.True(await EventWaiting.EventuallyAsync(() => control.IsFollowingEvents, Timeout), "never subscribed again");
+            Assert.True(await Eventually.WaitAsync(() => control.IsFollowingEvents, TaskTimeoutExtensions.DefaultTimeout), "never subscribed again");
             Assert.True(manager.Client.IsSubscribedToEvents);
             connections.Add(await lab.ConnectAsync(listener, anycast));
             TrackedConnection after = Accept(connections[^1], "after");
-            Assert.True(await EventWaiting.EventuallyAsync(() => after.State == UnicastSubflowState.Joined, Timeout), after.StateReason);
+            Assert.True(await Eventually.WaitAsync(() => after.State == UnicastSubflowState.Joined, TaskTimeoutExtensions.DefaultTimeout), after.StateReason);
 
             Assert.All(connections, c => Assert.Equal(2, MptcpSocket.GetSubflows(c.Server).Length));
         }

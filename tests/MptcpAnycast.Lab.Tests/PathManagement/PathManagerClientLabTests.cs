@@ -8,8 +8,6 @@ namespace MptcpAnycast.Lab.Tests.PathManagement;
 [Collection(PathManagerLabCollection.Name)]
 public sealed class PathManagerClientLabTests
 {
-    private static readonly TimeSpan Timeout = PathManagerLab.Timeout;
-
     [LabFact]
     public async Task Announce_reaches_the_client_which_joins_and_the_server_sees_the_subflow()
     {
@@ -21,21 +19,21 @@ public sealed class PathManagerClientLabTests
         using PathManagerLab.Connection connection = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
         uint token = connection.ServerToken;
 
-        await serverPm.AnnounceAsync(token, 7, new IPEndPoint(PathManagerLab.Unicast, 0)).WaitAsync(Timeout);
+        await serverPm.AnnounceAsync(token, 7, new IPEndPoint(PathManagerLab.Unicast, 0)).WithTimeout();
 
-        PathManagerEvent announced = await clientEvents.WaitForAsync(e => e.Type == PathManagerEventType.Announced, Timeout);
+        PathManagerEvent announced = await clientEvents.WaitForAsync(e => e.Type == PathManagerEventType.Announced);
         Assert.Equal(connection.ClientToken, announced.Token);
         Assert.Equal((byte)7, announced.RemoteId);
         Assert.Equal(PathManagerLab.Unicast, announced.Destination!.Address);
         Assert.Equal(5000, announced.Destination.Port); // no port announced: the peer reports (and joins) the connection's port
 
         PathManagerEvent joined = await serverEvents.WaitForAsync(
-            e => e.Type == PathManagerEventType.SubflowEstablished && e.Token == token, Timeout);
+            e => e.Type == PathManagerEventType.SubflowEstablished && e.Token == token);
         Assert.Equal(PathManagerLab.Unicast, joined.Source!.Address);
         Assert.Equal(5000, joined.Source.Port);
         Assert.Equal(PathManagerLab.ClientAddress, joined.Destination!.Address);
         Assert.Equal((byte)7, joined.LocalId);
-        Assert.True(await EventWaiting.EventuallyAsync(() => MptcpSocket.GetSubflows(connection.Server).Length == 2, Timeout));
+        Assert.True(await Eventually.WaitAsync(() => MptcpSocket.GetSubflows(connection.Server).Length == 2, TaskTimeoutExtensions.DefaultTimeout));
     }
 
     [LabFact]
@@ -49,7 +47,7 @@ public sealed class PathManagerClientLabTests
         // 1. No subscriber: ANNOUNCE succeeds, the client accepts the address and joins, the server refuses the join.
         //    Another process on the host may hold a subscription for a while (it hides the trap): try a few times.
         await using (PathManagerClient bare = await lab.Server.Run(() => PathManagerClient.OpenAsync(
-            new PathManagerClientOptions { HoldEventSubscription = false }, CancellationToken.None)).WaitAsync(Timeout))
+            new PathManagerClientOptions { HoldEventSubscription = false }, CancellationToken.None)).WithTimeout())
         {
             bool rejected = false;
             for (int attempt = 0; attempt < 8 && !rejected; attempt++)
@@ -61,11 +59,11 @@ public sealed class PathManagerClientLabTests
 
                 long rejectedBefore = PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected");
                 using PathManagerLab.Connection first = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
-                await bare.AnnounceAsync(first.ServerToken, 1, new IPEndPoint(PathManagerLab.Unicast, 0)).WaitAsync(Timeout);
+                await bare.AnnounceAsync(first.ServerToken, 1, new IPEndPoint(PathManagerLab.Unicast, 0)).WithTimeout();
                 Assert.False(bare.IsSubscribedToEvents);
-                Assert.True(await EventWaiting.EventuallyAsync(() => MptcpSocket.GetConnectionInfo(first.Client).AddAddrAccepted == 1, Timeout));
-                Assert.True(await EventWaiting.EventuallyAsync(
-                    () => PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected") > rejectedBefore || MptcpSocket.GetSubflows(first.Server).Length > 1, Timeout));
+                Assert.True(await Eventually.WaitAsync(() => MptcpSocket.GetConnectionInfo(first.Client).AddAddrAccepted == 1, TaskTimeoutExtensions.DefaultTimeout));
+                Assert.True(await Eventually.WaitAsync(
+                    () => PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected") > rejectedBefore || MptcpSocket.GetSubflows(first.Server).Length > 1, TaskTimeoutExtensions.DefaultTimeout));
                 rejected = MptcpSocket.GetSubflows(first.Server).Length == 1;
             }
 
@@ -76,9 +74,9 @@ public sealed class PathManagerClientLabTests
         // 2. The same through a default client: it holds the subscription, so the join is kept.
         await using PathManagerClient holding = lab.Server.Run(PathManagerClient.Open);
         using PathManagerLab.Connection second = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
-        await holding.AnnounceAsync(second.ServerToken, 1, new IPEndPoint(PathManagerLab.Unicast, 0)).WaitAsync(Timeout);
+        await holding.AnnounceAsync(second.ServerToken, 1, new IPEndPoint(PathManagerLab.Unicast, 0)).WithTimeout();
         Assert.True(holding.IsSubscribedToEvents);
-        Assert.True(await EventWaiting.EventuallyAsync(() => MptcpSocket.GetSubflows(second.Server).Length == 2, Timeout));
+        Assert.True(await Eventually.WaitAsync(() => MptcpSocket.GetSubflows(second.Server).Length == 2, TaskTimeoutExtensions.DefaultTimeout));
         long rejectedSoFar = PathManagerLab.Counter(lab.Server, "MPTcpExtMPJoinRejected");
         await Task.Delay(500);
         Assert.Equal(2, MptcpSocket.GetSubflows(second.Server).Length);
@@ -97,47 +95,46 @@ public sealed class PathManagerClientLabTests
         using PathManagerLab.Connection connection = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
         uint token = connection.ServerToken;
 
-        await serverPm.AnnounceAsync(token, 3, new IPEndPoint(PathManagerLab.Unicast, 6001)).WaitAsync(Timeout);
+        await serverPm.AnnounceAsync(token, 3, new IPEndPoint(PathManagerLab.Unicast, 6001)).WithTimeout();
 
-        PathManagerEvent announced = await clientEvents.WaitForAsync(e => e.Type == PathManagerEventType.Announced, Timeout);
+        PathManagerEvent announced = await clientEvents.WaitForAsync(e => e.Type == PathManagerEventType.Announced);
         Assert.Equal(new IPEndPoint(PathManagerLab.Unicast, 6001), announced.Destination);
-        PathManagerEvent joined = await serverEvents.WaitForAsync(e => e.Type == PathManagerEventType.SubflowEstablished && e.Token == token, Timeout);
+        PathManagerEvent joined = await serverEvents.WaitForAsync(e => e.Type == PathManagerEventType.SubflowEstablished && e.Token == token);
         Assert.Equal(new IPEndPoint(PathManagerLab.Unicast, 6001), joined.Source);
-        Assert.True(await EventWaiting.EventuallyAsync(
-            () => MptcpSocket.GetSubflows(connection.Server).Any(s => s.Local.Equals(new IPEndPoint(PathManagerLab.Unicast, 6001))), Timeout));
+        Assert.True(await Eventually.WaitAsync(
+            () => MptcpSocket.GetSubflows(connection.Server).Any(s => s.Local.Equals(new IPEndPoint(PathManagerLab.Unicast, 6001))), TaskTimeoutExtensions.DefaultTimeout));
 
         // SET_FLAGS takes the same host-order ports: demote the anycast subflow, the client hears MP_PRIO.
         var anycastLocal = (IPEndPoint)connection.Server.LocalEndPoint!;
         var clientRemote = (IPEndPoint)connection.Server.RemoteEndPoint!;
-        await serverPm.SetSubflowBackupAsync(token, anycastLocal, clientRemote, backup: true).WaitAsync(Timeout);
+        await serverPm.SetSubflowBackupAsync(token, anycastLocal, clientRemote, backup: true).WithTimeout();
         PathManagerEvent priority = await clientEvents.WaitForAsync(
-            e => e.Type == PathManagerEventType.SubflowPriority && e.Token == connection.ClientToken, Timeout);
+            e => e.Type == PathManagerEventType.SubflowPriority && e.Token == connection.ClientToken);
         Assert.True(priority.Backup);
         Assert.Equal(anycastLocal, priority.Destination);
 
         // Removing the address closes the joined subflow.
-        await serverPm.RemoveAsync(token, 3).WaitAsync(Timeout);
-        await clientEvents.WaitForAsync(e => e.Type == PathManagerEventType.Removed && e.RemoteId == 3, Timeout);
-        Assert.True(await EventWaiting.EventuallyAsync(() => MptcpSocket.GetSubflows(connection.Server).Length == 1, Timeout));
+        await serverPm.RemoveAsync(token, 3).WithTimeout();
+        await clientEvents.WaitForAsync(e => e.Type == PathManagerEventType.Removed && e.RemoteId == 3);
+        Assert.True(await Eventually.WaitAsync(() => MptcpSocket.GetSubflows(connection.Server).Length == 1, TaskTimeoutExtensions.DefaultTimeout));
     }
 
     [LabFact]
     public async Task A_failed_event_socket_ends_the_stream_with_an_error_and_a_new_subscription_gets_events_again()
     {
-        using var ns = new TestNamespace("evfail");
+        using LabNamespace ns = Topology.Single("evfail");
         ns.Sysctl("net.mptcp.path_manager", "userspace");
         await using PathManagerClient pm = ns.Run(PathManagerClient.Open);
         PathManagerEventSubscription first = pm.SubscribeEvents();
         using Socket listener = ns.Run(() => MptcpSocket.CreateListener(new IPEndPoint(IPAddress.Loopback, 0)));
-        await first.WaitForAsync(e => e.Type == PathManagerEventType.ListenerCreated, Timeout);
+        await first.WaitForAsync(e => e.Type == PathManagerEventType.ListenerCreated);
 
         pm.CloseEventSocketBehindTheClientsBack();
 
         // The reader is told, instead of waiting forever; the client knows it is no longer subscribed.
         PathManagerException ended = await Assert.ThrowsAsync<PathManagerException>(async () =>
         {
-            using var cts = new CancellationTokenSource(Timeout);
-            await foreach (PathManagerEvent unused in first.ReadAllAsync(cts.Token))
+            await foreach (PathManagerEvent unused in first.ReadAllAsync(TaskTimeoutExtensions.Within()))
             {
             }
         });
@@ -153,21 +150,20 @@ public sealed class PathManagerClientLabTests
         Socket client = ns.Run(() => MptcpSocket.Create(AddressFamily.InterNetwork));
         using (client)
         {
-            using var cts = new CancellationTokenSource(Timeout);
-            Task<Socket> accept = listener.AcceptAsync(cts.Token).AsTask();
-            await client.ConnectAsync(listener.LocalEndPoint!, cts.Token);
+            Task<Socket> accept = listener.AcceptAsync().WithTimeout(what: "accept");
+            await client.ConnectAsync(listener.LocalEndPoint!).WithTimeout(what: "connect");
             using Socket server = await accept;
             uint token = MptcpSocket.GetConnectionInfo(server).Token;
-            await client.SendAsync(new byte[] { 1 }, SocketFlags.None, cts.Token);
-            await server.ReceiveAsync(new byte[1], SocketFlags.None, cts.Token); // the server side is fully established now
+            await client.SendAsync(new byte[] { 1 }, SocketFlags.None).WithTimeout();
+            await server.ReceiveAsync(new byte[1], SocketFlags.None).WithTimeout(); // the server side is fully established now
 
-            PathManagerEvent created = await second.WaitForAsync(e => e.Type == PathManagerEventType.Created && e.Token == token, Timeout);
+            PathManagerEvent created = await second.WaitForAsync(e => e.Type == PathManagerEventType.Created && e.Token == token);
             Assert.Equal(listener.LocalEndPoint, created.Source);
-            await second.WaitForAsync(e => e.Type == PathManagerEventType.Established && e.Token == token, Timeout);
+            await second.WaitForAsync(e => e.Type == PathManagerEventType.Established && e.Token == token);
         }
 
         // Commands went through the untouched command socket all along.
-        await pm.GetLimitsAsync().WaitAsync(Timeout);
+        await pm.GetLimitsAsync().WithTimeout();
     }
 
     [LabFact]
@@ -182,7 +178,7 @@ public sealed class PathManagerClientLabTests
         PathManagerLab.Connection first = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
         uint firstToken = first.ServerToken;
         first.Dispose();
-        await closedOnly.WaitForAsync(e => e.Type == PathManagerEventType.Closed && e.Token == firstToken, Timeout);
+        await closedOnly.WaitForAsync(e => e.Type == PathManagerEventType.Closed && e.Token == firstToken);
         await Task.Delay(200); // anything else the kernel queued would be read by now
         Assert.Equal(1, serverPm.EventDatagramsReceived);
 
@@ -190,9 +186,9 @@ public sealed class PathManagerClientLabTests
         using PathManagerEventSubscription everything = serverPm.SubscribeEvents();
         PathManagerLab.Connection second = await lab.ConnectAsync(listener, new IPEndPoint(PathManagerLab.Anycast, 5000));
         uint secondToken = second.ServerToken;
-        await everything.WaitForAsync(e => e.Type == PathManagerEventType.Created && e.Token == secondToken, Timeout);
+        await everything.WaitForAsync(e => e.Type == PathManagerEventType.Created && e.Token == secondToken);
         second.Dispose();
-        await closedOnly.WaitForAsync(e => e.Type == PathManagerEventType.Closed && e.Token == secondToken, Timeout);
+        await closedOnly.WaitForAsync(e => e.Type == PathManagerEventType.Closed && e.Token == secondToken);
         Assert.True(serverPm.EventDatagramsReceived >= 4, $"{serverPm.EventDatagramsReceived} datagrams: CREATED, ESTABLISHED and CLOSED should have come");
 
         // Both gone: the subscription is only held (for the userspace path manager) and nothing is queued at all.
@@ -218,20 +214,20 @@ public sealed class PathManagerClientLabTests
 
         uint wrongToken = connection.ServerToken ^ 0x5a5a5a5a;
         PathManagerException badToken = await Assert.ThrowsAsync<PathManagerException>(
-            () => serverPm.AnnounceAsync(wrongToken, 1, new IPEndPoint(PathManagerLab.Unicast, 0)).WaitAsync(Timeout));
+            () => serverPm.AnnounceAsync(wrongToken, 1, new IPEndPoint(PathManagerLab.Unicast, 0)).WithTimeout());
         Assert.Equal(22, badToken.Errno);
         Assert.Equal("ANNOUNCE", badToken.Command);
         Assert.Equal("invalid token", badToken.KernelMessage);
         Assert.Contains("invalid token", badToken.Message);
 
         PathManagerException idZero = await Assert.ThrowsAsync<PathManagerException>(
-            () => serverPm.AnnounceAsync(connection.ServerToken, 0, new IPEndPoint(PathManagerLab.Unicast, 0)).WaitAsync(Timeout));
+            () => serverPm.AnnounceAsync(connection.ServerToken, 0, new IPEndPoint(PathManagerLab.Unicast, 0)).WithTimeout());
         Assert.Equal(22, idZero.Errno);
         Assert.Equal("invalid addr id", idZero.KernelMessage); // Linux 6.18; older kernels said "invalid addr id or flags"
 
         // Still usable after errors, from many callers at once.
         Task[] many = Enumerable.Range(1, 20).Select(i => serverPm.GetLimitsAsync()).ToArray();
-        await Task.WhenAll(many).WaitAsync(Timeout);
+        await Task.WhenAll(many).WithTimeout();
     }
 
     [LabFact]
@@ -239,7 +235,7 @@ public sealed class PathManagerClientLabTests
     {
         const int Burst = 2000;
         const int EINVAL = 22;
-        using var ns = new TestNamespace("burst");
+        using LabNamespace ns = Topology.Single("burst");
         ns.Sysctl("net.mptcp.path_manager", "userspace");
 
         // An 8 KiB command socket (the kernel's floor) holds a handful of answers: 2000 commands from 8 threads at once
@@ -247,12 +243,12 @@ public sealed class PathManagerClientLabTests
         // most of them were dropped.)
         await using PathManagerClient pm = await ns.Run(() => PathManagerClient.OpenAsync(
             new PathManagerClientOptions { CommandReceiveBufferSize = 4096, CommandTimeout = TimeSpan.FromSeconds(60) },
-            CancellationToken.None)).WaitAsync(Timeout);
+            CancellationToken.None)).WithTimeout();
         var started = System.Diagnostics.Stopwatch.StartNew();
         var burst = new Task[Burst];
         Parallel.For(0, Burst, new ParallelOptions { MaxDegreeOfParallelism = 8 },
             i => burst[i] = pm.AnnounceAsync(0x7e570000u + (uint)i, 1, new IPEndPoint(IPAddress.Parse("192.0.2.1"), 0)));
-        await Task.WhenAll(burst.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default))).WaitAsync(TimeSpan.FromSeconds(90));
+        await Task.WhenAll(burst.Select(t => t.ContinueWith(_ => { }, TaskScheduler.Default))).WithTimeout(TimeSpan.FromSeconds(90), "the burst of commands");
         TimeSpan elapsed = started.Elapsed;
 
         string[] wrong = burst
@@ -264,9 +260,9 @@ public sealed class PathManagerClientLabTests
         // A dump (several messages, then NLMSG_DONE) still works through that buffer.
         for (byte id = 1; id <= 8; id++)
         {
-            await pm.AddEndpointAsync(new MptcpEndpoint(id, new IPAddress([198, 51, 100, id]), 0, MptcpEndpointFlags.Signal, 0)).WaitAsync(Timeout);
+            await pm.AddEndpointAsync(new MptcpEndpoint(id, new IPAddress([198, 51, 100, id]), 0, MptcpEndpointFlags.Signal, 0)).WithTimeout();
         }
 
-        Assert.Equal(8, (await pm.GetEndpointsAsync().WaitAsync(Timeout)).Count);
+        Assert.Equal(8, (await pm.GetEndpointsAsync().WithTimeout()).Count);
     }
 }

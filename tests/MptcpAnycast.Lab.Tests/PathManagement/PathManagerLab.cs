@@ -1,46 +1,24 @@
 using System.Net;
 using System.Net.Sockets;
-using MptcpAnycast.Lab.Tests.Infrastructure;
 using MptcpAnycast.PathManagement;
 
 namespace MptcpAnycast.Lab.Tests.PathManagement;
 
 /// <summary>
-/// Two namespaces joined by a veth pair. The server holds 192.0.2.1 (the "anycast" address clients connect to) and
-/// 198.51.100.1 (the unicast address it announces) and runs the userspace path manager with the C flag set; the
-/// client holds 192.0.2.2 and accepts one ADD_ADDR.
+/// The path-manager tests' lab: <see cref="PathManagerPairTopology"/> (server 192.0.2.1 "anycast" and 198.51.100.1
+/// unicast, userspace path manager, C flag; client 192.0.2.2 accepting one ADD_ADDR), with the tests' helpers.
 /// </summary>
 internal sealed class PathManagerLab : IDisposable
 {
-    public static readonly IPAddress Anycast = IPAddress.Parse("192.0.2.1");
-    public static readonly IPAddress Unicast = IPAddress.Parse("198.51.100.1");
-    public static readonly IPAddress ClientAddress = IPAddress.Parse("192.0.2.2");
-    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(15);
+    public static readonly IPAddress Anycast = PathManagerPairTopology.Anycast;
+    public static readonly IPAddress Unicast = PathManagerPairTopology.Unicast;
+    public static readonly IPAddress ClientAddress = PathManagerPairTopology.ClientAddress;
 
-    public PathManagerLab()
-    {
-        Server = new TestNamespace("srv");
-        try
-        {
-            Client = new TestNamespace("cli");
-            Server.Exec($"ip link add vs type veth peer name vc netns {Client.Name}");
-            Server.Exec($"ip addr add {Anycast}/24 dev vs && ip addr add {Unicast}/24 dev vs && ip link set vs up");
-            Client.Exec($"ip addr add {ClientAddress}/24 dev vc && ip link set vc up && ip route add 198.51.100.0/24 dev vc");
-            Server.Sysctl("net.mptcp.path_manager", "userspace");
-            Server.Sysctl("net.mptcp.allow_join_initial_addr_port", "0");
-            Client.Exec("ip mptcp limits set add_addr_accepted 1 subflows 2");
-        }
-        catch
-        {
-            Client?.Dispose();
-            Server.Dispose();
-            throw;
-        }
-    }
+    private readonly PathManagerPairTopology _topology = PathManagerPairTopology.Create();
 
-    public TestNamespace Server { get; }
+    public LabNamespace Server => _topology.Server;
 
-    public TestNamespace Client { get; } = null!;
+    public LabNamespace Client => _topology.Client;
 
     /// <summary>A path-manager client in each namespace, both subscribed to events.</summary>
     public Watchers Watch()
@@ -55,38 +33,21 @@ internal sealed class PathManagerLab : IDisposable
     /// <summary>Connects an MPTCP client to <paramref name="listener"/> through <paramref name="target"/> and exchanges a byte each way.</summary>
     public async Task<Connection> ConnectAsync(Socket listener, IPEndPoint target)
     {
-        using var cts = new CancellationTokenSource(Timeout);
         Socket client = Client.Run(() => MptcpSocket.Create(AddressFamily.InterNetwork));
-        Task<Socket> accept = listener.AcceptAsync(cts.Token).AsTask();
-        await client.ConnectAsync(target, cts.Token);
-        Socket server = await accept.WaitAsync(cts.Token);
-        await client.SendAsync(new byte[] { 1 }, SocketFlags.None, cts.Token);
-        await server.ReceiveAsync(new byte[1], SocketFlags.None, cts.Token);
-        await server.SendAsync(new byte[] { 2 }, SocketFlags.None, cts.Token);
-        await client.ReceiveAsync(new byte[1], SocketFlags.None, cts.Token);
+        Task<Socket> accept = listener.AcceptAsync().WithTimeout(what: "accept");
+        await client.ConnectAsync(target).WithTimeout(what: $"connect to {target}");
+        Socket server = await accept;
+        await client.SendAsync(new byte[] { 1 }, SocketFlags.None).WithTimeout();
+        await server.ReceiveAsync(new byte[1], SocketFlags.None).WithTimeout();
+        await server.SendAsync(new byte[] { 2 }, SocketFlags.None).WithTimeout();
+        await client.ReceiveAsync(new byte[1], SocketFlags.None).WithTimeout();
         return new Connection(client, server);
     }
 
     /// <summary>An MPTCP/TCP MIB counter of a namespace (<c>nstat -az NAME</c>).</summary>
-    public static long Counter(TestNamespace ns, string name)
-    {
-        foreach (string line in ns.Exec($"nstat -az {name}").Split('\n'))
-        {
-            string[] fields = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
-            if (fields.Length >= 2 && fields[0] == name)
-            {
-                return long.Parse(fields[1], System.Globalization.CultureInfo.InvariantCulture);
-            }
-        }
+    public static long Counter(LabNamespace ns, string name) => ns.Counter(name);
 
-        throw new InvalidOperationException($"counter {name} not found");
-    }
-
-    public void Dispose()
-    {
-        Client?.Dispose();
-        Server.Dispose();
-    }
+    public void Dispose() => _topology.Dispose();
 
     internal sealed record Watchers(PathManagerClient ServerClient, PathManagerEventSubscription ServerEvents,
         PathManagerClient ClientClient, PathManagerEventSubscription ClientEvents) : IAsyncDisposable
@@ -125,13 +86,12 @@ public sealed class PathManagerLabCollection
 internal static class EventWaiting
 {
     /// <summary>Reads events until one matches, or fails after <paramref name="timeout"/> listing what was seen.</summary>
-    public static async Task<PathManagerEvent> WaitForAsync(this PathManagerEventSubscription events, Func<PathManagerEvent, bool> match, TimeSpan timeout)
+    public static async Task<PathManagerEvent> WaitForAsync(this PathManagerEventSubscription events, Func<PathManagerEvent, bool> match, TimeSpan? timeout = null)
     {
-        using var cts = new CancellationTokenSource(timeout);
         var seen = new List<PathManagerEvent>();
         try
         {
-            await foreach (PathManagerEvent e in events.ReadAllAsync(cts.Token))
+            await foreach (PathManagerEvent e in events.ReadAllAsync(TaskTimeoutExtensions.Within(timeout)))
             {
                 if (match(e))
                 {
@@ -145,23 +105,6 @@ internal static class EventWaiting
         {
         }
 
-        throw new Xunit.Sdk.XunitException($"no matching event within {timeout}; saw:{Environment.NewLine}{string.Join(Environment.NewLine, seen)}");
-    }
-
-    /// <summary>Polls <paramref name="condition"/> every 50 ms until true or <paramref name="timeout"/>.</summary>
-    public static async Task<bool> EventuallyAsync(Func<bool> condition, TimeSpan timeout)
-    {
-        DateTime deadline = DateTime.UtcNow + timeout;
-        while (DateTime.UtcNow < deadline)
-        {
-            if (condition())
-            {
-                return true;
-            }
-
-            await Task.Delay(50);
-        }
-
-        return condition();
+        throw new Xunit.Sdk.XunitException($"no matching event within {timeout ?? TaskTimeoutExtensions.DefaultTimeout}; saw:{Environment.NewLine}{string.Join(Environment.NewLine, seen)}");
     }
 }

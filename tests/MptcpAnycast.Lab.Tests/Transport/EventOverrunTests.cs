@@ -8,7 +8,7 @@ using Xunit.Abstractions;
 namespace MptcpAnycast.Lab.Tests.Transport;
 
 /// <summary>
-/// HelloAnycast with the smallest event socket buffer, hit by bursts of MPTCP connections that each join the unicast
+/// The POP server with the smallest event socket buffer, hit by bursts of MPTCP connections that each join the unicast
 /// address: the kernel drops path-manager events, the transport says so and reconciles the joins it did not hear.
 /// </summary>
 public sealed class EventOverrunTests(ITestOutputHelper output)
@@ -22,7 +22,7 @@ public sealed class EventOverrunTests(ITestOutputHelper output)
     public async Task Connection_bursts_that_overrun_the_event_socket_are_reported_and_every_join_is_reconciled()
     {
         using var lab = new TransportLab("userspace");
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a",
+        using PopServer server = await lab.StartServerAsync("pop-a",
             TransportNamespaceTests.ServerArgs("Userspace", "--MptcpAnycast:EventSocketReceiveBufferSize", "4096",
                 "--MptcpAnycast:JoinTimeout", "00:01:00")); // longer than the wait below: only reconciling can find a lost join
         Assert.False(server.HasExited, server.Output);
@@ -104,7 +104,7 @@ public sealed class EventOverrunTests(ITestOutputHelper output)
     }
 
     /// <summary>The server's warning and error lines with the line after each (the message), at most 40.</summary>
-    private static string Warnings(HelloAnycastProcess server)
+    private static string Warnings(PopServer server)
     {
         string[] lines = server.Output.Split('\n');
         var picked = new List<string>();

@@ -7,59 +7,50 @@ using MptcpAnycast.Lab.Tests.Infrastructure;
 namespace MptcpAnycast.Lab.Tests.Transport;
 
 /// <summary>
-/// Client and server namespaces joined by one link. The server holds the anycast addresses on <c>lo</c>
-/// (203.0.113.1, 2001:db8:a::1) and its unicast address on the link (192.0.2.2, 2001:db8:1::2); the client
-/// (192.0.2.1, 2001:db8:1::1) routes the anycast addresses to it.
+/// The transport tests' lab: <see cref="SinglePopTopology"/> (a client and one POP on one link; the server holds the
+/// anycast addresses 203.0.113.1 and 2001:db8:a::1 on <c>lo</c> and its unicast addresses 192.0.2.2 and 2001:db8:1::2 on
+/// the link), with the POP server started from the built tool and HTTP clients whose sockets live in the client namespace.
 /// </summary>
 public sealed class TransportLab : IDisposable
 {
-    public static readonly IPAddress Anycast4 = IPAddress.Parse("203.0.113.1");
-    public static readonly IPAddress Anycast6 = IPAddress.Parse("2001:db8:a::1");
-    public static readonly IPAddress Unicast4 = IPAddress.Parse("192.0.2.2");
-    public static readonly IPAddress Unicast6 = IPAddress.Parse("2001:db8:1::2");
-    private static int s_links;
+    public static readonly IPAddress Anycast4 = SinglePopTopology.Anycast4;
+    public static readonly IPAddress Anycast6 = SinglePopTopology.Anycast6;
+    public static readonly IPAddress Unicast4 = SinglePopTopology.Unicast4;
+    public static readonly IPAddress Unicast6 = SinglePopTopology.Unicast6;
+
+    private readonly SinglePopTopology _topology;
 
     /// <param name="serverPathManager"><c>userspace</c> or <c>kernel</c>.</param>
     /// <param name="clientAddAddrAccepted">The client's <c>add_addr_accepted</c> limit (0 is the kernel default).</param>
     /// <param name="clientSubflowEndpoint">A second client address with a <c>subflow</c> endpoint (the C-flag case), or null.</param>
     public TransportLab(string serverPathManager, int clientAddAddrAccepted = 1, string? clientSubflowEndpoint = null)
     {
-        Client = new TestNamespace("cli");
-        Server = new TestNamespace("srv");
-        try
+        _topology = SinglePopTopology.Create(new SinglePopOptions
         {
-            string link = $"tl{Environment.ProcessId % 100000}x{Interlocked.Increment(ref s_links)}";
-            Shell.Run("ip", $"link add {link}c netns {Client.Name} type veth peer name {link}s netns {Server.Name}");
-            foreach (TestNamespace ns in new[] { Client, Server })
-            {
-                ns.Sysctl("net.ipv6.conf.all.accept_dad", "0");
-                ns.Sysctl("net.ipv6.conf.default.accept_dad", "0");
-            }
-
-            Client.Exec($"ip addr add 192.0.2.1/24 dev {link}c && ip addr add 2001:db8:1::1/64 dev {link}c nodad && ip link set {link}c up");
-            Client.Exec($"ip route add {Anycast4}/32 via {Unicast4} && ip -6 route add {Anycast6}/128 via {Unicast6}");
-            Client.Exec($"ip mptcp limits set add_addr_accepted {clientAddAddrAccepted} subflows 2");
-            if (clientSubflowEndpoint is not null)
-            {
-                Client.Exec($"ip addr add {clientSubflowEndpoint}/24 dev {link}c && ip mptcp endpoint add {clientSubflowEndpoint} dev {link}c subflow");
-            }
-
-            Server.Exec($"ip addr add {Unicast4}/24 dev {link}s && ip addr add {Unicast6}/64 dev {link}s nodad && ip link set {link}s up");
-            Server.Exec($"ip addr add {Anycast4}/32 dev lo && ip addr add {Anycast6}/128 dev lo nodad");
-            Server.Sysctl("net.mptcp.path_manager", serverPathManager);
-            Server.Sysctl("net.mptcp.allow_join_initial_addr_port", "0");
-            Server.Exec("ip mptcp limits set subflows 2 add_addr_accepted 0");
-        }
-        catch
-        {
-            Dispose();
-            throw;
-        }
+            ServerPathManager = serverPathManager == "kernel" ? LabPathManager.Kernel : LabPathManager.Userspace,
+            ClientAddAddrAccepted = clientAddAddrAccepted,
+            ClientSubflowEndpoint = clientSubflowEndpoint is null ? null : IPAddress.Parse(clientSubflowEndpoint),
+        });
     }
 
-    public TestNamespace Client { get; }
+    public LabNamespace Client => _topology.Client;
 
-    public TestNamespace Server { get; }
+    public LabNamespace Server => _topology.Server;
+
+    /// <summary>
+    /// Starts the POP server in the server namespace (<c>dotnet mptcp-anycast.dll lab serve --Pop POP ARGS</c>, the
+    /// transport's log at Debug); returns once it listens, or once it has exited (check <see cref="PopServer.HasExited"/>).
+    /// </summary>
+    /// <param name="pop">The POP name the server reports.</param>
+    /// <param name="wrapper">A command that runs the server, such as <c>setpriv</c> with its options.</param>
+    /// <param name="args">The server's own options.</param>
+    public Task<PopServer> StartServerAsync(string pop, string[] wrapper, string[] args) =>
+        PopServer.StartAsync(Server, LabTool.Command,
+            ["--Pop", pop, "--Logging:LogLevel:MptcpAnycast", "Debug", "--Logging:Console:FormatterName", "simple", .. args],
+            wrapper, new Dictionary<string, string> { ["DOTNET_CLI_HOME"] = Path.GetTempPath(), ["HOME"] = Path.GetTempPath() });
+
+    /// <inheritdoc cref="StartServerAsync(string, string[], string[])"/>
+    public Task<PopServer> StartServerAsync(string pop, params string[] args) => StartServerAsync(pop, [], args);
 
     /// <summary>An HttpClient whose MPTCP (or TCP) sockets live in the client namespace.</summary>
     public HttpClient CreateClient(bool mptcp = true, bool dualStack = false)
@@ -97,17 +88,17 @@ public sealed class TransportLab : IDisposable
                 }
             },
         };
-        return new HttpClient(handler) { Timeout = TimeSpan.FromSeconds(20) };
+        return new HttpClient(handler) { Timeout = TaskTimeoutExtensions.DefaultTimeout };
     }
 
     /// <summary>GET /mptcp, parsed.</summary>
     public static async Task<JsonElement> GetStateAsync(HttpClient client, string baseUri)
         => await client.GetFromJsonAsync<JsonElement>($"{baseUri}/mptcp");
 
-    /// <summary>Polls /mptcp on the same connection until <paramref name="state"/> or the timeout.</summary>
-    public static async Task<JsonElement> WaitForStateAsync(HttpClient client, string baseUri, string state, int timeoutMs = 5000)
+    /// <summary>Polls /mptcp on the same connection until <paramref name="state"/> or the timeout (default the toolbox's); returns the last answer.</summary>
+    public static async Task<JsonElement> WaitForStateAsync(HttpClient client, string baseUri, string state, TimeSpan? timeout = null)
     {
-        DateTime deadline = DateTime.UtcNow.AddMilliseconds(timeoutMs);
+        DateTime deadline = DateTime.UtcNow + (timeout ?? TaskTimeoutExtensions.DefaultTimeout);
         while (true)
         {
             JsonElement json = await GetStateAsync(client, baseUri);
@@ -120,9 +111,5 @@ public sealed class TransportLab : IDisposable
         }
     }
 
-    public void Dispose()
-    {
-        Client.Dispose();
-        Server.Dispose();
-    }
+    public void Dispose() => _topology.Dispose();
 }

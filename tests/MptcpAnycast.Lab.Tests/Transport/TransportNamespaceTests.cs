@@ -6,8 +6,16 @@ using MptcpAnycast.Lab.Tests.Infrastructure;
 namespace MptcpAnycast.Lab.Tests.Transport;
 
 /// <summary>
-/// The HelloAnycast app on the MPTCP transport inside a namespace, real MPTCP clients in another: announcements,
-/// joins, fallbacks and start-up errors, as the kernel does them.
+/// The POP server (<c>mptcp-anycast lab serve</c>) on the MPTCP transport inside a namespace, real MPTCP clients in
+/// another (<see cref="TransportLab"/>, no route change): what only one server and its host show. Here: start-up
+/// errors (kernel mode without its endpoint, userspace mode under the kernel path manager, a unicast address the host
+/// lacks), the kernel endpoint's lifecycle (created, kept when not ours, removed at shutdown and after a crash),
+/// on-demand and delayed announcements (also the late C-flag join), another process's connections left alone,
+/// CAP_NET_ADMIN only and none, and connection churn.
+/// The fallback matrix (a client that accepts ADD_ADDR joining, default limits with one address, plain TCP, a
+/// firewall dropping joins, the MPTCP option stripped, IPv6, IPv6 unicast for an IPv4-only socket, NAT, shared IPv4)
+/// lives in <c>EndToEnd/AnycastEndToEndTests</c>, across a real route change; the kernel's own flip mechanics and the
+/// backup-demotion stall in <c>Lab/AnycastFlipTests</c>.
 /// </summary>
 public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper output)
 {
@@ -25,45 +33,14 @@ public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper
     ];
 
     [LabFact]
-    public async Task Userspace_mode_announces_on_accept_and_the_client_joins_the_unicast_address()
-    {
-        using var lab = new TransportLab("userspace");
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace"));
-        Assert.False(server.HasExited, server.Output);
-        using HttpClient client = lab.CreateClient();
-
-        JsonElement state = await TransportLab.WaitForStateAsync(client, Base, "Joined");
-
-        Assert.True(state.GetProperty("mptcp").GetBoolean(), state.ToString());
-        Assert.Equal("Joined", state.GetProperty("state").GetString());
-        Assert.Equal("192.0.2.2:8080", state.GetProperty("announced").GetString());
-        Assert.Contains(state.GetProperty("subflows").EnumerateArray(), s => s.GetProperty("local").GetString() == "192.0.2.2:8080");
-        Assert.Contains(state.GetProperty("subflows").EnumerateArray(), s => s.GetProperty("local").GetString() == "203.0.113.1:8080");
-        Assert.Contains("joined 192.0.2.2:8080", server.Output);
-    }
-
-    [LabFact]
-    public async Task Userspace_mode_over_ipv6_announces_the_ipv6_unicast_address()
-    {
-        using var lab = new TransportLab("userspace");
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace"));
-        using HttpClient client = lab.CreateClient();
-
-        JsonElement state = await TransportLab.WaitForStateAsync(client, "http://[2001:db8:a::1]:8080", "Joined");
-
-        Assert.Equal("Joined", state.GetProperty("state").GetString());
-        Assert.Equal("[2001:db8:1::2]:8080", state.GetProperty("announced").GetString());
-    }
-
-    [LabFact]
     public async Task Kernel_mode_creates_its_signal_endpoint_the_client_joins_and_shutdown_removes_it()
     {
         using var lab = new TransportLab("kernel");
-        HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Kernel", "--MptcpAnycast:ConfigureHost", "true"));
+        PopServer server = await lab.StartServerAsync("pop-a", ServerArgs("Kernel", "--MptcpAnycast:ConfigureHost", "true"));
         try
         {
             Assert.False(server.HasExited, server.Output);
-            string endpoints = lab.Server.Exec("ip mptcp endpoint show");
+            string endpoints = lab.Server.Ip("mptcp", "endpoint", "show");
             Assert.Contains("192.0.2.2", endpoints);
             Assert.Contains("signal", endpoints);
             using HttpClient client = lab.CreateClient();
@@ -79,51 +56,51 @@ public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper
             server.Dispose();
         }
 
-        Assert.DoesNotContain("192.0.2.2", lab.Server.Exec("ip mptcp endpoint show"));
+        Assert.DoesNotContain("192.0.2.2", lab.Server.Ip("mptcp", "endpoint", "show"));
     }
 
     [LabFact]
     public async Task Kernel_mode_keeps_an_endpoint_it_did_not_create()
     {
         using var lab = new TransportLab("kernel");
-        lab.Server.Exec("ip mptcp endpoint add 192.0.2.2 signal");
-        HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Kernel", "--MptcpAnycast:ConfigureHost", "true"));
+        lab.Server.Ip("mptcp", "endpoint", "add", "192.0.2.2", "signal");
+        PopServer server = await lab.StartServerAsync("pop-a", ServerArgs("Kernel", "--MptcpAnycast:ConfigureHost", "true"));
         Assert.False(server.HasExited, server.Output);
         server.Dispose();
 
-        Assert.Contains("192.0.2.2", lab.Server.Exec("ip mptcp endpoint show"));
+        Assert.Contains("192.0.2.2", lab.Server.Ip("mptcp", "endpoint", "show"));
     }
 
     [LabFact]
     public async Task Kernel_mode_without_its_endpoint_fails_start_with_the_command_and_binds_nothing()
     {
         using var lab = new TransportLab("kernel");
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Kernel"));
+        using PopServer server = await lab.StartServerAsync("pop-a", ServerArgs("Kernel"));
 
         Assert.True(server.HasExited);
         Assert.NotEqual(0, server.ExitCode);
         Assert.Contains("MptcpAnycast:UnicastAddresses = '192.0.2.2'", server.Output);
         Assert.Contains("ip mptcp endpoint add 192.0.2.2", server.Output);
-        Assert.DoesNotContain(":8080", lab.Server.Exec("ss -Hltn"));
+        Assert.DoesNotContain(":8080", lab.Server.Exec("ss", "-Hltn"));
     }
 
     [LabFact]
     public async Task Userspace_mode_in_a_kernel_path_manager_namespace_fails_start_with_the_fix()
     {
         using var lab = new TransportLab("kernel");
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace"));
+        using PopServer server = await lab.StartServerAsync("pop-a", ServerArgs("Userspace"));
 
         Assert.True(server.HasExited);
         Assert.Contains("MptcpAnycast:Mode = 'Userspace'", server.Output);
         Assert.Contains("sysctl -w net.mptcp.path_manager=userspace", server.Output);
-        Assert.DoesNotContain(":8080", lab.Server.Exec("ss -Hltn"));
+        Assert.DoesNotContain(":8080", lab.Server.Exec("ss", "-Hltn"));
     }
 
     [LabFact]
     public async Task Unicast_address_the_host_does_not_have_fails_start()
     {
         using var lab = new TransportLab("userspace");
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a",
+        using PopServer server = await lab.StartServerAsync("pop-a",
             "--urls", "http://[::]:8080", "--MptcpAnycast:UnicastAddresses:0", "198.51.100.99");
 
         Assert.True(server.HasExited);
@@ -135,7 +112,7 @@ public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper
     public async Task On_demand_announcement_happens_only_when_the_app_asks()
     {
         using var lab = new TransportLab("userspace");
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace", "--MptcpAnycast:AnnounceOn", "Demand"));
+        using PopServer server = await lab.StartServerAsync("pop-a", ServerArgs("Userspace", "--MptcpAnycast:AnnounceOn", "Demand"));
         using HttpClient client = lab.CreateClient();
 
         JsonElement before = await TransportLab.GetStateAsync(client, Base);
@@ -156,13 +133,13 @@ public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper
     public async Task A_delayed_announcement_comes_after_the_delay_and_the_client_joins()
     {
         using var lab = new TransportLab("userspace");
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a",
+        using PopServer server = await lab.StartServerAsync("pop-a",
             ServerArgs("Userspace", "--MptcpAnycast:AnnounceDelay", "00:00:00.800"));
         Assert.False(server.HasExited, server.Output);
         using HttpClient client = lab.CreateClient(); // an MPTCP client; one kept-alive connection
 
         JsonElement early = await TransportLab.GetStateAsync(client, Base);
-        JsonElement after = await TransportLab.WaitForStateAsync(client, Base, "Joined", timeoutMs: 10_000);
+        JsonElement after = await TransportLab.WaitForStateAsync(client, Base, "Joined", timeout: TimeSpan.FromSeconds(10));
 
         Assert.Equal("NotAnnounced", early.GetProperty("state").GetString());
         Assert.Contains("AnnounceDelay", early.GetProperty("stateReason").GetString());
@@ -173,50 +150,20 @@ public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper
     }
 
     [LabFact]
-    public async Task Plain_tcp_client_is_served_and_reported_as_fallback()
-    {
-        using var lab = new TransportLab("userspace");
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace"));
-        using HttpClient client = lab.CreateClient(mptcp: false);
-
-        JsonElement state = await TransportLab.GetStateAsync(client, Base);
-
-        Assert.False(state.GetProperty("mptcp").GetBoolean());
-        Assert.Equal("PlainTcpSocket", state.GetProperty("fallbackReason").GetString());
-        Assert.Equal("NotAnnounced", state.GetProperty("state").GetString());
-    }
-
-    [LabFact]
-    public async Task Client_that_ignores_add_addr_times_out_and_keeps_working()
-    {
-        using var lab = new TransportLab("userspace", clientAddAddrAccepted: 0);
-        lab.Server.Sysctl("net.mptcp.allow_join_initial_addr_port", "1"); // no C flag: a default-limits client ignores ADD_ADDR
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace", "--MptcpAnycast:JoinTimeout", "00:00:01"));
-        using HttpClient client = lab.CreateClient();
-
-        JsonElement state = await TransportLab.WaitForStateAsync(client, Base, "JoinTimedOut");
-
-        Assert.Equal("JoinTimedOut", state.GetProperty("state").GetString());
-        Assert.Contains("did not open a subflow", state.GetProperty("stateReason").GetString());
-        Assert.Equal(1, state.GetProperty("subflows").GetArrayLength());
-    }
-
-    [LabFact]
     public async Task Another_process_mptcp_connection_in_the_namespace_gets_no_announcement()
     {
         using var lab = new TransportLab("userspace");
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace"));
+        using PopServer server = await lab.StartServerAsync("pop-a", ServerArgs("Userspace"));
         using HttpClient client = lab.CreateClient();
         Assert.Equal("Joined", (await TransportLab.WaitForStateAsync(client, Base, "Joined")).GetProperty("state").GetString());
 
         // A second MPTCP server in the same namespace (this test process), on the anycast address too.
         using Socket otherListener = lab.Server.Run(() => MptcpSocket.CreateListener(new IPEndPoint(TransportLab.Anycast4, 9090)));
         using Socket otherClient = lab.Client.Run(() => MptcpSocket.Create(AddressFamily.InterNetwork));
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-        Task<Socket> accept = otherListener.AcceptAsync(cts.Token).AsTask();
-        await otherClient.ConnectAsync(new IPEndPoint(TransportLab.Anycast4, 9090), cts.Token);
+        Task<Socket> accept = otherListener.AcceptAsync().WithTimeout(what: "accept on port 9090");
+        await otherClient.ConnectAsync(new IPEndPoint(TransportLab.Anycast4, 9090)).WithTimeout(what: "connect to port 9090");
         using Socket otherServer = await accept;
-        await otherClient.SendAsync(new byte[] { 1 }, cts.Token);
+        await otherClient.SendAsync(new byte[] { 1 }).WithTimeout();
         await Task.Delay(1000);
 
         MptcpConnectionInfo serverSide = MptcpSocket.GetConnectionInfo(otherServer);
@@ -233,7 +180,7 @@ public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper
         // The C-flag case: the client accepts one ADD_ADDR despite add_addr_accepted 0, and opens the subflow from its
         // 'subflow' endpoint. Measured on Linux 6.18: also when the ADD_ADDR comes seconds after the handshake.
         using var lab = new TransportLab("userspace", clientAddAddrAccepted: 0, clientSubflowEndpoint: "192.0.2.11");
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace", "--MptcpAnycast:AnnounceOn", "Demand"));
+        using PopServer server = await lab.StartServerAsync("pop-a", ServerArgs("Userspace", "--MptcpAnycast:AnnounceOn", "Demand"));
         using HttpClient client = lab.CreateClient();
 
         JsonElement before = await TransportLab.GetStateAsync(client, Base);
@@ -247,35 +194,22 @@ public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper
     }
 
     [LabFact]
-    public async Task Default_limits_client_with_one_address_never_joins_even_with_the_c_flag()
-    {
-        using var lab = new TransportLab("userspace", clientAddAddrAccepted: 0);
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Userspace", "--MptcpAnycast:JoinTimeout", "00:00:01"));
-        using HttpClient client = lab.CreateClient();
-
-        JsonElement state = await TransportLab.WaitForStateAsync(client, Base, "JoinTimedOut");
-
-        Assert.Equal("JoinTimedOut", state.GetProperty("state").GetString());
-        Assert.Equal(1, state.GetProperty("addAddrSignal").GetInt32());
-    }
-
-    [LabFact]
     public async Task Endpoint_left_by_a_crashed_server_is_removed_at_the_next_start()
     {
         using var lab = new TransportLab("kernel");
-        HelloAnycastProcess crashed = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Kernel", "--MptcpAnycast:ConfigureHost", "true"));
-        Assert.Contains("192.0.2.2", lab.Server.Exec("ip mptcp endpoint show"));
+        PopServer crashed = await lab.StartServerAsync("pop-a", ServerArgs("Kernel", "--MptcpAnycast:ConfigureHost", "true"));
+        Assert.Contains("192.0.2.2", lab.Server.Ip("mptcp", "endpoint", "show"));
         crashed.Kill();
-        Assert.Contains("192.0.2.2", lab.Server.Exec("ip mptcp endpoint show")); // left behind
+        Assert.Contains("192.0.2.2", lab.Server.Ip("mptcp", "endpoint", "show")); // left behind
 
-        HelloAnycastProcess next = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", ServerArgs("Kernel", "--MptcpAnycast:ConfigureHost", "true"));
+        PopServer next = await lab.StartServerAsync("pop-a", ServerArgs("Kernel", "--MptcpAnycast:ConfigureHost", "true"));
         Assert.False(next.HasExited, next.Output);
         Assert.Contains("left behind by process", next.Output);
-        Assert.Single(lab.Server.Exec("ip mptcp endpoint show").Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("192.0.2.2"));
+        Assert.Single(lab.Server.Ip("mptcp", "endpoint", "show").Split('\n', StringSplitOptions.RemoveEmptyEntries), l => l.Contains("192.0.2.2"));
         Assert.True(next.Stop(TimeSpan.FromSeconds(15)));
         next.Dispose();
 
-        Assert.DoesNotContain("192.0.2.2", lab.Server.Exec("ip mptcp endpoint show"));
+        Assert.DoesNotContain("192.0.2.2", lab.Server.Ip("mptcp", "endpoint", "show"));
     }
 
     private static readonly string[] NobodyWithNetAdmin =
@@ -288,7 +222,7 @@ public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper
     public async Task An_ordinary_user_with_only_cap_net_admin_announces_and_the_client_joins()
     {
         using var lab = new TransportLab("userspace");
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", NobodyWithNetAdmin, ServerArgs("Userspace"));
+        using PopServer server = await lab.StartServerAsync("pop-a", NobodyWithNetAdmin, ServerArgs("Userspace"));
         Assert.False(server.HasExited, server.Output);
         string status = File.ReadAllText($"/proc/{server.Pid}/status");
         Assert.Contains("Uid:\t65534", status);
@@ -304,7 +238,7 @@ public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper
     public async Task Without_cap_net_admin_the_server_says_so_once_and_serves_single_path()
     {
         using var lab = new TransportLab("userspace");
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a", NobodyWithoutCapabilities, ServerArgs("Userspace"));
+        using PopServer server = await lab.StartServerAsync("pop-a", NobodyWithoutCapabilities, ServerArgs("Userspace"));
         Assert.False(server.HasExited, server.Output);
         using HttpClient client = lab.CreateClient();
 
@@ -324,7 +258,7 @@ public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper
     {
         // Bounded soak: wrk opens and closes MPTCP connections for 8 s (each announced, and joined by the client).
         using var lab = new TransportLab("userspace");
-        using HelloAnycastProcess server = await HelloAnycastProcess.StartAsync(lab.Server.Name, "pop-a",
+        using PopServer server = await lab.StartServerAsync("pop-a",
             ServerArgs("Userspace", "--Logging:LogLevel:MptcpAnycast", "Warning"));
         using HttpClient client = lab.CreateClient();
         await TransportLab.WaitForStateAsync(client, Base, "Joined");
@@ -332,7 +266,8 @@ public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper
         await Task.Delay(500);
         int fdsBefore = Directory.GetFiles($"/proc/{server.Pid}/fd").Length;
 
-        string wrk = lab.Client.Exec($"timeout 30 mptcpize run wrk -t1 -c16 -d8s -H 'Connection: close' {Base}/");
+        (int wrkExit, string wrk) = lab.Client.TryExec(TimeSpan.FromSeconds(30), "mptcpize", "run", "wrk", "-t1", "-c16", "-d8s", "-H", "Connection: close", $"{Base}/");
+        Assert.True(wrkExit == 0, wrk);
         await Task.Delay(3000); // closed connections leave the server's tables
 
         int fdsAfter = Directory.GetFiles($"/proc/{server.Pid}/fd").Length;

@@ -1,14 +1,14 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace MptcpAnycast.Cli.Lab;
+namespace MptcpAnycast.Lab;
 
 /// <summary>
 /// What a later <c>lab flip</c>, <c>lab status</c> or <c>lab down</c> needs to know about a lab made by <c>lab up</c>:
 /// its options, which POP the anycast route points at, and how the MPTCP option is stripped. Kept in
 /// <c>/run/mptcp-anycast/PREFIX.json</c> (tmpfs: gone after a reboot, like the namespaces).
 /// </summary>
-internal sealed record LabState(LabOptions Options, LabPopId Active, string? StripMechanism)
+public sealed record LabState(LabOptions Options, LabPopId Active, string? StripMechanism)
 {
     public static string Directory { get; } = "/run/mptcp-anycast";
 

@@ -3,57 +3,58 @@ using System.Globalization;
 using System.Net;
 using System.Text.Json;
 
-namespace MptcpAnycast.Cli.Lab;
+namespace MptcpAnycast.Lab;
 
 /// <summary>What <c>lab demo</c> does besides the lab's own options.</summary>
-internal sealed record DemoSettings
+public sealed record DemoSettings
 {
     public double Seconds { get; init; } = 10;
     public long Rate { get; init; } = 128 * 1024;
     public double FlipAfter { get; init; } = 4;
     public string? AfterJoin { get; init; }
-    public string? AppPath { get; init; }
     public bool Curl { get; init; } = true;
 }
 
 /// <summary>
-/// <c>mptcp-anycast lab demo</c>: builds the lab, runs HelloAnycast in both POPs, streams to an MPTCP client and to a
-/// plain TCP client at the same time, moves the anycast route mid-stream, and shows who survived. Exit 0 only when
-/// the MPTCP connection survived. Everything it made is removed at the end, also after a failure or Ctrl-C.
+/// <c>mptcp-anycast lab demo</c>: builds the lab, runs the POP server (<c>TOOL lab serve</c>) in both POPs, streams to
+/// an MPTCP client and to a plain TCP client at the same time, moves the anycast route mid-stream, and shows who
+/// survived. Exit 0 only when the MPTCP connection survived. Everything it made is removed at the end, also after a
+/// failure or Ctrl-C.
 /// </summary>
-internal static class LabDemo
+public static class LabDemo
 {
-    public static async Task<int> RunAsync(LabOptions options, DemoSettings settings, TextWriter output, CancellationToken cancellationToken)
+    /// <param name="options">The lab.</param>
+    /// <param name="settings">The streams and the flip.</param>
+    /// <param name="tool">How to start the tool for the POP servers (<see cref="ToolCommand.OfThisProcess"/> from the tool).</param>
+    /// <param name="output">Where the run is told.</param>
+    /// <param name="cancellationToken">Ctrl-C: the run stops and removes its lab.</param>
+    public static async Task<int> RunAsync(LabOptions options, DemoSettings settings, ToolCommand tool, TextWriter output, CancellationToken cancellationToken)
     {
-        string? app = settings.AppPath ?? PopServer.FindApp();
-        if (app is null || !File.Exists(app))
-        {
-            output.WriteLine($"mptcp-anycast lab demo: HelloAnycast not found{(app is null ? "" : $" at {app}")}; build it first: dotnet build MptcpAnycast.sln (or give --app PATH)");
-            return 1;
-        }
-
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(settings);
+        ArgumentNullException.ThrowIfNull(output);
         output.WriteLine($"Building the lab '{options.Prefix}': client -- router -- POP A / POP B ({Describe(options)})");
         LabTopology lab = LabTopology.Up(options);
         var servers = new List<PopServer>();
         var probes = new List<StreamProbe>();
-        Process? curl = null;
+        ChildProcess? curl = null;
         try
         {
             LabPop a = lab.Pop(LabPopId.A), b = lab.Pop(LabPopId.B);
             output.WriteLine($"  anycast {lab.Plan.Anycast4} and {lab.Plan.Anycast6} on both POPs; the router sends them to POP A");
             output.WriteLine($"  POP A announces {string.Join(", ", a.Announced)}; POP B announces {string.Join(", ", b.Announced)}");
-            Task<PopServer> startA = PopServer.StartAsync(lab, a, app, settings.AfterJoin, cancellationToken: cancellationToken);
-            Task<PopServer> startB = PopServer.StartAsync(lab, b, app, settings.AfterJoin, cancellationToken: cancellationToken);
+            Task<PopServer> startA = PopServer.StartAsync(lab, a, tool, settings.AfterJoin, cancellationToken: cancellationToken);
+            Task<PopServer> startB = PopServer.StartAsync(lab, b, tool, settings.AfterJoin, cancellationToken: cancellationToken);
             servers.Add(await startA.ConfigureAwait(false));
             servers.Add(await startB.ConfigureAwait(false));
             string mode = options.PathManager == LabPathManager.Userspace ? "Userspace" : "Kernel";
-            output.WriteLine($"  HelloAnycast listens on port {PopServer.Port} in both POPs: MptcpAnycast transport, mode {mode}, after join {settings.AfterJoin ?? "PreferUnicast (default)"}");
+            output.WriteLine($"  the POP server ({tool} lab serve) listens on port {PopServer.Port} in both POPs: MptcpAnycast transport, mode {mode}, after join {settings.AfterJoin ?? "PreferUnicast (default)"}");
 
             var target = new IPEndPoint(IPAddress.Parse(lab.Plan.Anycast4), PopServer.Port);
             bool dualStack = options.Unicast == LabUnicast.Ipv6Only;
-            StreamProbe mptcp = await StreamProbe.ConnectAsync("MPTCP (.NET)", lab.ClientNamespace, target, mptcp: true, dualStack, cancellationToken).ConfigureAwait(false);
+            StreamProbe mptcp = await StreamProbe.ConnectAsync("MPTCP (.NET)", lab.Client, target, mptcp: true, dualStack, cancellationToken).ConfigureAwait(false);
             probes.Add(mptcp);
-            StreamProbe tcp = await StreamProbe.ConnectAsync("TCP (.NET)", lab.ClientNamespace, target, mptcp: false, dualStack: false, cancellationToken).ConfigureAwait(false);
+            StreamProbe tcp = await StreamProbe.ConnectAsync("TCP (.NET)", lab.Client, target, mptcp: false, dualStack: false, cancellationToken).ConfigureAwait(false);
             probes.Add(tcp);
 
             // Wait for the unicast subflow, then ask the server what it sees on this very connection.
@@ -98,7 +99,7 @@ internal static class LabDemo
             {
                 string received = $"{p.Received / 1024} / {p.Expected / 1024} KiB";
                 string result = p.Survived ? "SURVIVED (every byte intact, SHA-256 matches)" : $"DIED: {p.Error ?? (p.PatternIntact ? "incomplete" : "corrupted")}";
-                if (p.Survived && p.Sha256 is not null && !p.Sha256.AsSpan().SequenceEqual(StreamProbe.ExpectedSha256(p.Expected)))
+                if (p.Survived && !p.HashMatches)
                 {
                     result = "CORRUPTED (hash mismatch)";
                 }
@@ -114,12 +115,13 @@ internal static class LabDemo
             output.WriteLine();
             foreach (PopServer s in servers)
             {
-                string rsts = LabTopology.TryExec(s.Pop.Namespace, "nstat", "-az", "TcpOutRsts").Output
+                LabPop pop = s.Pop!;
+                string rsts = pop.Namespace.TryExec("nstat", "-az", "TcpOutRsts").Output
                     .Split('\n').FirstOrDefault(l => l.StartsWith("TcpOutRsts", StringComparison.Ordinal))?.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1] ?? "?";
-                output.WriteLine($"POP {s.Pop.Id}: announced on {s.Count("announced")} connection(s), {s.Count("joined")} client subflow(s) joined, {rsts} TCP reset(s) sent");
+                output.WriteLine($"POP {pop.Id}: announced on {s.Count("announced")} connection(s), {s.Count("joined")} client subflow(s) joined, {rsts} TCP reset(s) sent");
             }
 
-            bool survived = mptcp.Survived && mptcp.Sha256 is not null && mptcp.Sha256.AsSpan().SequenceEqual(StreamProbe.ExpectedSha256(mptcp.Expected));
+            bool survived = mptcp.HashMatches;
             output.WriteLine(survived
                 ? "The MPTCP connection survived the anycast route change; the plain TCP one " + (tcp.Survived ? "survived too (unexpected)." : "did not.")
                 : "The MPTCP connection did NOT survive the route change.");
@@ -127,15 +129,7 @@ internal static class LabDemo
         }
         finally
         {
-            if (curl is not null)
-            {
-                if (!curl.HasExited)
-                {
-                    curl.Kill(entireProcessTree: true);
-                }
-
-                curl.Dispose();
-            }
+            curl?.Dispose();
 
             probes.ForEach(p => p.Dispose());
             servers.ForEach(s => s.Dispose());
@@ -175,7 +169,7 @@ internal static class LabDemo
     }
 
     /// <summary>Also streams with curl when it can speak MPTCP: <c>curl --mptcp</c> (8.9+) or <c>mptcpize run curl</c>.</summary>
-    private static Process? StartCurl(LabTopology lab, DemoSettings settings, TextWriter output)
+    private static ChildProcess? StartCurl(LabTopology lab, DemoSettings settings, TextWriter output)
     {
         if (!settings.Curl)
         {
@@ -183,7 +177,7 @@ internal static class LabDemo
         }
 
         bool native = CommandRunner.TryRun("curl", ["--help", "all"]).Output.Contains("--mptcp", StringComparison.Ordinal);
-        bool mptcpize = !native && CommandRunner.TryRun("sh", ["-c", "command -v mptcpize"]).ExitCode == 0;
+        bool mptcpize = !native && CommandRunner.IsOnPath("mptcpize");
         if (!native && !mptcpize)
         {
             output.WriteLine("  (curl with MPTCP not available: curl 8.9+ or the mptcpize package; skipping the curl client)");
@@ -194,23 +188,18 @@ internal static class LabDemo
         string[] curlArgs = ["-s", "-o", "/dev/null", "-w", "%{size_download} %{http_code}", "--max-time", ((int)settings.Seconds + 15).ToString(CultureInfo.InvariantCulture), url];
         string[] command = native ? ["curl", "--mptcp", .. curlArgs] : ["mptcpize", "run", "curl", .. curlArgs];
         output.WriteLine($"  also: {string.Join(' ', command)}");
-        return LabTopology.StartIn(lab.ClientNamespace, command[0], command[1..]);
+        return lab.Client.Start(command);
     }
 
-    private static async Task<(bool, string)> FinishCurlAsync(Process curl, DemoSettings settings)
+    private static async Task<(bool, string)> FinishCurlAsync(ChildProcess curl, DemoSettings settings)
     {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(settings.Seconds + 20));
-        try
+        if (!await curl.WaitForExitAsync(TimeSpan.FromSeconds(settings.Seconds + 20)).ConfigureAwait(false))
         {
-            await curl.WaitForExitAsync(timeout.Token).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            curl.Kill(entireProcessTree: true);
+            curl.Kill();
             return (false, "timed out");
         }
 
-        string text = (await curl.StandardOutput.ReadToEndAsync().ConfigureAwait(false)).Trim();
+        string text = curl.Output.Trim();
         string[] parts = text.Split(' ');
         long expected = (long)(settings.Seconds * settings.Rate);
         bool ok = curl.ExitCode == 0 && parts.Length == 2 && parts[1] == "200" && long.TryParse(parts[0], CultureInfo.InvariantCulture, out long size) && size == expected;

@@ -1,18 +1,18 @@
-namespace MptcpAnycast.Cli.Lab;
+namespace MptcpAnycast.Lab;
 
 /// <summary>An address (and, for a shared address, the port) that a POP announces with ADD_ADDR.</summary>
-internal sealed record LabEndpoint(string Address, int? Port)
+public sealed record LabEndpoint(string Address, int? Port)
 {
     public override string ToString() => Port is int p ? (Address.Contains(':') ? $"[{Address}]:{p}" : $"{Address}:{p}") : Address;
 }
 
 /// <summary>
 /// One POP of a lab: its namespace, its router-facing interface and addresses, and the unicast addresses it announces
-/// (which depend on <see cref="LabUnicast"/>). This is what <c>lab demo</c> needs to start a server in each POP.
+/// (which depend on <see cref="LabUnicast"/>): what a POP server started in it needs to know.
 /// </summary>
-internal sealed record LabPop(
+public sealed record LabPop(
     LabPopId Id,
-    string Namespace,
+    LabNamespace Namespace,
     string Interface,
     string Link4,
     string Link6,

@@ -1,7 +1,7 @@
-namespace MptcpAnycast.Cli.Lab;
+namespace MptcpAnycast.Lab;
 
 /// <summary>Which unicast addresses the POPs have, for the subflow that outlives an anycast route change.</summary>
-internal enum LabUnicast
+public enum LabUnicast
 {
     /// <summary>Each POP has its own IPv4 and IPv6 unicast address: its router-facing link address.</summary>
     Own,
@@ -17,7 +17,7 @@ internal enum LabUnicast
 }
 
 /// <summary>How the client's MPTCP path manager treats an ADD_ADDR from the server.</summary>
-internal enum LabClientLimits
+public enum LabClientLimits
 {
     /// <summary><c>ip mptcp limits set add_addr_accepted 1</c>: the client joins the announced address from its main address.</summary>
     AcceptAddAddr,
@@ -30,7 +30,7 @@ internal enum LabClientLimits
 }
 
 /// <summary>The POPs' <c>net.mptcp.path_manager</c>.</summary>
-internal enum LabPathManager
+public enum LabPathManager
 {
     /// <summary>
     /// <c>kernel</c>: the lab adds <c>signal</c> endpoints for each POP's unicast addresses, so the kernel announces them on
@@ -43,7 +43,7 @@ internal enum LabPathManager
 }
 
 /// <summary>One POP of the lab.</summary>
-internal enum LabPopId
+public enum LabPopId
 {
     /// <summary>POP A: the anycast route points here after <c>lab up</c>.</summary>
     A,
@@ -57,7 +57,7 @@ internal enum LabPopId
 /// host addresses are plain. Each lab lives in its own namespaces, so two labs with the same plan do not clash; the
 /// plan is still a record so a test can move it (for example to check that nothing depends on the defaults).
 /// </summary>
-internal sealed record LabAddressPlan
+public sealed record LabAddressPlan
 {
     public static readonly LabAddressPlan Default = new();
 
@@ -102,7 +102,7 @@ internal sealed record LabAddressPlan
 }
 
 /// <summary>Everything that shapes a lab. The defaults give the plain case: own unicast, kernel PM, client accepts ADD_ADDR.</summary>
-internal sealed record LabOptions
+public sealed record LabOptions
 {
     /// <summary>Namespace names start with <c>PREFIX-</c>; the state file is <c>/run/mptcp-anycast/PREFIX.json</c>. Default <c>mpl</c> + pid.</summary>
     public string Prefix { get; init; } = DefaultPrefix();
@@ -165,7 +165,7 @@ internal sealed record LabOptions
 }
 
 /// <summary>Command-line spellings of the lab's choices (<c>shared-ipv4</c>, <c>accept-add-addr</c>, ...).</summary>
-internal static class LabNames
+public static class LabNames
 {
     public static string Of<T>(T value) where T : struct, Enum
     {

@@ -3,31 +3,26 @@ using System.Globalization;
 using System.Net;
 using System.Text.Json;
 
-namespace MptcpAnycast.Cli.Lab;
+namespace MptcpAnycast.Lab;
 
 /// <summary>
-/// <c>mptcp-anycast lab measure</c>: the stall an anycast route change causes, over many flips. One lab, HelloAnycast
+/// <c>mptcp-anycast lab measure</c>: the stall an anycast route change causes, over many flips. One lab, the POP server
 /// in both POPs; for each flip a new MPTCP connection joins, then either downloads a paced stream or sends small
 /// requests back to back, and the route flips mid-way. Reports the longest gap per flip, the median and the worst.
 /// </summary>
-internal static class LabMeasure
+public static class LabMeasure
 {
-    public static async Task<int> RunAsync(LabOptions options, string? afterJoin, int flips, bool requests, long rate, string? appPath,
+    public static async Task<int> RunAsync(LabOptions options, string? afterJoin, int flips, bool requests, long rate, ToolCommand tool,
         TextWriter output, CancellationToken cancellationToken, bool noFlip = false)
     {
-        string? app = appPath ?? PopServer.FindApp();
-        if (app is null)
-        {
-            output.WriteLine("mptcp-anycast lab measure: HelloAnycast not found; build it first: dotnet build MptcpAnycast.sln (or give --app PATH)");
-            return 1;
-        }
-
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(output);
         LabTopology lab = LabTopology.Up(options);
         var servers = new List<PopServer>();
         try
         {
-            servers.Add(await PopServer.StartAsync(lab, lab.Pop(LabPopId.A), app, afterJoin, cancellationToken: cancellationToken).ConfigureAwait(false));
-            servers.Add(await PopServer.StartAsync(lab, lab.Pop(LabPopId.B), app, afterJoin, cancellationToken: cancellationToken).ConfigureAwait(false));
+            servers.Add(await PopServer.StartAsync(lab, lab.Pop(LabPopId.A), tool, afterJoin, cancellationToken: cancellationToken).ConfigureAwait(false));
+            servers.Add(await PopServer.StartAsync(lab, lab.Pop(LabPopId.B), tool, afterJoin, cancellationToken: cancellationToken).ConfigureAwait(false));
             output.WriteLine($"# {flips} flips, {(requests ? "request/response (GET /bytes/1024 back to back)" : $"download (paced {rate / 1024} KiB/s)")}, "
                 + $"{LabNames.Of(options.PathManager)} path manager, after join {afterJoin ?? "PreferUnicast (default)"}"
                 + (noFlip ? "; CONTROL: the route is not moved" : ""));
@@ -37,7 +32,7 @@ internal static class LabMeasure
             for (int i = 0; i < flips; i++)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                using StreamProbe probe = await StreamProbe.ConnectAsync("mptcp", lab.ClientNamespace, target, mptcp: true, dualStack: false, cancellationToken, blocking: requests).ConfigureAwait(false);
+                using StreamProbe probe = await StreamProbe.ConnectAsync("mptcp", lab.Client, target, mptcp: true, dualStack: false, cancellationToken, blocking: requests).ConfigureAwait(false);
                 string state = (await probe.WaitForJoinAsync(TimeSpan.FromSeconds(4), cancellationToken).ConfigureAwait(false)).GetProperty("state").GetString() ?? "?";
                 double gap;
                 string? error;

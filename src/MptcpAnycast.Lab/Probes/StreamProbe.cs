@@ -6,14 +6,14 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 
-namespace MptcpAnycast.Cli.Lab;
+namespace MptcpAnycast.Lab;
 
 /// <summary>
 /// One client connection of the lab, created inside the client namespace: a tiny HTTP/1.1 keep-alive client that
-/// asks HelloAnycast for its state (<c>/mptcp</c>) and for a paced stream (<c>/stream</c>), checks every byte of the
-/// stream against its pattern (byte i is i mod 251), hashes it, and times the longest gap between arrivals.
+/// asks the lab's POP server for its state (<c>/mptcp</c>) and for a paced stream (<c>/stream</c>), checks every byte
+/// of the stream against <see cref="StreamPattern"/>, hashes it, and times the longest gap between arrivals.
 /// </summary>
-internal sealed class StreamProbe : IDisposable
+public sealed class StreamProbe : IDisposable
 {
     private readonly Socket _socket;
     private readonly byte[] _buffer = new byte[64 * 1024];
@@ -69,16 +69,16 @@ internal sealed class StreamProbe : IDisposable
 
     /// <summary>Opens the connection from a socket created in <paramref name="ns"/>.</summary>
     /// <param name="blocking">
-    /// Blocking socket calls instead of async ones, for timing single requests: the caller then runs the probe on a
-    /// thread of its own (see <see cref="RunOnOwnThread{T}"/>), as a simple client does. An async completion travels
-    /// from the socket engine's epoll thread through the thread pool, and on a busy 2-core machine that hop alone added
-    /// up to ~40 ms to single requests (the kernel showed the response in time, the next request left late).
-    /// The calls then ignore cancellation tokens; a 5 s receive timeout bounds them instead.
+    /// Blocking socket calls instead of async ones, for timing single requests without a thread-pool hop between a
+    /// response and the next request: the caller then runs the probe on a thread of its own (see
+    /// <see cref="RunOnOwnThread{T}"/>). The calls then ignore cancellation tokens; a 5 s socket timeout bounds them.
     /// </param>
-    public static async Task<StreamProbe> ConnectAsync(string name, string ns, IPEndPoint target, bool mptcp, bool dualStack, CancellationToken cancellationToken, bool blocking = false)
+    public static async Task<StreamProbe> ConnectAsync(string name, LabNamespace ns, IPEndPoint target, bool mptcp, bool dualStack, CancellationToken cancellationToken, bool blocking = false)
     {
+        ArgumentNullException.ThrowIfNull(ns);
+        ArgumentNullException.ThrowIfNull(target);
         AddressFamily family = dualStack ? AddressFamily.InterNetworkV6 : target.AddressFamily;
-        Socket socket = NamespaceThread.Run(ns, () =>
+        Socket socket = ns.Run(() =>
         {
             Socket s = mptcp ? MptcpSocket.Create(family) : new Socket(family, SocketType.Stream, ProtocolType.Tcp);
             if (dualStack)
@@ -171,9 +171,8 @@ internal sealed class StreamProbe : IDisposable
 
     /// <summary>
     /// Sends a prepared GET (<see cref="Request"/>) and reads the whole response, skipping the body; returns the body
-    /// length. Allocates nothing, so that a loop timing single requests never waits for the garbage collector: with a
-    /// string per response, this process collected every ~0.5 s and each pause (~20 ms) landed inside one request.
-    /// Our server answers with <c>Content-Length</c>; anything else is an error.
+    /// length. Allocates nothing, so that a loop timing single requests never times a garbage collection instead.
+    /// The POP server answers with <c>Content-Length</c>; anything else is an error.
     /// </summary>
     public async ValueTask<long> FetchAsync(byte[] request, CancellationToken cancellationToken)
     {
@@ -327,13 +326,9 @@ internal sealed class StreamProbe : IDisposable
 
                 int n = (int)Math.Min(_end - _start, length - offset);
                 ReadOnlySpan<byte> chunk = _buffer.AsSpan(_start, n);
-                for (int i = 0; i < chunk.Length; i++)
+                if (PatternIntact && !StreamPattern.Matches(chunk, offset))
                 {
-                    if (chunk[i] != (byte)((offset + i) % 251))
-                    {
-                        PatternIntact = false;
-                        break;
-                    }
+                    PatternIntact = false;
                 }
 
                 hash.AppendData(chunk);
@@ -351,25 +346,8 @@ internal sealed class StreamProbe : IDisposable
         }
     }
 
-    /// <summary>The SHA-256 of the first <paramref name="length"/> bytes of the pattern: what a complete stream hashes to.</summary>
-    public static byte[] ExpectedSha256(long length)
-    {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        byte[] block = new byte[251 * 256];
-        for (int i = 0; i < block.Length; i++)
-        {
-            block[i] = (byte)(i % 251);
-        }
-
-        for (long done = 0; done < length;)
-        {
-            int n = (int)Math.Min(block.Length, length - done);
-            hash.AppendData(block, 0, n);
-            done += n;
-        }
-
-        return hash.GetHashAndReset();
-    }
+    /// <summary>True when the whole stream arrived intact and hashes to what <see cref="StreamPattern.Sha256"/> says it should.</summary>
+    public bool HashMatches => Survived && Sha256 is not null && Sha256.AsSpan().SequenceEqual(StreamPattern.Sha256(Expected));
 
     private void NoteGap(long now)
     {
