@@ -22,6 +22,8 @@ app.MapGet("/mptcp", (HttpContext context) =>
         return Results.Json(new { pop, transport = "not MptcpAnycast (another transport served this connection)" });
     }
 
+    // Subflows first: a subflow seen here is then seen by the state too, which reads the socket while the join is awaited.
+    IReadOnlyList<MptcpSubflow> subflows = feature.GetSubflows();
     MptcpConnectionInfo info = feature.GetConnectionInfo();
     return Results.Json(new
     {
@@ -35,7 +37,7 @@ app.MapGet("/mptcp", (HttpContext context) =>
         acceptedAt = feature.AcceptedAt,
         announcedAt = feature.AnnouncedAt,
         joinedAt = feature.JoinedAt,
-        subflows = feature.GetSubflows().Select(s => new { local = s.Local.ToString(), remote = s.Remote.ToString() }),
+        subflows = subflows.Select(s => new { local = s.Local.ToString(), remote = s.Remote.ToString() }),
         addAddrSignal = info.AddAddrSignal,
     });
 });

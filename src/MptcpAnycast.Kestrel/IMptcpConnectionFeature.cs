@@ -39,8 +39,11 @@ public interface IMptcpConnectionFeature
     IPEndPoint? AnnouncedEndPoint { get; }
 
     /// <summary>
-    /// The unicast subflow's state. While the join is awaited, reading it (or <see cref="StateReason"/>, or
-    /// <see cref="JoinedAt"/>) also looks at the socket's subflows (one getsockopt), so it never lags behind the kernel.
+    /// The unicast subflow's state. The transport decides about a connection on its own control path, just after
+    /// accept: the first read waits for that (microseconds; at most 100 ms if the control path is held up, and then
+    /// the state says the connection is still queued). While the join is awaited, reading the state (or
+    /// <see cref="StateReason"/>, <see cref="JoinedAt"/>) also looks at the socket's subflows (one getsockopt), so it
+    /// never lags behind the kernel.
     /// </summary>
     UnicastSubflowState State { get; }
 

@@ -56,6 +56,18 @@ internal sealed class UnicastAnnouncer
     /// <summary>A connection Kestrel accepted: counts it, decides, and tracks and announces it (or schedules that).</summary>
     public void OnAccepted(TrackedConnection connection)
     {
+        try
+        {
+            Decide(connection);
+        }
+        finally
+        {
+            connection.MarkDecided();
+        }
+    }
+
+    private void Decide(TrackedConnection connection)
+    {
         _metrics.Connection(connection.IsMptcp);
         if (!connection.IsMptcp)
         {

@@ -17,9 +17,16 @@ internal sealed class MptcpConnectionFeature(TrackedConnection connection, Contr
 
     public uint Token => Connection.Token;
 
-    public IPEndPoint? AnnouncedEndPoint => Connection.AnnouncedEndPoint;
+    public IPEndPoint? AnnouncedEndPoint
+    {
+        get
+        {
+            control.Refresh(Connection);
+            return Connection.AnnouncedEndPoint;
+        }
+    }
 
-    /// <summary>Read from the socket as well while the join is awaited, so it never lags behind the kernel's own view.</summary>
+    /// <summary>Waits for the control loop's decision right after accept, and reads the socket while the join is awaited (see <see cref="ControlPath.Refresh"/>).</summary>
     public UnicastSubflowState State
     {
         get
@@ -40,7 +47,14 @@ internal sealed class MptcpConnectionFeature(TrackedConnection connection, Contr
 
     public DateTimeOffset AcceptedAt => Connection.AcceptedAt;
 
-    public DateTimeOffset? AnnouncedAt => Connection.AnnouncedAt;
+    public DateTimeOffset? AnnouncedAt
+    {
+        get
+        {
+            control.Refresh(Connection);
+            return Connection.AnnouncedAt;
+        }
+    }
 
     public DateTimeOffset? JoinedAt
     {

@@ -17,6 +17,7 @@ internal sealed class TrackedConnection
     private string _reason;
     private int _announceStarted;
     private int _afterJoinStarted;
+    private volatile bool _decided;
 
     /// <param name="socket">The accepted socket.</param>
     /// <param name="info">Its MPTCP state at accept (<c>MPTCP_INFO</c>).</param>
@@ -32,8 +33,9 @@ internal sealed class TrackedConnection
         Local = local?.Unmapped();
         Remote = remote?.Unmapped();
         AcceptedAt = acceptedAt;
+        _decided = !info.IsMptcp; // plain TCP: nothing to decide
         _reason = Info.IsMptcp
-            ? "the transport has not looked at this connection yet"
+            ? "queued on the transport's control path, which has not looked at it yet"
             : Info.FallbackReason == MptcpFallbackReason.PlainTcpSocket
                 ? "plain TCP: the client did not offer MPTCP (or a middlebox removed the option)"
                 : "the connection fell back to TCP during the handshake (MP_CAPABLE not echoed)";
@@ -77,6 +79,11 @@ internal sealed class TrackedConnection
             }
         }
     }
+
+    /// <summary>The control loop has looked at the connection: what it decided (announce, schedule, skip) is in the state.</summary>
+    public bool IsDecided => _decided;
+
+    public void MarkDecided() => _decided = true;
 
     public IPEndPoint? AnnouncedEndPoint { get; private set; }
 

@@ -146,9 +146,21 @@ internal sealed class ControlPath : IAsyncDisposable
         return new ValueTask<bool>(answer.Task);
     }
 
-    /// <summary>The application reads the unicast subflow's state: a join still awaited is looked for in the socket first.</summary>
+    /// <summary>How long the application's first look at a connection may wait for the control loop to have decided about it.</summary>
+    internal static readonly TimeSpan DecisionWait = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>
+    /// The application reads the unicast subflow's state. Right after accept it waits (typically microseconds, at most
+    /// <see cref="DecisionWait"/> when the control loop is held up) until the control loop has looked at the connection;
+    /// then a join still awaited is looked for in the socket.
+    /// </summary>
     public void Refresh(TrackedConnection connection)
     {
+        if (!connection.IsDecided)
+        {
+            SpinWait.SpinUntil(() => connection.IsDecided, DecisionWait);
+        }
+
         if (connection.State == UnicastSubflowState.Announced)
         {
             _joins.CheckSocket(connection);

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text.Json;
 using MptcpAnycast.Lab.Tests.Infrastructure;
@@ -57,6 +58,57 @@ public sealed class TransportNamespaceTests(Xunit.Abstractions.ITestOutputHelper
         }
 
         Assert.DoesNotContain("192.0.2.2", lab.Server.Ip("mptcp", "endpoint", "show"));
+    }
+
+    [LabFact]
+    public async Task Short_connections_report_their_join_and_every_join_the_kernel_made_is_counted()
+    {
+        // One request per connection, closed at once (as curl does): the request is often answered before the join's
+        // event is handled, and the connection closed before it comes. Each answer that shows the unicast subflow must say
+        // Joined, and the transport must count as many joins as the server's kernel completed, also for connections
+        // whose state nobody read.
+        using var lab = new TransportLab("userspace");
+        using PopServer server = await lab.StartServerAsync("pop-a", ServerArgs("Userspace", "--MptcpAnycast:JoinTimeout", "00:00:01"));
+        Assert.False(server.HasExited, server.Output);
+        long joinsBefore = lab.Server.Counter("MPTcpExtMPJoinAckRx");
+        int withUnicastSubflow = 0;
+        var mislabelled = new List<string>();
+        for (int i = 0; i < 40; i++)
+        {
+            using HttpClient client = lab.CreateClient();
+            JsonElement state = await TransportLab.GetStateAsync(client, Base).WithTimeout();
+            bool joined = state.GetProperty("subflows").EnumerateArray().Any(s => s.GetProperty("local").GetString()!.StartsWith("192.0.2.2:", StringComparison.Ordinal));
+            if (joined)
+            {
+                withUnicastSubflow++;
+                if (state.GetProperty("state").GetString() != "Joined")
+                {
+                    mislabelled.Add(state.ToString());
+                }
+            }
+        }
+
+        Assert.True(withUnicastSubflow > 0, "no answer showed the unicast subflow: the client never joined");
+        Assert.True(mislabelled.Count == 0, $"{mislabelled.Count} of {withUnicastSubflow} answers showed the unicast subflow but not Joined:\n{string.Join('\n', mislabelled)}");
+
+        // The same with requests that never look at the connection's state: only the kernel's events tell of the joins,
+        // most of them after the connection has closed.
+        for (int i = 0; i < 40; i++)
+        {
+            using HttpClient client = lab.CreateClient();
+            Assert.StartsWith("Hello from pop-a", await client.GetStringAsync($"{Base}/").WithTimeout());
+        }
+
+        long kernelJoins = lab.Server.Counter("MPTcpExtMPJoinAckRx") - joinsBefore;
+        using HttpClient stats = lab.CreateClient(mptcp: false);
+        long counted = 0;
+        Assert.True(await Eventually.WaitAsync(() =>
+        {
+            counted = stats.GetFromJsonAsync<Dictionary<string, long>>($"{Base}/mptcp/stats").GetAwaiter().GetResult()!
+                .GetValueOrDefault("mptcp_anycast.joins");
+            return counted == kernelJoins;
+        }, TimeSpan.FromSeconds(5)), $"the transport counted {counted} joins, the server's kernel completed {kernelJoins}");
+        output.WriteLine($"{withUnicastSubflow} of 40 state answers showed the unicast subflow; {kernelJoins} joins completed in 80 connections, all counted");
     }
 
     [LabFact]

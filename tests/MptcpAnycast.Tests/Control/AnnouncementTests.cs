@@ -62,6 +62,38 @@ public sealed class AnnouncementTests
     }
 
     [Fact]
+    public async Task The_first_look_at_a_connection_waits_for_the_control_loops_decision()
+    {
+        await using ControlPathHarness h = new ControlPathHarness(withPathManager: false).Start();
+        MptcpConnectionFeature feature = await h.AcceptAsync();
+
+        Assert.Equal(UnicastSubflowState.Failed, feature.State); // not "queued": decided before the answer
+        Assert.Contains("no path manager in this test", feature.StateReason);
+    }
+
+    [Fact]
+    public async Task While_the_control_loop_is_held_up_the_first_look_waits_a_bounded_time_and_says_why()
+    {
+        using var release = new ManualResetEventSlim();
+        await using ControlPathHarness h = new ControlPathHarness().Start();
+        h.PathManager.Announce = (_, _) => release.Wait(TimeSpan.FromSeconds(10));
+        await h.AcceptAsync();
+        await Eventually.TrueAsync(() => !h.PathManager.Calls.IsEmpty, "the control loop is inside an ANNOUNCE");
+        MptcpConnectionFeature queued = await h.AcceptAsync();
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        UnicastSubflowState state = queued.State;
+        TimeSpan waited = clock.Elapsed;
+        string reason = queued.Connection.StateReason;
+        release.Set();
+
+        Assert.Equal(UnicastSubflowState.NotAnnounced, state);
+        Assert.Contains("queued", reason);
+        Assert.InRange(waited, ControlPath.DecisionWait * 0.9, TimeSpan.FromSeconds(2));
+        await Eventually.TrueAsync(() => queued.State == UnicastSubflowState.Announced, "announced once the loop is free");
+    }
+
+    [Fact]
     public async Task Join_reported_before_the_announce_reply_still_counts()
     {
         using var reply = new ManualResetEventSlim();
