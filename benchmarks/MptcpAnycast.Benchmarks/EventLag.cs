@@ -86,13 +86,13 @@ internal static class EventLag
             run.ClientNice = clientNice;
 
             // Idle first: the fixed cost of the pipeline, without load.
-            await run.LoadAsync(lab.Client, new IPEndPoint(anycast, Port), rate: 100, concurrent: 50, seconds: 2, "idle (100/s, 50 open)");
+            await run.LoadAsync(lab.Client, pop.Namespace, new IPEndPoint(anycast, Port), rate: 100, concurrent: 50, seconds: 2, "idle (100/s, 50 open)");
             // Then the load twice: the first time the process reaches C open connections its tables grow (the
             // announcer's by-token map, this harness's queue of open sockets: large arrays, which count towards the
             // runtime's large-object budget); the second time they have their size, as in a server that has been up
             // for a while.
-            await run.LoadAsync(lab.Client, new IPEndPoint(anycast, Port), rate, concurrent, seconds, string.Create(CultureInfo.InvariantCulture, $"load, first ({rate}/s, {concurrent} open)"));
-            await run.LoadAsync(lab.Client, new IPEndPoint(anycast, Port), rate, concurrent, seconds, string.Create(CultureInfo.InvariantCulture, $"load, steady ({rate}/s, {concurrent} open)"));
+            await run.LoadAsync(lab.Client, pop.Namespace, new IPEndPoint(anycast, Port), rate, concurrent, seconds, string.Create(CultureInfo.InvariantCulture, $"load, first ({rate}/s, {concurrent} open)"));
+            await run.LoadAsync(lab.Client, pop.Namespace, new IPEndPoint(anycast, Port), rate, concurrent, seconds, string.Create(CultureInfo.InvariantCulture, $"load, steady ({rate}/s, {concurrent} open)"));
             return 0;
         }
         finally
@@ -165,6 +165,9 @@ internal static class EventLag
         private readonly ClosedEventTimer _pathManager;
         private readonly ControlPath _control;
         private readonly ConcurrentQueue<(Socket Socket, TrackedConnection Connection)> _open = new();
+        private readonly int[] _statesAtClose = new int[Enum.GetValues<UnicastSubflowState>().Length];
+        private readonly List<double> _queued = new(40_000); // accept to ANNOUNCE: how long a connection waited for the control loop
+        private readonly List<double> _queuedNotJoined = new(40_000);
         private readonly CancellationTokenSource _stop = new();
         private readonly Task _acceptLoop;
         private readonly GcWatcher _gc = new();
@@ -247,7 +250,18 @@ internal static class EventLag
                 return false;
             }
 
-            joined = oldest.Connection.State == UnicastSubflowState.Joined;
+            UnicastSubflowState state = oldest.Connection.State;
+            joined = state == UnicastSubflowState.Joined;
+            _statesAtClose[(int)state]++;
+            if (oldest.Connection.AnnounceStartedAt is DateTimeOffset announced)
+            {
+                double wait = (announced - oldest.Connection.AcceptedAt).TotalMilliseconds;
+                _queued.Add(wait);
+                if (!joined)
+                {
+                    _queuedNotJoined.Add(wait);
+                }
+            }
             long before = Stopwatch.GetTimestamp();
             oldest.Socket.Dispose();
             if (oldest.Connection.Token != 0)
@@ -259,11 +273,21 @@ internal static class EventLag
             return true;
         }
 
-        public async Task LoadAsync(LabNamespace clientNamespace, IPEndPoint target, int rate, int concurrent, double seconds, string label)
+        /// <summary>The kernel's counters that say where a join got lost: the server's and the client's.</summary>
+        private static readonly string[] ServerCounters = ["MPTcpExtMPJoinSynRx", "MPTcpExtMPJoinAckRx", "MPTcpExtMPJoinRejected", "TcpExtListenOverflows"];
+        private static readonly string[] ClientCounters = ["MPTcpExtAddAddrDrop"];
+
+        private static long[] Read(LabNamespace ns, string[] counters) => [.. counters.Select(ns.Counter)];
+
+        public async Task LoadAsync(LabNamespace clientNamespace, LabNamespace serverNamespace, IPEndPoint target, int rate, int concurrent, double seconds, string label)
         {
+            long[] serverBefore = Read(serverNamespace, ServerCounters), clientBefore = Read(clientNamespace, ClientCounters);
             _pathManager.Reset(expected: (int)(rate * seconds * 1.2) + concurrent);
             _gc.Take();
             int closed = 0, joined = 0, maxOpen = 0;
+            Array.Clear(_statesAtClose);
+            _queued.Clear();
+            _queuedNotJoined.Clear();
             TimeSpan gcPauseBefore = GC.GetTotalPauseDuration();
             int gcBefore = GC.CollectionCount(0), gen2Before = GC.CollectionCount(2);
             long allocatedBefore = GC.GetTotalAllocatedBytes();
@@ -304,10 +328,19 @@ internal static class EventLag
             await Task.Delay(1000); // the last CLOSED events
             (List<double> lags, List<double> fromEnd, int unmatched, int lost) = _pathManager.Collect();
             Console.WriteLine($"{label}: client: {client.Output.Trim()}");
+            long[] serverAfter = Read(serverNamespace, ServerCounters), clientAfter = Read(clientNamespace, ClientCounters);
+            Console.WriteLine("  kernel: server " + string.Join(", ", ServerCounters.Select((c, i) => $"{c.Replace("MPTcpExt", "").Replace("TcpExt", "")} {serverAfter[i] - serverBefore[i]}"))
+                + "; client " + string.Join(", ", ClientCounters.Select((c, i) => $"{c.Replace("MPTcpExt", "")} {clientAfter[i] - clientBefore[i]}")));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  server: at most {maxOpen} open; {joined} of {closed} joined before the server closed them ({100.0 * joined / Math.Max(1, closed):0.0}%)"));
+                $"  server: at most {maxOpen} open; {joined} of {closed} joined before the server closed them ({100.0 * joined / Math.Max(1, closed):0.0}%); "
+                + $"state at close: {string.Join(", ", Enum.GetValues<UnicastSubflowState>().Where(v => _statesAtClose[(int)v] > 0).Select(v => $"{v} {_statesAtClose[(int)v]}"))}"));
             Console.WriteLine($"  CLOSED event lag over {lags.Count} events, from close() entered: {Summary(lags)}; {unmatched} not seen, events-lost markers {lost}");
             Console.WriteLine($"  the same from close() returned: {Summary(fromEnd)}");
+            Console.WriteLine($"  accept to ANNOUNCE (the wait for the control loop) over {_queued.Count} connections: {Summary(_queued)}");
+            if (_queuedNotJoined.Count > 0)
+            {
+                Console.WriteLine($"  the same for the {_queuedNotJoined.Count} not joined: {Summary(_queuedNotJoined)}");
+            }
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  this process's GC meanwhile: {GC.CollectionCount(0) - gcBefore} collections ({GC.CollectionCount(2) - gen2Before} full), paused {(GC.GetTotalPauseDuration() - gcPauseBefore).TotalMilliseconds:0} ms in all ({(System.Runtime.GCSettings.IsServerGC ? "server" : "workstation")} GC); "
                 + $"{(GC.GetTotalAllocatedBytes() - allocatedBefore) / Math.Max(1, closed)} bytes allocated per connection"));
