@@ -81,7 +81,7 @@ internal sealed class UnicastAnnouncer
             return;
         }
 
-        AnnouncementDecision decision = _policy.Decide(connection.Local, connection.Socket.AddressFamily);
+        AnnouncementDecision decision = _policy.Decide(connection.Local, connection.AddressFamily);
         connection.Decision = decision;
         connection.SetReason(decision.Describe());
         if (!decision.ShouldAnnounce)

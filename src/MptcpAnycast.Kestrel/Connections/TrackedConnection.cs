@@ -18,6 +18,7 @@ internal sealed class TrackedConnection
     private int _announceStarted;
     private int _afterJoinStarted;
     private volatile bool _decided;
+    private Socket? _socket;
 
     /// <param name="socket">The accepted socket.</param>
     /// <param name="info">Its MPTCP state at accept (<c>MPTCP_INFO</c>).</param>
@@ -27,7 +28,8 @@ internal sealed class TrackedConnection
     /// <param name="acceptedAt">When it was accepted.</param>
     public TrackedConnection(Socket socket, MptcpConnectionInfo info, string connectionId, IPEndPoint? local, IPEndPoint? remote, DateTimeOffset acceptedAt)
     {
-        Socket = socket;
+        _socket = socket;
+        AddressFamily = socket.AddressFamily;
         Info = info;
         ConnectionId = connectionId;
         Local = local?.Unmapped();
@@ -41,7 +43,12 @@ internal sealed class TrackedConnection
                 : "the connection fell back to TCP during the handshake (MP_CAPABLE not echoed)";
     }
 
-    public Socket Socket { get; }
+    /// <summary>The accepted socket; null once Kestrel reported the connection closed, so that a closed connection kept
+    /// for its join does not keep the socket's objects alive.</summary>
+    public Socket? Socket => Volatile.Read(ref _socket);
+
+    /// <summary>The accepted socket's address family (IPv6 for a dual-stack listener).</summary>
+    public AddressFamily AddressFamily { get; }
 
     public string ConnectionId { get; }
 
@@ -122,9 +129,15 @@ internal sealed class TrackedConnection
     /// <summary>The current subflows, IPv4-mapped addresses as IPv4; empty once the socket is closed.</summary>
     public IReadOnlyList<MptcpSubflow> GetSubflows()
     {
+        Socket? socket = Socket;
+        if (socket is null)
+        {
+            return [];
+        }
+
         try
         {
-            MptcpSubflow[] subflows = MptcpSocket.GetSubflows(Socket);
+            MptcpSubflow[] subflows = MptcpSocket.GetSubflows(socket);
             for (int i = 0; i < subflows.Length; i++)
             {
                 subflows[i] = new MptcpSubflow(subflows[i].Local.Unmapped(), subflows[i].Remote.Unmapped());
@@ -141,9 +154,15 @@ internal sealed class TrackedConnection
     /// <summary>The MPTCP counters now; the default once the socket is closed.</summary>
     public MptcpConnectionInfo GetConnectionInfo()
     {
+        Socket? socket = Socket;
+        if (socket is null)
+        {
+            return default;
+        }
+
         try
         {
-            return MptcpSocket.GetConnectionInfo(Socket);
+            return MptcpSocket.GetConnectionInfo(socket);
         }
         catch (ObjectDisposedException)
         {
@@ -257,6 +276,7 @@ internal sealed class TrackedConnection
         lock (_gate)
         {
             IsClosed = true;
+            Volatile.Write(ref _socket, null);
             return _state == UnicastSubflowState.Announced;
         }
     }

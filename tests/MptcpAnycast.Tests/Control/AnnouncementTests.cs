@@ -20,7 +20,7 @@ public sealed class AnnouncementTests
         TrackedConnection c = feature.Connection;
         await Eventually.TrueAsync(() => c.State == UnicastSubflowState.Announced, "announced");
 
-        uint token = MptcpSocket.GetConnectionInfo(c.Socket).Token;
+        uint token = MptcpSocket.GetConnectionInfo(c.Socket!).Token;
         Assert.Equal(token, feature.Token);
         int port = c.Local!.Port;
         Assert.Equal($"announce {token:x8} 1 127.0.0.2:0", Assert.Single(h.PathManager.Calls)); // the connection's own port: no port field
@@ -136,7 +136,7 @@ public sealed class AnnouncementTests
 
         Assert.Contains("did not open a subflow", feature.StateReason);
         Assert.Equal(1, h.Metrics["mptcp_anycast.join.timeouts"]);
-        Assert.Equal(1, await feature.Connection.Socket.SendAsync(new byte[] { 1 }).WithTimeout());
+        Assert.Equal(1, await feature.Connection.Socket!.SendAsync(new byte[] { 1 }).WithTimeout());
     }
 
     [Fact]
@@ -170,7 +170,7 @@ public sealed class AnnouncementTests
         Assert.Contains("fake kernel refusal", feature.StateReason);
         Assert.Equal(1, h.Metrics["mptcp_anycast.announcements|failed"]);
         Assert.Equal(1, h.Logger.Count(6)); // AnnounceFailed
-        Assert.Equal(1, await feature.Connection.Socket.SendAsync(new byte[] { 7 }).WithTimeout());
+        Assert.Equal(1, await feature.Connection.Socket!.SendAsync(new byte[] { 7 }).WithTimeout());
     }
 
     [Fact]

@@ -46,6 +46,8 @@ public sealed class JoinTrackingTests
         feature.OnConnectionClosed(); // Kestrel: the client closed right after its request
         await Eventually.TrueAsync(() => feature.Connection.IsClosed, "closed");
         Assert.Equal(1, h.Control.TrackedConnections); // still waiting for a late join
+        Assert.Null(feature.Connection.Socket); // but not holding on to the socket's objects meanwhile
+        Assert.Empty(feature.GetSubflows());
 
         h.JoinWithEvent(feature.Connection);
         Assert.Equal(1, h.Metrics["mptcp_anycast.joins"]);
