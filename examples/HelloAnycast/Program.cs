@@ -24,7 +24,6 @@ app.MapGet("/mptcp", (HttpContext context) =>
 
     // Subflows first: a subflow seen here is then seen by the state too, which reads the socket while the join is awaited.
     IReadOnlyList<MptcpSubflow> subflows = feature.GetSubflows();
-    MptcpConnectionInfo info = feature.GetConnectionInfo();
     return Results.Json(new
     {
         pop,
@@ -32,13 +31,8 @@ app.MapGet("/mptcp", (HttpContext context) =>
         fallbackReason = feature.FallbackReason.ToString(),
         token = feature.Token.ToString("x8", CultureInfo.InvariantCulture),
         state = feature.State.ToString(),
-        stateReason = feature.StateReason,
         announced = feature.AnnouncedEndPoint?.ToString(),
-        acceptedAt = feature.AcceptedAt,
-        announcedAt = feature.AnnouncedAt,
-        joinedAt = feature.JoinedAt,
         subflows = subflows.Select(s => new { local = s.Local.ToString(), remote = s.Remote.ToString() }),
-        addAddrSignal = info.AddAddrSignal,
     });
 });
 
