@@ -71,7 +71,7 @@ internal sealed class UnicastAnnouncer
         _metrics.Connection(connection.IsMptcp);
         if (!connection.IsMptcp)
         {
-            _metrics.Fallback(connection.Info.FallbackReason);
+            _metrics.Fallback(connection.FallbackReason);
             return;
         }
 

@@ -13,7 +13,7 @@ internal sealed class MptcpConnectionFeature(TrackedConnection connection, Contr
 
     public bool IsMptcp => Connection.IsMptcp;
 
-    public MptcpFallbackReason FallbackReason => Connection.Info.FallbackReason;
+    public MptcpFallbackReason FallbackReason => Connection.FallbackReason;
 
     public uint Token => Connection.Token;
 

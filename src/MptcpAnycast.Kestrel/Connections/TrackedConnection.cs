@@ -30,15 +30,16 @@ internal sealed class TrackedConnection
     {
         _socket = socket;
         AddressFamily = socket.AddressFamily;
-        Info = info;
+        FallbackReason = info.FallbackReason;
+        Token = info.Token;
         ConnectionId = connectionId;
         Local = local?.Unmapped();
         Remote = remote?.Unmapped();
         AcceptedAt = acceptedAt;
         _decided = !info.IsMptcp; // plain TCP: nothing to decide
-        _reason = Info.IsMptcp
+        _reason = info.IsMptcp
             ? "queued on the transport's control path, which has not looked at it yet"
-            : Info.FallbackReason == MptcpFallbackReason.PlainTcpSocket
+            : info.FallbackReason == MptcpFallbackReason.PlainTcpSocket
                 ? "plain TCP: the client did not offer MPTCP (or a middlebox removed the option)"
                 : "the connection fell back to TCP during the handshake (MP_CAPABLE not echoed)";
     }
@@ -59,11 +60,13 @@ internal sealed class TrackedConnection
     public IPEndPoint? Remote { get; }
 
     /// <summary>The socket's MPTCP state at accept (<c>MPTCP_INFO</c>).</summary>
-    public MptcpConnectionInfo Info { get; }
+    /// <summary>Why the connection is not MPTCP (read at accept), or <see cref="MptcpFallbackReason.None"/>.</summary>
+    public MptcpFallbackReason FallbackReason { get; }
 
-    public bool IsMptcp => Info.IsMptcp;
+    public bool IsMptcp => FallbackReason == MptcpFallbackReason.None;
 
-    public uint Token => Info.Token;
+    /// <summary>The connection's MPTCP token (read at accept); 0 for plain TCP.</summary>
+    public uint Token { get; }
 
     public DateTimeOffset AcceptedAt { get; }
 
