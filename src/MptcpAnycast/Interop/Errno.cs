@@ -16,6 +16,7 @@ internal static class Errno
     public const int ENOMEM = 12;
     public const int EACCES = 13;
     public const int EBUSY = 16;
+    public const int EEXIST = 17;
     public const int EINVAL = 22;
     public const int ENFILE = 23;
     public const int EMFILE = 24;

@@ -272,11 +272,13 @@ static __always_inline int tunnel(struct __sk_buff *skb, const struct rescue_con
 		outer.protocol = inner_proto;
 		outer.saddr = cfg->local_ipv4;
 		__builtin_memcpy(&outer.daddr, owner->address, 4);
-		__u32 *words = (__u32 *)&outer;
+		// Copied out rather than read through a cast pointer, which strict aliasing lets clang reorder.
+		__u16 halves[10];
+		__builtin_memcpy(halves, &outer, sizeof(halves));
 		__u64 sum = 0;
 #pragma unroll
-		for (int i = 0; i < 5; i++)
-			sum += words[i] & 0xffff, sum += words[i] >> 16;
+		for (int i = 0; i < 10; i++)
+			sum += halves[i];
 		outer.check = fold(sum);
 		if (bpf_skb_adjust_room(skb, sizeof(outer), BPF_ADJ_ROOM_MAC,
 					BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_ENCAP_L3_IPV4))

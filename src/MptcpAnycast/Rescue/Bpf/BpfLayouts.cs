@@ -1,0 +1,113 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace MptcpAnycast.Rescue.Bpf;
+
+// The structs rescue.bpf.c shares with userspace, field for field. RescueDataplane checks each map's key and value
+// size against these when it loads the object, so a change on one side only fails loudly.
+
+/// <summary><c>struct rescue_config</c>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct BpfRescueConfig
+{
+    public uint Enabled;
+    public uint LocalIPv4;
+    public fixed byte LocalIPv6[16];
+    public ushort MssIPv4;
+    public ushort MssIPv6;
+    public uint MissReportsPerWindow;
+    public ulong MissWindowNanoseconds;
+}
+
+/// <summary><c>struct flow_key</c>: one flow, client to server, addresses and ports in network order.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct BpfFlowKey
+{
+    public byte Family;
+    private fixed byte _pad[3];
+    public ushort ClientPortNetwork;
+    public ushort ServerPortNetwork;
+    public fixed byte Client[16];
+    public fixed byte Server[16];
+
+    public static BpfFlowKey From(TcpFlow flow)
+    {
+        var key = new BpfFlowKey
+        {
+            Family = flow.IsIPv6 ? (byte)6 : (byte)4,
+            ClientPortNetwork = BinaryPrimitives.ReverseEndianness(flow.ClientPort),
+            ServerPortNetwork = BinaryPrimitives.ReverseEndianness(flow.ServerPort),
+        };
+        BpfAddress.Write(flow.ClientAddress, new Span<byte>(key.Client, 16));
+        BpfAddress.Write(flow.ServerAddress, new Span<byte>(key.Server, 16));
+        return key;
+    }
+
+    /// <summary>The flow, or null when the family byte is neither 4 nor 6 (a report the program cannot have written).</summary>
+    public readonly TcpFlow? ToFlow()
+    {
+        if (Family is not (4 or 6))
+        {
+            return null;
+        }
+
+        fixed (byte* client = Client, server = Server)
+        {
+            return new TcpFlow(
+                BpfAddress.Read(Family, new ReadOnlySpan<byte>(client, 16)),
+                BinaryPrimitives.ReverseEndianness(ClientPortNetwork),
+                BpfAddress.Read(Family, new ReadOnlySpan<byte>(server, 16)),
+                BinaryPrimitives.ReverseEndianness(ServerPortNetwork));
+        }
+    }
+}
+
+/// <summary><c>struct owner</c>: the owner's unicast address (the tunnel's far end).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct BpfOwner
+{
+    public byte Family;
+    private fixed byte _pad[3];
+    public fixed byte Address[16];
+    public ulong LearnedNanoseconds;
+}
+
+/// <summary>The fixed part of <c>struct miss_report</c>; the held packet follows it.</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal struct BpfMissReportHeader
+{
+    public BpfFlowKey Flow;
+    public uint Sequence;
+    public uint AcknowledgementSequence;
+    public ushort TcpFlags;
+    public ushort HeldLength;
+    public uint InterfaceIndex;
+}
+
+/// <summary>Addresses as the program keys them: 16 bytes, IPv4 in the first four.</summary>
+internal static class BpfAddress
+{
+    public static void Write(IPAddress address, Span<byte> destination)
+    {
+        destination.Clear();
+        if (!address.Unmapped().TryWriteBytes(destination, out _))
+        {
+            throw new ArgumentException($"cannot write {address}", nameof(address));
+        }
+    }
+
+    public static byte[] Key(IPAddress address)
+    {
+        var key = new byte[16];
+        Write(address, key);
+        return key;
+    }
+
+    public static IPAddress Read(byte family, ReadOnlySpan<byte> source) =>
+        family == 4 ? new IPAddress(source[..4]) : new IPAddress(source);
+
+    public static byte FamilyOf(IPAddress address) =>
+        address.Unmapped().AddressFamily == AddressFamily.InterNetworkV6 ? (byte)6 : (byte)4;
+}

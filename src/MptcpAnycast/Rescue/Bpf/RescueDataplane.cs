@@ -1,0 +1,423 @@
+using System.Net;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using MptcpAnycast.Interop;
+
+namespace MptcpAnycast.Rescue.Bpf;
+
+/// <summary>
+/// The rescue program (<c>rescue.bpf.c</c>, compiled at build time and embedded) loaded into the kernel through
+/// libbpf and attached to one interface's tc ingress and egress hooks, plus its maps: the configuration, the
+/// anycast and peer addresses, the owner map, the per-CPU counters and the ring buffer of misses. It belongs to the
+/// network namespace of the thread that loads it. Disposing detaches the programs; the kernel frees the maps with
+/// the last reference.
+/// </summary>
+internal sealed unsafe class RescueDataplane : IDisposable
+{
+    /// <summary>The tc filter's handle and priority; attaching with these replaces an earlier agent's program in place.</summary>
+    public const uint FilterHandle = 0x52;
+    public const uint FilterPriority = 0x5200;
+
+    private const string ObjectResource = "MptcpAnycast.Rescue.rescue.bpf.o";
+
+    private readonly nint _object;
+    private readonly int _configFd, _anycastFd, _peersFd, _ownersFd, _countersFd, _missesFd;
+    private readonly int _ingressFd, _egressFd;
+    private readonly Lock _gate = new();
+    private int _ifindex;
+    private bool _createdHook;
+    private bool _disposed;
+
+    private RescueDataplane(nint obj)
+    {
+        _object = obj;
+        _configFd = MapFd("rescue_config", sizeof(uint), sizeof(BpfRescueConfig));
+        _anycastFd = MapFd("rescue_anycast", 16, 1);
+        _peersFd = MapFd("rescue_peers", 16, sizeof(uint));
+        _ownersFd = MapFd("rescue_owners", sizeof(BpfFlowKey), sizeof(BpfOwner));
+        _countersFd = MapFd("rescue_counters", sizeof(uint), sizeof(ulong));
+        _missesFd = MapFd("rescue_misses", 0, 0);
+        OwnerCapacity = (int)Libbpf.bpf_map__max_entries(Libbpf.bpf_object__find_map_by_name(obj, "rescue_owners"));
+        _ingressFd = ProgramFd("rescue_ingress");
+        _egressFd = ProgramFd("rescue_egress");
+    }
+
+    /// <summary>How many flows the owner map holds; beyond that the least recently used entry goes.</summary>
+    public int OwnerCapacity { get; }
+
+    /// <summary>The program fd of the ingress decision (for <c>BPF_PROG_TEST_RUN</c>).</summary>
+    internal int IngressProgramFd => _ingressFd;
+
+    /// <summary>The ring buffer of misses, for <see cref="MissReader"/>.</summary>
+    internal int MissesFd => _missesFd;
+
+    /// <summary>The embedded object, as compiled from rescue.bpf.c.</summary>
+    public static byte[] ReadObject()
+    {
+        using Stream stream = typeof(RescueDataplane).Assembly.GetManifestResourceStream(ObjectResource)
+            ?? throw new InvalidOperationException($"the assembly lacks its embedded BPF object {ObjectResource}");
+        var bytes = new byte[stream.Length];
+        stream.ReadExactly(bytes);
+        return bytes;
+    }
+
+    /// <summary>
+    /// Loads the program into the kernel of the calling thread's network namespace (needs <c>CAP_BPF</c> and
+    /// <c>CAP_NET_ADMIN</c>, or root). With <paramref name="ownersPinPath"/>, the owner map is pinned there (a
+    /// directory on a bpffs mount) and an agent that starts again finds the flows it was rescuing.
+    /// </summary>
+    /// <exception cref="RescueDataplaneException">libbpf is missing, or the kernel refuses the object.</exception>
+    public static RescueDataplane Load(string? ownersPinPath = null)
+    {
+        RescueDataplaneLog.Install();
+        byte[] image = ReadObject();
+        nint obj;
+        try
+        {
+            fixed (byte* data = image)
+            {
+                obj = Libbpf.bpf_object__open_mem(data, (nuint)image.Length, null);
+            }
+        }
+        catch (DllNotFoundException e)
+        {
+            throw new RescueDataplaneException("libbpf.so.1 not found (Debian: apt-get install libbpf1)", 0, e);
+        }
+
+        if (obj == 0)
+        {
+            throw new RescueDataplaneException("libbpf cannot open the embedded rescue object", Marshal.GetLastSystemError());
+        }
+
+        try
+        {
+            if (ownersPinPath is not null)
+            {
+                nint owners = Libbpf.bpf_object__find_map_by_name(obj, "rescue_owners");
+                int pin = Libbpf.bpf_map__set_pin_path(owners, ownersPinPath);
+                if (pin < 0)
+                {
+                    throw new RescueDataplaneException($"cannot pin the owner map at {ownersPinPath}", -pin);
+                }
+            }
+
+            int loaded = Libbpf.bpf_object__load(obj);
+            if (loaded < 0)
+            {
+                throw new RescueDataplaneException(
+                    "the kernel refused the rescue program (needs CAP_BPF and CAP_NET_ADMIN, Linux 6.3 or later; libbpf's log says why)",
+                    -loaded,
+                    details: RescueDataplaneLog.TakeRecent());
+            }
+
+            return new RescueDataplane(obj);
+        }
+        catch
+        {
+            Libbpf.bpf_object__close(obj);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Attaches the ingress and egress programs to <paramref name="ifindex"/> (making its <c>clsact</c> qdisc when it
+    /// has none). An earlier agent's programs at the same handle and priority are replaced in one step.
+    /// </summary>
+    public void Attach(int ifindex)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(ifindex);
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_ifindex != 0)
+            {
+                throw new InvalidOperationException($"already attached to interface {_ifindex}");
+            }
+
+            Libbpf.TcHook hook = Hook(ifindex, Libbpf.BPF_TC_INGRESS | Libbpf.BPF_TC_EGRESS);
+            int created = Libbpf.bpf_tc_hook_create(&hook);
+            if (created < 0 && -created != Errno.EEXIST)
+            {
+                throw new RescueDataplaneException($"cannot make the clsact qdisc on interface {ifindex}", -created);
+            }
+
+            _createdHook = created == 0;
+            _ifindex = ifindex;
+            try
+            {
+                AttachOne(ifindex, Libbpf.BPF_TC_INGRESS, _ingressFd);
+                AttachOne(ifindex, Libbpf.BPF_TC_EGRESS, _egressFd);
+            }
+            catch
+            {
+                DetachLocked();
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Writes the configuration; <paramref name="enabled"/> false makes both programs pass every packet.</summary>
+    public void Configure(RescueDataplaneConfig config, bool enabled)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        var value = new BpfRescueConfig
+        {
+            Enabled = enabled ? 1u : 0u,
+            MssIPv4 = (ushort)config.MssIPv4,
+            MssIPv6 = (ushort)config.MssIPv6,
+            MissReportsPerWindow = (uint)config.MissReportsPerWindow,
+            MissWindowNanoseconds = (ulong)(config.MissWindow.Ticks * 100),
+        };
+        if (config.LocalIPv4 is IPAddress v4)
+        {
+            Span<byte> bytes = stackalloc byte[4];
+            v4.TryWriteBytes(bytes, out _);
+            value.LocalIPv4 = MemoryMarshal.Read<uint>(bytes);
+        }
+
+        if (config.LocalIPv6 is IPAddress v6)
+        {
+            v6.TryWriteBytes(new Span<byte>(value.LocalIPv6, 16), out _);
+        }
+
+        uint zero = 0;
+        Check(Libbpf.bpf_map_update_elem(_configFd, &zero, &value, Libbpf.BPF_ANY), "write the configuration");
+    }
+
+    /// <summary>Makes <paramref name="addresses"/> the anycast addresses (only segments to them are steered).</summary>
+    public void SetAnycast(IEnumerable<IPAddress> addresses) => ReplaceSet(_anycastFd, addresses, (byte)1);
+
+    /// <summary>Makes <paramref name="addresses"/> the peers whose encapsulated packets are accepted.</summary>
+    public void SetPeers(IEnumerable<IPAddress> addresses) => ReplaceSet(_peersFd, addresses, 0u);
+
+    /// <summary>Records that <paramref name="owner"/> (a peer's unicast address) owns <paramref name="flow"/>.</summary>
+    public void SetOwner(TcpFlow flow, IPAddress owner)
+    {
+        BpfFlowKey key = BpfFlowKey.From(flow);
+        var value = new BpfOwner { Family = BpfAddress.FamilyOf(owner), LearnedNanoseconds = MonotonicNanoseconds() };
+        BpfAddress.Write(owner, new Span<byte>(value.Address, 16));
+        Check(Libbpf.bpf_map_update_elem(_ownersFd, &key, &value, Libbpf.BPF_ANY), $"record the owner of {flow}");
+    }
+
+    /// <summary>The owner the map holds for <paramref name="flow"/>, or null.</summary>
+    public IPAddress? GetOwner(TcpFlow flow)
+    {
+        BpfFlowKey key = BpfFlowKey.From(flow);
+        BpfOwner value;
+        return Libbpf.bpf_map_lookup_elem(_ownersFd, &key, &value) == 0
+            ? BpfAddress.Read(value.Family, new ReadOnlySpan<byte>(value.Address, 16))
+            : null;
+    }
+
+    /// <summary>Forgets the owner of <paramref name="flow"/>; false when the map had none.</summary>
+    public bool RemoveOwner(TcpFlow flow)
+    {
+        BpfFlowKey key = BpfFlowKey.From(flow);
+        return Libbpf.bpf_map_delete_elem(_ownersFd, &key) == 0;
+    }
+
+    /// <summary>Every flow in the owner map with its owner (a walk of the map: for status, not for the data path).</summary>
+    public List<(TcpFlow Flow, IPAddress Owner)> ListOwners(int max = int.MaxValue)
+    {
+        var owners = new List<(TcpFlow, IPAddress)>();
+        BpfFlowKey key, next;
+        BpfFlowKey* previous = null;
+        while (owners.Count < max && Libbpf.bpf_map_get_next_key(_ownersFd, previous, &next) == 0)
+        {
+            key = next;
+            previous = &key;
+            BpfOwner value;
+            if (Libbpf.bpf_map_lookup_elem(_ownersFd, &key, &value) == 0 && key.ToFlow() is TcpFlow flow)
+            {
+                owners.Add((flow, BpfAddress.Read(value.Family, new ReadOnlySpan<byte>(value.Address, 16))));
+            }
+        }
+
+        return owners;
+    }
+
+    /// <summary>The program's counters, summed over CPUs.</summary>
+    public RescueDataplaneCounters ReadCounters()
+    {
+        int cpus = PossibleCpus.Count;
+        ulong* perCpu = stackalloc ulong[cpus];
+        var totals = new ulong[RescueDataplaneCounters.Count];
+        for (uint i = 0; i < totals.Length; i++)
+        {
+            if (Libbpf.bpf_map_lookup_elem(_countersFd, &i, perCpu) == 0)
+            {
+                for (int cpu = 0; cpu < cpus; cpu++)
+                {
+                    totals[i] += perCpu[cpu];
+                }
+            }
+        }
+
+        return new RescueDataplaneCounters(totals);
+    }
+
+    /// <summary>
+    /// Runs the ingress or egress program on <paramref name="frame"/> (an Ethernet frame) in the kernel without
+    /// attaching it (<c>BPF_PROG_TEST_RUN</c>): the verdict, the frame as the program left it, and the mean time per
+    /// run over <paramref name="repeat"/> runs. Socket lookups see the calling thread's network namespace.
+    /// </summary>
+    public int TestRun(bool ingress, ReadOnlySpan<byte> frame, Span<byte> output, out int outputLength, int repeat, out uint nanosecondsPerRun)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(repeat);
+        fixed (byte* input = frame, result = output)
+        {
+            var opts = new Libbpf.TestRunOpts
+            {
+                sz = (nuint)sizeof(Libbpf.TestRunOpts),
+                data_in = input,
+                data_size_in = (uint)frame.Length,
+                data_out = result,
+                data_size_out = (uint)output.Length,
+                repeat = repeat,
+            };
+            int ran = Libbpf.bpf_prog_test_run_opts(ingress ? _ingressFd : _egressFd, &opts);
+            if (ran < 0)
+            {
+                throw new RescueDataplaneException("BPF_PROG_TEST_RUN failed", -ran);
+            }
+
+            outputLength = (int)opts.data_size_out;
+            nanosecondsPerRun = opts.duration;
+            return (int)opts.retval;
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            DetachLocked();
+            Libbpf.bpf_object__close(_object);
+        }
+    }
+
+    private void DetachLocked()
+    {
+        if (_ifindex == 0)
+        {
+            return;
+        }
+
+        foreach (uint point in (uint[])[Libbpf.BPF_TC_INGRESS, Libbpf.BPF_TC_EGRESS])
+        {
+            Libbpf.TcHook hook = Hook(_ifindex, point);
+            Libbpf.TcOpts opts = Opts(0, 0);
+            Libbpf.bpf_tc_detach(&hook, &opts); // gone already when the interface went away: nothing to undo
+        }
+
+        if (_createdHook)
+        {
+            Libbpf.TcHook both = Hook(_ifindex, Libbpf.BPF_TC_INGRESS | Libbpf.BPF_TC_EGRESS);
+            Libbpf.bpf_tc_hook_destroy(&both);
+        }
+
+        _ifindex = 0;
+    }
+
+    private static void AttachOne(int ifindex, uint point, int programFd)
+    {
+        Libbpf.TcHook hook = Hook(ifindex, point);
+        Libbpf.TcOpts opts = Opts(programFd, Libbpf.BPF_TC_F_REPLACE);
+        int attached = Libbpf.bpf_tc_attach(&hook, &opts);
+        if (attached < 0)
+        {
+            string where = point == Libbpf.BPF_TC_INGRESS ? "ingress" : "egress";
+            throw new RescueDataplaneException($"cannot attach the rescue program to the tc {where} of interface {ifindex}", -attached);
+        }
+    }
+
+    private static Libbpf.TcHook Hook(int ifindex, uint point) =>
+        new() { sz = (nuint)sizeof(Libbpf.TcHook), ifindex = ifindex, attach_point = point };
+
+    private static Libbpf.TcOpts Opts(int programFd, uint flags) =>
+        new() { sz = (nuint)sizeof(Libbpf.TcOpts), prog_fd = programFd, flags = flags, handle = FilterHandle, priority = FilterPriority };
+
+    private void ReplaceSet<T>(int fd, IEnumerable<IPAddress> addresses, T value)
+        where T : unmanaged
+    {
+        ArgumentNullException.ThrowIfNull(addresses);
+        var wanted = new HashSet<string>();
+        foreach (IPAddress address in addresses)
+        {
+            byte[] key = BpfAddress.Key(address);
+            wanted.Add(Convert.ToHexString(key));
+            fixed (byte* k = key)
+            {
+                Check(Libbpf.bpf_map_update_elem(fd, k, &value, Libbpf.BPF_ANY), $"add {address}");
+            }
+        }
+
+        var stale = new List<byte[]>();
+        byte* previous = null;
+        var current = new byte[16];
+        var next = new byte[16];
+        fixed (byte* c = current, n = next)
+        {
+            while (Libbpf.bpf_map_get_next_key(fd, previous, n) == 0)
+            {
+                next.CopyTo(current, 0);
+                previous = c;
+                if (!wanted.Contains(Convert.ToHexString(current)))
+                {
+                    stale.Add((byte[])current.Clone());
+                }
+            }
+        }
+
+        foreach (byte[] key in stale)
+        {
+            fixed (byte* k = key)
+            {
+                Libbpf.bpf_map_delete_elem(fd, k);
+            }
+        }
+    }
+
+    private int MapFd(string name, int keySize, int valueSize)
+    {
+        nint map = Libbpf.bpf_object__find_map_by_name(_object, name);
+        if (map == 0)
+        {
+            throw new RescueDataplaneException($"the rescue object has no map {name}", 0);
+        }
+
+        if (keySize > 0 && (Libbpf.bpf_map__key_size(map) != keySize || Libbpf.bpf_map__value_size(map) != valueSize))
+        {
+            throw new RescueDataplaneException(
+                $"map {name} has key/value {Libbpf.bpf_map__key_size(map)}/{Libbpf.bpf_map__value_size(map)} bytes, the agent expects {keySize}/{valueSize}", 0);
+        }
+
+        return Libbpf.bpf_map__fd(map);
+    }
+
+    private int ProgramFd(string name)
+    {
+        nint program = Libbpf.bpf_object__find_program_by_name(_object, name);
+        return program == 0
+            ? throw new RescueDataplaneException($"the rescue object has no program {name}", 0)
+            : Libbpf.bpf_program__fd(program);
+    }
+
+    private static void Check(int result, string what)
+    {
+        if (result < 0)
+        {
+            throw new RescueDataplaneException($"cannot {what}", -result);
+        }
+    }
+
+    /// <summary>CLOCK_MONOTONIC in nanoseconds: the clock of <c>bpf_ktime_get_ns</c>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ulong MonotonicNanoseconds() => (ulong)(Environment.TickCount64 * 1_000_000);
+}

@@ -1,0 +1,290 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using MptcpAnycast.Rescue;
+using MptcpAnycast.Rescue.Bpf;
+using static MptcpAnycast.Tests.Rescue.Bpf.TestPackets;
+
+namespace MptcpAnycast.Tests.Rescue.Bpf;
+
+/// <summary>
+/// The rescue program's decisions, run in the kernel with BPF_PROG_TEST_RUN on crafted frames (nothing is attached).
+/// 127.0.0.1 and ::1 stand in for the anycast addresses so that real loopback sockets can be "local".
+/// </summary>
+public sealed class RescueProgramTests : IDisposable
+{
+    private const int TcActOk = 0, TcActShot = 2, TcActRedirect = 7;
+
+    private static readonly IPAddress Client4 = IPAddress.Parse("203.0.113.7");
+    private static readonly IPAddress Client6 = IPAddress.Parse("2001:db8:c::7");
+    private static readonly IPAddress Local4 = IPAddress.Parse("198.51.100.2");
+    private static readonly IPAddress Local6 = IPAddress.Parse("2001:db8:b::2");
+    private static readonly IPAddress Owner4 = IPAddress.Parse("198.51.100.1");
+    private static readonly IPAddress Owner6 = IPAddress.Parse("2001:db8:a::1");
+
+    private readonly RescueDataplane _dataplane = RescueDataplane.Load();
+
+    public RescueProgramTests()
+    {
+        _dataplane.Configure(new RescueDataplaneConfig { LocalIPv4 = Local4, LocalIPv6 = Local6, MssIPv4 = 1440, MssIPv6 = 1400 }, enabled: true);
+        _dataplane.SetAnycast([IPAddress.Loopback, IPAddress.IPv6Loopback]);
+        _dataplane.SetPeers([Owner4, Owner6]);
+    }
+
+    public void Dispose() => _dataplane.Dispose();
+
+    [Fact]
+    public void Traffic_to_an_address_that_is_not_anycast_passes_untouched()
+    {
+        byte[] frame = Tcp(Client4, 40000, IPAddress.Parse("192.0.2.9"), 80, Ack);
+        (int verdict, byte[] output) = Run(frame);
+        Assert.Equal(TcActOk, verdict);
+        Assert.Equal(frame, output);
+        Assert.Equal(1UL, _dataplane.ReadCounters().NotAnycast);
+    }
+
+    [Fact]
+    public void A_disabled_program_passes_even_a_flow_it_would_tunnel()
+    {
+        _dataplane.Configure(new RescueDataplaneConfig { LocalIPv4 = Local4 }, enabled: false);
+        _dataplane.SetOwner(new TcpFlow(Client4, 40001, IPAddress.Loopback, 80), Owner4);
+        Assert.Equal(TcActOk, Run(Tcp(Client4, 40001, IPAddress.Loopback, 80, Ack)).Verdict);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_SYN_is_local_even_when_an_owner_is_known(bool ipv6)
+    {
+        (IPAddress client, IPAddress anycast, IPAddress owner) = Addresses(ipv6);
+        _dataplane.SetOwner(new TcpFlow(client, 40002, anycast, 80), owner);
+        Assert.Equal(TcActOk, Run(Tcp(client, 40002, anycast, 80, Syn)).Verdict);
+        Assert.Equal(1UL, _dataplane.ReadCounters().LocalSyn);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_segment_of_a_known_flow_goes_to_its_owner_in_an_outer_header(bool ipv6)
+    {
+        (IPAddress client, IPAddress anycast, IPAddress owner) = Addresses(ipv6);
+        _dataplane.SetOwner(new TcpFlow(client, 40003, anycast, 8080), owner);
+        byte[] frame = Tcp(client, 40003, anycast, 8080, Ack, payload: 100);
+
+        (int verdict, byte[] output) = Run(frame);
+
+        Assert.Equal(TcActRedirect, verdict);
+        int outer = ipv6 ? 40 : 20;
+        Assert.Equal(frame.Length + outer, output.Length);
+        ReadOnlySpan<byte> header = output.AsSpan(EthernetLength, outer);
+        if (ipv6)
+        {
+            Assert.Equal(0x60, header[0] & 0xf0);
+            Assert.Equal(frame.Length - EthernetLength, BinaryPrimitives.ReadUInt16BigEndian(header[4..]));
+            Assert.Equal(41, header[6]); // IPv6-in-IPv6
+            Assert.Equal(Local6, new IPAddress(header.Slice(8, 16)));
+            Assert.Equal(owner, new IPAddress(header.Slice(24, 16)));
+        }
+        else
+        {
+            Assert.Equal(0x45, header[0]);
+            Assert.Equal(frame.Length - EthernetLength + 20, BinaryPrimitives.ReadUInt16BigEndian(header[2..]));
+            Assert.Equal(0x4000, BinaryPrimitives.ReadUInt16BigEndian(header[6..])); // DF
+            Assert.Equal(4, header[9]); // IPIP
+            Assert.Equal(Local4, new IPAddress(header.Slice(12, 4)));
+            Assert.Equal(owner, new IPAddress(header.Slice(16, 4)));
+            Assert.True(Ipv4HeaderChecksumValid(header), "outer IPv4 header checksum");
+        }
+
+        Assert.Equal(frame.AsSpan(EthernetLength).ToArray(), output.AsSpan(EthernetLength + outer).ToArray());
+        Assert.Equal(1UL, _dataplane.ReadCounters().Tunnelled);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_segment_of_a_local_connection_stays_local_although_the_owner_map_names_another_POP(bool ipv6)
+    {
+        using LoopbackPair pair = await LoopbackPair.ConnectAsync(ipv6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, mptcpClient: false);
+        var client = (IPEndPoint)pair.Client.LocalEndPoint!;
+        var server = (IPEndPoint)pair.Server.LocalEndPoint!;
+        _dataplane.SetOwner(new TcpFlow(client.Address, client.Port, server.Address, server.Port), ipv6 ? Owner6 : Owner4);
+
+        Assert.Equal(TcActOk, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Ack)).Verdict);
+        Assert.Equal(1UL, _dataplane.ReadCounters().LocalSocket);
+    }
+
+    [Fact]
+    public async Task A_listener_alone_does_not_make_a_segment_local()
+    {
+        using LoopbackPair pair = await LoopbackPair.ConnectAsync(AddressFamily.InterNetwork, mptcpClient: false);
+        int listenerPort = ((IPEndPoint)pair.Listener.LocalEndPoint!).Port;
+        var flow = new TcpFlow(IPAddress.Loopback, 1, IPAddress.Loopback, listenerPort); // no connection from port 1
+        _dataplane.SetOwner(flow, Owner4);
+
+        Assert.Equal(TcActRedirect, Run(Tcp(IPAddress.Loopback, 1, IPAddress.Loopback, listenerPort, Ack)).Verdict);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_segment_of_an_unknown_flow_is_dropped_and_reported_with_a_copy(bool ipv6)
+    {
+        (IPAddress client, IPAddress anycast, _) = Addresses(ipv6);
+        var misses = new List<RescueMiss>();
+        using (var reader = new MissReader(_dataplane, miss => { lock (misses) { misses.Add(miss); } }))
+        {
+            byte[] frame = Tcp(client, 40004, anycast, 443, Ack, seq: 123456, ack: 654321, payload: 200);
+            Assert.Equal(TcActShot, Run(frame).Verdict);
+            await Eventually.TrueAsync(() => { lock (misses) { return misses.Count == 1; } }, "one miss report");
+
+            RescueMiss miss = misses[0];
+            Assert.Equal(new TcpFlow(client, 40004, anycast, 443), miss.Flow);
+            Assert.Equal(123456u, miss.Sequence);
+            Assert.Equal(654321u, miss.AcknowledgementSequence);
+            Assert.True(miss.HasAck);
+            Assert.Equal(frame.AsSpan(EthernetLength).ToArray(), miss.Held);
+        }
+
+        Assert.Equal(1UL, _dataplane.ReadCounters().Miss);
+    }
+
+    [Fact]
+    public void A_RST_of_an_unknown_flow_is_dropped_without_a_report()
+    {
+        Assert.Equal(TcActShot, Run(Tcp(Client4, 40005, IPAddress.Loopback, 443, Rst)).Verdict);
+        RescueDataplaneCounters counters = _dataplane.ReadCounters();
+        Assert.Equal(1UL, counters.MissRst);
+        Assert.Equal(0UL, counters.Miss);
+    }
+
+    [Fact]
+    public async Task Reports_beyond_the_bound_per_window_are_only_counted()
+    {
+        _dataplane.Configure(new RescueDataplaneConfig { LocalIPv4 = Local4, MissReportsPerWindow = 5, MissWindow = TimeSpan.FromSeconds(30) }, enabled: true);
+        int reported = 0;
+        using (var reader = new MissReader(_dataplane, _ => Interlocked.Increment(ref reported)))
+        {
+            for (int i = 0; i < 50; i++)
+            {
+                Run(Tcp(Client4, 41000 + i, IPAddress.Loopback, 443, Ack));
+            }
+
+            await Eventually.TrueAsync(() => Volatile.Read(ref reported) >= 5, "five reports");
+            await Task.Delay(100);
+        }
+
+        RescueDataplaneCounters counters = _dataplane.ReadCounters();
+        Assert.Equal(50UL, counters.Miss);
+        // Test runs may land on either CPU; each CPU has its own window.
+        Assert.InRange(reported, 5, 5 * Environment.ProcessorCount);
+        Assert.Equal(50UL - (ulong)reported, counters.MissUnreported);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_packet_encapsulated_by_a_peer_is_decapsulated_and_delivered(bool ipv6)
+    {
+        (IPAddress client, IPAddress anycast, IPAddress peer) = Addresses(ipv6);
+        byte[] inner = Tcp(client, 40006, anycast, 80, Ack, payload: 64).AsSpan(EthernetLength).ToArray();
+        byte[] frame = Ip(peer, ipv6 ? Local6 : Local4, ipv6 ? (byte)41 : (byte)4, inner);
+
+        (int verdict, byte[] output) = Run(frame);
+
+        Assert.Equal(TcActOk, verdict);
+        Assert.Equal(inner, output.AsSpan(EthernetLength).ToArray());
+        Assert.Equal(ipv6 ? 0x86dd : 0x0800, BinaryPrimitives.ReadUInt16BigEndian(output.AsSpan(12)));
+        Assert.Equal(1UL, _dataplane.ReadCounters().Decapsulated);
+    }
+
+    [Theory]
+    [InlineData("192.0.2.66", "198.51.100.2")] // not a peer
+    [InlineData("198.51.100.1", "198.51.100.99")] // a peer, but not to this POP's unicast
+    public void An_encapsulated_packet_from_elsewhere_is_dropped(string source, string destination)
+    {
+        byte[] inner = Tcp(Client4, 40007, IPAddress.Loopback, 80, Ack).AsSpan(EthernetLength).ToArray();
+        Assert.Equal(TcActShot, Run(Ip(IPAddress.Parse(source), IPAddress.Parse(destination), 4, inner)).Verdict);
+        Assert.Equal(1UL, _dataplane.ReadCounters().ForeignTunnel);
+    }
+
+    [Fact]
+    public void A_decapsulated_packet_is_never_sent_on_again()
+    {
+        // The inner flow has an owner here too (two POPs that each think the other owns it): delivered, not bounced.
+        var flow = new TcpFlow(Client4, 40008, IPAddress.Loopback, 80);
+        _dataplane.SetOwner(flow, Owner4);
+        byte[] inner = Tcp(Client4, 40008, IPAddress.Loopback, 80, Ack).AsSpan(EthernetLength).ToArray();
+        Assert.Equal(TcActOk, Run(Ip(Owner4, Local4, 4, inner)).Verdict);
+        Assert.Equal(0UL, _dataplane.ReadCounters().Tunnelled);
+    }
+
+    [Fact]
+    public void A_fragment_to_an_anycast_address_is_dropped()
+    {
+        byte[] tcp = Tcp(Client4, 40009, IPAddress.Loopback, 80, Ack).AsSpan(EthernetLength + 20).ToArray();
+        Assert.Equal(TcActShot, Run(Ip(Client4, IPAddress.Loopback, 6, tcp, fragment: 0x2000)).Verdict);
+        Assert.Equal(1UL, _dataplane.ReadCounters().Malformed);
+    }
+
+    [Theory]
+    [InlineData(false, 3, 4)] // fragmentation needed
+    [InlineData(true, 2, 0)] // packet too big
+    public void An_ICMP_error_about_a_tunnelled_flow_goes_to_the_owner(bool ipv6, byte type, byte code)
+    {
+        (IPAddress client, IPAddress anycast, IPAddress owner) = Addresses(ipv6);
+        _dataplane.SetOwner(new TcpFlow(client, 40010, anycast, 443), owner);
+        // The owner's segment to the client, quoted by a router on the way.
+        byte[] quoted = Tcp(anycast, 443, client, 40010, Ack, payload: 0).AsSpan(EthernetLength).ToArray();
+        IPAddress router = IPAddress.Parse(ipv6 ? "2001:db8:ff::1" : "192.0.2.254");
+
+        Assert.Equal(TcActRedirect, Run(IcmpError(router, anycast, type, code, quoted)).Verdict);
+        Assert.Equal(1UL, _dataplane.ReadCounters().IcmpForwarded);
+    }
+
+    [Fact]
+    public void An_ICMP_error_about_a_flow_that_is_not_tunnelled_passes()
+    {
+        byte[] quoted = Tcp(IPAddress.Loopback, 443, Client4, 40011, Ack, payload: 0).AsSpan(EthernetLength).ToArray();
+        Assert.Equal(TcActOk, Run(IcmpError(IPAddress.Parse("192.0.2.254"), IPAddress.Loopback, 3, 4, quoted)).Verdict);
+    }
+
+    [Theory]
+    [InlineData(false, 1460, 1440)]
+    [InlineData(true, 1440, 1400)]
+    [InlineData(false, 1400, 1400)] // already below the budget
+    public void A_SYN_ACK_from_an_anycast_address_advertises_at_most_the_MSS_budget(bool ipv6, int advertised, int expected)
+    {
+        (IPAddress client, IPAddress anycast, _) = Addresses(ipv6);
+        // MSS, SACK permitted, timestamps, NOP, window scale: Linux's order.
+        byte[] options = [2, 4, (byte)(advertised >> 8), (byte)advertised, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7];
+        byte[] frame = Tcp(anycast, 443, client, 40012, Syn | Ack, payload: 0, options: options);
+
+        (int verdict, byte[] output) = Run(frame, ingress: false);
+
+        Assert.Equal(TcActOk, verdict);
+        int tcp = EthernetLength + (ipv6 ? 40 : 20);
+        Assert.Equal(expected, BinaryPrimitives.ReadUInt16BigEndian(output.AsSpan(tcp + 22)));
+        ushort stored = BinaryPrimitives.ReadUInt16BigEndian(output.AsSpan(tcp + 16));
+        Assert.Equal(TransportChecksum(anycast, client, 6, output.AsSpan(tcp)), stored);
+        Assert.Equal(advertised > expected ? 1UL : 0UL, _dataplane.ReadCounters().MssClamped);
+    }
+
+    [Fact]
+    public void A_SYN_ACK_from_another_address_keeps_its_MSS()
+    {
+        byte[] options = [2, 4, 0x05, 0xb4];
+        byte[] frame = Tcp(IPAddress.Parse("198.51.100.2"), 443, Client4, 40013, Syn | Ack, payload: 0, options: options);
+        Assert.Equal(frame, Run(frame, ingress: false).Output);
+    }
+
+    private static (IPAddress Client, IPAddress Anycast, IPAddress Owner) Addresses(bool ipv6) =>
+        ipv6 ? (Client6, IPAddress.IPv6Loopback, Owner6) : (Client4, IPAddress.Loopback, Owner4);
+
+    private (int Verdict, byte[] Output) Run(byte[] frame, bool ingress = true)
+    {
+        byte[] output = new byte[frame.Length + 128];
+        int verdict = _dataplane.TestRun(ingress, frame, output, out int length, repeat: 1, out _);
+        return (verdict, output[..length]);
+    }
+}
