@@ -1,6 +1,7 @@
 namespace MptcpAnycast.Interop;
 
-// Values mirror Linux uapi headers linux/netlink.h, linux/genetlink.h and linux/mptcp.h
+// Values mirror Linux uapi headers linux/netlink.h, linux/genetlink.h, linux/mptcp.h, linux/sock_diag.h,
+// linux/inet_diag.h and the TCP states of include/net/tcp_states.h, which linux/bpf.h repeats as BPF_TCP_*
 // (SPDX: GPL-2.0 WITH Linux-syscall-note). C names so they can be grepped for in the kernel.
 #pragma warning disable IDE1006 // C names
 
@@ -9,6 +10,7 @@ internal static class NetlinkConstants
 {
     public const int AF_NETLINK = 16;
     public const int NETLINK_GENERIC = 16;
+    public const int NETLINK_SOCK_DIAG = 4;
     public const int SOL_NETLINK = 270;
 
     // setsockopt(SOL_NETLINK, ...)
@@ -66,6 +68,72 @@ internal static class NetlinkConstants
     public const ushort CTRL_ATTR_MCAST_GROUPS = 7;
     public const ushort CTRL_ATTR_MCAST_GRP_NAME = 1;
     public const ushort CTRL_ATTR_MCAST_GRP_ID = 2;
+}
+
+/// <summary>The socket-table queries of <c>NETLINK_SOCK_DIAG</c> (<c>linux/sock_diag.h</c>, <c>linux/inet_diag.h</c>).</summary>
+internal static class SockDiagConstants
+{
+    public const ushort SOCK_DIAG_BY_FAMILY = 20;
+
+    // Both halves of idiag_cookie set: the kernel skips its check that the socket is the one a dump reported.
+    public const uint INET_DIAG_NOCOOKIE = ~0U;
+}
+
+/// <summary>Byte offsets in <c>struct inet_diag_sockid</c>: ports and addresses in network byte order.</summary>
+internal static class InetDiagSockIdLayout
+{
+    public const int idiag_sport = 0;
+    public const int idiag_dport = 2;
+    public const int idiag_src = 4;  // __be32[4]: an IPv4 address in the first word
+    public const int idiag_dst = 20;
+    public const int idiag_if = 36;
+    public const int idiag_cookie = 40; // __u32[2]
+    public const int Size = 48;
+}
+
+/// <summary>Byte offsets in <c>struct inet_diag_req_v2</c>, the request of <c>SOCK_DIAG_BY_FAMILY</c>.</summary>
+internal static class InetDiagReqV2Layout
+{
+    public const int sdiag_family = 0;
+    public const int sdiag_protocol = 1;
+    public const int idiag_ext = 2;
+    public const int idiag_states = 4;
+    public const int id = 8;
+    public const int Size = 56;
+}
+
+/// <summary>Byte offsets in <c>struct inet_diag_msg</c>, one socket in the answer (attributes follow it).</summary>
+internal static class InetDiagMsgLayout
+{
+    public const int idiag_family = 0;
+    public const int idiag_state = 1;
+    public const int idiag_timer = 2;
+    public const int idiag_retrans = 3;
+    public const int id = 4;
+    public const int idiag_expires = 52;
+    public const int idiag_rqueue = 56;
+    public const int idiag_wqueue = 60;
+    public const int idiag_uid = 64;
+    public const int idiag_inode = 68;
+    public const int Size = 72;
+}
+
+/// <summary>The kernel's TCP states, as <c>idiag_state</c> reports them (<c>include/net/tcp_states.h</c>).</summary>
+internal static class TcpStates
+{
+    public const byte TCP_ESTABLISHED = 1;
+    public const byte TCP_SYN_SENT = 2;
+    public const byte TCP_SYN_RECV = 3;
+    public const byte TCP_FIN_WAIT1 = 4;
+    public const byte TCP_FIN_WAIT2 = 5;
+    public const byte TCP_TIME_WAIT = 6;
+    public const byte TCP_CLOSE = 7;
+    public const byte TCP_CLOSE_WAIT = 8;
+    public const byte TCP_LAST_ACK = 9;
+    public const byte TCP_LISTEN = 10;
+    public const byte TCP_CLOSING = 11;
+    public const byte TCP_NEW_SYN_RECV = 12;
+    public const byte TCP_BOUND_INACTIVE = 13;
 }
 
 /// <summary>The <c>mptcp_pm</c> generic-netlink family (<c>linux/mptcp.h</c>, <c>linux/mptcp_pm.h</c>).</summary>

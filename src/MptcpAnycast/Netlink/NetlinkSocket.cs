@@ -5,10 +5,10 @@ using static MptcpAnycast.Interop.SocketFilterConstants;
 namespace MptcpAnycast.Netlink;
 
 /// <summary>
-/// A generic-netlink socket (<c>AF_NETLINK</c>, <c>NETLINK_GENERIC</c>) from libc, wrapped in a <see cref="Socket"/>
-/// that owns the descriptor; sends and receives are blocking libc calls (<see cref="NativeSocket"/>). It asks for
-/// extended acks (the kernel's error text) and capped acks (errors do not echo the request). Like every socket it
-/// belongs to the network namespace of the thread that creates it.
+/// A netlink socket from libc (<c>AF_NETLINK</c>; <c>NETLINK_GENERIC</c> for the path manager, <c>NETLINK_SOCK_DIAG</c>
+/// for the socket table), wrapped in a <see cref="Socket"/> that owns the descriptor; sends and receives are blocking
+/// libc calls (<see cref="NativeSocket"/>). It asks for extended acks (the kernel's error text) and capped acks (errors
+/// do not echo the request). Like every socket it belongs to the network namespace of the thread that creates it.
 /// </summary>
 internal sealed class NetlinkSocket : IDisposable
 {
@@ -20,12 +20,18 @@ internal sealed class NetlinkSocket : IDisposable
 
     /// <summary>Creates and binds (port id chosen by the kernel) a generic-netlink socket.</summary>
     /// <exception cref="NetlinkException">The socket cannot be created or bound.</exception>
-    public static NetlinkSocket Open()
+    public static NetlinkSocket Open() => Open(NetlinkConstants.NETLINK_GENERIC, "generic netlink");
+
+    /// <summary>Creates and binds a <c>NETLINK_SOCK_DIAG</c> socket, which queries the kernel's socket tables.</summary>
+    /// <exception cref="NetlinkException">The socket cannot be created or bound.</exception>
+    public static NetlinkSocket OpenSockDiag() => Open(NetlinkConstants.NETLINK_SOCK_DIAG, "sock_diag netlink");
+
+    private static NetlinkSocket Open(int protocol, string kind)
     {
-        int fd = NativeSocket.Create(NetlinkConstants.AF_NETLINK, Tmds.Linux.LibC.SOCK_RAW, NetlinkConstants.NETLINK_GENERIC);
+        int fd = NativeSocket.Create(NetlinkConstants.AF_NETLINK, Tmds.Linux.LibC.SOCK_RAW, protocol);
         if (fd < 0)
         {
-            throw new NetlinkException("socket(AF_NETLINK)", -fd, explanation: "cannot create a generic netlink socket");
+            throw new NetlinkException("socket(AF_NETLINK)", -fd, explanation: $"cannot create a {kind} socket");
         }
 
         Socket socket = NativeSocket.Wrap(fd);
@@ -41,7 +47,7 @@ internal sealed class NetlinkSocket : IDisposable
             int errno = NativeSocket.Bind(socket.SafeHandle, address);
             if (errno != 0)
             {
-                throw new NetlinkException("bind(AF_NETLINK)", errno, explanation: "cannot bind a generic netlink socket");
+                throw new NetlinkException("bind(AF_NETLINK)", errno, explanation: $"cannot bind a {kind} socket");
             }
 
             return netlink;

@@ -60,6 +60,17 @@ internal ref struct NetlinkWriter
         header[3] = 0;
     }
 
+    /// <summary>
+    /// Reserves the fixed header a netlink protocol puts after the <c>nlmsghdr</c> (<c>struct inet_diag_req_v2</c> for
+    /// sock_diag), zeroed and padded to 4 bytes, for the caller to fill in.
+    /// </summary>
+    public Span<byte> WriteFixedHeader(int size)
+    {
+        Span<byte> header = Reserve(Align(size));
+        header.Clear();
+        return header[..size];
+    }
+
     /// <summary>Writes the message's length into its header.</summary>
     public void EndMessage()
     {

@@ -24,11 +24,21 @@ public sealed class KernelHeaderTests(ITestOutputHelper output)
         #include <linux/genetlink.h>
         #include <linux/filter.h>
         #include <linux/sched.h>
+        #include <linux/sock_diag.h>
+        #include <linux/inet_diag.h>
+        #include <linux/bpf.h>
         """;
 
-    /// <summary>Layout classes: C# constant name -> C expression.</summary>
+    /// <summary>
+    /// Classes whose constants are not C macros of the same name: C# constant name -> C expression. The TCP states live
+    /// in a kernel-internal header; <c>linux/bpf.h</c> repeats them as <c>BPF_TCP_*</c>, which the kernel asserts equal.
+    /// </summary>
     private static readonly Dictionary<Type, Func<string, string>> Layouts = new()
     {
+        [typeof(InetDiagSockIdLayout)] = name => StructMember("inet_diag_sockid", name),
+        [typeof(InetDiagReqV2Layout)] = name => StructMember("inet_diag_req_v2", name),
+        [typeof(InetDiagMsgLayout)] = name => StructMember("inet_diag_msg", name),
+        [typeof(TcpStates)] = name => $"BPF_{name}",
         [typeof(MptcpInfoLayout)] = name => name == "Size" ? "sizeof(struct mptcp_info)" : $"offsetof(struct mptcp_info, {name})",
         [typeof(MptcpSubflowLayout)] = name => name switch
         {
@@ -53,6 +63,9 @@ public sealed class KernelHeaderTests(ITestOutputHelper output)
     {
         ["NLA_TYPE_MASK"] = "(unsigned short)(NLA_TYPE_MASK)",
     };
+
+    private static string StructMember(string type, string name) =>
+        name == "Size" ? $"sizeof(struct {type})" : $"offsetof(struct {type}, {name})";
 
     public static IEnumerable<(string Name, string Expression, long Value)> MirroredValues()
     {
@@ -111,6 +124,9 @@ public sealed class KernelHeaderTests(ITestOutputHelper output)
         Assert.Empty(wrong);
         Assert.Contains("Errno.ENOBUFS", checkedNames);
         Assert.Contains("NativeNamespace.CLONE_NEWNET", checkedNames);
+        Assert.Contains("InetDiagReqV2Layout.Size", checkedNames);
+        Assert.Contains("InetDiagMsgLayout.Size", checkedNames);
+        Assert.Contains("TcpStates.TCP_LISTEN", checkedNames);
         Assert.True(checkedNames.Count >= 100, $"only {checkedNames.Count} names could be checked; are the headers installed?");
     }
 
