@@ -1,0 +1,38 @@
+using Microsoft.Extensions.Logging;
+
+namespace MptcpAnycast.Kestrel.Rescue;
+
+/// <summary>The rescue agent's log messages (event ids 40-49, after the transport's).</summary>
+internal static partial class RescueLog
+{
+    [LoggerMessage(40, LogLevel.Information, "{Message}")]
+    public static partial void Started(ILogger logger, string message);
+
+    [LoggerMessage(41, LogLevel.Information, "{Message}")]
+    public static partial void Stopped(ILogger logger, string message);
+
+    [LoggerMessage(42, LogLevel.Debug, "Rescued: {Message}")]
+    public static partial void FlowRescued(ILogger logger, string message);
+
+    [LoggerMessage(43, LogLevel.Debug, "Reset: {Message}")]
+    public static partial void FlowReset(ILogger logger, string message);
+
+    [LoggerMessage(44, LogLevel.Warning, "Rescue: {Message}")]
+    public static partial void Failed(ILogger logger, string message, Exception? exception);
+
+    [LoggerMessage(45, LogLevel.Warning,
+        "The rescue agent cannot run, so plain TCP connections on this host die when the anycast route moves away (MPTCP ones survive as before): {Reason}")]
+    public static partial void Unavailable(ILogger logger, string reason, Exception exception);
+
+    public static void Write(ILogger logger, MptcpAnycast.Rescue.RescueEvent report)
+    {
+        switch (report.Kind)
+        {
+            case MptcpAnycast.Rescue.RescueEventKind.Started: Started(logger, report.Message); break;
+            case MptcpAnycast.Rescue.RescueEventKind.Stopped: Stopped(logger, report.Message); break;
+            case MptcpAnycast.Rescue.RescueEventKind.FlowRescued: FlowRescued(logger, report.Message); break;
+            case MptcpAnycast.Rescue.RescueEventKind.FlowReset: FlowReset(logger, report.Message); break;
+            default: Failed(logger, report.Message, report.Exception); break;
+        }
+    }
+}

@@ -1,0 +1,261 @@
+using System.Diagnostics;
+using System.Net;
+using System.Text.Json;
+using MptcpAnycast.Rescue.Agent;
+using MptcpAnycast.Rescue.Bpf;
+using MptcpAnycast.Rescue.Ownership;
+using MptcpAnycast.Rescue.Peers;
+
+namespace MptcpAnycast.Rescue;
+
+/// <summary>What the agent reports; the host maps each kind to a log message of its own.</summary>
+public enum RescueEventKind
+{
+    /// <summary>The program is attached and the lookup protocol listens.</summary>
+    Started,
+
+    /// <summary>The program is detached.</summary>
+    Stopped,
+
+    /// <summary>A flow's owner was found and the flow is tunnelled to it from now on.</summary>
+    FlowRescued,
+
+    /// <summary>No POP owns a flow that reached this one: the client was sent a RST.</summary>
+    FlowReset,
+
+    /// <summary>A lookup, a send or a status write failed.</summary>
+    Failed,
+}
+
+/// <summary>One report of the agent: its kind, a sentence, and the exception when something failed.</summary>
+public readonly record struct RescueEvent(RescueEventKind Kind, string Message, Exception? Exception = null);
+
+/// <summary>
+/// Keeps plain TCP connections alive across anycast route changes, for every TCP socket of this host (Kestrel's or
+/// not): the rescue program on the uplink sends segments of connections this POP does not own to the POP that does,
+/// found by asking the peers, which answer from their kernel's socket table. Runs in the network namespace of the
+/// thread that starts it; needs CAP_BPF and CAP_NET_ADMIN (and CAP_NET_RAW for the RSTs and held segments).
+/// </summary>
+public sealed class RescueAgent : IDisposable
+{
+    private readonly RescueSettings _settings;
+    private readonly Action<RescueEvent> _report;
+    private readonly RescueDataplane _dataplane;
+    private readonly RawPacketSender _sender;
+    private readonly SocketTableLookup _socketTable;
+    private readonly PeerChannel _channel;
+    private readonly MissResolver _resolver;
+    private readonly MissReader _reader;
+    private readonly DateTimeOffset _started = DateTimeOffset.UtcNow;
+    private int _disposed;
+
+    private RescueAgent(RescueSettings settings, Action<RescueEvent> report, RescueDataplane dataplane, RawPacketSender sender,
+        SocketTableLookup socketTable, PeerChannel channel)
+    {
+        _settings = settings;
+        _report = report;
+        _dataplane = dataplane;
+        _sender = sender;
+        _socketTable = socketTable;
+        _channel = channel;
+        var lookup = new PeerOwnerLookup(channel, settings.Peers, settings.LookupTimeout / 3);
+        _resolver = new MissResolver(
+            lookup,
+            new Output(this),
+            new MissResolverSettings { LookupTimeout = settings.LookupTimeout, LookupsPerSecond = settings.LookupsPerSecond },
+            TimeProvider.System,
+            (message, e) => Report(RescueEventKind.Failed, message, e));
+        _reader = new MissReader(dataplane, OnMiss);
+    }
+
+    /// <summary>This POP's name in the lookup protocol.</summary>
+    public string Name => _settings.Name;
+
+    /// <summary>
+    /// Checks <paramref name="options"/>, loads and attaches the program, and starts the lookup protocol. Nothing stays
+    /// behind when it fails.
+    /// </summary>
+    /// <param name="options">The configuration.</param>
+    /// <param name="report">Receives the agent's reports (on its own threads; keep it quick).</param>
+    /// <param name="settingsPrefix">The configuration path that error messages name the settings by.</param>
+    /// <exception cref="RescueConfigurationException">A setting is missing or bad.</exception>
+    /// <exception cref="RescueDataplaneException">The program cannot be loaded or attached (capabilities, kernel, libbpf).</exception>
+    public static RescueAgent Start(RescueOptions options, Action<RescueEvent>? report = null, string settingsPrefix = RescueOptions.SectionName)
+    {
+        RescueSettings settings = RescueSettings.From(options, settingsPrefix);
+        report ??= static _ => { };
+        RescueDataplane? dataplane = null;
+        RawPacketSender? sender = null;
+        SocketTableLookup? socketTable = null;
+        PeerChannel? channel = null;
+        try
+        {
+            string? pin = settings.PinDirectory is null ? null : Path.Combine(settings.PinDirectory, $"rescue_owners_{settings.Name}");
+            dataplane = RescueDataplane.Load(pin);
+            var config = new RescueDataplaneConfig
+            {
+                LocalIPv4 = settings.UnicastIPv4,
+                LocalIPv6 = settings.UnicastIPv6,
+                MssIPv4 = settings.MssIPv4,
+                MssIPv6 = settings.MssIPv6,
+            };
+            dataplane.Configure(config, enabled: false);
+            dataplane.SetAnycast(settings.Anycast);
+            dataplane.SetPeers(settings.Peers.SelectMany(p => new[] { p.UnicastIPv4, p.UnicastIPv6 }).OfType<IPAddress>());
+            sender = new RawPacketSender(settings.UnicastIPv4, settings.UnicastIPv6);
+            socketTable = SocketTableLookup.Open();
+            SocketTableLookup table = socketTable;
+            try
+            {
+                channel = new PeerChannel(
+                    new PeerChannelOptions
+                    {
+                        LocalName = settings.Name,
+                        LocalIPv4 = settings.UnicastIPv4,
+                        LocalIPv6 = settings.UnicastIPv6,
+                        Port = settings.Port,
+                        Peers = settings.Peers,
+                    },
+                    flow => table.Lookup(flow).IsOwned);
+            }
+            catch (ArgumentException e)
+            {
+                throw new RescueConfigurationException($"{settingsPrefix}: {e.Message}");
+            }
+
+            dataplane.Attach(settings.InterfaceIndex);
+            dataplane.Configure(config, enabled: true);
+            var agent = new RescueAgent(settings, report, dataplane, sender, socketTable, channel);
+            agent.Report(RescueEventKind.Started,
+                $"rescue agent {settings.Name} on {settings.Interface}: anycast {string.Join(", ", settings.Anycast)}; " +
+                $"unicast {string.Join(", ", new[] { settings.UnicastIPv4, settings.UnicastIPv6 }.OfType<IPAddress>())}; " +
+                $"peers {(settings.Peers.Count == 0 ? "none" : string.Join(", ", settings.Peers.Select(p => p.Name)))}; " +
+                $"MSS budget {settings.MssIPv4}/{settings.MssIPv6}; lookup timeout {settings.LookupTimeout.TotalMilliseconds} ms");
+            return agent;
+        }
+        catch
+        {
+            channel?.Dispose();
+            socketTable?.Dispose();
+            sender?.Dispose();
+            dataplane?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Every counter by name: <c>program.*</c>, <c>lookups.*</c>, <c>peers.*</c> (see <see cref="RescueStatus.Counters"/>).</summary>
+    public IReadOnlyDictionary<string, long> ReadCounters()
+    {
+        RescueDataplaneCounters program = _dataplane.ReadCounters();
+        MissResolverCounters resolver = _resolver.Counters;
+        PeerChannelStatistics peers = _channel.Statistics;
+        var counters = new Dictionary<string, long>();
+        foreach ((string name, ulong value) in program.All())
+        {
+            counters[$"program.{name}"] = (long)value;
+        }
+
+        foreach (var property in typeof(MissResolverCounters).GetProperties())
+        {
+            counters[$"lookups.{JsonNamingPolicy.SnakeCaseLower.ConvertName(property.Name)}"] = (long)property.GetValue(resolver)!;
+        }
+
+        foreach (var property in typeof(PeerChannelStatistics).GetProperties())
+        {
+            if (property.GetValue(peers) is long value)
+            {
+                counters[$"peers.{JsonNamingPolicy.SnakeCaseLower.ConvertName(property.Name)}"] = value;
+            }
+        }
+
+        return counters;
+    }
+
+    /// <summary>What the agent and its program have done since it started.</summary>
+    public RescueStatus GetStatus()
+    {
+        IReadOnlyDictionary<string, long> counters = ReadCounters();
+        return new RescueStatus
+        {
+            Name = _settings.Name,
+            Interface = _settings.Interface,
+            Anycast = [.. _settings.Anycast.Select(a => a.ToString())],
+            Unicast = [.. new[] { _settings.UnicastIPv4, _settings.UnicastIPv6 }.OfType<IPAddress>().Select(a => a.ToString())],
+            Peers = [.. _settings.Peers.Select(p => $"{p.Name} ({string.Join(", ", new[] { p.UnicastIPv4, p.UnicastIPv6 }.OfType<IPAddress>())})")],
+            StartedAt = _started,
+            OwnerCapacity = _dataplane.OwnerCapacity,
+            Owners = [.. _dataplane.ListOwners(100).Select(o => $"{o.Flow} => {o.Owner}")],
+            PendingLookups = _resolver.PendingCount,
+            Counters = counters,
+        };
+    }
+
+    /// <summary>Detaches the program (flows being rescued now die at the next segment) and stops the lookup protocol.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        _reader.Dispose();
+        _dataplane.Dispose();
+        _channel.Dispose();
+        _socketTable.Dispose();
+        _sender.Dispose();
+        Report(RescueEventKind.Stopped, $"rescue agent {_settings.Name} stopped; the program is detached from {_settings.Interface}");
+    }
+
+    private void OnMiss(RescueMiss miss) => _resolver.OnMiss(miss);
+
+    private void Report(RescueEventKind kind, string message, Exception? exception = null)
+    {
+        try
+        {
+            _report(new RescueEvent(kind, message, exception));
+        }
+        catch (Exception e)
+        {
+            Debug.Fail($"a rescue report handler threw: {e}");
+        }
+    }
+
+    private sealed class Output(RescueAgent agent) : IRescueOutput
+    {
+        public void SetOwner(TcpFlow flow, IPAddress owner)
+        {
+            agent._dataplane.SetOwner(flow, owner);
+            agent.Report(RescueEventKind.FlowRescued, $"{flow} is owned by {owner}: tunnelled from now on");
+        }
+
+        public void SendEncapsulated(IPAddress owner, ReadOnlySpan<byte> packet) => agent._sender.SendEncapsulated(owner, packet);
+
+        public void SendReset(RescueMiss miss)
+        {
+            agent._sender.SendReset(miss);
+            agent.Report(RescueEventKind.FlowReset, $"no POP owns {miss.Flow}: the client was sent a RST");
+        }
+    }
+}
+
+/// <summary>A snapshot of a running agent: its configuration, the owner map and every counter.</summary>
+public sealed record RescueStatus
+{
+    public required string Name { get; init; }
+    public required string Interface { get; init; }
+    public required IReadOnlyList<string> Anycast { get; init; }
+    public required IReadOnlyList<string> Unicast { get; init; }
+    public required IReadOnlyList<string> Peers { get; init; }
+    public required DateTimeOffset StartedAt { get; init; }
+
+    /// <summary>How many flows the owner map can hold (least recently used ones go first when it is full).</summary>
+    public required int OwnerCapacity { get; init; }
+
+    /// <summary>Up to 100 of the owner map's entries, "flow => owner".</summary>
+    public required IReadOnlyList<string> Owners { get; init; }
+
+    public required int PendingLookups { get; init; }
+
+    /// <summary>Counters by name: <c>program.*</c> (the BPF program's), <c>lookups.*</c> (the agent's), <c>peers.*</c> (the lookup protocol's).</summary>
+    public required IReadOnlyDictionary<string, long> Counters { get; init; }
+}

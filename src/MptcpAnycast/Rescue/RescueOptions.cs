@@ -1,0 +1,73 @@
+namespace MptcpAnycast.Rescue;
+
+/// <summary>
+/// The rescue agent's configuration: this POP's uplink, anycast and unicast addresses, and its peers. Bound from
+/// configuration (section <see cref="SectionName"/>) or a JSON file for <c>mptcp-anycast rescue run</c>; addresses are
+/// strings so that a bad one is reported with its setting name.
+/// </summary>
+public sealed class RescueOptions
+{
+    /// <summary>The configuration section the ASP.NET Core host binds: <c>MptcpAnycast:Rescue</c>.</summary>
+    public const string SectionName = "MptcpAnycast:Rescue";
+
+    /// <summary>This POP's name in the lookup protocol (letters, digits, '-', '_', '.'; at most 32 bytes). Required.</summary>
+    public string? Name { get; set; }
+
+    /// <summary>The interface the anycast traffic arrives on (and tunnelled packets leave by). Required.</summary>
+    public string? Interface { get; set; }
+
+    /// <summary>The anycast addresses (IPv4 and/or IPv6) whose TCP segments are steered. At least one.</summary>
+    public IList<string> AnycastAddresses { get; set; } = [];
+
+    /// <summary>This POP's own unicast IPv4 address: where peers tunnel to and ask. At least one of the two.</summary>
+    public string? UnicastIPv4 { get; set; }
+
+    /// <summary>This POP's own unicast IPv6 address.</summary>
+    public string? UnicastIPv6 { get; set; }
+
+    /// <summary>The other POPs that serve the same anycast addresses.</summary>
+    public IList<RescuePeerOptions> Peers { get; set; } = [];
+
+    /// <summary>The UDP port of the lookup protocol, the same on every POP. Default 62201.</summary>
+    public int Port { get; set; } = 62201;
+
+    /// <summary>
+    /// How long finding a flow's owner may take before the flow is reset (a stall is worse than a reset). Default 250 ms:
+    /// within a client's first retransmission timeout.
+    /// </summary>
+    public TimeSpan LookupTimeout { get; set; } = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Owner lookups started per second at most. Default 2,000.</summary>
+    public int LookupsPerSecond { get; set; } = 2000;
+
+    /// <summary>
+    /// The MSS that SYN-ACKs from an anycast address carry at most, so that a client's full-size segment still fits the
+    /// tunnel. Default (0): the interface's MTU minus 60 (IPv4 in IPv4) and minus 100 (IPv6 in IPv6).
+    /// </summary>
+    public int MssIPv4 { get; set; }
+
+    /// <inheritdoc cref="MssIPv4"/>
+    public int MssIPv6 { get; set; }
+
+    /// <summary>
+    /// A directory on a bpffs mount where the owner map is pinned, so that an agent that restarts keeps the flows it was
+    /// rescuing. Default none: the map goes with the agent.
+    /// </summary>
+    public string? PinDirectory { get; set; }
+}
+
+/// <summary>One other POP: its name, unicast addresses and the key shared with it.</summary>
+public sealed class RescuePeerOptions
+{
+    /// <summary>The peer's name, as it configures its own <see cref="RescueOptions.Name"/>.</summary>
+    public string? Name { get; set; }
+
+    /// <summary>The peer's unicast IPv4 address (tunnel end and lookup address for IPv4 flows).</summary>
+    public string? UnicastIPv4 { get; set; }
+
+    /// <summary>The peer's unicast IPv6 address.</summary>
+    public string? UnicastIPv6 { get; set; }
+
+    /// <summary>The key shared with this peer, base64 (at least 16 bytes; 32 recommended: <c>openssl rand -base64 32</c>).</summary>
+    public string? Key { get; set; }
+}
