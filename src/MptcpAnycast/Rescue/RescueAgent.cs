@@ -8,28 +8,6 @@ using MptcpAnycast.Rescue.Peers;
 
 namespace MptcpAnycast.Rescue;
 
-/// <summary>What the agent reports; the host maps each kind to a log message of its own.</summary>
-public enum RescueEventKind
-{
-    /// <summary>The program is attached and the lookup protocol listens.</summary>
-    Started,
-
-    /// <summary>The program is detached.</summary>
-    Stopped,
-
-    /// <summary>A flow's owner was found and the flow is tunnelled to it from now on.</summary>
-    FlowRescued,
-
-    /// <summary>No POP owns a flow that reached this one: the client was sent a RST.</summary>
-    FlowReset,
-
-    /// <summary>A lookup, a send or a status write failed.</summary>
-    Failed,
-}
-
-/// <summary>One report of the agent: its kind, a sentence, and the exception when something failed.</summary>
-public readonly record struct RescueEvent(RescueEventKind Kind, string Message, Exception? Exception = null);
-
 /// <summary>
 /// Keeps plain TCP connections alive across anycast route changes, for every TCP socket of this host (Kestrel's or
 /// not): the rescue program on the uplink sends segments of connections this POP does not own to the POP that does,
@@ -236,26 +214,4 @@ public sealed class RescueAgent : IDisposable
             agent.Report(RescueEventKind.FlowReset, $"no POP owns {miss.Flow}: the client was sent a RST");
         }
     }
-}
-
-/// <summary>A snapshot of a running agent: its configuration, the owner map and every counter.</summary>
-public sealed record RescueStatus
-{
-    public required string Name { get; init; }
-    public required string Interface { get; init; }
-    public required IReadOnlyList<string> Anycast { get; init; }
-    public required IReadOnlyList<string> Unicast { get; init; }
-    public required IReadOnlyList<string> Peers { get; init; }
-    public required DateTimeOffset StartedAt { get; init; }
-
-    /// <summary>How many flows the owner map can hold (least recently used ones go first when it is full).</summary>
-    public required int OwnerCapacity { get; init; }
-
-    /// <summary>Up to 100 of the owner map's entries, "flow => owner".</summary>
-    public required IReadOnlyList<string> Owners { get; init; }
-
-    public required int PendingLookups { get; init; }
-
-    /// <summary>Counters by name: <c>program.*</c> (the BPF program's), <c>lookups.*</c> (the agent's), <c>peers.*</c> (the lookup protocol's).</summary>
-    public required IReadOnlyDictionary<string, long> Counters { get; init; }
 }

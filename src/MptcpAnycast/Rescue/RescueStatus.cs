@@ -1,0 +1,35 @@
+namespace MptcpAnycast.Rescue;
+
+/// <summary>A snapshot of a running agent: its configuration, the owner map and every counter.</summary>
+public sealed record RescueStatus
+{
+    /// <summary>This POP's name in the lookup protocol.</summary>
+    public required string Name { get; init; }
+
+    /// <summary>The uplink the program is attached to.</summary>
+    public required string Interface { get; init; }
+
+    /// <summary>The anycast addresses whose segments are steered.</summary>
+    public required IReadOnlyList<string> Anycast { get; init; }
+
+    /// <summary>This POP's unicast addresses (tunnel end, lookup protocol).</summary>
+    public required IReadOnlyList<string> Unicast { get; init; }
+
+    /// <summary>The peers, "name (addresses)".</summary>
+    public required IReadOnlyList<string> Peers { get; init; }
+
+    /// <summary>When the agent started.</summary>
+    public required DateTimeOffset StartedAt { get; init; }
+
+    /// <summary>How many flows the owner map can hold (least recently used ones go first when it is full).</summary>
+    public required int OwnerCapacity { get; init; }
+
+    /// <summary>Up to 100 of the owner map's entries, "flow => owner".</summary>
+    public required IReadOnlyList<string> Owners { get; init; }
+
+    /// <summary>Flows whose owner is being looked up now.</summary>
+    public required int PendingLookups { get; init; }
+
+    /// <summary>Counters by name: <c>program.*</c> (the BPF program's), <c>lookups.*</c> (the agent's), <c>peers.*</c> (the lookup protocol's).</summary>
+    public required IReadOnlyDictionary<string, long> Counters { get; init; }
+}
