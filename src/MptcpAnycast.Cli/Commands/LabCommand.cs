@@ -14,15 +14,19 @@ namespace MptcpAnycast.Cli.Commands;
 internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
 {
     public const string Usage =
-        "lab demo [lab up options] [--seconds S] [--rate BYTES] [--flip-after S] [--after-join keep-both|prefer-unicast|migrate-to-unicast] [--no-curl] | " +
-        "lab measure [lab up options] [--flips N] [--requests] [--no-flip] [--rate BYTES] [--after-join POLICY] | " +
-        "lab up [--prefix P] [--unicast own|shared-ipv4|ipv6-only] [--client accept-add-addr|subflow-endpoint|defaults] " +
-        "[--path-manager kernel|userspace] [--nat] [--firewall] [--strip-mptcp] | lab flip|status|down [--prefix P]";
+        "lab demo [lab up options except --pops] [--seconds S] [--rate BYTES] [--flip-after S] [--after-join keep-both|prefer-unicast|migrate-to-unicast] [--no-curl] | " +
+        "lab measure [lab up options except --pops] [--flips N] [--requests] [--no-flip] [--rate BYTES] [--after-join POLICY] | " +
+        "lab up [--prefix P] [--pops 2|3] [--unicast own|shared-ipv4|ipv6-only] [--client accept-add-addr|subflow-endpoint|defaults] " +
+        "[--path-manager kernel|userspace] [--nat] [--firewall] [--strip-mptcp] | lab flip [--prefix P] [--to a|b|c] | lab status|down [--prefix P]";
 
     private static readonly HashSet<string> UpFlags = ["--nat", "--firewall", "--strip-mptcp"];
     private static readonly HashSet<string> UpValued = ["--prefix", "--unicast", "--client", "--path-manager"];
+
+    // demo and measure run their POP servers in A and B and flip between them, so only lab up takes --pops.
+    private static readonly HashSet<string> UpOwnValued = [.. UpValued, "--pops"];
     private static readonly HashSet<string> NoFlags = [];
     private static readonly HashSet<string> PrefixOnly = ["--prefix"];
+    private static readonly HashSet<string> FlipValued = ["--prefix", "--to"];
 
     private const string RootRefusal =
         "mptcp-anycast lab: refused: the lab makes network namespaces, veth links and routes, which needs root. Run it as root (sudo mptcp-anycast lab ...).";
@@ -46,8 +50,13 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
 
         Func<int> run = verb switch
         {
-            "up" => Prepare(rest, UpFlags, UpValued, reader => () => Up(ReadOptions(reader), output)),
-            "flip" => Prepare(rest, NoFlags, PrefixOnly, reader => () => Flip(reader.Value("--prefix"), output)),
+            "up" => Prepare(rest, UpFlags, UpOwnValued, reader => () => Up(ReadOptions(reader), output)),
+            "flip" => Prepare(rest, NoFlags, FlipValued, reader =>
+            {
+                // Read before the root check, so a misspelt POP is a usage error wherever it runs.
+                LabPopId? to = reader.Value("--to") is string text ? Named(reader, "--to", LabPopId.A) : null;
+                return () => Flip(reader.Value("--prefix"), to, reader.Value("--to"), output);
+            }),
             "status" => Prepare(rest, NoFlags, PrefixOnly, reader => () => Status(reader.Value("--prefix"), output)),
             "down" => Prepare(rest, NoFlags, PrefixOnly, reader => () => Down(reader.Value("--prefix"), output)),
             _ => throw new UsageException($"unknown lab command '{verb}' (demo, measure, up, flip, status, down)"),
@@ -196,6 +205,7 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
             Nat = reader.Flag("--nat"),
             Firewall = reader.Flag("--firewall"),
             StripMptcp = reader.Flag("--strip-mptcp"),
+            Pops = reader.Int("--pops", LabOptions.MinPops, LabOptions.MaxPops) ?? LabOptions.MinPops,
             Unicast = Named(reader, "--unicast", LabUnicast.Own),
             Client = Named(reader, "--client", LabClientLimits.AcceptAddAddr),
             PathManager = Named(reader, "--path-manager", defaultPathManager),
@@ -236,16 +246,40 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
             output.WriteLine($"  MPTCP option stripped on the router with: {lab.StripMechanism}");
         }
 
-        output.WriteLine($"Run a command inside: ip netns exec {lab.Client.Name} <command>. Next: mptcp-anycast lab flip --prefix {options.Prefix}");
+        string choose = lab.Pops.Count > LabOptions.MinPops ? $" [--to {string.Join("|", lab.Pops.Select(p => LabNames.Of(p.Id)))}]" : "";
+        output.WriteLine($"Run a command inside: ip netns exec {lab.Client.Name} <command>. Next: mptcp-anycast lab flip --prefix {options.Prefix}{choose}");
         return 0;
     }
 
-    private static int Flip(string? prefix, TextWriter output)
+    /// <summary>
+    /// <c>lab flip</c>: to POP <paramref name="to"/>, or without it to the next POP (A → B → C → A). A POP the lab does not
+    /// have is a usage error (exit 2) that names <paramref name="toText"/>; the POP already active changes nothing (exit 0).
+    /// </summary>
+    private static int Flip(string? prefix, LabPopId? to, string? toText, TextWriter output)
     {
         LabTopology lab = Existing(prefix);
         LabPopId from = lab.Active;
-        LabPopId to = lab.Flip();
-        output.WriteLine($"lab {lab.Options.Prefix}: anycast {lab.Plan.Anycast4}, {lab.Plan.Anycast6} moved from POP {from} to POP {to}");
+        string anycast = $"{lab.Plan.Anycast4}, {lab.Plan.Anycast6}";
+        if (to is LabPopId target)
+        {
+            if (!lab.HasPop(target))
+            {
+                string pops = string.Join("|", lab.Pops.Select(p => LabNames.Of(p.Id)));
+                throw new UsageException($"option '--to' must be one of {pops} for lab {lab.Options.Prefix}, which has {lab.Pops.Count} POPs (got '{toText}')");
+            }
+
+            if (!lab.FlipTo(target))
+            {
+                output.WriteLine($"lab {lab.Options.Prefix}: anycast {anycast} already points at POP {target}; nothing changed");
+                return 0;
+            }
+        }
+        else
+        {
+            lab.Flip();
+        }
+
+        output.WriteLine($"lab {lab.Options.Prefix}: anycast {anycast} moved from POP {from} to POP {lab.Active}");
         return 0;
     }
 

@@ -44,7 +44,7 @@ public sealed class PopServer : IDisposable
         var args = new List<string>
         {
             "--urls", $"http://[::]:{Port.ToString(CultureInfo.InvariantCulture)}",
-            "--Pop", pop.Id == LabPopId.A ? "pop-a" : "pop-b",
+            "--Pop", "pop-" + LabNames.Of(pop.Id),
             "--MptcpAnycast:Mode", lab.Options.PathManager == LabPathManager.Userspace ? "Userspace" : "Kernel",
             "--MptcpAnycast:AnycastAddresses:0", lab.Plan.Anycast4,
             "--MptcpAnycast:AnycastAddresses:1", lab.Plan.Anycast6,

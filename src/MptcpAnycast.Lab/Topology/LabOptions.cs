@@ -50,6 +50,9 @@ public enum LabPopId
 
     /// <summary>POP B.</summary>
     B,
+
+    /// <summary>POP C: only in a lab with three POPs (<see cref="LabOptions.Pops"/>).</summary>
+    C,
 }
 
 /// <summary>
@@ -76,6 +79,9 @@ public sealed record LabAddressPlan
     /// <summary>The port that reaches POP B on <see cref="Shared4"/>. Default 8002.</summary>
     public int SharedPortB { get; init; } = 8002;
 
+    /// <summary>The port that reaches POP C on <see cref="Shared4"/> (three POPs only). Default 8003.</summary>
+    public int SharedPortC { get; init; } = 8003;
+
     public string RouterClient4 { get; init; } = "192.0.2.1/26";
     public string Client4 { get; init; } = "192.0.2.2/26";
     public string ClientSecond4 { get; init; } = "192.0.2.3/26";
@@ -93,6 +99,14 @@ public sealed record LabAddressPlan
     public string RouterPopB6 { get; init; } = "2001:db8:b::1/64";
     public string PopB6 { get; init; } = "2001:db8:b::2/64";
 
+    // POP C (three POPs only). 198.51.100.0/24 and 203.0.113.0/24 are A's and B's links, so C's link is the one /26
+    // of 192.0.2.0/24 that holds nothing else (.0/26 is the client's link, .100 and .200 sit in the two others).
+    // 2001:db8:c::/64 is the client's link, so C's is 2001:db8:cc::/64.
+    public string RouterPopC4 { get; init; } = "192.0.2.129/26";
+    public string PopC4 { get; init; } = "192.0.2.130/26";
+    public string RouterPopC6 { get; init; } = "2001:db8:cc::1/64";
+    public string PopC6 { get; init; } = "2001:db8:cc::2/64";
+
     /// <summary>The host part of a CIDR string: <c>192.0.2.2/26</c> gives <c>192.0.2.2</c>.</summary>
     public static string Host(string cidr)
     {
@@ -106,6 +120,15 @@ public sealed record LabOptions
 {
     /// <summary>Namespace names start with <c>PREFIX-</c>; the state file is <c>/run/mptcp-anycast/PREFIX.json</c>. Default <c>mpl</c> + pid.</summary>
     public string Prefix { get; init; } = DefaultPrefix();
+
+    /// <summary>The fewest POPs a lab has: A and B.</summary>
+    public const int MinPops = 2;
+
+    /// <summary>The most POPs a lab has: A, B and C.</summary>
+    public const int MaxPops = 3;
+
+    /// <summary>How many POPs: <see cref="MinPops"/> (A and B) to <see cref="MaxPops"/> (A, B and C). Default 2.</summary>
+    public int Pops { get; init; } = MinPops;
 
     /// <summary>The address plan. Default <see cref="LabAddressPlan.Default"/>.</summary>
     public LabAddressPlan Plan { get; init; } = LabAddressPlan.Default;
@@ -136,7 +159,14 @@ public sealed record LabOptions
             ? $"the lab prefix must be 1 to 24 letters, digits or '_' (got '{prefix}')"
             : null;
 
-    /// <summary>A one-line summary: <c>unicast own, client accept-add-addr, pm kernel, nat</c>.</summary>
+    /// <summary>Checks the POP count: <see cref="MinPops"/> to <see cref="MaxPops"/>.</summary>
+    public static string? ValidatePops(int pops) =>
+        pops is < MinPops or > MaxPops ? $"the lab has {MinPops} or {MaxPops} POPs (got {pops})" : null;
+
+    /// <summary>
+    /// A one-line summary: <c>unicast own, client accept-add-addr, pm kernel, nat</c>; <c>pops 3</c> after the path
+    /// manager when there are three POPs (two, the default, is not mentioned).
+    /// </summary>
     public override string ToString()
     {
         var parts = new List<string>
@@ -145,6 +175,11 @@ public sealed record LabOptions
             $"client {LabNames.Of(Client)}",
             $"pm {LabNames.Of(PathManager)}",
         };
+        if (Pops != MinPops)
+        {
+            parts.Add($"pops {Pops}");
+        }
+
         if (Nat)
         {
             parts.Add("nat");

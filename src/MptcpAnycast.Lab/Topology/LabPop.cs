@@ -26,4 +26,10 @@ public sealed record LabPop(
 
     /// <summary>The POP's own IPv6 link address, without the prefix length.</summary>
     public string Address6 => LabAddressPlan.Host(Link6);
+
+    /// <summary>The router's interface towards this POP: <c>to-popa</c>, <c>to-popb</c>, <c>to-popc</c>.</summary>
+    public string RouterInterface => "to-" + Role(Id);
+
+    /// <summary>The role of a POP's namespace (<c>PREFIX-ROLE</c>): <c>popa</c>, <c>popb</c>, <c>popc</c>.</summary>
+    public static string Role(LabPopId id) => "pop" + LabNames.Of(id);
 }

@@ -5,8 +5,9 @@ namespace MptcpAnycast.Lab;
 
 /// <summary>
 /// What a later <c>lab flip</c>, <c>lab status</c> or <c>lab down</c> needs to know about a lab made by <c>lab up</c>:
-/// its options, which POP the anycast route points at, and how the MPTCP option is stripped. Kept in
-/// <c>/run/mptcp-anycast/PREFIX.json</c> (tmpfs: gone after a reboot, like the namespaces).
+/// its options (the POP count among them), which POP the anycast route points at, and how the MPTCP option is
+/// stripped. Kept in <c>/run/mptcp-anycast/PREFIX.json</c> (tmpfs: gone after a reboot, like the namespaces). A file
+/// without a POP count (written before labs could have three) loads as two POPs: the option's default.
 /// </summary>
 public sealed record LabState(LabOptions Options, LabPopId Active, string? StripMechanism)
 {
@@ -31,15 +32,46 @@ public sealed record LabState(LabOptions Options, LabPopId Active, string? Strip
             return null;
         }
 
+        LabState? state;
         try
         {
-            return JsonSerializer.Deserialize(File.ReadAllText(path), LabStateJson.Default.LabState);
+            state = JsonSerializer.Deserialize(File.ReadAllText(path), LabStateJson.Default.LabState);
         }
         catch (JsonException ex)
         {
-            throw new InvalidOperationException($"the lab state file {path} is damaged ({ex.Message}); run 'mptcp-anycast lab down --prefix {prefix}'", ex);
+            throw Damaged(path, prefix, ex.Message, ex);
         }
+
+        if (state is not null)
+        {
+            if (state.Options is null)
+            {
+                throw Damaged(path, prefix, "it has no options", null);
+            }
+
+            // The source-generated reader gives an init-only property missing from the file its type's default, not its
+            // initializer (dotnet/runtime#84484): 0 POPs is a file written before labs could have three, which had two.
+            if (state.Options.Pops == 0)
+            {
+                state = state with { Options = state.Options with { Pops = LabOptions.MinPops } };
+            }
+
+            if (LabOptions.ValidatePops(state.Options.Pops) is string problem)
+            {
+                throw Damaged(path, prefix, problem, null);
+            }
+
+            if (!Enum.IsDefined(state.Active) || (int)state.Active >= state.Options.Pops)
+            {
+                throw Damaged(path, prefix, $"the active POP {state.Active} is not one of its {state.Options.Pops} POPs", null);
+            }
+        }
+
+        return state;
     }
+
+    private static InvalidOperationException Damaged(string path, string prefix, string why, Exception? inner) =>
+        new($"the lab state file {path} is damaged ({why}); run 'mptcp-anycast lab down --prefix {prefix}'", inner);
 
     public static void Delete(string prefix)
     {

@@ -5,8 +5,9 @@ namespace MptcpAnycast.Lab;
 
 /// <summary>
 /// The anycast lab, the main preset of <see cref="TopologyBuilder"/>: four network namespaces, <c>PREFIX-client</c> —
-/// <c>PREFIX-router</c> — <c>PREFIX-popa</c> and <c>PREFIX-popb</c>. Both POPs hold the anycast address on <c>lo</c>;
-/// the router routes it to one POP; <see cref="Flip"/> moves that route. Everything is made with <c>ip</c>,
+/// <c>PREFIX-router</c> — <c>PREFIX-popa</c> and <c>PREFIX-popb</c>, and a fifth, <c>PREFIX-popc</c>, when the lab has
+/// three POPs (<see cref="LabOptions.Pops"/>). Every POP holds the anycast address on <c>lo</c>; the router routes it to
+/// one POP; <see cref="Flip"/> and <see cref="FlipTo"/> move that route. Everything is made with <c>ip</c>,
 /// <c>sysctl</c> and <c>nft</c> (or <c>iptables</c>) inside the lab's namespaces, so deleting the namespaces
 /// (<see cref="Down(string)"/>) removes it all. Its state (<see cref="LabState"/>) lets a later process flip or remove it.
 /// </summary>
@@ -17,29 +18,23 @@ public sealed class LabTopology : Topology
 
     private const string NftStrip = "nft reset tcp option mptcp";
     private const string IptablesStrip = "iptables TCPOPTSTRIP --strip-options 30";
-    private const int SharedMarkA = 1;
-    private const int SharedMarkB = 2;
-    private const int SharedTableA = 101;
-    private const int SharedTableB = 102;
 
     private LabTopology(LabState state)
-        : base(state.Options.Prefix, [.. Roles.Select(role => new LabNamespace(NamespaceName(state.Options.Prefix, role)))])
+        : base(state.Options.Prefix, [.. Roles(state.Options).Select(role => new LabNamespace(NamespaceName(state.Options.Prefix, role)))])
     {
         Options = state.Options;
         Active = state.Active;
         StripMechanism = state.StripMechanism;
-        LabAddressPlan plan = Options.Plan;
         Client = Namespaces[0];
         Router = Namespaces[1];
-        Pops =
-        [
-            MakePop(LabPopId.A, Namespaces[2], plan.PopA4, plan.PopA6, plan.RouterPopA4, plan.RouterPopA6, plan.SharedPortA),
-            MakePop(LabPopId.B, Namespaces[3], plan.PopB4, plan.PopB6, plan.RouterPopB4, plan.RouterPopB6, plan.SharedPortB),
-        ];
+        Pops = [.. PopIds(Options.Pops).Select((id, i) => MakePop(id, Namespaces[2 + i]))];
     }
 
     /// <summary>The roles of the lab's namespaces, in the order of <see cref="Topology.Namespaces"/>.</summary>
-    private static readonly string[] Roles = ["client", "router", "popa", "popb"];
+    private static IEnumerable<string> Roles(LabOptions options) => ["client", "router", .. PopIds(options.Pops).Select(LabPop.Role)];
+
+    /// <summary>The POPs of a lab with <paramref name="count"/> of them: A, B (and C).</summary>
+    private static IEnumerable<LabPopId> PopIds(int count) => Enum.GetValues<LabPopId>().Take(count);
 
     public LabOptions Options { get; }
 
@@ -55,10 +50,16 @@ public sealed class LabTopology : Topology
 
     public LabNamespace Router { get; }
 
-    /// <summary>POP A and POP B, in that order.</summary>
+    /// <summary>POP A, POP B and, with three POPs, POP C, in that order.</summary>
     public IReadOnlyList<LabPop> Pops { get; }
 
-    public LabPop Pop(LabPopId id) => Pops[(int)id];
+    /// <summary>Whether the lab has POP <paramref name="id"/> (C only with three POPs).</summary>
+    public bool HasPop(LabPopId id) => (int)id >= 0 && (int)id < Pops.Count;
+
+    /// <summary>POP <paramref name="id"/>; throws <see cref="ArgumentOutOfRangeException"/> when the lab does not have it.</summary>
+    public LabPop Pop(LabPopId id) => HasPop(id)
+        ? Pops[(int)id]
+        : throw new ArgumentOutOfRangeException(nameof(id), id, $"lab {Options.Prefix} has no POP {id}; its POPs are {string.Join(", ", Pops.Select(p => p.Id))}");
 
     /// <summary>
     /// Builds the lab and saves its state. Fails when a lab with the same prefix exists. On any failure, removes what it
@@ -72,9 +73,14 @@ public sealed class LabTopology : Topology
             throw new ArgumentException(problem, nameof(options));
         }
 
+        if (LabOptions.ValidatePops(options.Pops) is string pops)
+        {
+            throw new ArgumentException(pops, nameof(options));
+        }
+
         using var builder = new TopologyBuilder(options.Prefix);
         var lab = new LabTopology(new LabState(options, LabPopId.A, null));
-        foreach (string role in Roles)
+        foreach (string role in Roles(options))
         {
             builder.Add(role);
         }
@@ -97,14 +103,34 @@ public sealed class LabTopology : Topology
     /// <summary>The lab with this prefix, from its state file; null when there is none.</summary>
     public static LabTopology? Load(string prefix) => LabState.Load(prefix) is LabState state ? new LabTopology(state) : null;
 
-    /// <summary>Moves the anycast route (IPv4 and IPv6) to the other POP; returns the POP it points at now.</summary>
+    /// <summary>
+    /// Moves the anycast route (IPv4 and IPv6) to the next POP in order, A → B → C → A: with two POPs, to the other one.
+    /// Returns the POP it points at now.
+    /// </summary>
     public LabPopId Flip()
     {
-        LabPopId next = Active == LabPopId.A ? LabPopId.B : LabPopId.A;
-        RouteAnycastTo(Pop(next), replace: true);
-        Active = next;
-        SaveState();
+        var next = (LabPopId)(((int)Active + 1) % Pops.Count);
+        FlipTo(next);
         return next;
+    }
+
+    /// <summary>
+    /// Moves the anycast route (IPv4 and IPv6) to POP <paramref name="to"/> and saves the state. When the route points
+    /// there already, runs nothing and returns false (a repeated flip is harmless, and the caller can say so); true when
+    /// it moved. Throws <see cref="ArgumentOutOfRangeException"/> for a POP the lab does not have.
+    /// </summary>
+    public bool FlipTo(LabPopId to)
+    {
+        LabPop pop = Pop(to);
+        if (to == Active)
+        {
+            return false;
+        }
+
+        RouteAnycastTo(pop, replace: true);
+        Active = to;
+        SaveState();
+        return true;
     }
 
     /// <summary>
@@ -176,8 +202,15 @@ public sealed class LabTopology : Topology
         return text.ToString();
     }
 
-    private LabPop MakePop(LabPopId id, LabNamespace ns, string link4, string link6, string routerLink4, string routerLink6, int sharedPort)
+    private LabPop MakePop(LabPopId id, LabNamespace ns)
     {
+        (string link4, string link6, string routerLink4, string routerLink6, int sharedPort) = id switch
+        {
+            LabPopId.A => (Plan.PopA4, Plan.PopA6, Plan.RouterPopA4, Plan.RouterPopA6, Plan.SharedPortA),
+            LabPopId.B => (Plan.PopB4, Plan.PopB6, Plan.RouterPopB4, Plan.RouterPopB6, Plan.SharedPortB),
+            LabPopId.C => (Plan.PopC4, Plan.PopC6, Plan.RouterPopC4, Plan.RouterPopC6, Plan.SharedPortC),
+            _ => throw new ArgumentOutOfRangeException(nameof(id), id, "no such POP"),
+        };
         List<LabEndpoint> announced = Options.Unicast switch
         {
             LabUnicast.Own => [new(LabAddressPlan.Host(link4), null), new(LabAddressPlan.Host(link6), null)],
@@ -196,7 +229,7 @@ public sealed class LabTopology : Topology
         foreach (LabPop pop in Pops)
         {
             LabNamespace ns = pop.Namespace;
-            string routerSide = pop.Id == LabPopId.A ? "to-popa" : "to-popb";
+            string routerSide = pop.RouterInterface;
             builder.Link(Router, routerSide, ns, pop.Interface);
             Address(Router, routerSide, pop.RouterLink4, pop.RouterLink6);
             Address(ns, pop.Interface, pop.Link4, pop.Link6);
@@ -249,11 +282,12 @@ public sealed class LabTopology : Topology
 
         if (Options.Nat)
         {
-            Router.Nft("""
+            string interfaces = string.Join(", ", Pops.Select(p => $"\"{p.RouterInterface}\""));
+            Router.Nft($$"""
                 table inet mptcp_lab_nat {
                   chain postrouting {
                     type nat hook postrouting priority srcnat; policy accept;
-                    oifname { "to-popa", "to-popb" } masquerade
+                    oifname { {{interfaces}} } masquerade
                   }
                 }
                 """);
@@ -284,7 +318,7 @@ public sealed class LabTopology : Topology
     {
         // Forward by destination port without rewriting the address: mark, then a routing table per POP.
         string rules = string.Join(Environment.NewLine, Pops.Select(p =>
-            $"    ip daddr {Plan.Shared4} tcp dport {p.SharedPort} meta mark set {(p.Id == LabPopId.A ? SharedMarkA : SharedMarkB)}"));
+            $"    ip daddr {Plan.Shared4} tcp dport {p.SharedPort} meta mark set {SharedMark(p.Id)}"));
         Router.Nft($$"""
             table inet mptcp_lab_shared {
               chain prerouting {
@@ -295,12 +329,15 @@ public sealed class LabTopology : Topology
             """);
         foreach (LabPop pop in Pops)
         {
-            string mark = (pop.Id == LabPopId.A ? SharedMarkA : SharedMarkB).ToString(CultureInfo.InvariantCulture);
-            string table = (pop.Id == LabPopId.A ? SharedTableA : SharedTableB).ToString(CultureInfo.InvariantCulture);
+            string mark = SharedMark(pop.Id).ToString(CultureInfo.InvariantCulture);
+            string table = (100 + SharedMark(pop.Id)).ToString(CultureInfo.InvariantCulture);
             Router.Ip("rule", "add", "fwmark", mark, "lookup", table, "pref", "10" + mark);
             Router.Ip("route", "add", Plan.Shared4 + "/32", "via", pop.Address4, "table", table);
         }
     }
+
+    /// <summary>The firewall mark of a POP's shared port: 1, 2, 3 for A, B, C; its routing table is 100 + the mark.</summary>
+    private static int SharedMark(LabPopId id) => (int)id + 1;
 
     /// <summary>Strips TCP option 30 on the router: nft <c>reset tcp option mptcp</c> (kernel 5.17+, nft 1.0.1+), else iptables TCPOPTSTRIP.</summary>
     private string StripMptcpOption()
