@@ -18,6 +18,8 @@ internal static class Program
         new("limits", "limits [--subflows N] [--add-addr-accepted N]", "Show or set the in-kernel path manager's limits (as ip mptcp limits).", LimitsCommand.RunAsync),
         new("announce", "announce --token HEX --id N --address ADDR [--port P]", "Announce an address on one connection (userspace path manager).", AnnounceCommand.AnnounceAsync),
         new("remove", "remove --token HEX --id N", "Withdraw an announced address from one connection (userspace path manager).", AnnounceCommand.RemoveAsync),
+        new("rescue", RescueCommand.Usage, "Run the rescue agent (plain TCP connections survive anycast route changes by tunnelling to their POP), or show what it does.",
+            RescueCommand.RunAsync),
         new("lab", LabCommand.Usage, "The anycast lab in network namespaces: client, router, POP A and POP B (and POP C with --pops 3); flip the anycast route (root only).",
             LabCommand.ForThisProcess().RunAsync),
     ];

@@ -25,7 +25,9 @@ public sealed class RescueAgent : IDisposable
     private readonly MissResolver _resolver;
     private readonly MissReader _reader;
     private readonly DateTimeOffset _started = DateTimeOffset.UtcNow;
+    private readonly Timer? _statusTimer;
     private int _disposed;
+    private int _statusFailed;
 
     private RescueAgent(RescueSettings settings, Action<RescueEvent> report, RescueDataplane dataplane, RawPacketSender sender,
         SocketTableLookup socketTable, PeerChannel channel)
@@ -44,7 +46,14 @@ public sealed class RescueAgent : IDisposable
             TimeProvider.System,
             (message, e) => Report(RescueEventKind.Failed, message, e));
         _reader = new MissReader(dataplane, OnMiss);
+        if (settings.StatusDirectory is not null)
+        {
+            _statusTimer = new Timer(_ => WriteStatus(), null, TimeSpan.Zero, TimeSpan.FromSeconds(1));
+        }
     }
+
+    /// <summary>The status file of the agent named <paramref name="name"/> in <paramref name="directory"/>.</summary>
+    public static string StatusPath(string directory, string name) => Path.Combine(directory, name + ".json");
 
     /// <summary>This POP's name in the lookup protocol.</summary>
     public string Name => _settings.Name;
@@ -80,7 +89,15 @@ public sealed class RescueAgent : IDisposable
             dataplane.Configure(config, enabled: false);
             dataplane.SetAnycast(settings.Anycast);
             dataplane.SetPeers(settings.Peers.SelectMany(p => new[] { p.UnicastIPv4, p.UnicastIPv6 }).OfType<IPAddress>());
-            sender = new RawPacketSender(settings.UnicastIPv4, settings.UnicastIPv6);
+            try
+            {
+                sender = new RawPacketSender(settings.UnicastIPv4, settings.UnicastIPv6);
+            }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                throw new RescueDataplaneException("cannot open the raw sockets for held segments and RSTs (needs CAP_NET_RAW)", e.ErrorCode, e);
+            }
+
             socketTable = SocketTableLookup.Open();
             SocketTableLookup table = socketTable;
             try
@@ -176,12 +193,49 @@ public sealed class RescueAgent : IDisposable
             return;
         }
 
+        _statusTimer?.Dispose();
+        if (_settings.StatusDirectory is not null)
+        {
+            try
+            {
+                File.Delete(StatusPath(_settings.StatusDirectory, _settings.Name));
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // A stale file says "written at" with its age; rescue status reports it as not running.
+            }
+        }
+
         _reader.Dispose();
         _dataplane.Dispose();
         _channel.Dispose();
         _socketTable.Dispose();
         _sender.Dispose();
         Report(RescueEventKind.Stopped, $"rescue agent {_settings.Name} stopped; the program is detached from {_settings.Interface}");
+    }
+
+    private void WriteStatus()
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            Directory.CreateDirectory(_settings.StatusDirectory!);
+            string path = StatusPath(_settings.StatusDirectory!, _settings.Name);
+            string temporary = path + ".tmp";
+            File.WriteAllText(temporary, GetStatus().ToJson());
+            File.Move(temporary, path, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            if (Interlocked.Exchange(ref _statusFailed, 1) == 0)
+            {
+                Report(RescueEventKind.Failed, $"cannot write the status file in {_settings.StatusDirectory} (reported once)", e);
+            }
+        }
     }
 
     private void OnMiss(RescueMiss miss) => _resolver.OnMiss(miss);

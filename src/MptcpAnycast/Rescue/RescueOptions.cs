@@ -54,6 +54,15 @@ public sealed class RescueOptions
     /// rescuing. Default none: the map goes with the agent.
     /// </summary>
     public string? PinDirectory { get; set; }
+
+    /// <summary>
+    /// Where the agent writes its status every second (<c>NAME.json</c>), for <c>mptcp-anycast rescue status</c>.
+    /// Default <c>/run/mptcp-anycast/rescue</c>; empty: no status file.
+    /// </summary>
+    public string? StatusDirectory { get; set; } = DefaultStatusDirectory;
+
+    /// <summary>The default <see cref="StatusDirectory"/>.</summary>
+    public const string DefaultStatusDirectory = "/run/mptcp-anycast/rescue";
 }
 
 /// <summary>One other POP: its name, unicast addresses and the key shared with it.</summary>

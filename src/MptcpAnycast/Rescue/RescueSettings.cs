@@ -24,6 +24,7 @@ internal sealed record RescueSettings
     public required int MssIPv4 { get; init; }
     public required int MssIPv6 { get; init; }
     public string? PinDirectory { get; init; }
+    public string? StatusDirectory { get; init; }
 
     /// <summary>Checks every setting; the first problem throws, naming it (<paramref name="prefix"/> is the section's path).</summary>
     /// <exception cref="RescueConfigurationException">A setting is missing or bad.</exception>
@@ -116,6 +117,7 @@ internal sealed record RescueSettings
             MssIPv4 = mss4,
             MssIPv6 = mss6,
             PinDirectory = string.IsNullOrWhiteSpace(options.PinDirectory) ? null : options.PinDirectory,
+            StatusDirectory = string.IsNullOrWhiteSpace(options.StatusDirectory) ? null : options.StatusDirectory,
         };
     }
 

@@ -1,3 +1,5 @@
+using System.Text.Json;
+
 namespace MptcpAnycast.Rescue;
 
 /// <summary>A snapshot of a running agent: its configuration, the owner map and every counter.</summary>
@@ -32,4 +34,45 @@ public sealed record RescueStatus
 
     /// <summary>Counters by name: <c>program.*</c> (the BPF program's), <c>lookups.*</c> (the agent's), <c>peers.*</c> (the lookup protocol's).</summary>
     public required IReadOnlyDictionary<string, long> Counters { get; init; }
+
+    /// <summary>The status as one JSON object (what <c>mptcp-anycast rescue status --json</c> prints).</summary>
+    public string ToJson()
+    {
+        using var stream = new MemoryStream();
+        using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        {
+            json.WriteStartObject();
+            json.WriteString("name", Name);
+            json.WriteString("interface", Interface);
+            json.WriteString("startedAt", StartedAt);
+            json.WriteString("writtenAt", DateTimeOffset.UtcNow);
+            Strings(json, "anycast", Anycast);
+            Strings(json, "unicast", Unicast);
+            Strings(json, "peers", Peers);
+            json.WriteNumber("ownerCapacity", OwnerCapacity);
+            json.WriteNumber("pendingLookups", PendingLookups);
+            Strings(json, "owners", Owners);
+            json.WriteStartObject("counters");
+            foreach ((string name, long value) in Counters.OrderBy(c => c.Key, StringComparer.Ordinal))
+            {
+                json.WriteNumber(name, value);
+            }
+
+            json.WriteEndObject();
+            json.WriteEndObject();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+    }
+
+    private static void Strings(Utf8JsonWriter json, string name, IEnumerable<string> values)
+    {
+        json.WriteStartArray(name);
+        foreach (string value in values)
+        {
+            json.WriteStringValue(value);
+        }
+
+        json.WriteEndArray();
+    }
 }

@@ -14,6 +14,8 @@ internal sealed class RawPacketSender : IDisposable
 {
     private const int IpipProtocol = 4;
     private const int Ipv6InIpv6Protocol = 41;
+    private const int IpprotoIp = 0, IpHdrincl = 3; // linux/in.h
+    private const int IpprotoIpv6 = 41, Ipv6Hdrincl = 36; // linux/in6.h (Linux 4.5+)
 
     private readonly Socket? _ipip;
     private readonly Socket? _ip6ip6;
@@ -30,9 +32,9 @@ internal sealed class RawPacketSender : IDisposable
             _ipip = localIPv4 is null ? null : Open(AddressFamily.InterNetwork, IpipProtocol, localIPv4);
             _ip6ip6 = localIPv6 is null ? null : Open(AddressFamily.InterNetworkV6, Ipv6InIpv6Protocol, localIPv6);
             _reset4 = Open(AddressFamily.InterNetwork, (int)ProtocolType.Tcp, null);
-            _reset4.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.HeaderIncluded, true);
+            HeaderIncluded(_reset4, IpprotoIp, IpHdrincl);
             _reset6 = Open(AddressFamily.InterNetworkV6, (int)ProtocolType.Tcp, null);
-            _reset6.SetSocketOption(SocketOptionLevel.IPv6, SocketOptionName.HeaderIncluded, true);
+            HeaderIncluded(_reset6, IpprotoIpv6, Ipv6Hdrincl);
         }
         catch
         {
@@ -152,9 +154,27 @@ internal sealed class RawPacketSender : IDisposable
         return Math.Max(0, total - ip - tcp);
     }
 
+    // .NET's HeaderIncluded option is not mapped for IPv6: both go through libc.
+    private static void HeaderIncluded(Socket socket, int level, int option)
+    {
+        int errno = NativeSocket.SetInt(socket.SafeHandle, level, option, 1);
+        if (errno != 0)
+        {
+            throw new SocketException(errno);
+        }
+    }
+
     private static Socket Open(AddressFamily family, int protocol, IPAddress? bindTo)
     {
-        var socket = new Socket(family, SocketType.Raw, (ProtocolType)protocol);
+        // From libc: .NET maps only the protocols it knows and refuses 4 and 41.
+        int domain = family == AddressFamily.InterNetworkV6 ? 10 : 2;
+        int fd = NativeSocket.Create(domain, Tmds.Linux.LibC.SOCK_RAW, protocol);
+        if (fd < 0)
+        {
+            throw new SocketException(-fd);
+        }
+
+        Socket socket = NativeSocket.Wrap(fd);
         try
         {
             // Send-only: a raw socket also gets a copy of every packet of its protocol; a filter that accepts
