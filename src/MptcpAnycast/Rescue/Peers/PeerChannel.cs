@@ -103,7 +103,7 @@ internal sealed class PeerChannel : IDisposable, IAsyncDisposable
     /// <summary>
     /// Asks all of <paramref name="peers"/> at once whether they own <paramref name="flow"/>; returns as soon as one
     /// says it does, when all have said they do not, or at <paramref name="timeout"/>. A caller with a likely owner
-    /// (a hint) can ask it alone first with <see cref="QueryAsync"/>.
+    /// (a hint) can ask it alone first with <see cref="QueryAsync"/>. Peers are matched to the configuration by name.
     /// </summary>
     /// <exception cref="ArgumentException">A peer is not one of the configured peers.</exception>
     /// <exception cref="OperationCanceledException"><paramref name="cancellationToken"/> was cancelled.</exception>

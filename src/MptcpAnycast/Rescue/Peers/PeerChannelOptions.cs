@@ -14,7 +14,7 @@ internal sealed record PeerChannelOptions
     /// </summary>
     public const int DefaultPort = 62201;
 
-    /// <summary>Shortest key accepted: 128 bits, half of HMAC-SHA256's block-size-independent strength.</summary>
+    /// <summary>Shortest key accepted: 128 bits, no weaker than the 128-bit truncated MAC it keys.</summary>
     public const int MinKeyLength = 16;
 
     /// <summary>This POP's name as its peers know it (the sender name in its messages).</summary>
