@@ -60,12 +60,43 @@ internal sealed class RawPacketSender : IDisposable
             return false;
         }
 
+        byte[] copy = packet.ToArray();
+        CompleteTcpChecksum(copy);
         lock (_gate)
         {
-            socket.SendTo(packet, SocketFlags.None, new IPEndPoint(owner, 0));
+            socket.SendTo(copy, SocketFlags.None, new IPEndPoint(owner, 0));
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// Computes the TCP checksum of a held IP packet again. A segment the kernel received with checksum offload
+    /// (CHECKSUM_PARTIAL, as from a local veth) holds only the pseudo-header sum in its checksum field; the program's
+    /// tunnel keeps that state with the packet, but a copy sent from userspace must carry the full checksum or the
+    /// owner drops it (TcpInErrs).
+    /// </summary>
+    internal static void CompleteTcpChecksum(Span<byte> packet)
+    {
+        bool ipv6 = packet.Length > 0 && packet[0] >> 4 == 6;
+        int header = ipv6 ? 40 : (packet[0] & 0x0f) * 4;
+        int protocol = ipv6 ? packet[6] : packet[9];
+        if (protocol != (int)ProtocolType.Tcp || packet.Length < header + 20)
+        {
+            return;
+        }
+
+        int total = ipv6 ? 40 + BinaryPrimitives.ReadUInt16BigEndian(packet[4..]) : BinaryPrimitives.ReadUInt16BigEndian(packet[2..]);
+        if (total > packet.Length || total < header + 20)
+        {
+            return;
+        }
+
+        Span<byte> tcp = packet[header..total];
+        IPAddress source = ipv6 ? new IPAddress(packet.Slice(8, 16)) : new IPAddress(packet.Slice(12, 4));
+        IPAddress destination = ipv6 ? new IPAddress(packet.Slice(24, 16)) : new IPAddress(packet.Slice(16, 4));
+        tcp[16] = tcp[17] = 0;
+        BinaryPrimitives.WriteUInt16BigEndian(tcp[16..], InternetChecksum.Transport(source, destination, (byte)ProtocolType.Tcp, tcp));
     }
 
     /// <summary>

@@ -45,4 +45,20 @@ public sealed class RawPacketSenderTests
         Assert.Equal(7030u, BinaryPrimitives.ReadUInt32BigEndian(packet.AsSpan(28)));
         Assert.Equal(RescueMiss.Rst | RescueMiss.Ack, packet[33]);
     }
+
+    [Theory]
+    [InlineData("203.0.113.7", "192.0.2.100")]
+    [InlineData("2001:db8:1::7", "2001:db8:ac::1")]
+    public void A_held_segment_with_only_the_pseudo_header_sum_gets_its_full_checksum(string client, string server)
+    {
+        IPAddress c = IPAddress.Parse(client), s = IPAddress.Parse(server);
+        byte[] packet = TestPackets.Tcp(c, 40000, s, 443, TestPackets.Ack, payload: 333)[TestPackets.EthernetLength..];
+        int tcp = c.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? 40 : 20;
+        ushort full = BinaryPrimitives.ReadUInt16BigEndian(packet.AsSpan(tcp + 16));
+        BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(tcp + 16), 0x1234); // as CHECKSUM_PARTIAL leaves it
+
+        RawPacketSender.CompleteTcpChecksum(packet);
+
+        Assert.Equal(full, BinaryPrimitives.ReadUInt16BigEndian(packet.AsSpan(tcp + 16)));
+    }
 }
