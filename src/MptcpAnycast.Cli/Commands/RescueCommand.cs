@@ -12,10 +12,10 @@ namespace MptcpAnycast.Cli.Commands;
 /// </summary>
 internal static class RescueCommand
 {
-    public const string Usage = "rescue run --config FILE [--verbose] | rescue status [--name NAME] [--json] [--dir DIR]";
+    public const string Usage = "rescue run --config FILE [--verbose] [--log FILE] | rescue status [--name NAME] [--json] [--dir DIR]";
 
     private static readonly HashSet<string> Flags = ["--verbose", "--json"];
-    private static readonly HashSet<string> Valued = ["--config", "--name", "--dir"];
+    private static readonly HashSet<string> Valued = ["--config", "--name", "--dir", "--log"];
 
     public static Task<int> RunAsync(string[] args, TextWriter output)
     {
@@ -31,9 +31,12 @@ internal static class RescueCommand
 
     private static async Task<int> RunAgentAsync(ArgumentReader reader, TextWriter output)
     {
-        reader.OnlyOptions("rescue run", "--config", "--verbose");
+        reader.OnlyOptions("rescue run", "--config", "--verbose", "--log");
         string path = reader.Required("--config");
         bool verbose = reader.Flag("--verbose");
+        using StreamWriter? log = reader.Value("--log") is string logPath ? new StreamWriter(logPath, append: true) { AutoFlush = true } : null;
+        output = log ?? output;
+        TextWriter errors = log ?? Console.Error;
         RescueOptions options = Load(path, out string prefix);
 
         using var stop = new CancellationTokenSource();
@@ -58,12 +61,12 @@ internal static class RescueCommand
             }
             catch (RescueConfigurationException e)
             {
-                Console.Error.WriteLine($"mptcp-anycast rescue run: {path}: {e.Message}");
+                errors.WriteLine($"mptcp-anycast rescue run: {path}: {e.Message}");
                 return 2;
             }
             catch (RescueDataplaneException e)
             {
-                Console.Error.WriteLine($"mptcp-anycast rescue run: {e.Message}");
+                errors.WriteLine($"mptcp-anycast rescue run: {e.Message}");
                 return 1;
             }
 

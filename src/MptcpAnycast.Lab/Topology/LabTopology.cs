@@ -141,6 +141,10 @@ public sealed class LabTopology : Topology
     {
         IReadOnlyList<string> names = Remove(prefix);
         LabState.Delete(prefix);
+        if (Directory.Exists(LabRescue.DirectoryOf(prefix)))
+        {
+            Directory.Delete(LabRescue.DirectoryOf(prefix), recursive: true);
+        }
         return names;
     }
 
