@@ -14,9 +14,9 @@ namespace MptcpAnycast.Cli.Commands;
 internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
 {
     public const string Usage =
-        "lab demo [lab up options except --pops] [--seconds S] [--rate BYTES] [--flip-after S] [--after-join keep-both|prefer-unicast|migrate-to-unicast] [--no-curl] | " +
+        "lab demo [lab up options except --pops and --rescue] [--no-rescue] [--seconds S] [--rate BYTES] [--flip-after S] [--after-join keep-both|prefer-unicast|migrate-to-unicast] [--no-curl] | " +
         "lab measure [lab up options except --pops] [--flips N] [--requests] [--no-flip] [--rate BYTES] [--after-join POLICY] | " +
-        "lab up [--prefix P] [--pops 2|3] [--unicast own|shared-ipv4|ipv6-only] [--client accept-add-addr|subflow-endpoint|defaults] " +
+        "lab up [--prefix P] [--pops 2|3] [--rescue] [--unicast own|shared-ipv4|ipv6-only] [--client accept-add-addr|subflow-endpoint|defaults] " +
         "[--path-manager kernel|userspace] [--nat] [--firewall] [--strip-mptcp] | lab flip [--prefix P] [--to a|b|c] | lab status|down [--prefix P]";
 
     private static readonly HashSet<string> UpFlags = ["--nat", "--firewall", "--strip-mptcp"];
@@ -24,6 +24,7 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
 
     // demo and measure run their POP servers in A and B and flip between them, so only lab up takes --pops.
     private static readonly HashSet<string> UpOwnValued = [.. UpValued, "--pops"];
+    private static readonly HashSet<string> UpOwnFlags = [.. UpFlags, "--rescue"];
     private static readonly HashSet<string> NoFlags = [];
     private static readonly HashSet<string> PrefixOnly = ["--prefix"];
     private static readonly HashSet<string> FlipValued = ["--prefix", "--to"];
@@ -50,7 +51,11 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
 
         Func<int> run = verb switch
         {
-            "up" => Prepare(rest, UpFlags, UpOwnValued, reader => () => Up(ReadOptions(reader), output)),
+            "up" => Prepare(rest, UpOwnFlags, UpOwnValued, reader =>
+            {
+                bool rescue = reader.Flag("--rescue");
+                return () => Up(ReadOptions(reader), rescue, output);
+            }),
             "flip" => Prepare(rest, NoFlags, FlipValued, reader =>
             {
                 // Read before the root check, so a misspelt POP is a usage error wherever it runs.
@@ -81,7 +86,7 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
         }
     }
 
-    private static readonly HashSet<string> DemoFlags = [.. UpFlags, "--no-curl"];
+    private static readonly HashSet<string> DemoFlags = [.. UpFlags, "--no-curl", "--no-rescue"];
     private static readonly HashSet<string> DemoValued = [.. UpValued, "--seconds", "--rate", "--flip-after", "--after-join"];
 
     private async Task<int> DemoAsync(string[] args, TextWriter output)
@@ -97,6 +102,7 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
             FlipAfter = reader.Int("--flip-after", 1, seconds - 1) ?? Math.Min(4, seconds / 2),
             AfterJoin = reader.Value("--after-join") is string policy ? AfterJoinName(policy) : null,
             Curl = !reader.Flag("--no-curl"),
+            Rescue = !reader.Flag("--no-rescue"),
         };
         if (!isRoot())
         {
@@ -230,9 +236,22 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
         return make(reader);
     }
 
-    private static int Up(LabOptions options, TextWriter output)
+    private int Up(LabOptions options, bool rescue, TextWriter output)
     {
         LabTopology lab = LabTopology.Up(options);
+        if (rescue)
+        {
+            try
+            {
+                LabRescue.StartAsync(lab, tool(), detached: true).GetAwaiter().GetResult().Dispose();
+            }
+            catch
+            {
+                lab.Down();
+                throw;
+            }
+        }
+
         output.WriteLine($"lab {options.Prefix} is up: {options}");
         output.WriteLine($"  client  {lab.Client.Name,-24} {lab.Plan.Client4}, {lab.Plan.Client6}");
         output.WriteLine($"  router  {lab.Router.Name,-24} anycast {lab.Plan.Anycast4}, {lab.Plan.Anycast6} -> POP {lab.Active}");
@@ -244,6 +263,11 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
         if (lab.StripMechanism is not null)
         {
             output.WriteLine($"  MPTCP option stripped on the router with: {lab.StripMechanism}");
+        }
+
+        if (rescue)
+        {
+            output.WriteLine($"  rescue agent running in every POP until lab down (status: mptcp-anycast rescue status --dir {LabRescue.StatusDirectoryOf(options.Prefix)}; logs in {LabRescue.DirectoryOf(options.Prefix)})");
         }
 
         string choose = lab.Pops.Count > LabOptions.MinPops ? $" [--to {string.Join("|", lab.Pops.Select(p => LabNames.Of(p.Id)))}]" : "";

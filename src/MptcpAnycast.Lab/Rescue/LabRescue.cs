@@ -192,7 +192,15 @@ public sealed class LabRescue : IDisposable
 
     private static void StartDetached(LabNamespace ns, string[] command)
     {
-        var psi = new ProcessStartInfo("ip") { UseShellExecute = false, RedirectStandardInput = true };
+        // Its own pipes, not this process's stdout: a detached agent must not hold the caller's terminal or pipe open
+        // (it writes to its --log file; the pipes are never read and close with this process).
+        var psi = new ProcessStartInfo("ip")
+        {
+            UseShellExecute = false,
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
         foreach (string word in (string[])["netns", "exec", ns.Name, .. command])
         {
             psi.ArgumentList.Add(word);

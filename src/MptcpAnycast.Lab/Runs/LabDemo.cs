@@ -13,12 +13,16 @@ public sealed record DemoSettings
     public double FlipAfter { get; init; } = 4;
     public string? AfterJoin { get; init; }
     public bool Curl { get; init; } = true;
+
+    /// <summary>Run the rescue agent in both POPs, so the plain TCP client survives too (<c>--no-rescue</c>: it dies).</summary>
+    public bool Rescue { get; init; } = true;
 }
 
 /// <summary>
 /// <c>mptcp-anycast lab demo</c>: builds the lab, runs the POP server (<c>TOOL lab serve</c>) in both POPs, streams to
 /// an MPTCP client and to a plain TCP client at the same time, moves the anycast route mid-stream, and shows who
-/// survived. Exit 0 only when the MPTCP connection survived. Everything it made is removed at the end, also after a
+/// survived. With rescue (the default) the rescue agent runs in both POPs and the plain TCP client must survive too.
+/// Exit 0 only when the MPTCP connection survived (and, with rescue, the plain TCP one). Everything it made is removed at the end, also after a
 /// failure or Ctrl-C.
 /// </summary>
 public static class LabDemo
@@ -38,6 +42,7 @@ public static class LabDemo
         var servers = new List<PopServer>();
         var probes = new List<StreamProbe>();
         ChildProcess? curl = null;
+        LabRescue? rescue = null;
         try
         {
             LabPop a = lab.Pop(LabPopId.A), b = lab.Pop(LabPopId.B);
@@ -49,6 +54,16 @@ public static class LabDemo
             servers.Add(await startB.ConfigureAwait(false));
             string mode = options.PathManager == LabPathManager.Userspace ? "Userspace" : "Kernel";
             output.WriteLine($"  the POP server ({tool} lab serve) listens on port {PopServer.Port} in both POPs: MptcpAnycast transport, mode {mode}, after join {settings.AfterJoin ?? "PreferUnicast (default)"}");
+
+            if (settings.Rescue)
+            {
+                rescue = await LabRescue.StartAsync(lab, tool, cancellationToken: cancellationToken).ConfigureAwait(false);
+                output.WriteLine($"  the rescue agent ({tool} rescue run) runs in both POPs: segments of a connection the other POP owns are tunnelled to it (--no-rescue: off)");
+            }
+            else
+            {
+                output.WriteLine("  no rescue agent (--no-rescue): a plain TCP connection dies when the route moves");
+            }
 
             var target = new IPEndPoint(IPAddress.Parse(lab.Plan.Anycast4), PopServer.Port);
             bool dualStack = options.Unicast == LabUnicast.Ipv6Only;
@@ -98,7 +113,8 @@ public static class LabDemo
             foreach (StreamProbe p in probes)
             {
                 string received = $"{p.Received / 1024} / {p.Expected / 1024} KiB";
-                string result = p.Survived ? "SURVIVED (every byte intact, SHA-256 matches)" : $"DIED: {p.Error ?? (p.PatternIntact ? "incomplete" : "corrupted")}";
+                string how = p == tcp && rescue is not null ? "rescued; " : "";
+                string result = p.Survived ? $"SURVIVED ({how}every byte intact, SHA-256 matches)" : $"DIED: {p.Error ?? (p.PatternIntact ? "incomplete" : "corrupted")}";
                 if (p.Survived && !p.HashMatches)
                 {
                     result = "CORRUPTED (hash mismatch)";
@@ -121,15 +137,30 @@ public static class LabDemo
                 output.WriteLine($"POP {pop.Id}: announced on {s.Count("announced")} connection(s), {s.Count("joined")} client subflow(s) joined, {rsts} TCP reset(s) sent");
             }
 
-            bool survived = mptcp.HashMatches;
-            output.WriteLine(survived
-                ? "The MPTCP connection survived the anycast route change; the plain TCP one " + (tcp.Survived ? "survived too (unexpected)." : "did not.")
-                : "The MPTCP connection did NOT survive the route change.");
-            return survived ? 0 : 1;
+            if (rescue is not null)
+            {
+                foreach (LabPopId id in (LabPopId[])[LabPopId.A, LabPopId.B])
+                {
+                    IReadOnlyDictionary<string, long> c = rescue.Counters(id);
+                    output.WriteLine($"POP {id} rescue: {c.GetValueOrDefault("program.tunnelled")} segment(s) tunnelled, {c.GetValueOrDefault("program.decapsulated")} received through the tunnel, {c.GetValueOrDefault("lookups.found")} owner(s) found, {c.GetValueOrDefault("lookups.resets")} reset(s)");
+                }
+            }
+
+            bool mptcpSurvived = mptcp.HashMatches;
+            bool tcpSurvived = tcp.Survived && tcp.HashMatches;
+            string tcpText = tcpSurvived
+                ? (rescue is null ? "survived too (unexpected without rescue)." : "survived too: POP B tunnelled its segments to POP A (rescued).")
+                : (rescue is null ? "did not (run without --no-rescue to rescue it)." : "did NOT, although rescue was on.");
+            output.WriteLine(mptcpSurvived
+                ? "The MPTCP connection survived the anycast route change; the plain TCP one " + tcpText
+                : "The MPTCP connection did NOT survive the route change; the plain TCP one " + tcpText);
+            bool expected = mptcpSurvived && (rescue is null || tcpSurvived);
+            return expected ? 0 : 1;
         }
         finally
         {
             curl?.Dispose();
+            rescue?.Dispose();
 
             probes.ForEach(p => p.Dispose());
             servers.ForEach(s => s.Dispose());
