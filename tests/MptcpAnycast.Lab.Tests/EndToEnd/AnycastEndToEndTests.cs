@@ -77,27 +77,31 @@ public sealed class AnycastEndToEndTests(ITestOutputHelper output)
     }
 
     // 3
-    [LabFact]
-    public async Task Default_limits_client_with_one_address_does_not_join_and_works_until_the_flip()
+    [LabTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Default_limits_client_with_one_address_does_not_join_and_works_until_the_flip_or_is_rescued(bool rescue)
     {
-        using EndToEndRun run = await EndToEndRun.StartAsync(Options(client: LabClientLimits.Defaults));
+        using EndToEndRun run = await EndToEndRun.StartAsync(Options(client: LabClientLimits.Defaults), rescue: rescue);
         StreamProbe probe = await run.ConnectAsync();
         Assert.False(await EndToEndRun.WaitForJoinAsync(probe, TimeSpan.FromSeconds(2.5)));
-        JsonElement state = await EndToEndRun.ServerStateAsync(probe);
+        JsonElement state = await EndToEndRun.ServerStateAsync(probe, "JoinTimedOut", TimeSpan.FromSeconds(5));
 
         Assert.Equal("JoinTimedOut", state.GetProperty("state").GetString());
         Assert.Contains("did not open a subflow", state.GetProperty("stateReason").GetString());
         Assert.Equal(1, state.GetProperty("addAddrSignal").GetInt32()); // announced, and ignored
         Assert.Equal(1, state.GetProperty("subflows").GetArrayLength());
         await run.StreamAcrossFlipAsync([probe]);
-        EndToEndRun.AssertDiedAfterIntactStart(probe);
+        run.AssertSingleSubflowOutcome(probe);
     }
 
     // 4
-    [LabFact]
-    public async Task Plain_tcp_client_is_a_fallback_and_works_until_the_flip()
+    [LabTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Plain_tcp_client_is_a_fallback_and_works_until_the_flip_or_is_rescued(bool rescue)
     {
-        using EndToEndRun run = await EndToEndRun.StartAsync(Options());
+        using EndToEndRun run = await EndToEndRun.StartAsync(Options(), rescue: rescue);
         StreamProbe probe = await run.ConnectAsync(mptcp: false);
         JsonElement state = await EndToEndRun.ServerStateAsync(probe);
 
@@ -105,7 +109,7 @@ public sealed class AnycastEndToEndTests(ITestOutputHelper output)
         Assert.Equal("PlainTcpSocket", state.GetProperty("fallbackReason").GetString());
         Assert.Equal("NotAnnounced", state.GetProperty("state").GetString());
         await run.StreamAcrossFlipAsync([probe]);
-        EndToEndRun.AssertDiedAfterIntactStart(probe);
+        run.AssertSingleSubflowOutcome(probe);
     }
 
     // 5
@@ -122,24 +126,28 @@ public sealed class AnycastEndToEndTests(ITestOutputHelper output)
     }
 
     // 6
-    [LabFact]
-    public async Task Dropped_subflows_to_the_unicast_address_time_out_and_the_connection_is_unharmed_before_the_flip()
+    [LabTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Dropped_subflows_to_the_unicast_address_time_out_and_the_connection_is_unharmed_before_the_flip_or_rescued(bool rescue)
     {
-        using EndToEndRun run = await EndToEndRun.StartAsync(Options(firewall: true));
+        using EndToEndRun run = await EndToEndRun.StartAsync(Options(firewall: true), rescue: rescue);
         StreamProbe probe = await run.ConnectAsync();
         Assert.False(await EndToEndRun.WaitForJoinAsync(probe, TimeSpan.FromSeconds(2.5)));
-        JsonElement state = await EndToEndRun.ServerStateAsync(probe);
+        JsonElement state = await EndToEndRun.ServerStateAsync(probe, "JoinTimedOut", TimeSpan.FromSeconds(5));
 
         Assert.Equal("JoinTimedOut", state.GetProperty("state").GetString());
         await run.StreamAcrossFlipAsync([probe]);
-        EndToEndRun.AssertDiedAfterIntactStart(probe);
+        run.AssertSingleSubflowOutcome(probe);
     }
 
     // 7
-    [LabFact]
-    public async Task Mptcp_option_stripped_on_the_path_gives_plain_tcp_that_works()
+    [LabTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Mptcp_option_stripped_on_the_path_gives_plain_tcp_that_works_until_the_flip_or_is_rescued(bool rescue)
     {
-        using EndToEndRun run = await EndToEndRun.StartAsync(Options(strip: true));
+        using EndToEndRun run = await EndToEndRun.StartAsync(Options(strip: true), rescue: rescue);
         StreamProbe probe = await run.ConnectAsync();
         JsonElement state = await EndToEndRun.ServerStateAsync(probe);
 
@@ -147,7 +155,7 @@ public sealed class AnycastEndToEndTests(ITestOutputHelper output)
         Assert.Equal("PlainTcpSocket", state.GetProperty("fallbackReason").GetString());
         Assert.Equal(MptcpFallbackReason.FellBackToTcp, probe.Info().FallbackReason);
         await run.StreamAcrossFlipAsync([probe]);
-        EndToEndRun.AssertDiedAfterIntactStart(probe);
+        run.AssertSingleSubflowOutcome(probe);
     }
 
     // 8
@@ -169,16 +177,25 @@ public sealed class AnycastEndToEndTests(ITestOutputHelper output)
     }
 
     // 10
-    [LabFact]
-    public async Task Ipv6_unicast_for_an_ipv4_connection_reaches_a_dual_stack_client_but_not_an_ipv4_socket()
+    [LabTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Ipv6_unicast_for_an_ipv4_connection_reaches_a_dual_stack_client_but_not_an_ipv4_socket_which_rescue_keeps(bool rescue)
     {
-        using EndToEndRun run = await EndToEndRun.StartAsync(Options(unicast: LabUnicast.Ipv6Only));
+        using EndToEndRun run = await EndToEndRun.StartAsync(Options(unicast: LabUnicast.Ipv6Only), rescue: rescue);
         await JoinedAndSurvivesAsync(run, dualStack: true);
 
         // The kernel's limit: an AF_INET client socket receives the IPv6 ADD_ADDR and never joins.
         StreamProbe v4only = await run.ConnectAsync();
         Assert.False(await EndToEndRun.WaitForJoinAsync(v4only, TimeSpan.FromSeconds(2.5)));
-        Assert.Equal("JoinTimedOut", (await EndToEndRun.ServerStateAsync(v4only)).GetProperty("state").GetString());
+        Assert.Equal("JoinTimedOut", (await EndToEndRun.ServerStateAsync(v4only, "JoinTimedOut", TimeSpan.FromSeconds(5))).GetProperty("state").GetString());
+        if (rescue)
+        {
+            // The route has moved to B already (the dual-stack client's flip): flip back to A, then to B again.
+            run.Topology.FlipTo(LabPopId.A);
+            await run.StreamAcrossFlipAsync([v4only]);
+            run.AssertSingleSubflowOutcome(v4only);
+        }
     }
 
     // 12
