@@ -121,6 +121,7 @@ public sealed class RescueAgent : IDisposable
             dataplane.Attach(settings.InterfaceIndex);
             dataplane.Configure(config, enabled: true);
             var agent = new RescueAgent(settings, report, dataplane, sender, socketTable, channel);
+            _ = agent.WarmUpAsync();
             agent.Report(RescueEventKind.Started,
                 $"rescue agent {settings.Name} on {settings.Interface}: anycast {string.Join(", ", settings.Anycast)}; " +
                 $"unicast {string.Join(", ", new[] { settings.UnicastIPv4, settings.UnicastIPv6 }.OfType<IPAddress>())}; " +
@@ -212,6 +213,31 @@ public sealed class RescueAgent : IDisposable
         _socketTable.Dispose();
         _sender.Dispose();
         Report(RescueEventKind.Stopped, $"rescue agent {_settings.Name} stopped; the program is detached from {_settings.Interface}");
+    }
+
+    /// <summary>
+    /// Runs the lookup path once on a flow nobody owns, so that the first real miss does not pay for loading the crypto
+    /// library, JIT-compiling the codec and the socket-table lookup (hundreds of milliseconds on a cold process: longer
+    /// than the client's retransmission timeout).
+    /// </summary>
+    private async Task WarmUpAsync()
+    {
+        try
+        {
+            IPAddress anycast = _settings.Anycast[0];
+            IPAddress nobody = anycast.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any;
+            var flow = new TcpFlow(nobody, 0, anycast, 0);
+            _socketTable.Lookup(flow);
+            RawPacketSender.CompleteTcpChecksum(RawPacketSender.BuildReset(new RescueMiss(flow, 0, 0, RescueMiss.Ack, null)));
+            if (_settings.Peers.Count > 0)
+            {
+                await _channel.FindOwnerAsync(_settings.Peers, flow, TimeSpan.FromMilliseconds(500)).ConfigureAwait(false);
+            }
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            // Only a warm-up: the real lookups report their own failures.
+        }
     }
 
     private void WriteStatus()
