@@ -7,6 +7,7 @@ using MptcpAnycast.Kestrel;
 // The content root is the app's own folder, so that its appsettings.json applies from any working directory.
 WebApplicationBuilder builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 builder.WebHost.UseMptcpAnycast();
+builder.WebHost.UseMptcpAnycastRescue(); // plain TCP connections survive too, once MptcpAnycast:Rescue is configured
 
 WebApplication app = builder.Build();
 string pop = app.Configuration["Pop"] ?? Environment.MachineName; // which POP answered: the point of anycast

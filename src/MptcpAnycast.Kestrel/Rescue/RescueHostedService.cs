@@ -20,9 +20,16 @@ internal sealed class RescueHostedService(IOptions<RescueOptions> options, ILogg
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
+        RescueOptions value = options.Value;
+        if (value.Name is null && value.Interface is null && value.AnycastAddresses.Count == 0 && value.Peers.Count == 0)
+        {
+            RescueLog.NotConfigured(logger, RescueOptions.SectionName);
+            return Task.CompletedTask;
+        }
+
         try
         {
-            _agent = RescueAgent.Start(options.Value, report => RescueLog.Write(logger, report));
+            _agent = RescueAgent.Start(value, report => RescueLog.Write(logger, report));
         }
         catch (RescueDataplaneException e)
         {

@@ -24,6 +24,10 @@ internal static partial class RescueLog
         "The rescue agent cannot run, so plain TCP connections on this host die when the anycast route moves away (MPTCP ones survive as before): {Reason}")]
     public static partial void Unavailable(ILogger logger, string reason, Exception exception);
 
+    [LoggerMessage(46, LogLevel.Warning,
+        "Rescue is not configured ({Section} is empty), so plain TCP connections die when the anycast route moves; set {Section}:Name, :Interface, :AnycastAddresses, :UnicastIPv4 and :Peers (docs/rescue.md).")]
+    public static partial void NotConfigured(ILogger logger, string section);
+
     public static void Write(ILogger logger, MptcpAnycast.Rescue.RescueEvent report)
     {
         switch (report.Kind)

@@ -121,6 +121,12 @@ public static class PopServerApp
                 break;
         }
 
+        // The rescue agent in the same process, the one line an ASP.NET Core app adds, when configured (MptcpAnycast:Rescue).
+        if (builder.Configuration[$"{MptcpAnycast.Rescue.RescueOptions.SectionName}:Name"] is { Length: > 0 })
+        {
+            builder.WebHost.UseMptcpAnycastRescue();
+        }
+
         WebApplication app = builder.Build();
         Map(app, app.Configuration["Pop"] ?? Environment.MachineName);
         return app;

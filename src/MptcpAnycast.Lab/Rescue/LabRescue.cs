@@ -78,6 +78,46 @@ public sealed class LabRescue : IDisposable
     }
 
     /// <summary>
+    /// The agent's configuration for <paramref name="pop"/> as ASP.NET Core command-line settings
+    /// (<c>--MptcpAnycast:Rescue:Name pop-a ...</c>), for a POP server that hosts the agent itself.
+    /// </summary>
+    public static List<string> HostArguments(LabTopology lab, LabPopId pop)
+    {
+        ArgumentNullException.ThrowIfNull(lab);
+        string path = WriteConfigurations(lab)[pop];
+        using JsonDocument document = JsonDocument.Parse(File.ReadAllText(path));
+        var args = new List<string>();
+        Flatten(document.RootElement, MptcpAnycast.Rescue.RescueOptions.SectionName, args);
+        return args;
+
+        static void Flatten(JsonElement element, string key, List<string> args)
+        {
+            switch (element.ValueKind)
+            {
+                case JsonValueKind.Object:
+                    foreach (JsonProperty property in element.EnumerateObject())
+                    {
+                        Flatten(property.Value, $"{key}:{property.Name}", args);
+                    }
+
+                    break;
+                case JsonValueKind.Array:
+                    int i = 0;
+                    foreach (JsonElement item in element.EnumerateArray())
+                    {
+                        Flatten(item, $"{key}:{i++}", args);
+                    }
+
+                    break;
+                default:
+                    args.Add("--" + key);
+                    args.Add(element.ToString());
+                    break;
+            }
+        }
+    }
+
+    /// <summary>
     /// Starts the agent in every POP (or in <paramref name="pops"/>) and returns once each has written its status, or
     /// throws with the output of one that exited or did not start in time (stopping the others).
     /// </summary>
@@ -86,13 +126,22 @@ public sealed class LabRescue : IDisposable
     /// <param name="detached">True: the agents outlive this process, logging to files, until <c>lab down</c>.</param>
     /// <param name="pops">The POPs to start it in; default all.</param>
     /// <param name="extra">Settings added to every configuration.</param>
+    /// <param name="wrapper">A command that runs each agent, such as <c>setpriv</c> with its options (the lab's
+    /// directories are then opened to every user, so that an unprivileged agent can write its status).</param>
     /// <param name="cancellationToken">Stops the wait.</param>
     public static async Task<LabRescue> StartAsync(LabTopology lab, ToolCommand tool, bool detached = false, IEnumerable<LabPopId>? pops = null,
-        IReadOnlyDictionary<string, object>? extra = null, CancellationToken cancellationToken = default)
+        IReadOnlyDictionary<string, object>? extra = null, IReadOnlyList<string>? wrapper = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(lab);
         ArgumentNullException.ThrowIfNull(tool);
         IReadOnlyDictionary<LabPopId, string> configs = WriteConfigurations(lab, extra);
+        if (wrapper is not null && !OperatingSystem.IsWindows())
+        {
+            const UnixFileMode Everyone = (UnixFileMode)0x1ff; // rwxrwxrwx: a throw-away lab directory under /run
+            File.SetUnixFileMode(DirectoryOf(lab.Options.Prefix), Everyone);
+            File.SetUnixFileMode(StatusDirectoryOf(lab.Options.Prefix), Everyone);
+        }
+
         var owned = new Dictionary<LabPopId, ChildProcess>();
         var rescue = new LabRescue(lab, owned);
         try
@@ -108,7 +157,7 @@ public sealed class LabRescue : IDisposable
                 }
                 else
                 {
-                    owned[id] = lab.Pop(id).Namespace.Start(tool.With(run));
+                    owned[id] = lab.Pop(id).Namespace.Start([.. wrapper ?? [], .. tool.With(run)]);
                 }
             }
 
@@ -141,6 +190,9 @@ public sealed class LabRescue : IDisposable
         using JsonDocument document = JsonDocument.Parse(File.ReadAllText(path));
         return document.RootElement.GetProperty("counters").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetInt64());
     }
+
+    /// <summary>The process id of the agent this object started in <paramref name="pop"/> (the wrapper's, which execs it).</summary>
+    public int Pid(LabPopId pop) => _owned[pop].Pid;
 
     /// <summary>The output of the agent this object started in <paramref name="pop"/> (empty for detached ones).</summary>
     public string Output(LabPopId pop) => _owned.TryGetValue(pop, out ChildProcess? process) ? process.Output : "";

@@ -42,22 +42,35 @@ internal static unsafe class RescueDataplaneLog
             return 0;
         }
 
-        const int Size = 1024;
-        byte* buffer = stackalloc byte[Size];
-        int written = Libbpf.vsnprintf(buffer, Size, format, args);
-        if (written <= 0)
+        // The verifier's log comes as one message of many kilobytes, its verdict at the end: format it whole, keep the
+        // last lines. (A va_list can be used once, so there is no asking for the length first.)
+        const int Size = 256 * 1024;
+        byte* buffer = (byte*)NativeMemory.Alloc(Size);
+        try
         {
-            return 0;
-        }
-
-        string line = Encoding.UTF8.GetString(buffer, Math.Min(written, Size - 1)).TrimEnd();
-        lock (s_gate)
-        {
-            s_recent.Enqueue(line);
-            while (s_recent.Count > Keep)
+            int written = Libbpf.vsnprintf(buffer, Size, format, args);
+            if (written <= 0)
             {
-                s_recent.Dequeue();
+                return 0;
             }
+
+            string text = Encoding.UTF8.GetString(buffer, Math.Min(written, Size - 1));
+            lock (s_gate)
+            {
+                foreach (string line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    s_recent.Enqueue(line.TrimEnd());
+                }
+
+                while (s_recent.Count > Keep)
+                {
+                    s_recent.Dequeue();
+                }
+            }
+        }
+        finally
+        {
+            NativeMemory.Free(buffer);
         }
 
         return 0;

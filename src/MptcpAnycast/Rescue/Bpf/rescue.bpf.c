@@ -521,24 +521,21 @@ int rescue_ingress(struct __sk_buff *skb)
 }
 
 // Lowers the MSS option of a SYN-ACK to the budget. Linux puts MSS first; a few options are walked in case
-// another stack's order differs.
+// another stack's order differs. The options are read with bpf_skb_load_bytes rather than through a packet
+// pointer plus a variable offset, which the verifier allows only with CAP_PERFMON.
 static __always_inline int clamp_mss(struct __sk_buff *skb, __u32 tcp_offset, __u16 budget)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct tcphdr *tcp = data + tcp_offset;
-	if ((void *)(tcp + 1) > data_end)
+	struct tcphdr tcp;
+	if (bpf_skb_load_bytes(skb, tcp_offset, &tcp, sizeof(tcp)))
 		return TC_ACT_OK;
-	if (!tcp->syn || !tcp->ack)
+	if (!tcp.syn || !tcp.ack)
 		return TC_ACT_OK;
-	__u32 options_end = tcp_offset + tcp->doff * 4;
-	__u32 offset = tcp_offset + sizeof(*tcp);
+	__u32 options_end = tcp_offset + tcp.doff * 4;
+	__u32 offset = tcp_offset + sizeof(tcp);
 	// A bounded loop (kernel >= 5.3), not unrolled: the verifier follows each iteration.
 	for (int i = 0; i < 8; i++) {
-		if (offset + 4 > options_end)
-			return TC_ACT_OK;
-		__u8 *option = data + offset;
-		if ((void *)(option + 4) > data_end)
+		__u8 option[4];
+		if (offset + 4 > options_end || bpf_skb_load_bytes(skb, offset, option, sizeof(option)))
 			return TC_ACT_OK;
 		if (option[0] == 0)	// end of options
 			return TC_ACT_OK;
@@ -547,7 +544,8 @@ static __always_inline int clamp_mss(struct __sk_buff *skb, __u32 tcp_offset, __
 			continue;
 		}
 		if (option[0] == 2 && option[1] == 4) {
-			__be16 old_mss = *(__be16 *)(option + 2);
+			__be16 old_mss;
+			__builtin_memcpy(&old_mss, option + 2, sizeof(old_mss));
 			if (bpf_ntohs(old_mss) <= budget)
 				return TC_ACT_OK;
 			__be16 new_mss = bpf_htons(budget);

@@ -1,0 +1,83 @@
+using System.Net;
+using System.Net.Sockets;
+using MptcpAnycast.Lab.Tests.Infrastructure;
+using MptcpAnycast.Lab.Tests.Lab;
+using Xunit.Abstractions;
+
+namespace MptcpAnycast.Lab.Tests.Rescue;
+
+/// <summary>
+/// What the rescue agent needs: CAP_BPF and CAP_NET_ADMIN (load the program, attach it to tc) and CAP_NET_RAW (send
+/// held segments and RSTs), no more; and what happens without them.
+/// </summary>
+[Collection(AnycastLabCollection.Name)]
+public sealed class RescuePrivilegeTests(ITestOutputHelper output)
+{
+    private const int Port = 8080;
+
+    private static readonly string[] NobodyWithRescueCapabilities =
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+bpf,+net_admin,+net_raw", "--ambient-caps=+bpf,+net_admin,+net_raw", "--"];
+
+    private static readonly string[] NobodyWithNetAdminAndRaw =
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=+net_admin,+net_raw", "--ambient-caps=+net_admin,+net_raw", "--"];
+
+    [LabFact]
+    public async Task An_ordinary_user_with_only_CAP_BPF_CAP_NET_ADMIN_and_CAP_NET_RAW_rescues_a_plain_TCP_connection()
+    {
+        using LabTopology lab = LabTool.Up(new LabOptions());
+        using LabRescue rescue = await LabRescue.StartAsync(lab, LabTool.Command, wrapper: NobodyWithRescueCapabilities);
+        foreach (LabPopId pop in (LabPopId[])[LabPopId.A, LabPopId.B])
+        {
+            string status = File.ReadAllText($"/proc/{rescue.Pid(pop)}/status");
+            Assert.Contains("Uid:\t65534", status);
+            // CAP_NET_ADMIN (12), CAP_NET_RAW (13), CAP_BPF (39) and nothing else.
+            Assert.Matches(@"CapEff:\s+0000008000003000", status);
+        }
+
+        var spec = new PacedStreamSpec(512 * 1024, 256 * 1024);
+        await using PacedStreamServer serverA = PacedStreamServer.Start(lab.Pop(LabPopId.A).Namespace, new IPEndPoint(IPAddress.Any, Port), spec);
+        using Socket client = lab.Client.Run(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+        await client.ConnectAsync(new IPEndPoint(IPAddress.Parse(lab.Plan.Anycast4), Port)).WithTimeout(TimeSpan.FromSeconds(5), "connect");
+        StreamReceiver receiver = StreamReceiver.Start(client, spec, TaskTimeoutExtensions.Within(TimeSpan.FromSeconds(30)));
+        Assert.True(await receiver.WaitForAsync(64 * 1024, TimeSpan.FromSeconds(5)), "the stream did not start");
+        lab.FlipTo(LabPopId.B);
+        StreamOutcome outcome = await receiver.Completion.WaitAsync(TimeSpan.FromSeconds(20));
+        output.WriteLine(outcome.ToString());
+
+        Assert.True(outcome.Complete, $"not rescued: {outcome}\n{rescue.Output(LabPopId.B)}");
+        await Eventually.TrueAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("program.tunnelled") > 0, "B tunnelled");
+    }
+
+    [LabFact]
+    public async Task Without_CAP_BPF_the_agent_says_which_capabilities_it_needs_and_exits_1()
+    {
+        using LabTopology lab = LabTool.Up(new LabOptions());
+        IReadOnlyDictionary<LabPopId, string> configs = LabRescue.WriteConfigurations(lab);
+        using ChildProcess agent = lab.Pop(LabPopId.B).Namespace.Start(
+            [.. NobodyWithNetAdminAndRaw, .. LabTool.Command.With(["rescue", "run", "--config", configs[LabPopId.B]])]);
+
+        Assert.True(await agent.WaitForExitAsync(TimeSpan.FromSeconds(30)), "the agent did not exit");
+        output.WriteLine(agent.Output);
+        Assert.Equal(1, agent.ExitCode);
+        Assert.Contains("needs CAP_BPF and CAP_NET_ADMIN", agent.Output);
+        Assert.DoesNotContain("Unhandled exception", agent.Output);
+        Assert.Empty(lab.Pop(LabPopId.B).Namespace.Exec("tc", "filter", "show", "dev", LabTopology.UplinkInterface, "ingress").Trim());
+    }
+
+    [LabFact]
+    public async Task An_ASP_NET_Core_host_without_CAP_BPF_warns_once_and_keeps_serving()
+    {
+        using LabTopology lab = LabTool.Up(new LabOptions());
+        LabPop a = lab.Pop(LabPopId.A);
+        using PopServer server = await PopServer.StartAsync(a.Namespace, LabTool.Command,
+            [.. PopServer.Arguments(lab, a, null, null), .. LabRescue.HostArguments(lab, LabPopId.A)], wrapper: NobodyWithNetAdminAndRaw);
+        Assert.False(server.HasExited, server.Output);
+
+        CommandResult answer = lab.Client.TryExec(TimeSpan.FromSeconds(10), "curl", "-s", "--max-time", "5", $"http://{lab.Plan.Anycast4}:{PopServer.Port}/");
+        output.WriteLine(server.Output);
+        Assert.True(answer.Succeeded, answer.Output);
+        Assert.Contains("pop-a", answer.Output);
+        Assert.Equal(1, server.Count("The rescue agent cannot run"));
+        Assert.Contains("needs CAP_BPF and CAP_NET_ADMIN", server.Output);
+    }
+}
