@@ -280,10 +280,11 @@ public sealed class RescueAgent : IDisposable
 
     private sealed class Output(RescueAgent agent) : IRescueOutput
     {
-        public void SetOwner(TcpFlow flow, IPAddress owner)
+        public void SetOwner(TcpFlow flow, IPAddress owner, TimeSpan waited)
         {
             agent._dataplane.SetOwner(flow, owner);
-            agent.Report(RescueEventKind.FlowRescued, $"{flow} is owned by {owner}: tunnelled from now on");
+            agent.Report(RescueEventKind.FlowRescued,
+                $"{flow} is owned by {owner}: tunnelled from now on (owner found {waited.TotalMilliseconds:0.0} ms after the first unknown segment)");
         }
 
         public void SendEncapsulated(IPAddress owner, ReadOnlySpan<byte> packet) => agent._sender.SendEncapsulated(owner, packet);

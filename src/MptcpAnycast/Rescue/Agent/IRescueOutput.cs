@@ -5,8 +5,11 @@ namespace MptcpAnycast.Rescue.Agent;
 /// <summary>What the agent writes: owner map entries (the kernel's fast path) and the packets it sends itself.</summary>
 internal interface IRescueOutput
 {
-    /// <summary>From now on the program tunnels <paramref name="flow"/> to <paramref name="owner"/>.</summary>
-    void SetOwner(TcpFlow flow, IPAddress owner);
+    /// <summary>
+    /// From now on the program tunnels <paramref name="flow"/> to <paramref name="owner"/>; <paramref name="waited"/> is
+    /// the time since the flow's first miss.
+    /// </summary>
+    void SetOwner(TcpFlow flow, IPAddress owner, TimeSpan waited);
 
     /// <summary>Sends a held IP packet (as the client sent it) to <paramref name="owner"/> in an outer header.</summary>
     void SendEncapsulated(IPAddress owner, ReadOnlySpan<byte> packet);

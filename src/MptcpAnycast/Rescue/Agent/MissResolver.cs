@@ -43,7 +43,10 @@ internal readonly record struct MissResolverCounters(
     long Resets,
     long ResetsRateLimited,
     long HintsUsed,
-    long Failures);
+    long Failures,
+    long LastFoundMicroseconds,
+    long MaxFoundMicroseconds,
+    long TotalFoundMicroseconds);
 
 /// <summary>
 /// Turns the program's miss reports into owner map entries. One lookup per flow however many of its segments
@@ -65,7 +68,7 @@ internal sealed class MissResolver
     private readonly TokenBucket _lookupBudget;
     private readonly TokenBucket _resetBudget;
     private long _misses, _coalesced, _lookups, _found, _notFound, _rateLimited, _pendingFull, _heldSent, _heldDropped,
-        _resets, _resetsRateLimited, _hintsUsed, _failures;
+        _resets, _resetsRateLimited, _hintsUsed, _failures, _lastFoundMicros, _maxFoundMicros, _totalFoundMicros;
 
     /// <summary>
     /// Makes a resolver; <paramref name="log"/> is called with a message (and the exception, if any) when a lookup or a
@@ -97,7 +100,8 @@ internal sealed class MissResolver
         Interlocked.Read(ref _misses), Interlocked.Read(ref _coalesced), Interlocked.Read(ref _lookups), Interlocked.Read(ref _found),
         Interlocked.Read(ref _notFound), Interlocked.Read(ref _rateLimited), Interlocked.Read(ref _pendingFull),
         Interlocked.Read(ref _heldSent), Interlocked.Read(ref _heldDropped), Interlocked.Read(ref _resets),
-        Interlocked.Read(ref _resetsRateLimited), Interlocked.Read(ref _hintsUsed), Interlocked.Read(ref _failures));
+        Interlocked.Read(ref _resetsRateLimited), Interlocked.Read(ref _hintsUsed), Interlocked.Read(ref _failures),
+        Interlocked.Read(ref _lastFoundMicros), Interlocked.Read(ref _maxFoundMicros), Interlocked.Read(ref _totalFoundMicros));
 
     /// <summary>Called for every miss report, on the reader's thread: decides quickly and starts at most one lookup.</summary>
     /// <returns>The lookup started for this miss, or null (coalesced, rate-limited, reset at once).</returns>
@@ -134,7 +138,7 @@ internal sealed class MissResolver
                 return null;
             }
 
-            pending = new Pending(miss);
+            pending = new Pending(miss, now);
             _pending.Add(miss.Flow, pending);
             _hints.TryGetValue(PrefixOf(miss.Flow.ClientAddress), out hint);
         }
@@ -204,7 +208,17 @@ internal sealed class MissResolver
         Interlocked.Increment(ref _found);
         try
         {
-            _output.SetOwner(flow, ownerAddress);
+            // From the first miss report to the owner map entry: how long the client's segments waited.
+            TimeSpan waited = _time.GetElapsedTime(pending.Started);
+            _output.SetOwner(flow, ownerAddress, waited);
+            long micros = (long)waited.TotalMicroseconds;
+            Interlocked.Exchange(ref _lastFoundMicros, micros);
+            Interlocked.Add(ref _totalFoundMicros, micros);
+            long max;
+            while (micros > (max = Interlocked.Read(ref _maxFoundMicros)) && Interlocked.CompareExchange(ref _maxFoundMicros, micros, max) != max)
+            {
+            }
+
             foreach (byte[] packet in held)
             {
                 _output.SendEncapsulated(ownerAddress, packet);
@@ -266,8 +280,10 @@ internal sealed class MissResolver
         return (address.AddressFamily, System.Buffers.Binary.BinaryPrimitives.ReadUInt128BigEndian(bytes));
     }
 
-    private sealed class Pending(RescueMiss first)
+    private sealed class Pending(RescueMiss first, long started)
     {
+        public long Started { get; } = started;
+
         public TcpFlow Flow { get; } = first.Flow;
 
         public RescueMiss Latest { get; private set; } = first;

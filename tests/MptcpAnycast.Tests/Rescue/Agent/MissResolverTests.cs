@@ -229,7 +229,7 @@ public sealed class MissResolverTests
 
         public List<RescueMiss> Resets { get; } = [];
 
-        public void SetOwner(TcpFlow flow, IPAddress owner)
+        public void SetOwner(TcpFlow flow, IPAddress owner, TimeSpan waited)
         {
             lock (this)
             {
