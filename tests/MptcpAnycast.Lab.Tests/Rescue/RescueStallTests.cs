@@ -19,6 +19,11 @@ public sealed class RescueStallTests(ITestOutputHelper output)
     private const int Rounds = 20;
     private static readonly PacedStreamSpec Spec = new(256 * 1024, 256 * 1024);
 
+    /// <summary>The TCP counters that tell a retransmission timeout from a tail-loss probe, since the last call (nstat keeps history).</summary>
+    private static string Tcp(LabNamespace ns) =>
+        string.Join(' ', ns.TryExec("nstat", "TcpRetransSegs", "TcpExtTCPTimeouts", "TcpExtTCPLossProbes", "TcpInErrs", "TcpExtTCPSpuriousRTOs").Output
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith('#')).Select(l => string.Join('=', l.Split(' ', StringSplitOptions.RemoveEmptyEntries).Take(2))));
+
     [LabFact]
     public async Task Twenty_rescued_connections_stall_a_median_of_less_than_one_retransmission_timeout_at_the_flip()
     {
@@ -37,7 +42,8 @@ public sealed class RescueStallTests(ITestOutputHelper output)
             StreamOutcome outcome = await receiver.Completion.WaitAsync(TimeSpan.FromSeconds(15));
             Assert.True(outcome.Complete, $"round {round}: not rescued: {outcome}");
             gaps.Add(outcome.LongestGapMs);
-            string line = string.Create(CultureInfo.InvariantCulture, $"rescue stall | round {round} | longest gap {outcome.LongestGapMs:0.0} ms");
+            string line = string.Create(CultureInfo.InvariantCulture,
+                $"rescue stall | round {round} | longest gap {outcome.LongestGapMs:0.0} ms | A: {Tcp(lab.Pop(LabPopId.A).Namespace)} | client: {Tcp(lab.Client)}");
             output.WriteLine(line);
             if (Environment.GetEnvironmentVariable("MPTCP_LAB_RESULTS") is { Length: > 0 } path)
             {
