@@ -63,6 +63,11 @@ internal static class Program
             stderr.WriteLine($"usage: mptcp-anycast {command.Usage}");
             return 2;
         }
+        catch (CommandFailedException ex)
+        {
+            stderr.WriteLine($"mptcp-anycast {command.Name}: {ex.Message}");
+            return 1;
+        }
         catch (PathManagerException ex)
         {
             stderr.WriteLine($"mptcp-anycast {command.Name}: {ex.Message}");

@@ -5,6 +5,9 @@ namespace MptcpAnycast.Cli.CommandLine;
 /// <summary>A wrong command line. The program prints the message and the usage, and exits with 2.</summary>
 internal sealed class UsageException(string message) : Exception(message);
 
+/// <summary>The command could not do its job (not a wrong command line): its message goes to stderr, exit code 1.</summary>
+internal sealed class CommandFailedException(string message) : Exception(message);
+
 /// <summary>
 /// Reads <c>--name value</c>, <c>--name=value</c>, <c>--flag</c> and positional arguments, and fails with a
 /// <see cref="UsageException"/> that names the bad argument. Every option a command reads must be declared, so

@@ -36,7 +36,6 @@ internal static class RescueCommand
         bool verbose = reader.Flag("--verbose");
         using StreamWriter? log = reader.Value("--log") is string logPath ? new StreamWriter(logPath, append: true) { AutoFlush = true } : null;
         output = log ?? output;
-        TextWriter errors = log ?? Console.Error;
         RescueOptions options = Load(path, out string prefix);
 
         using var stop = new CancellationTokenSource();
@@ -61,13 +60,13 @@ internal static class RescueCommand
             }
             catch (RescueConfigurationException e)
             {
-                errors.WriteLine($"mptcp-anycast rescue run: {path}: {e.Message}");
-                return 2;
+                log?.WriteLine($"mptcp-anycast rescue run: {path}: {e.Message}");
+                throw new UsageException($"{path}: {e.Message}");
             }
             catch (RescueDataplaneException e)
             {
-                errors.WriteLine($"mptcp-anycast rescue run: {e.Message}");
-                return 1;
+                log?.WriteLine($"mptcp-anycast rescue run: {e.Message}");
+                throw new CommandFailedException(e.Message);
             }
 
             using (agent)
@@ -132,10 +131,9 @@ internal static class RescueCommand
             : [];
         if (files.Length == 0)
         {
-            Console.Error.WriteLine(name is null
+            throw new CommandFailedException(name is null
                 ? $"no rescue agent runs on this host (no status in {directory})"
                 : $"no rescue agent named '{name}' runs on this host (no {RescueAgent.StatusPath(directory, name)})");
-            return 1;
         }
 
         if (json)
