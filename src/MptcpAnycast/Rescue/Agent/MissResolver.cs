@@ -81,8 +81,8 @@ internal sealed class MissResolver
         _settings = settings;
         _time = time;
         _log = log;
-        _lookupBudget = new TokenBucket(settings.LookupsPerSecond, time);
-        _resetBudget = new TokenBucket(settings.ResetsPerSecond, time);
+        _lookupBudget = new TokenBucket(settings.LookupsPerSecond, settings.LookupsPerSecond, time);
+        _resetBudget = new TokenBucket(settings.ResetsPerSecond, settings.ResetsPerSecond, time);
     }
 
     public int PendingCount
@@ -132,7 +132,7 @@ internal sealed class MissResolver
                 return null;
             }
 
-            if (!_lookupBudget.TryTake())
+            if (!_lookupBudget.TryAcquire())
             {
                 Interlocked.Increment(ref _rateLimited);
                 return null;
@@ -234,7 +234,7 @@ internal sealed class MissResolver
 
     private void Reset(RescueMiss miss)
     {
-        if (!_resetBudget.TryTake())
+        if (!_resetBudget.TryAcquire())
         {
             Interlocked.Increment(ref _resetsRateLimited);
             return;

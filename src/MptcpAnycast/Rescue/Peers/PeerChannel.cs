@@ -25,7 +25,7 @@ internal sealed class PeerChannel : IDisposable, IAsyncDisposable
     private readonly PeerDirectory _directory;
     private readonly Func<TcpFlow, bool> _isOwned;
     private readonly TimeProvider _time;
-    private readonly PeerRateLimiter _outbound;
+    private readonly TokenBucket _outbound;
     private readonly PeerChannelCounters _counters = new();
     private readonly ConcurrentDictionary<uint, PendingQuery> _pending = new();
     private readonly Socket? _socket4;
@@ -44,7 +44,7 @@ internal sealed class PeerChannel : IDisposable, IAsyncDisposable
         _time = time ?? TimeProvider.System;
         _directory = new PeerDirectory(options, _time);
         _isOwned = isOwned;
-        _outbound = new PeerRateLimiter(options.OutboundQueriesPerSecond, options.OutboundQueryBurst, _time);
+        _outbound = new TokenBucket(options.OutboundQueriesPerSecond, options.OutboundQueryBurst, _time);
 
         // A random start, so that an answer to a query of an earlier run cannot complete one of this run by chance.
         _nextQueryId = (uint)RandomNumberGenerator.GetInt32(int.MaxValue);

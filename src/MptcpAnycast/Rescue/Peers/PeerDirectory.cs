@@ -15,7 +15,7 @@ internal sealed class PeerState
     private readonly UInt128? _sourceIPv6;
     private ulong _sequence;
 
-    public PeerState(RescuePeer peer, IPEndPoint remote, ulong firstSequence, PeerRateLimiter inboundQueries)
+    public PeerState(RescuePeer peer, IPEndPoint remote, ulong firstSequence, TokenBucket inboundQueries)
     {
         Peer = peer;
         Key = peer.Key.ToArray();
@@ -41,7 +41,7 @@ internal sealed class PeerState
 
     public ReplayWindow Window { get; } = new();
 
-    public PeerRateLimiter InboundQueries { get; }
+    public TokenBucket InboundQueries { get; }
 
     /// <summary>The next sequence number for a message to this peer.</summary>
     public ulong NextSequence() => Interlocked.Increment(ref _sequence);
@@ -140,7 +140,7 @@ internal sealed class PeerDirectory
                 : local4 is not null && peer4 is not null ? peer4
                 : throw new ArgumentException($"the peer '{peer.Name}' has no unicast address of a family this POP has", nameof(options));
 
-            var inbound = new PeerRateLimiter(options.InboundQueriesPerPeerPerSecond, options.InboundQueryBurst, time);
+            var inbound = new TokenBucket(options.InboundQueriesPerPeerPerSecond, options.InboundQueryBurst, time);
             if (!peers.TryAdd(peer.Name, new PeerState(peer, new IPEndPoint(remote, peerPort), firstSequence, inbound)))
             {
                 throw new ArgumentException($"the peer '{peer.Name}' is configured twice", nameof(options));

@@ -1,15 +1,16 @@
+using MptcpAnycast.Rescue;
 using Microsoft.Extensions.Time.Testing;
 using MptcpAnycast.Rescue.Peers;
 
-namespace MptcpAnycast.Tests.Rescue.Peers;
+namespace MptcpAnycast.Tests.Rescue;
 
-public sealed class PeerRateLimiterTests
+public sealed class TokenBucketTests
 {
     [Fact]
     public void The_burst_is_spent_then_tokens_come_back_at_the_rate()
     {
         var clock = new FakeTimeProvider();
-        var limiter = new PeerRateLimiter(perSecond: 10, burst: 3, clock);
+        var limiter = new TokenBucket(perSecond: 10, burst: 3, clock);
         Assert.Equal(3, Take(limiter, 100));
 
         clock.Advance(TimeSpan.FromMilliseconds(99));
@@ -27,7 +28,7 @@ public sealed class PeerRateLimiterTests
     [Fact]
     public void Zero_means_no_limit()
     {
-        var limiter = new PeerRateLimiter(perSecond: 0, burst: 0, new FakeTimeProvider());
+        var limiter = new TokenBucket(perSecond: 0, burst: 0, new FakeTimeProvider());
         Assert.False(limiter.IsEnabled);
         Assert.Equal(10_000, Take(limiter, 10_000));
     }
@@ -35,7 +36,7 @@ public sealed class PeerRateLimiterTests
     [Fact]
     public void Concurrent_takers_get_exactly_the_burst()
     {
-        var limiter = new PeerRateLimiter(perSecond: 1, burst: 500, new FakeTimeProvider());
+        var limiter = new TokenBucket(perSecond: 1, burst: 500, new FakeTimeProvider());
         int granted = 0;
         Parallel.For(0, 4, _ => Interlocked.Add(ref granted, Take(limiter, 1000)));
         Assert.Equal(500, granted);
@@ -44,11 +45,11 @@ public sealed class PeerRateLimiterTests
     [Fact]
     public void A_limited_bucket_needs_room_for_one()
     {
-        Assert.Throws<ArgumentOutOfRangeException>(() => new PeerRateLimiter(5, 0, TimeProvider.System));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new PeerRateLimiter(-1, 1, TimeProvider.System));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new TokenBucket(5, 0, TimeProvider.System));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new TokenBucket(-1, 1, TimeProvider.System));
     }
 
-    private static int Take(PeerRateLimiter limiter, int attempts)
+    private static int Take(TokenBucket limiter, int attempts)
     {
         int granted = 0;
         for (int i = 0; i < attempts; i++)
