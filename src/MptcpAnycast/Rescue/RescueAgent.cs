@@ -287,7 +287,7 @@ public sealed class RescueAgent : IDisposable
                 $"{flow} is owned by {owner}: tunnelled from now on (owner found {waited.TotalMilliseconds:0.0} ms after the first unknown segment)");
         }
 
-        public void SendEncapsulated(IPAddress owner, ReadOnlySpan<byte> packet) => agent._sender.SendEncapsulated(owner, packet);
+        public bool SendEncapsulated(IPAddress owner, ReadOnlySpan<byte> packet) => agent._sender.SendEncapsulated(owner, packet);
 
         public void SendReset(RescueMiss miss)
         {

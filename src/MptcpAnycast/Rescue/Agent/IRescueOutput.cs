@@ -11,8 +11,8 @@ internal interface IRescueOutput
     /// </summary>
     void SetOwner(TcpFlow flow, IPAddress owner, TimeSpan waited);
 
-    /// <summary>Sends a held IP packet (as the client sent it) to <paramref name="owner"/> in an outer header.</summary>
-    void SendEncapsulated(IPAddress owner, ReadOnlySpan<byte> packet);
+    /// <summary>Sends a held IP packet (as the client sent it) to <paramref name="owner"/> in an outer header; false when it could not (too large for the path, or no address of the family).</summary>
+    bool SendEncapsulated(IPAddress owner, ReadOnlySpan<byte> packet);
 
     /// <summary>Resets <paramref name="miss"/>'s flow at the client, from the anycast address, with the sequence the client expects.</summary>
     void SendReset(RescueMiss miss);

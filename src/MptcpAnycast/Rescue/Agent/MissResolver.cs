@@ -221,8 +221,7 @@ internal sealed class MissResolver
 
             foreach (byte[] packet in held)
             {
-                _output.SendEncapsulated(ownerAddress, packet);
-                Interlocked.Increment(ref _heldSent);
+                Interlocked.Increment(ref _output.SendEncapsulated(ownerAddress, packet) ? ref _heldSent : ref _heldDropped);
             }
         }
         catch (Exception e)

@@ -16,6 +16,8 @@ internal sealed class RawPacketSender : IDisposable
     private const int Ipv6InIpv6Protocol = 41;
     private const int IpprotoIp = 0, IpHdrincl = 3; // linux/in.h
     private const int IpprotoIpv6 = 41, Ipv6Hdrincl = 36; // linux/in6.h (Linux 4.5+)
+    private const int IpMtuDiscover = 10, PmtuDiscDo = 2; // linux/in.h
+    private const int Ipv6Dontfrag = 62; // linux/in6.h
 
     private readonly Socket? _ipip;
     private readonly Socket? _ip6ip6;
@@ -31,10 +33,21 @@ internal sealed class RawPacketSender : IDisposable
         {
             _ipip = localIPv4 is null ? null : Open(AddressFamily.InterNetwork, IpipProtocol, localIPv4);
             _ip6ip6 = localIPv6 is null ? null : Open(AddressFamily.InterNetworkV6, Ipv6InIpv6Protocol, localIPv6);
+            // As the program's tunnel: never fragment (a path that drops fragments would lose them unseen); a held
+            // segment too large for the path is dropped here and the client sends it again.
+            if (_ipip is not null)
+            {
+                SetOption(_ipip, IpprotoIp, IpMtuDiscover, PmtuDiscDo);
+            }
+
+            if (_ip6ip6 is not null)
+            {
+                SetOption(_ip6ip6, IpprotoIpv6, Ipv6Dontfrag, 1);
+            }
             _reset4 = Open(AddressFamily.InterNetwork, (int)ProtocolType.Tcp, null);
-            HeaderIncluded(_reset4, IpprotoIp, IpHdrincl);
+            SetOption(_reset4, IpprotoIp, IpHdrincl, 1);
             _reset6 = Open(AddressFamily.InterNetworkV6, (int)ProtocolType.Tcp, null);
-            HeaderIncluded(_reset6, IpprotoIpv6, Ipv6Hdrincl);
+            SetOption(_reset6, IpprotoIpv6, Ipv6Hdrincl, 1);
         }
         catch
         {
@@ -62,9 +75,16 @@ internal sealed class RawPacketSender : IDisposable
 
         byte[] copy = packet.ToArray();
         CompleteTcpChecksum(copy);
-        lock (_gate)
+        try
         {
-            socket.SendTo(copy, SocketFlags.None, new IPEndPoint(owner, 0));
+            lock (_gate)
+            {
+                socket.SendTo(copy, SocketFlags.None, new IPEndPoint(owner, 0));
+            }
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.MessageSize)
+        {
+            return false;
         }
 
         return true;
@@ -185,10 +205,10 @@ internal sealed class RawPacketSender : IDisposable
         return Math.Max(0, total - ip - tcp);
     }
 
-    // .NET's HeaderIncluded option is not mapped for IPv6: both go through libc.
-    private static void HeaderIncluded(Socket socket, int level, int option)
+    // Through libc: .NET does not map HeaderIncluded for IPv6, nor these options.
+    private static void SetOption(Socket socket, int level, int option, int value)
     {
-        int errno = NativeSocket.SetInt(socket.SafeHandle, level, option, 1);
+        int errno = NativeSocket.SetInt(socket.SafeHandle, level, option, value);
         if (errno != 0)
         {
             throw new SocketException(errno);

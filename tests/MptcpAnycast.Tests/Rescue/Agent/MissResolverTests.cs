@@ -237,13 +237,15 @@ public sealed class MissResolverTests
             }
         }
 
-        public void SendEncapsulated(IPAddress owner, ReadOnlySpan<byte> packet)
+        public bool SendEncapsulated(IPAddress owner, ReadOnlySpan<byte> packet)
         {
             byte[] copy = packet.ToArray();
             lock (this)
             {
                 Encapsulated.Add((owner, copy));
             }
+
+            return true;
         }
 
         public void SendReset(RescueMiss miss)
