@@ -133,7 +133,8 @@ public sealed class LabCommandTests
 
             Assert.True(demo.ExitCode == 0, demo.Output);
             Assert.Matches(@"MPTCP \(\.NET\) .* SURVIVED", demo.Output);
-            Assert.Matches(@"TCP \(\.NET\) .* DIED", demo.Output);
+            Assert.Matches(@"TCP \(\.NET\) .* SURVIVED \(rescued", demo.Output); // rescue is on by default
+            Assert.Matches(@"POP B rescue: [1-9][0-9]* segment\(s\) tunnelled", demo.Output);
             Assert.Contains("Lab removed (4 namespaces)", demo.Output);
             Assert.Empty(Topology.Existing(prefix));
         }

@@ -29,6 +29,9 @@ public sealed class RescueFlipTests(ITestOutputHelper output)
     [InlineData(true, true)]
     public async Task A_plain_TCP_stream_survives_flips_A_B_A_B_A_C_with_every_byte_intact(bool ipv6, bool listenOnAnycast)
     {
+        // The flips run ip on a pool thread; with the default minimum the receiver's reads wait for a new one (a stall
+        // of the test, not of the connection).
+        using var headroom = new ThreadPoolHeadroom(16);
         using LabTopology lab = LabTool.Up(new LabOptions { Pops = 3 });
         using LabRescue rescue = await LabRescue.StartAsync(lab, LabTool.Command);
         IPAddress anycast = IPAddress.Parse(ipv6 ? lab.Plan.Anycast6 : lab.Plan.Anycast4);

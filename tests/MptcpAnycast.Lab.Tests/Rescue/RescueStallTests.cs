@@ -27,6 +27,9 @@ public sealed class RescueStallTests(ITestOutputHelper output)
     [LabFact]
     public async Task Twenty_rescued_connections_stall_a_median_of_less_than_one_retransmission_timeout_at_the_flip()
     {
+        // The flips run ip on a pool thread; with the default minimum the receiver's reads wait for a new one (a stall
+        // of the test, not of the connection).
+        using var headroom = new ThreadPoolHeadroom(16);
         using LabTopology lab = LabTool.Up(new LabOptions());
         using LabRescue rescue = await LabRescue.StartAsync(lab, LabTool.Command);
         await using PacedStreamServer serverA = PacedStreamServer.Start(lab.Pop(LabPopId.A).Namespace, new IPEndPoint(IPAddress.Any, Port), Spec);
