@@ -30,5 +30,10 @@ if (args.Length > 0 && args[0] == "rescue-throughput")
     return await MptcpAnycast.Benchmarks.RescueThroughput.RunAsync(args[1..]);
 }
 
+if (args.Length > 0 && args[0] == "rescue-attach")
+{
+    return await MptcpAnycast.Benchmarks.RescueAttach.RunAsync(args[1..]);
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;
