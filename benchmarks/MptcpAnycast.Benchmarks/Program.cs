@@ -20,5 +20,20 @@ if (args.Length > 0 && args[0] == "event-lag")
     return await MptcpAnycast.Benchmarks.EventLag.RunAsync(args[1..]);
 }
 
+if (args.Length > 0 && args[0] == "rescue-decision")
+{
+    return MptcpAnycast.Benchmarks.RescueDecision.Run(args[1..]);
+}
+
+if (args.Length > 0 && args[0] == "rescue-throughput")
+{
+    return await MptcpAnycast.Benchmarks.RescueThroughput.RunAsync(args[1..]);
+}
+
+if (args.Length > 0 && args[0] == "rescue-attach")
+{
+    return await MptcpAnycast.Benchmarks.RescueAttach.RunAsync(args[1..]);
+}
+
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;

@@ -2,7 +2,6 @@ using System.Buffers.Binary;
 using System.Net;
 using MptcpAnycast.Rescue;
 using MptcpAnycast.Rescue.Agent;
-using MptcpAnycast.Tests.Rescue.Bpf;
 
 namespace MptcpAnycast.Tests.Rescue.Agent;
 

@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using MptcpAnycast.Rescue;
 using MptcpAnycast.Rescue.Bpf;
-using static MptcpAnycast.Tests.Rescue.Bpf.TestPackets;
+using static MptcpAnycast.Tests.Common.TestPackets;
 
 namespace MptcpAnycast.Tests.Rescue.Bpf;
 

@@ -2,10 +2,14 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 
-namespace MptcpAnycast.Tests.Rescue.Bpf;
+namespace MptcpAnycast.Tests.Common;
 
-/// <summary>Ethernet frames with IPv4/IPv6 and TCP or ICMP headers and valid checksums, for BPF_PROG_TEST_RUN.</summary>
-internal static class TestPackets
+/// <summary>
+/// Ethernet frames with IPv4/IPv6 and TCP or ICMP headers and valid checksums, for BPF_PROG_TEST_RUN: shared by the
+/// rescue program's tests and its decision benchmark (benchmarks/MptcpAnycast.Benchmarks, rescue-decision), so that
+/// both run the program on the same frames.
+/// </summary>
+public static class TestPackets
 {
     public const int EthernetLength = 14;
     public const ushort Syn = 0x02, Rst = 0x04, Ack = 0x10;

@@ -1,0 +1,100 @@
+using System.Globalization;
+using System.Net;
+using System.Runtime.InteropServices;
+using MptcpAnycast.Rescue.Bpf;
+
+namespace MptcpAnycast.Benchmarks;
+
+/// <summary>
+/// <c>rescue-attach --interface IF --anycast A[,A] --unicast4 U [--unicast6 U] [--max-seconds S]</c>: attaches the rescue
+/// program to IF of the namespace it runs in (start it with <c>ip netns exec</c>) with the configuration the agent would
+/// give it (MSS budget from the MTU, no peers, no owners), prints <c>attached</c>, and waits for SIGTERM or SIGINT (or
+/// S seconds, default 600); then prints the program's counters and detaches. Misses (segments no local socket
+/// matches, which the program drops: there is no agent to ask) are printed as they come, the first 20. For benchmarks/rescue-load.sh: the
+/// program's cost on a server's own traffic, without the agent's other work (which runs only on misses).
+/// </summary>
+internal static class RescueAttach
+{
+    public static async Task<int> RunAsync(string[] args)
+    {
+        string? name = null, unicast4 = null, unicast6 = null;
+        var anycast = new List<IPAddress>();
+        int maxSeconds = 600;
+        for (int i = 0; i < args.Length; i++)
+        {
+            string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"rescue-attach: {args[i]} needs a value");
+            switch (args[i])
+            {
+                case "--interface":
+                    name = value;
+                    break;
+                case "--anycast":
+                    anycast.AddRange(value.Split(',').Select(IPAddress.Parse));
+                    break;
+                case "--unicast4":
+                    unicast4 = value;
+                    break;
+                case "--unicast6":
+                    unicast6 = value;
+                    break;
+                case "--max-seconds":
+                    maxSeconds = int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int s) && s is >= 1 and <= 3600
+                        ? s
+                        : throw new ArgumentException($"rescue-attach: --max-seconds must be 1..3600, got '{value}'");
+                    break;
+                default:
+                    throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds; got '{args[i]}'");
+            }
+
+            i++;
+        }
+
+        if (name is null || anycast.Count == 0 || unicast4 is null || name.Contains('/', StringComparison.Ordinal))
+        {
+            throw new ArgumentException("rescue-attach needs --interface IF, --anycast A and --unicast4 U");
+        }
+
+        // 'ip netns exec' mounts the namespace's own /sys: these are this namespace's interface index and MTU.
+        int ifindex = int.Parse(File.ReadAllText($"/sys/class/net/{name}/ifindex").Trim(), CultureInfo.InvariantCulture);
+        int mtu = int.Parse(File.ReadAllText($"/sys/class/net/{name}/mtu").Trim(), CultureInfo.InvariantCulture);
+
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(maxSeconds));
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+        using RescueDataplane dataplane = RescueDataplane.Load();
+        // The agent's defaults (RescueSettings): room for the outer header in every SYN-ACK's MSS.
+        dataplane.Configure(new RescueDataplaneConfig
+        {
+            LocalIPv4 = IPAddress.Parse(unicast4),
+            LocalIPv6 = unicast6 is null ? null : IPAddress.Parse(unicast6),
+            MssIPv4 = mtu - 60,
+            MssIPv6 = mtu - 100,
+        }, enabled: true);
+        dataplane.SetAnycast(anycast);
+        dataplane.SetPeers([]);
+        // Misses are the program's verdict "not this host's connection": on a server's own traffic there should be
+        // none, so each is shown (the first 20) to say which segments they were.
+        int shown = 0;
+        using var misses = new MissReader(dataplane, miss =>
+        {
+            if (Interlocked.Increment(ref shown) <= 20)
+            {
+                int length = miss.Held is { Length: >= 20 } held ? held.Length : 0;
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"miss {miss.Flow} flags 0x{miss.TcpFlags & 0xfff:x3} seq {miss.Sequence} ack {miss.AcknowledgementSequence} packet {length} bytes"));
+            }
+        });
+        dataplane.Attach(ifindex);
+        Console.WriteLine($"attached to {name} (ifindex {ifindex}, MTU {mtu}); anycast {string.Join(", ", anycast)}");
+        try
+        {
+            await Task.Delay(Timeout.Infinite, stop.Token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+
+        Console.WriteLine("counters: " + string.Join(" ", dataplane.ReadCounters().All().Where(c => c.Value != 0).Select(c => $"{c.Name}={c.Value}")));
+        return 0;
+    }
+}

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Accept and churn with the rescue program on the server's uplink versus without it: the lab's POP server
+# (mptcp-anycast lab serve, the MptcpAnycast transport in Userspace mode) in a namespace, wrk in another, joined by a
+# veth link as in load-comparison.sh. One server throughout; in each round the program is attached to the server's
+# link (benchmarks' rescue-attach: the agent's configuration, no peers) for one side and absent for the other, the
+# order alternating round by round. wrk keep-alive and "Connection: close" (churn) on each side; prints the per-round
+# ratios on/off (median, min-max) and the program's counters of every "on" side, with the first misses (segments no
+# local socket matched, which the program drops: without an agent nobody answers them).
+#
+# Usage (root): benchmarks/rescue-load.sh [--rounds N] [--duration SECONDS] [--connections C] [--mptcp]
+#   --mptcp: the client is 'mptcpize run wrk' (default plain TCP, the clients rescue is for).
+# Needs: wrk (and mptcpize for --mptcp), the .NET SDK. Bounded: rounds x 2 sides x 2 modes x (duration + 20 s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=7 DURATION=4 CONNS=32 WRAP=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --rounds) ROUNDS="$2"; shift 2 ;;
+        --duration) DURATION="$2"; shift 2 ;;
+        --connections) CONNS="$2"; shift 2 ;;
+        --mptcp) WRAP="mptcpize run"; shift ;;
+        *) echo "usage: $0 [--rounds N] [--duration SECONDS] [--connections C] [--mptcp]" >&2; exit 2 ;;
+    esac
+done
+for n in "$ROUNDS" "$DURATION" "$CONNS"; do
+    [[ "$n" =~ ^[0-9]+$ && "$n" -ge 1 && "$n" -le 1000 ]] || { echo "$0: numbers must be 1..1000 (got '$n')" >&2; exit 2; }
+done
+[ "$(id -u)" -eq 0 ] || { echo "$0: needs root (network namespaces, BPF)" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "$0: apt-get install wrk" >&2; exit 1; }
+
+ANYCAST=203.0.113.1 UNICAST=192.0.2.2
+PREFIX="mprl$$" S="mprl$$s" C="mprl$$c"
+SERVER="" AGENT=""
+cleanup() {
+    [ -n "$AGENT" ] && kill "$AGENT" 2>/dev/null || true
+    [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true
+    wait 2>/dev/null || true
+    ip netns del "$S" 2>/dev/null || true
+    ip netns del "$C" 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+# Release: the benchmarks project builds the tool beside itself.
+dotnet build -c Release -v q -nologo benchmarks/MptcpAnycast.Benchmarks >/dev/null
+BIN=benchmarks/MptcpAnycast.Benchmarks/bin/Release/net10.0
+TOOL=$BIN/mptcp-anycast.dll BENCH=$BIN/MptcpAnycast.Benchmarks.dll
+
+ip netns add "$S"; ip netns add "$C"
+ip link add cl netns "$C" type veth peer name uplink netns "$S"
+ip -n "$S" link set lo up; ip -n "$C" link set lo up
+ip -n "$S" addr add "$UNICAST/24" dev uplink; ip -n "$S" link set uplink up
+ip -n "$S" addr add "$ANYCAST/32" dev lo
+ip -n "$C" addr add 192.0.2.1/24 dev cl; ip -n "$C" link set cl up
+ip -n "$C" route add "$ANYCAST/32" via "$UNICAST"
+ip netns exec "$S" sysctl -qw net.mptcp.path_manager=userspace net.mptcp.allow_join_initial_addr_port=0
+ip -n "$S" mptcp limits set subflows 2 add_addr_accepted 0
+
+# Server GC, as an ASP.NET Core app has by default (the tool is a console app).
+DOTNET_gcServer=1 ip netns exec "$S" dotnet "$TOOL" lab serve --urls "http://[::]:8080" --Transport anycast --MptcpAnycast:Mode=Userspace \
+    --MptcpAnycast:AnycastAddresses:0=$ANYCAST --MptcpAnycast:UnicastAddresses:0=$UNICAST --Logging:LogLevel:Default=Warning \
+    >"/tmp/$PREFIX-server.log" 2>&1 &
+SERVER=$!
+for _ in $(seq 1 100); do
+    ip netns exec "$C" curl -sf "http://$ANYCAST:8080/" >/dev/null 2>&1 && break
+    sleep 0.2
+done
+ip netns exec "$C" curl -sf "http://$ANYCAST:8080/" >/dev/null || { echo "the server did not start:"; cat "/tmp/$PREFIX-server.log"; exit 1; }
+
+attach() {
+    ip netns exec "$S" dotnet "$BENCH" rescue-attach --interface uplink --anycast "$ANYCAST" --unicast4 "$UNICAST" --max-seconds 300 \
+        >"/tmp/$PREFIX-attach.log" 2>&1 &
+    AGENT=$!
+    for _ in $(seq 1 150); do grep -q '^attached' "/tmp/$PREFIX-attach.log" && return 0; sleep 0.2; done
+    echo "rescue-attach did not attach:"; cat "/tmp/$PREFIX-attach.log"; exit 1
+}
+detach() { # not in a subshell: 'wait' needs the agent to be this shell's child; sets COUNTERS
+    kill -TERM "$AGENT"; wait "$AGENT" || true; AGENT=""
+    if tc -n "$S" filter show dev uplink ingress | grep -q bpf; then echo "the program is still attached after rescue-attach ended" >&2; exit 1; fi
+    COUNTERS=$(grep '^counters' "/tmp/$PREFIX-attach.log")
+}
+
+run_wrk() { # mode -> requests/sec
+    local header=()
+    [ "$1" = churn ] && header=(-H "Connection: close")
+    # shellcheck disable=SC2086
+    timeout $((DURATION + 20)) ip netns exec "$C" $WRAP wrk -t1 -c"$CONNS" -d"${DURATION}s" "${header[@]}" \
+        "http://$ANYCAST:8080/" 2>&1 | awk '/Requests\/sec/ { print $2 }'
+}
+
+echo "warming up ..." >&2
+run_wrk keepalive >/dev/null; run_wrk churn >/dev/null
+attach; run_wrk keepalive >/dev/null; run_wrk churn >/dev/null; detach
+
+declare -A RESULTS
+for r in $(seq 1 "$ROUNDS"); do
+    if [ $((r % 2)) -eq 1 ]; then order=(off on); else order=(on off); fi
+    for side in "${order[@]}"; do
+        [ "$side" = on ] && attach
+        for mode in keepalive churn; do
+            rps=$(run_wrk "$mode")
+            RESULTS[$side,$mode]="${RESULTS[$side,$mode]:-} ${rps:-0}"
+            echo "round $r rescue-$side $mode ${rps:-0}" >&2
+        done
+        if [ "$side" = on ]; then
+            detach
+            counters=$COUNTERS
+            echo "round $r $counters" >&2
+            grep '^miss' "/tmp/$PREFIX-attach.log" | head -5 >&2 || true
+            if [[ "$counters" == *"error="* ]]; then
+                echo "$0: a helper of the program failed: $counters" >&2; exit 1
+            fi
+        fi
+    done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+per_round() { # base-list variant-list -> "median (min-max)"
+    awk -v b="$1" -v x="$2" 'BEGIN { nb = split(b, B, " "); nx = split(x, X, " "); n = 0
+        for (i = 1; i <= nb && i <= nx; i++) if (B[i] > 0) R[++n] = X[i] / B[i]
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (R[j] < R[i]) { t = R[i]; R[i] = R[j]; R[j] = t }
+        m = (n % 2) ? R[(n + 1) / 2] : (R[n / 2] + R[n / 2 + 1]) / 2
+        printf "%.3f (%.3f-%.3f)", m, R[1], R[n] }'
+}
+printf "\nwrk -t1 -c%s -d%ss%s, %s rounds; medians (requests/s) and per-round ratios rescue on / off, median (min-max)\n" \
+    "$CONNS" "$DURATION" "${WRAP:+ under $WRAP}" "$ROUNDS"
+for mode in keepalive churn; do
+    printf "%-10s off %10.0f   on %10.0f   ratio %s\n" "$mode" "$(echo "${RESULTS[off,$mode]}" | median)" "$(echo "${RESULTS[on,$mode]}" | median)" \
+        "$(per_round "${RESULTS[off,$mode]}" "${RESULTS[on,$mode]}")"
+done
