@@ -34,11 +34,14 @@ internal sealed record PeerChannelOptions
 
     public IReadOnlyList<RescuePeer> Peers { get; init; } = [];
 
-    /// <summary>Queries accepted from one peer per second (authentic ones only); 0 means no limit.</summary>
-    public int InboundQueriesPerPeerPerSecond { get; init; } = 1000;
+    /// <summary>
+    /// Queries accepted from one peer per second (authentic ones only); 0 means no limit. The same as a peer's own
+    /// outbound default, so that a peer within its bound is never refused here.
+    /// </summary>
+    public int InboundQueriesPerPeerPerSecond { get; init; } = 2000;
 
     /// <summary>Queries one peer may send at once above the rate.</summary>
-    public int InboundQueryBurst { get; init; } = 1000;
+    public int InboundQueryBurst { get; init; } = 2000;
 
     /// <summary>Queries this POP sends per second, all peers together; 0 means no limit.</summary>
     public int OutboundQueriesPerSecond { get; init; } = 2000;
