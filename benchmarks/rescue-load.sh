@@ -2,8 +2,8 @@
 # Accept and churn with the rescue program on the server's uplink versus without it: the lab's POP server
 # (mptcp-anycast lab serve, the MptcpAnycast transport in Userspace mode) in a namespace, wrk in another, joined by a
 # veth link as in load-comparison.sh. One server throughout; in each round the program is attached to the server's
-# link (benchmarks' rescue-attach: the agent's configuration, no peers) for one side and absent for the other, the
-# order alternating round by round. wrk keep-alive and "Connection: close" (churn) on each side; prints the per-round
+# link (benchmarks' rescue-attach: the agent's configuration, no peers; one process for the run, told when to attach
+# and detach) for one side and absent for the other, the order alternating round by round. wrk keep-alive and "Connection: close" (churn) on each side; prints the per-round
 # ratios on/off (median, min-max) and the program's counters of every "on" side, with the first misses (segments no
 # local socket matched, which the program drops: without an agent nobody answers them).
 #
@@ -33,11 +33,12 @@ ANYCAST=203.0.113.1 UNICAST=192.0.2.2
 PREFIX="mprl$$" S="mprl$$s" C="mprl$$c"
 SERVER="" AGENT=""
 cleanup() {
-    [ -n "$AGENT" ] && kill "$AGENT" 2>/dev/null || true
+    [ -n "$AGENT" ] && { echo quit >&3; sleep 1; kill "$AGENT" 2>/dev/null; } || true
     [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null || true
     wait 2>/dev/null || true
     ip netns del "$S" 2>/dev/null || true
     ip netns del "$C" 2>/dev/null || true
+    rm -f "/tmp/$PREFIX-commands"
 }
 trap cleanup EXIT INT TERM
 
@@ -67,17 +68,29 @@ for _ in $(seq 1 100); do
 done
 ip netns exec "$C" curl -sf "http://$ANYCAST:8080/" >/dev/null || { echo "the server did not start:"; cat "/tmp/$PREFIX-server.log"; exit 1; }
 
-attach() {
-    ip netns exec "$S" dotnet "$BENCH" rescue-attach --interface uplink --anycast "$ANYCAST" --unicast4 "$UNICAST" --max-seconds 300 \
-        >"/tmp/$PREFIX-attach.log" 2>&1 &
-    AGENT=$!
-    for _ in $(seq 1 150); do grep -q '^attached' "/tmp/$PREFIX-attach.log" && return 0; sleep 0.2; done
-    echo "rescue-attach did not attach:"; cat "/tmp/$PREFIX-attach.log"; exit 1
+# One rescue-attach process for the whole run, driven through a FIFO: "attach" loads and attaches the program,
+# "detach" prints its counters and removes it. The "on" sides then do not follow a .NET start-up the "off" sides lack.
+FIFO="/tmp/$PREFIX-commands"
+mkfifo "$FIFO"
+exec 3<>"$FIFO"
+ip netns exec "$S" dotnet "$BENCH" rescue-attach --commands --interface uplink --anycast "$ANYCAST" --unicast4 "$UNICAST" \
+    --max-seconds $((ROUNDS * 4 * (DURATION + 25) + 300)) <&3 >"/tmp/$PREFIX-attach.log" 2>&1 &
+AGENT=$!
+wait_line() { # count pattern: waits (bounded) until the log has that many lines matching pattern
+    for _ in $(seq 1 150); do [ "$(grep -c "$2" "/tmp/$PREFIX-attach.log")" -ge "$1" ] && return 0; sleep 0.2; done
+    echo "rescue-attach did not answer:"; cat "/tmp/$PREFIX-attach.log"; exit 1
 }
-detach() { # not in a subshell: 'wait' needs the agent to be this shell's child; sets COUNTERS
-    kill -TERM "$AGENT"; wait "$AGENT" || true; AGENT=""
-    if tc -n "$S" filter show dev uplink ingress | grep -q bpf; then echo "the program is still attached after rescue-attach ended" >&2; exit 1; fi
-    COUNTERS=$(grep '^counters' "/tmp/$PREFIX-attach.log")
+ATTACHES=0
+attach() {
+    ATTACHES=$((ATTACHES + 1))
+    echo attach >&3
+    wait_line "$ATTACHES" '^attached'
+}
+detach() { # sets COUNTERS
+    echo detach >&3
+    wait_line "$ATTACHES" '^detached'
+    if tc -n "$S" filter show dev uplink ingress | grep -q bpf; then echo "the program is still attached after detach" >&2; exit 1; fi
+    COUNTERS=$(grep '^counters' "/tmp/$PREFIX-attach.log" | tail -n 1)
 }
 
 run_wrk() { # mode -> requests/sec
@@ -106,7 +119,7 @@ for r in $(seq 1 "$ROUNDS"); do
             detach
             counters=$COUNTERS
             echo "round $r $counters" >&2
-            grep '^miss' "/tmp/$PREFIX-attach.log" | head -5 >&2 || true
+            grep '^miss' "/tmp/$PREFIX-attach.log" | tail -n 5 >&2 || true
             if [[ "$counters" == *"error="* ]]; then
                 echo "$0: a helper of the program failed: $counters" >&2; exit 1
             fi

@@ -6,7 +6,7 @@ using MptcpAnycast.Rescue.Bpf;
 namespace MptcpAnycast.Benchmarks;
 
 /// <summary>
-/// <c>rescue-attach --interface IF --anycast A[,A] --unicast4 U [--unicast6 U] [--max-seconds S]</c>: attaches the rescue
+/// <c>rescue-attach --interface IF --anycast A[,A] --unicast4 U [--unicast6 U] [--max-seconds S] [--commands]</c>: attaches the rescue
 /// program to IF of the namespace it runs in (start it with <c>ip netns exec</c>) with the configuration the agent would
 /// give it (MSS budget from the MTU, no peers, no owners), prints <c>attached</c>, and waits for SIGTERM or SIGINT (or
 /// S seconds, default 600); then prints the program's counters and detaches. Misses (segments no local socket
@@ -20,6 +20,7 @@ internal static class RescueAttach
         string? name = null, unicast4 = null, unicast6 = null;
         var anycast = new List<IPAddress>();
         int maxSeconds = 600;
+        bool commands = false;
         for (int i = 0; i < args.Length; i++)
         {
             string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"rescue-attach: {args[i]} needs a value");
@@ -37,13 +38,16 @@ internal static class RescueAttach
                 case "--unicast6":
                     unicast6 = value;
                     break;
+                case "--commands":
+                    commands = true;
+                    continue;
                 case "--max-seconds":
                     maxSeconds = int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int s) && s is >= 1 and <= 3600
                         ? s
                         : throw new ArgumentException($"rescue-attach: --max-seconds must be 1..3600, got '{value}'");
                     break;
                 default:
-                    throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds; got '{args[i]}'");
+                    throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds, --commands; got '{args[i]}'");
             }
 
             i++;
@@ -61,40 +65,119 @@ internal static class RescueAttach
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(maxSeconds));
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
         using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
-        using RescueDataplane dataplane = RescueDataplane.Load();
         // The agent's defaults (RescueSettings): room for the outer header in every SYN-ACK's MSS.
-        dataplane.Configure(new RescueDataplaneConfig
+        var config = new RescueDataplaneConfig
         {
             LocalIPv4 = IPAddress.Parse(unicast4),
             LocalIPv6 = unicast6 is null ? null : IPAddress.Parse(unicast6),
             MssIPv4 = mtu - 60,
             MssIPv6 = mtu - 100,
-        }, enabled: true);
-        dataplane.SetAnycast(anycast);
-        dataplane.SetPeers([]);
-        // Misses are the program's verdict "not this host's connection": on a server's own traffic there should be
-        // none, so each is shown (the first 20) to say which segments they were.
-        int shown = 0;
-        using var misses = new MissReader(dataplane, miss =>
+        };
+        if (!commands)
         {
-            if (Interlocked.Increment(ref shown) <= 20)
+            using Attached attached = Attached.Start(config, anycast, ifindex);
+            Console.WriteLine($"attached to {name} (ifindex {ifindex}, MTU {mtu}); anycast {string.Join(", ", anycast)}");
+            try
             {
-                int length = miss.Held is { Length: >= 20 } held ? held.Length : 0;
-                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"miss {miss.Flow} flags 0x{miss.TcpFlags & 0xfff:x3} seq {miss.Sequence} ack {miss.AcknowledgementSequence} packet {length} bytes"));
+                await Task.Delay(Timeout.Infinite, stop.Token);
             }
-        });
-        dataplane.Attach(ifindex);
-        Console.WriteLine($"attached to {name} (ifindex {ifindex}, MTU {mtu}); anycast {string.Join(", ", anycast)}");
+            catch (OperationCanceledException)
+            {
+            }
+
+            Console.WriteLine(attached.Counters());
+            return 0;
+        }
+
+        // One line per command on stdin, so that one process serves a whole benchmark: the "on" sides do not follow a
+        // .NET start-up (JIT, runtime threads) that the "off" sides do not have.
+        Attached? current = null;
         try
         {
-            await Task.Delay(Timeout.Infinite, stop.Token);
+            while (!stop.IsCancellationRequested && await Console.In.ReadLineAsync(stop.Token) is string line)
+            {
+                switch (line.Trim())
+                {
+                    case "attach" when current is null:
+                        current = Attached.Start(config, anycast, ifindex);
+                        Console.WriteLine($"attached to {name} (ifindex {ifindex}, MTU {mtu}); anycast {string.Join(", ", anycast)}");
+                        break;
+                    case "detach" when current is not null:
+                        string counters = current.Counters();
+                        current.Dispose();
+                        current = null;
+                        Console.WriteLine(counters);
+                        Console.WriteLine("detached");
+                        break;
+                    case "quit":
+                        return 0;
+                    default:
+                        Console.WriteLine($"unexpected command '{line}' ({(current is null ? "detached" : "attached")})");
+                        break;
+                }
+            }
         }
         catch (OperationCanceledException)
         {
         }
+        finally
+        {
+            current?.Dispose();
+        }
 
-        Console.WriteLine("counters: " + string.Join(" ", dataplane.ReadCounters().All().Where(c => c.Value != 0).Select(c => $"{c.Name}={c.Value}")));
         return 0;
+    }
+
+    /// <summary>The program loaded, configured and attached; disposing detaches it and frees it.</summary>
+    private sealed class Attached : IDisposable
+    {
+        private readonly RescueDataplane _dataplane;
+        private readonly MissReader _misses;
+
+        private Attached(RescueDataplane dataplane, MissReader misses)
+        {
+            _dataplane = dataplane;
+            _misses = misses;
+        }
+
+        public static Attached Start(RescueDataplaneConfig config, IReadOnlyList<IPAddress> anycast, int ifindex)
+        {
+            RescueDataplane dataplane = RescueDataplane.Load();
+            try
+            {
+                dataplane.Configure(config, enabled: true);
+                dataplane.SetAnycast(anycast);
+                dataplane.SetPeers([]);
+                // Misses are the program's verdict "not this host's connection": on a server's own traffic there
+                // should be none, so each is shown (the first 20) to say which segments they were.
+                int shown = 0;
+                var misses = new MissReader(dataplane, miss =>
+                {
+                    if (Interlocked.Increment(ref shown) <= 20)
+                    {
+                        int length = miss.Held?.Length ?? 0;
+                        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                            $"miss {miss.Flow} flags 0x{miss.TcpFlags & 0xfff:x3} seq {miss.Sequence} ack {miss.AcknowledgementSequence} packet {length} bytes"));
+                    }
+                });
+                dataplane.Attach(ifindex);
+                return new Attached(dataplane, misses);
+            }
+            catch
+            {
+                dataplane.Dispose();
+                throw;
+            }
+        }
+
+        public string Counters() =>
+            "counters: " + string.Join(" ", _dataplane.ReadCounters().All().Where(c => c.Value != 0).Select(c => $"{c.Name}={c.Value}"));
+
+        public void Dispose()
+        {
+            // The reader first: it polls the program's ring buffer, which goes with the program's object.
+            _misses.Dispose();
+            _dataplane.Dispose();
+        }
     }
 }

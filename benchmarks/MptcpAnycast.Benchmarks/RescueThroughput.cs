@@ -31,6 +31,7 @@ internal static class RescueThroughput
     private const int Chunk = 128 * 1024;
     private static readonly TimeSpan BeforeFlip = TimeSpan.FromSeconds(0.5);
     private static readonly TimeSpan Settle = TimeSpan.FromSeconds(1.5);
+    private static readonly TimeSpan AgentSettle = TimeSpan.FromSeconds(5);
 
     private enum Direction
     {
@@ -108,6 +109,9 @@ internal static class RescueThroughput
                     foreach (bool running in round % 2 == 1 ? (bool[])[false, true] : [true, false])
                     {
                         using LabRescue? rescue = running ? await LabRescue.StartAsync(lab, command) : null;
+                        // Let the agents' start-up (JIT, first status writes) pass, so that the "agent" side measures
+                        // running agents, not starting ones; the other side waits as long.
+                        await Task.Delay(AgentSettle);
                         foreach (Direction direction in Enum.GetValues<Direction>())
                         {
                             Sample sample = await bench.MeasureAsync(direction, tunnelled: false, rescue);
