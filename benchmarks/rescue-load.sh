@@ -7,20 +7,22 @@
 # ratios on/off (median, min-max) and the program's counters of every "on" side, with the first misses (segments no
 # local socket matched, which the program drops: without an agent nobody answers them).
 #
-# Usage (root): benchmarks/rescue-load.sh [--rounds N] [--duration SECONDS] [--connections C] [--mptcp]
+# Usage (root): benchmarks/rescue-load.sh [--rounds N] [--duration SECONDS] [--connections C] [--mptcp] [--disabled]
 #   --mptcp: the client is 'mptcpize run wrk' (default plain TCP, the clients rescue is for).
+#   --disabled: the "on" side attaches the program configured off (it passes every packet at once): the hooks' cost.
 # Needs: wrk (and mptcpize for --mptcp), the .NET SDK. Bounded: rounds x 2 sides x 2 modes x (duration + 20 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=7 DURATION=4 CONNS=32 WRAP=""
+ROUNDS=7 DURATION=4 CONNS=32 WRAP="" DISABLED=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS="$2"; shift 2 ;;
         --duration) DURATION="$2"; shift 2 ;;
         --connections) CONNS="$2"; shift 2 ;;
         --mptcp) WRAP="mptcpize run"; shift ;;
-        *) echo "usage: $0 [--rounds N] [--duration SECONDS] [--connections C] [--mptcp]" >&2; exit 2 ;;
+        --disabled) DISABLED="--disabled"; shift ;;
+        *) echo "usage: $0 [--rounds N] [--duration SECONDS] [--connections C] [--mptcp] [--disabled]" >&2; exit 2 ;;
     esac
 done
 for n in "$ROUNDS" "$DURATION" "$CONNS"; do
@@ -73,7 +75,7 @@ ip netns exec "$C" curl -sf "http://$ANYCAST:8080/" >/dev/null || { echo "the se
 FIFO="/tmp/$PREFIX-commands"
 mkfifo "$FIFO"
 exec 3<>"$FIFO"
-ip netns exec "$S" dotnet "$BENCH" rescue-attach --commands --interface uplink --anycast "$ANYCAST" --unicast4 "$UNICAST" \
+ip netns exec "$S" dotnet "$BENCH" rescue-attach --commands $DISABLED --interface uplink --anycast "$ANYCAST" --unicast4 "$UNICAST" \
     --max-seconds $((ROUNDS * 4 * (DURATION + 25) + 300)) <&3 >"/tmp/$PREFIX-attach.log" 2>&1 &
 AGENT=$!
 wait_line() { # count pattern: waits (bounded) until the log has that many lines matching pattern
@@ -135,8 +137,8 @@ per_round() { # base-list variant-list -> "median (min-max)"
         m = (n % 2) ? R[(n + 1) / 2] : (R[n / 2] + R[n / 2 + 1]) / 2
         printf "%.3f (%.3f-%.3f)", m, R[1], R[n] }'
 }
-printf "\nwrk -t1 -c%s -d%ss%s, %s rounds; medians (requests/s) and per-round ratios rescue on / off, median (min-max)\n" \
-    "$CONNS" "$DURATION" "${WRAP:+ under $WRAP}" "$ROUNDS"
+printf "\nwrk -t1 -c%s -d%ss%s, %s rounds; medians (requests/s) and per-round ratios rescue on%s / off, median (min-max)\n" \
+    "$CONNS" "$DURATION" "${WRAP:+ under $WRAP}" "$ROUNDS" "${DISABLED:+ (attached, configured off)}"
 for mode in keepalive churn; do
     printf "%-10s off %10.0f   on %10.0f   ratio %s\n" "$mode" "$(echo "${RESULTS[off,$mode]}" | median)" "$(echo "${RESULTS[on,$mode]}" | median)" \
         "$(per_round "${RESULTS[off,$mode]}" "${RESULTS[on,$mode]}")"

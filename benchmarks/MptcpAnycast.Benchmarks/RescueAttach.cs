@@ -6,12 +6,19 @@ using MptcpAnycast.Rescue.Bpf;
 namespace MptcpAnycast.Benchmarks;
 
 /// <summary>
-/// <c>rescue-attach --interface IF --anycast A[,A] --unicast4 U [--unicast6 U] [--max-seconds S] [--commands]</c>: attaches the rescue
-/// program to IF of the namespace it runs in (start it with <c>ip netns exec</c>) with the configuration the agent would
-/// give it (MSS budget from the MTU, no peers, no owners), prints <c>attached</c>, and waits for SIGTERM or SIGINT (or
-/// S seconds, default 600); then prints the program's counters and detaches. Misses (segments no local socket
-/// matches, which the program drops: there is no agent to ask) are printed as they come, the first 20. For benchmarks/rescue-load.sh: the
-/// program's cost on a server's own traffic, without the agent's other work (which runs only on misses).
+/// <c>rescue-attach --interface IF --anycast A[,A] --unicast4 U [--unicast6 U] [--max-seconds S] [--commands] [--disabled]</c>:
+/// for benchmarks/rescue-load.sh, the rescue program's cost on a server's own traffic without the agent's other work
+/// (which runs only on misses). Attaches the program to IF of the namespace it runs in (start it with
+/// <c>ip netns exec</c>) with the configuration the agent would give it (MSS budget from the MTU, no peers, no owners),
+/// prints <c>attached</c>, and waits for SIGTERM or SIGINT (or S seconds, default 600); then prints the program's
+/// counters and detaches. Misses (segments no local socket matches, which the program drops: there is no agent to
+/// ask) are printed as they come, the first 20 per attachment.
+/// <para>
+/// With <c>--commands</c> it reads <c>attach</c>, <c>detach</c> and <c>quit</c> from stdin instead, printing
+/// <c>attached</c>, then the counters and <c>detached</c>, so that one process serves a whole benchmark. With
+/// <c>--disabled</c> the program is attached but configured off: it reads its configuration and passes every packet
+/// (the cost of the hooks themselves).
+/// </para>
 /// </summary>
 internal static class RescueAttach
 {
@@ -20,7 +27,7 @@ internal static class RescueAttach
         string? name = null, unicast4 = null, unicast6 = null;
         var anycast = new List<IPAddress>();
         int maxSeconds = 600;
-        bool commands = false;
+        bool commands = false, disabled = false;
         for (int i = 0; i < args.Length; i++)
         {
             string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"rescue-attach: {args[i]} needs a value");
@@ -41,13 +48,16 @@ internal static class RescueAttach
                 case "--commands":
                     commands = true;
                     continue;
+                case "--disabled":
+                    disabled = true;
+                    continue;
                 case "--max-seconds":
                     maxSeconds = int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int s) && s is >= 1 and <= 3600
                         ? s
                         : throw new ArgumentException($"rescue-attach: --max-seconds must be 1..3600, got '{value}'");
                     break;
                 default:
-                    throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds, --commands; got '{args[i]}'");
+                    throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds, --commands, --disabled; got '{args[i]}'");
             }
 
             i++;
@@ -75,7 +85,7 @@ internal static class RescueAttach
         };
         if (!commands)
         {
-            using Attached attached = Attached.Start(config, anycast, ifindex);
+            using Attached attached = Attached.Start(config, anycast, ifindex, disabled);
             Console.WriteLine($"attached to {name} (ifindex {ifindex}, MTU {mtu}); anycast {string.Join(", ", anycast)}");
             try
             {
@@ -99,7 +109,7 @@ internal static class RescueAttach
                 switch (line.Trim())
                 {
                     case "attach" when current is null:
-                        current = Attached.Start(config, anycast, ifindex);
+                        current = Attached.Start(config, anycast, ifindex, disabled);
                         Console.WriteLine($"attached to {name} (ifindex {ifindex}, MTU {mtu}); anycast {string.Join(", ", anycast)}");
                         break;
                     case "detach" when current is not null:
@@ -140,12 +150,12 @@ internal static class RescueAttach
             _misses = misses;
         }
 
-        public static Attached Start(RescueDataplaneConfig config, IReadOnlyList<IPAddress> anycast, int ifindex)
+        public static Attached Start(RescueDataplaneConfig config, IReadOnlyList<IPAddress> anycast, int ifindex, bool disabled)
         {
             RescueDataplane dataplane = RescueDataplane.Load();
             try
             {
-                dataplane.Configure(config, enabled: true);
+                dataplane.Configure(config, enabled: !disabled);
                 dataplane.SetAnycast(anycast);
                 dataplane.SetPeers([]);
                 // Misses are the program's verdict "not this host's connection": on a server's own traffic there
