@@ -17,27 +17,32 @@ public sealed record PacedStreamSpec(long TotalBytes, int BytesPerSecond)
 /// <summary>
 /// A tiny server inside a POP namespace: an MPTCP listener (made on a thread that entered the namespace) that sends
 /// every accepted connection the paced stream, then shuts down its sending side. The accepted sockets stay open so a
-/// test can read the connection state the server sees.
+/// test can read the connection state the server sees. Each connection writes what is due, then waits one tick
+/// (5 ms by default); a coarser tick lets hundreds of streams cost the 2-core machine thousands of segments a second,
+/// not tens of thousands.
 /// </summary>
 public sealed class PacedStreamServer : IAsyncDisposable
 {
     private readonly Socket _listener;
     private readonly PacedStreamSpec _spec;
-    private readonly CancellationTokenSource _stop = new(TimeSpan.FromMinutes(2));
+    private static readonly TimeSpan DefaultTick = TimeSpan.FromMilliseconds(5);
+    private readonly TimeSpan _tick;
+    private readonly CancellationTokenSource _stop = new(TimeSpan.FromMinutes(3));
     private readonly ConcurrentQueue<ServerConnection> _connections = new();
     private readonly Task _acceptLoop;
 
-    private PacedStreamServer(Socket listener, PacedStreamSpec spec)
+    private PacedStreamServer(Socket listener, PacedStreamSpec spec, TimeSpan tick)
     {
         _listener = listener;
         _spec = spec;
+        _tick = tick;
         _acceptLoop = AcceptLoopAsync();
     }
 
     public IReadOnlyCollection<ServerConnection> Connections => _connections;
 
-    public static PacedStreamServer Start(LabNamespace ns, IPEndPoint endPoint, PacedStreamSpec spec) =>
-        new(ns.Run(() => MptcpSocket.CreateListener(endPoint)), spec);
+    public static PacedStreamServer Start(LabNamespace ns, IPEndPoint endPoint, PacedStreamSpec spec, TimeSpan? tick = null) =>
+        new(ns.Run(() => MptcpSocket.CreateListener(endPoint)), spec, tick ?? DefaultTick);
 
     /// <summary>Waits (bounded) for the <paramref name="count"/>-th accepted connection.</summary>
     public async Task<ServerConnection?> WaitForConnectionAsync(int count, TimeSpan timeout)
@@ -89,7 +94,7 @@ public sealed class PacedStreamServer : IAsyncDisposable
     private async Task StreamAsync(Socket socket)
     {
         await Task.Yield();
-        byte[] buffer = new byte[16 * 1024];
+        byte[] buffer = new byte[(int)Math.Max(16 * 1024, _spec.BytesPerSecond * _tick.TotalSeconds * 4)];
         var clock = Stopwatch.StartNew();
         long sent = 0;
         try
@@ -97,16 +102,17 @@ public sealed class PacedStreamServer : IAsyncDisposable
             while (sent < _spec.TotalBytes)
             {
                 long due = Math.Min(_spec.TotalBytes, (long)(_spec.BytesPerSecond * clock.Elapsed.TotalSeconds) + 1024);
-                if (due <= sent)
+                while (sent < due)
                 {
-                    await Task.Delay(5, _stop.Token);
-                    continue;
+                    int n = (int)Math.Min(buffer.Length, due - sent);
+                    StreamPattern.Fill(buffer.AsSpan(0, n), sent);
+                    sent += await socket.SendAsync(buffer.AsMemory(0, n), SocketFlags.None, _stop.Token);
                 }
 
-                int n = (int)Math.Min(buffer.Length, due - sent);
-                StreamPattern.Fill(buffer.AsSpan(0, n), sent);
-                int written = await socket.SendAsync(buffer.AsMemory(0, n), SocketFlags.None, _stop.Token);
-                sent += written;
+                if (sent < _spec.TotalBytes)
+                {
+                    await Task.Delay(_tick, _stop.Token);
+                }
             }
 
             socket.Shutdown(SocketShutdown.Send);

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -119,43 +118,9 @@ public sealed class RescueFloodTests(ITestOutputHelper output)
         return (sent, clock.Elapsed);
     }
 
-    private static byte[] SpoofedAck(IPAddress source, int sourcePort, IPAddress destination, int destinationPort, uint seq, uint ack)
-    {
-        byte[] packet = new byte[40];
-        packet[0] = 0x45;
-        BinaryPrimitives.WriteUInt16BigEndian(packet.AsSpan(2), 40);
-        packet[8] = 64;
-        packet[9] = 6;
-        source.TryWriteBytes(packet.AsSpan(12), out _);
-        destination.TryWriteBytes(packet.AsSpan(16), out _);
-        Span<byte> tcp = packet.AsSpan(20);
-        BinaryPrimitives.WriteUInt16BigEndian(tcp, (ushort)sourcePort);
-        BinaryPrimitives.WriteUInt16BigEndian(tcp[2..], (ushort)destinationPort);
-        BinaryPrimitives.WriteUInt32BigEndian(tcp[4..], seq);
-        BinaryPrimitives.WriteUInt32BigEndian(tcp[8..], ack);
-        tcp[12] = 5 << 4;
-        tcp[13] = 0x10; // ACK
-        BinaryPrimitives.WriteUInt16BigEndian(tcp[14..], 502);
-        ulong sum = 0;
-        for (int i = 12; i < 20; i += 2)
-        {
-            sum += BinaryPrimitives.ReadUInt16BigEndian(packet.AsSpan(i));
-        }
-
-        sum += 6 + 20;
-        for (int i = 0; i < 20; i += 2)
-        {
-            sum += BinaryPrimitives.ReadUInt16BigEndian(tcp[i..]);
-        }
-
-        while (sum > 0xffff)
-        {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-
-        BinaryPrimitives.WriteUInt16BigEndian(tcp[16..], (ushort)~sum);
-        return packet;
-    }
+    // A bare ACK (no payload) as an IP packet: the Ethernet header of the test frame is left off for the raw socket.
+    private static byte[] SpoofedAck(IPAddress source, int sourcePort, IPAddress destination, int destinationPort, uint seq, uint ack) =>
+        TestPackets.Tcp(source, sourcePort, destination, destinationPort, TestPackets.Ack, seq, ack, payload: 0)[TestPackets.EthernetLength..];
 
     private static long OutRsts(LabPop pop)
     {

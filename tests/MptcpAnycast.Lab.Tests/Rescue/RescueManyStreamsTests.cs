@@ -30,8 +30,8 @@ public sealed class RescueManyStreamsTests(ITestOutputHelper output)
         using LabTopology lab = LabTool.Up(new LabOptions());
         using LabRescue rescue = await LabRescue.StartAsync(lab, LabTool.Command);
         IPEndPoint anycast = new(IPAddress.Parse(lab.Plan.Anycast4), Port);
-        await using TickedStreamServer a = TickedStreamServer.Start(lab.Pop(LabPopId.A).Namespace, new IPEndPoint(IPAddress.Any, Port), Spec, Tick);
-        await using TickedStreamServer b = TickedStreamServer.Start(lab.Pop(LabPopId.B).Namespace, new IPEndPoint(IPAddress.Any, Port), Spec, Tick);
+        await using PacedStreamServer a = PacedStreamServer.Start(lab.Pop(LabPopId.A).Namespace, new IPEndPoint(IPAddress.Any, Port), Spec, Tick);
+        await using PacedStreamServer b = PacedStreamServer.Start(lab.Pop(LabPopId.B).Namespace, new IPEndPoint(IPAddress.Any, Port), Spec, Tick);
         List<Socket> clients = lab.Client.Run(() =>
             Enumerable.Range(0, Streams + 1).Select(_ => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp)).ToList());
         try
