@@ -15,6 +15,8 @@ internal sealed class RescueHostedService(IOptions<RescueOptions> options, ILogg
 {
     private RescueAgent? _agent;
     private Meter? _meter;
+    private IReadOnlyDictionary<string, long>? _counters;
+    private long _countersRead;
 
     public RescueAgent? Agent => _agent;
 
@@ -67,6 +69,16 @@ internal sealed class RescueHostedService(IOptions<RescueOptions> options, ILogg
         _agent = null;
     }
 
-    private static long Counter(RescueAgent agent, string name) =>
-        agent.ReadCounters().TryGetValue(name, out long value) ? value : 0;
+    // One collection reads every instrument in turn: read the program's and the agent's counters once for all of them.
+    private long Counter(RescueAgent agent, string name)
+    {
+        long now = Environment.TickCount64;
+        if (_counters is null || now - Volatile.Read(ref _countersRead) > 500)
+        {
+            _counters = agent.ReadCounters();
+            Volatile.Write(ref _countersRead, now);
+        }
+
+        return _counters.TryGetValue(name, out long value) ? value : 0;
+    }
 }
