@@ -218,4 +218,88 @@ public sealed class RescueOwnerGoneTests(ITestOutputHelper output)
             restarted?.Dispose();
         }
     }
+    [LabFact]
+    public async Task With_a_pinned_owner_map_an_agent_restarted_after_SIGKILL_keeps_tunnelling_a_moved_flow_without_a_new_lookup()
+    {
+        const int rate = 64 * 1024;
+        using var headroom = new ThreadPoolHeadroom(16);
+        using LabTopology lab = LabTool.Up(new LabOptions());
+        // A bpffs of the test's own: `ip netns exec` gives each agent a fresh /sys, without the host's /sys/fs/bpf.
+        string bpffs = Path.Combine(Path.GetTempPath(), lab.Options.Prefix + "-bpffs");
+        Directory.CreateDirectory(bpffs);
+        CommandRunner.Run("mount", ["-t", "bpf", "bpf", bpffs]);
+        ChildProcess? restarted = null;
+        PacedUpload? upload = null;
+        try
+        {
+            using LabRescue rescue = await LabRescue.StartAsync(lab, LabTool.Command,
+                extra: new Dictionary<string, object> { ["PinDirectory"] = bpffs });
+            IPEndPoint anycast = new(IPAddress.Parse(lab.Plan.Anycast4), Port);
+            LabPop popB = lab.Pop(LabPopId.B);
+            await using SinkServer a = SinkServer.Start(lab.Pop(LabPopId.A).Namespace, new IPEndPoint(IPAddress.Any, Port));
+            await using SinkServer b = SinkServer.Start(popB.Namespace, new IPEndPoint(IPAddress.Any, Port));
+            upload = await PacedUpload.StartAsync(lab.Client, anycast, Endless, rate, Tick);
+            SinkConnection flow = await a.WaitForConnectionAsync(1, TimeSpan.FromSeconds(5));
+            await Eventually.TrueAsync(() => flow.Received >= 16 * 1024, "the flow reaches POP A");
+            lab.FlipTo(LabPopId.B);
+            long atFlip = flow.Received;
+            await Eventually.TrueAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("lookups.found") >= 1 && flow.Received >= atFlip + 32 * 1024,
+                "POP B tunnels the flow to A");
+            string pinned = Path.Combine(bpffs, "rescue_owners_" + LabRescue.AgentName(LabPopId.B));
+            Assert.True(File.Exists(pinned), $"B's agent did not pin its owner map at {pinned}");
+
+            // The flow's progress every 10 ms from just before the kill until 3 s after the restart.
+            var samples = new List<(long Ticks, long Bytes)>();
+            using var sampling = new CancellationTokenSource();
+            Task sampler = Task.Run(async () =>
+            {
+                while (!sampling.IsCancellationRequested)
+                {
+                    samples.Add((Stopwatch.GetTimestamp(), flow.Received));
+                    await Task.Delay(10);
+                }
+            });
+            await Task.Delay(300);
+            rescue.Kill(LabPopId.B);
+            await Task.Delay(1000);
+            restarted = await RescueLab.RestartAgentAsync(lab, LabPopId.B);
+            long afterRestart = flow.Received;
+            await Task.Delay(3000);
+            sampling.Cancel();
+            await sampler;
+
+            IReadOnlyDictionary<string, long> after = rescue.Counters(LabPopId.B);
+            double longestGap = 0;
+            for (int i = 1, last = 0; i < samples.Count; i++)
+            {
+                if (samples[i].Bytes != samples[last].Bytes)
+                {
+                    longestGap = Math.Max(longestGap, RescueLab.Milliseconds(samples[last].Ticks, samples[i].Ticks));
+                    last = i;
+                }
+            }
+
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"kill, 1 s, restart with the pinned map: the flow moved {(flow.Received - afterRestart) / 1024} KiB in the 3 s after the restart, longest gap {longestGap:0} ms over {samples.Count} samples"));
+            output.WriteLine("B's restarted agent: " + string.Join(", ", after.Where(c => c.Value != 0).Select(c => $"{c.Key}={c.Value}")));
+            // The new program found the flow's owner in the map it was handed: it tunnels without a miss, and the new
+            // agent never had to ask (an unpinned restart starts with an empty map: a miss and a lookup per moved flow).
+            Assert.True(after.GetValueOrDefault("program.tunnelled") > 0, "B's new program tunnelled nothing");
+            Assert.Equal(0, after.GetValueOrDefault("program.miss"));
+            Assert.Equal(0, after.GetValueOrDefault("lookups.misses"));
+            Assert.Equal(0, after.GetValueOrDefault("lookups.lookups"));
+            Assert.True(flow.Received - afterRestart >= 128 * 1024, $"the flow stalled after the restart: {flow.Received - afterRestart} bytes in 3 s");
+            Assert.True(longestGap < 1000, $"the flow stalled {longestGap:0} ms around the kill and restart");
+            Assert.Null(upload.Error);
+            Assert.True(flow.Intact, "the flow's bytes arrived at A corrupted");
+            Assert.Empty(b.Connections);
+        }
+        finally
+        {
+            upload?.Dispose();
+            restarted?.Dispose();
+            CommandRunner.TryRun("umount", [bpffs]);
+            Directory.Delete(bpffs);
+        }
+    }
 }
