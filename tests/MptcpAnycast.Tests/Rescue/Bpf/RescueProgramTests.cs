@@ -278,6 +278,36 @@ public sealed class RescueProgramTests : IDisposable
         Assert.Equal(frame, Run(frame, ingress: false).Output);
     }
 
+    [Fact]
+    public void A_full_owner_map_forgets_its_least_recently_written_flows_and_keeps_the_recent_ones()
+    {
+        const int Capacity = 65_536, Written = 2 * Capacity, Edge = 1_000;
+        static IPAddress Client(int i)
+        {
+            byte[] address = IPAddress.Parse("2001:db8:c::").GetAddressBytes();
+            BinaryPrimitives.WriteInt32BigEndian(address.AsSpan(12), i);
+            return new IPAddress(address);
+        }
+
+        static TcpFlow Flow(int i) => new(Client(i), 40020, IPAddress.IPv6Loopback, 443);
+        for (int i = 0; i < Written; i++)
+        {
+            _dataplane.SetOwner(Flow(i), Owner6); // never fails for want of room: the map makes room
+        }
+
+        int held = _dataplane.ListOwners().Count;
+        Assert.InRange(held, Capacity * 9 / 10, Capacity);
+        Assert.All(Enumerable.Range(Written - Edge, Edge), i => Assert.NotNull(_dataplane.GetOwner(Flow(i))));
+        Assert.All(Enumerable.Range(0, Edge), i => Assert.Null(_dataplane.GetOwner(Flow(i))));
+
+        // A recent flow is still tunnelled; an evicted one is a miss again (looked up anew, not reset).
+        Assert.Equal(TcActRedirect, Run(Tcp(Client(Written - 1), 40020, IPAddress.IPv6Loopback, 443, Ack)).Verdict);
+        Assert.Equal(TcActShot, Run(Tcp(Client(0), 40020, IPAddress.IPv6Loopback, 443, Ack)).Verdict);
+        RescueDataplaneCounters counters = _dataplane.ReadCounters();
+        Assert.Equal(1UL, counters.Tunnelled);
+        Assert.Equal(1UL, counters.Miss + counters.MissUnreported);
+    }
+
     private static (IPAddress Client, IPAddress Anycast, IPAddress Owner) Addresses(bool ipv6) =>
         ipv6 ? (Client6, IPAddress.IPv6Loopback, Owner6) : (Client4, IPAddress.Loopback, Owner4);
 
