@@ -7,7 +7,7 @@ using MptcpAnycast.Lab;
 namespace MptcpAnycast.Benchmarks;
 
 /// <summary>
-/// <c>rescue-throughput [--rounds N] [--seconds S] [--ipv6] [--phases agent,tunnel,relay] [--tool PATH]</c>: plain TCP bulk
+/// <c>rescue-throughput [--rounds N] [--seconds S] [--ipv6] [--phases agent,tunnel,relay] [--access-mbit M] [--tool PATH]</c>: plain TCP bulk
 /// transfers between the client of a two-POP anycast lab and a sink/source server in POP A, with the rescue agent
 /// (<c>mptcp-anycast rescue run</c>) in both POPs.
 /// <list type="bullet">
@@ -24,6 +24,8 @@ namespace MptcpAnycast.Benchmarks;
 /// lookup, retransmissions), then S seconds counted at the receiver. The two sides alternate within each round, in an
 /// order that alternates round by round; the ratio is taken per round and its median and range printed. The sender's
 /// retransmissions over the window are printed beside each sample, and a tunnelled sample must show B tunnelling.
+/// <c>--access-mbit M</c> shapes the client's access link to M Mbit/s in both directions (tbf on the client's and the
+/// router's side of it), so that the link, not the lab's two CPUs, bounds a flow, as the path does on the Internet.
 /// </summary>
 internal static class RescueThroughput
 {
@@ -53,6 +55,7 @@ internal static class RescueThroughput
         bool ipv6 = false;
         string[] phases = ["agent", "tunnel"];
         string tool = Path.Combine(AppContext.BaseDirectory, "mptcp-anycast.dll");
+        int accessMbit = 0;
         for (int i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"rescue-throughput: {args[i]} needs a value");
@@ -78,8 +81,11 @@ internal static class RescueThroughput
                 case "--tool":
                     tool = Value();
                     break;
+                case "--access-mbit":
+                    accessMbit = ParseInt("--access-mbit", Value(), 10, 100_000);
+                    break;
                 default:
-                    throw new ArgumentException($"rescue-throughput takes --rounds N, --seconds S, --ipv6, --phases agent,tunnel,relay, --tool PATH; got '{args[i]}'");
+                    throw new ArgumentException($"rescue-throughput takes --rounds N, --seconds S, --ipv6, --phases agent,tunnel,relay, --access-mbit M, --tool PATH; got '{args[i]}'");
             }
         }
 
@@ -93,11 +99,16 @@ internal static class RescueThroughput
         LabTopology lab = LabTopology.Up(new LabOptions { Pops = 2, Prefix = LabPrefix.New("mplb") });
         try
         {
+            if (accessMbit > 0)
+            {
+                ShapeAccessLink(lab, accessMbit);
+            }
+
             IPAddress anycast = IPAddress.Parse(ipv6 ? lab.Plan.Anycast6 : lab.Plan.Anycast4);
             await using var server = Server.Start(lab.Pop(LabPopId.A).Namespace, new IPEndPoint(ipv6 ? IPAddress.IPv6Any : IPAddress.Any, Port));
             var bench = new Bench(lab, server, new IPEndPoint(anycast, Port), TimeSpan.FromSeconds(seconds));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"# rescue throughput: plain TCP, {(ipv6 ? "IPv6" : "IPv4")}, lab {lab.Options.Prefix} (2 POPs), {rounds} rounds, {seconds} s counted per sample after 2 s; Linux {Environment.OSVersion.Version}, {Environment.ProcessorCount} CPUs"));
+                $"# rescue throughput: plain TCP, {(ipv6 ? "IPv6" : "IPv4")}, lab {lab.Options.Prefix} (2 POPs), access link {(accessMbit > 0 ? accessMbit + " Mbit/s" : "unshaped")}, {rounds} rounds, {seconds} s counted per sample after 2 s; Linux {Environment.OSVersion.Version}, {Environment.ProcessorCount} CPUs"));
 
             if (phases.Contains("agent"))
             {
@@ -181,6 +192,19 @@ internal static class RescueThroughput
         {
             lab.Down();
         }
+    }
+
+    /// <summary>
+    /// Shapes the client's link to the router to <paramref name="mbit"/> Mbit/s each way. The bucket holds 4 ms at that
+    /// rate (at least 64 KiB, one GSO packet), so that a flow is held to the rate rather than to the bucket's refills.
+    /// </summary>
+    private static void ShapeAccessLink(LabTopology lab, int mbit)
+    {
+        long burstBytes = Math.Max(64 * 1024, (long)mbit * 1_000_000 / 8 / 250);
+        string[] Tbf(string device) => ["qdisc", "replace", "dev", device, "root", "tbf", "rate", mbit + "mbit",
+            "burst", burstBytes.ToString(CultureInfo.InvariantCulture), "latency", "20ms"];
+        lab.Client.Exec("tc", Tbf(LabTopology.UplinkInterface));
+        lab.Router.Exec("tc", Tbf("to-client"));
     }
 
     /// <summary>
