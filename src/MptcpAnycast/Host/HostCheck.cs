@@ -24,8 +24,9 @@ public static class HostCheck
     /// Why <c>ip mptcp limits</c> and endpoints need more than the command: the kernel forgets them at reboot and
     /// NetworkManager never sets limits.
     /// </summary>
-    internal const string PathManagerPersist = "ip mptcp limits and endpoints are lost at reboot: run the same command from a systemd oneshot unit "
-        + "(Type=oneshot, After=network-online.target); NetworkManager's connection.mptcp-flags only adds endpoints, never limits";
+    internal const string PathManagerPersist = "ip mptcp limits and endpoints are lost at reboot: run the same command at boot from a systemd oneshot unit "
+        + "(Type=oneshot, RemainAfterExit=yes); NetworkManager's connection.mptcp-flags adds endpoints but never changes limits, "
+        + "mptcpd's addr_adv plugin may raise them (check with ip mptcp limits show)";
 
     /// <summary>Every finding for <paramref name="role"/>; the path manager's limits and endpoints add findings when given.</summary>
     public static IReadOnlyList<HostFinding> Evaluate(MptcpHostState state, HostRole role, PathManagerSnapshot? pathManager = null)
