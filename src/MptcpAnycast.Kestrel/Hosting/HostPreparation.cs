@@ -67,8 +67,7 @@ internal sealed class HostPreparation
 
     private static void ConfigureCFlag(MptcpAnycastSettings settings, MptcpHostState host, ILogger logger)
     {
-        HostFinding cflag = HostCheck.CFlagFinding(host);
-        if (cflag.Severity != FindingSeverity.Problem)
+        if (!HostCheck.IsCFlagOff(host))
         {
             return; // set, or a kernel that cannot set it (the host check warns about that)
         }
@@ -79,6 +78,7 @@ internal sealed class HostPreparation
             return;
         }
 
+        HostFinding cflag = HostCheck.CFlagFinding(host);
         MptcpAnycastLog.CFlagNotSet(logger, cflag.Value, cflag.Why, cflag.Fix ?? HostCheck.CFlagFix);
     }
 
@@ -132,9 +132,7 @@ internal sealed class HostPreparation
             IReadOnlyList<MptcpEndpoint> endpoints = await manager.Client.GetEndpointsAsync(cancellationToken).ConfigureAwait(false);
             foreach (IPEndPoint unicast in settings.Unicast)
             {
-                bool present = endpoints.Any(e => (e.Flags & MptcpEndpointFlags.Signal) != 0
-                    && e.Address.Equals(unicast.Address) && (unicast.Port == 0 || e.Port == unicast.Port));
-                if (present)
+                if (endpoints.Any(e => HostCheck.AnnouncesUnicast(e, unicast)))
                 {
                     continue;
                 }

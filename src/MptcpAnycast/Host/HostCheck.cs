@@ -15,7 +15,18 @@ public static class HostCheck
     public const string UserspacePathManagerFix = "sysctl -w net.mptcp.path_manager=userspace (Linux 6.15+; older kernels: sysctl -w net.mptcp.pm_type=1)";
 
     /// <summary>The command that makes the server set the C flag.</summary>
-    public const string CFlagFix = "sysctl -w net.mptcp.allow_join_initial_addr_port=0 (persist it in /etc/sysctl.d/)";
+    public const string CFlagFix = "sysctl -w net.mptcp.allow_join_initial_addr_port=0";
+
+    /// <summary>The file this check's persistence advice writes sysctls to.</summary>
+    internal const string SysctlFile = "/etc/sysctl.d/90-mptcp-anycast.conf";
+
+    /// <summary>
+    /// Why <c>ip mptcp limits</c> and endpoints need more than the command: the kernel forgets them at reboot and
+    /// NetworkManager never sets limits.
+    /// </summary>
+    internal const string PathManagerPersist = "ip mptcp limits and endpoints are lost at reboot: run the same command at boot from a systemd oneshot unit "
+        + "(Type=oneshot, RemainAfterExit=yes); NetworkManager's connection.mptcp-flags adds endpoints but never changes limits, "
+        + "mptcpd's addr_adv plugin may raise them (check with ip mptcp limits show)";
 
     /// <summary>Every finding for <paramref name="role"/>; the path manager's limits and endpoints add findings when given.</summary>
     public static IReadOnlyList<HostFinding> Evaluate(MptcpHostState state, HostRole role, PathManagerSnapshot? pathManager = null)
@@ -28,7 +39,8 @@ public static class HostCheck
                 "MPTCP sockets can be created in this network namespace.")
             : new HostFinding("mptcp", FindingSeverity.Problem, $"unavailable: {state.Support.Reason}",
                 state.Support.Message,
-                state.Support.Reason == MptcpUnsupportedReason.Disabled ? "sysctl -w net.mptcp.enabled=1" : "use a Linux 5.6+ kernel built with CONFIG_MPTCP"));
+                state.Support.Reason == MptcpUnsupportedReason.Disabled ? "sysctl -w net.mptcp.enabled=1" : "use a Linux 5.6+ kernel built with CONFIG_MPTCP",
+                state.Support.Reason == MptcpUnsupportedReason.Disabled ? SysctlPersist("net.mptcp.enabled", 1) : null));
 
         findings.Add(KernelFinding(state, role));
 
@@ -52,6 +64,7 @@ public static class HostCheck
         }
         else
         {
+            findings.Add(ClientPathManagerFinding(state));
             if (pathManager is not null)
             {
                 findings.AddRange(ClientPathManagerFindings(pathManager));
@@ -66,6 +79,44 @@ public static class HostCheck
 
     /// <summary>Ready when no finding is a problem (warnings allowed).</summary>
     public static bool IsReady(IEnumerable<HostFinding> findings) => findings.All(f => f.Severity != FindingSeverity.Problem);
+
+    /// <summary>
+    /// Whether this kernel could set the C flag but is told not to (<c>net.mptcp.allow_join_initial_addr_port = 1</c>):
+    /// the case the transport sets the sysctl for (with <c>ConfigureHost</c>) or warns about, and the check warns about.
+    /// </summary>
+    public static bool IsCFlagOff(MptcpHostState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        return state.AllowJoinInitialAddrPort == 1;
+    }
+
+    /// <summary>
+    /// Whether <paramref name="endpoint"/> makes the in-kernel path manager announce <paramref name="unicast"/>: a
+    /// <c>signal</c> endpoint on its address, and on its port unless <paramref name="unicast"/> has port 0 (the
+    /// connection's own port).
+    /// </summary>
+    public static bool AnnouncesUnicast(MptcpEndpoint endpoint, IPEndPoint unicast)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        ArgumentNullException.ThrowIfNull(unicast);
+        return endpoint.Flags.HasFlag(MptcpEndpointFlags.Signal)
+            && endpoint.Address.Unmapped().Equals(unicast.Address.Unmapped())
+            && (unicast.Port == 0 || endpoint.Port == unicast.Port);
+    }
+
+    /// <summary>The command that keeps a sysctl across reboots.</summary>
+    internal static string SysctlPersist(string name, int value) =>
+        $"echo '{name} = {value.ToString(CultureInfo.InvariantCulture)}' >> {SysctlFile}";
+
+    /// <summary>
+    /// The <c>ip mptcp limits</c> command that lets a client join an announced address: each limit raised to at least 1,
+    /// a higher one kept.
+    /// </summary>
+    internal static string ClientLimitsFix(MptcpLimits limits)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        return FormattableString.Invariant($"ip mptcp limits set add_addr_accepted {Math.Max(1u, limits.AddAddrAccepted)} subflows {Math.Max(1u, limits.Subflows)}");
+    }
 
     /// <summary>
     /// The <c>ip mptcp endpoint</c> command that makes the in-kernel path manager announce <paramref name="unicast"/> on
@@ -103,8 +154,10 @@ public static class HostCheck
         else
         {
             yield return new HostFinding("endpoints", FindingSeverity.Warning, listed,
-                "Kernel mode with no 'signal' endpoint announces nothing: clients never learn the unicast address.",
-                "ip mptcp endpoint add UNICAST_ADDRESS dev IF signal");
+                "Kernel mode with no 'signal' endpoint announces nothing: clients never learn the unicast address. "
+                + "The transport creates one at start-up when ConfigureHost = true (with CAP_NET_ADMIN) and otherwise refuses to start in Kernel mode.",
+                "ip mptcp endpoint add UNICAST_ADDRESS dev IF signal",
+                PathManagerPersist + ", or let the transport create it (ConfigureHost = true)");
         }
     }
 
@@ -118,11 +171,13 @@ public static class HostCheck
 
         yield return LimitsFinding(limits, "Additional subflows and accepted ADD_ADDR per connection.");
         MptcpEndpoint[] subflow = [.. pm.Endpoints.Where(e => e.Flags.HasFlag(MptcpEndpointFlags.Subflow))];
+        string fix = ClientLimitsFix(limits);
         if (limits.Subflows == 0)
         {
             yield return new HostFinding("add_addr", FindingSeverity.Problem, "subflows = 0",
-                "With a subflow limit of 0 no second subflow can open, so an announced unicast address is never joined.",
-                "mptcp-anycast limits --subflows 2");
+                "With a subflow limit of 0 no second subflow can open, so the announced unicast address is never joined: "
+                + "connections die when the anycast route moves.",
+                fix, PathManagerPersist);
         }
         else if (limits.AddAddrAccepted > 0)
         {
@@ -131,18 +186,35 @@ public static class HostCheck
         }
         else if (subflow.Length > 0)
         {
-            yield return new HostFinding("add_addr", FindingSeverity.Ok,
-                $"accepted when the server sets the C flag (subflow endpoint {string.Join(", ", subflow.Select(e => e.Address))})",
-                "With add_addr_accepted = 0 the kernel still takes the one ADD_ADDR that follows a C-flag handshake and joins from its 'subflow' endpoints "
-                + "(needs kernel fix 4b1ff850e0c1, in 2025 stable trees).",
-                "for every server: mptcp-anycast limits --add-addr-accepted 1");
+            yield return new HostFinding("add_addr", FindingSeverity.Warning,
+                $"accepted only after a C-flag handshake (subflow endpoint {string.Join(", ", subflow.Select(e => e.Address))})",
+                "With add_addr_accepted = 0 the kernel takes only the one ADD_ADDR that follows a handshake with the C flag set, "
+                + "and joins from its 'subflow' endpoints; that needs kernel fix 4b1ff850e0c1 (2025 stable trees) and a server that sets the C flag.",
+                fix, PathManagerPersist);
         }
         else
         {
-            yield return new HostFinding("add_addr", FindingSeverity.Warning, "ignored (add_addr_accepted = 0, no subflow endpoint)",
-                "This client ignores the server's ADD_ADDR: its connections die when the anycast route moves.",
-                "mptcp-anycast limits --add-addr-accepted 1");
+            yield return new HostFinding("add_addr", FindingSeverity.Problem, "ignored (add_addr_accepted = 0, no subflow endpoint)",
+                "This client ignores the server's ADD_ADDR, so it never opens the unicast subflow: its connections die when the anycast route moves.",
+                fix, PathManagerPersist);
         }
+    }
+
+    private static HostFinding ClientPathManagerFinding(MptcpHostState state)
+    {
+        string source = state.PathManagerSetting is not null ? "net.mptcp.path_manager" : "net.mptcp.pm_type";
+        return state.PathManager switch
+        {
+            MptcpPathManagerKind.Kernel => new HostFinding("path_manager", FindingSeverity.Ok, $"kernel ({source})",
+                "The kernel joins announced addresses by itself, within the limits."),
+            MptcpPathManagerKind.Userspace => new HostFinding("path_manager", FindingSeverity.Warning, $"userspace ({source})",
+                "Under the userspace path manager the kernel opens no subflow by itself: connections survive a route change only if a daemon "
+                + "(such as mptcpd with a userspace plugin) joins the announced address. The limits below do not apply.",
+                state.PathManagerSetting is not null ? "sysctl -w net.mptcp.path_manager=kernel" : "sysctl -w net.mptcp.pm_type=0",
+                state.PathManagerSetting is not null ? $"echo 'net.mptcp.path_manager = kernel' >> {SysctlFile}" : SysctlPersist("net.mptcp.pm_type", 0)),
+            _ => new HostFinding("path_manager", FindingSeverity.Warning, "unknown",
+                "Neither net.mptcp.path_manager nor net.mptcp.pm_type could be read."),
+        };
     }
 
     private static HostFinding LimitsFinding(MptcpLimits limits, string why) =>
@@ -194,7 +266,10 @@ public static class HostCheck
         };
     }
 
-    /// <summary>Whether the server sets the C flag (<c>net.mptcp.allow_join_initial_addr_port = 0</c>).</summary>
+    /// <summary>
+    /// Whether the server sets the C flag (<c>net.mptcp.allow_join_initial_addr_port = 0</c>). Off is a warning, as for the
+    /// transport, which then serves on and logs the same text: connections work, but fewer clients survive a route change.
+    /// </summary>
     public static HostFinding CFlagFinding(MptcpHostState state)
     {
         ArgumentNullException.ThrowIfNull(state);
@@ -202,10 +277,11 @@ public static class HostCheck
         {
             0 => new HostFinding("c_flag", FindingSeverity.Ok, "net.mptcp.allow_join_initial_addr_port = 0",
                 "The server sets the C flag: clients do not open subflows to the anycast address, only to the announced unicast one."),
-            1 => new HostFinding("c_flag", FindingSeverity.Problem, "net.mptcp.allow_join_initial_addr_port = 1",
+            1 => new HostFinding("c_flag", FindingSeverity.Warning, "net.mptcp.allow_join_initial_addr_port = 1",
                 "Clients may open extra subflows to the anycast address itself; routing can deliver those to another POP, which resets them, "
-                + "and clients with default limits accept the unicast ADD_ADDR only when the C flag is set.",
-                CFlagFix),
+                + "and clients with default limits (add_addr_accepted = 0) take the unicast ADD_ADDR only when the C flag is set. "
+                + "The transport sets it at start-up when ConfigureHost = true (with CAP_NET_ADMIN).",
+                CFlagFix, SysctlPersist("net.mptcp.allow_join_initial_addr_port", 0)),
             null => new HostFinding("c_flag", FindingSeverity.Warning, "net.mptcp.allow_join_initial_addr_port missing",
                 "This kernel cannot set the C flag (Linux 5.17+ can); clients may try to join the anycast address.",
                 "upgrade to Linux 5.17+"),
@@ -220,7 +296,7 @@ public static class HostCheck
             "net.mptcp.add_addr_timeout could not be read."),
         0 => new HostFinding("add_addr_timeout", FindingSeverity.Warning, "net.mptcp.add_addr_timeout = 0",
             "An ADD_ADDR lost on the way is never sent again, so some clients never learn the unicast address.",
-            "sysctl -w net.mptcp.add_addr_timeout=120"),
+            "sysctl -w net.mptcp.add_addr_timeout=120", SysctlPersist("net.mptcp.add_addr_timeout", 120)),
         int seconds => new HostFinding("add_addr_timeout", FindingSeverity.Ok, $"net.mptcp.add_addr_timeout = {seconds}",
             $"An ADD_ADDR that the client does not echo is sent again after {seconds} s."),
     };

@@ -24,14 +24,59 @@ public sealed class HostCheckTests
     }
 
     [Fact]
-    public void C_flag_off_is_a_problem_for_a_server_with_the_sysctl_that_fixes_it()
+    public void C_flag_off_is_a_warning_for_a_server_as_for_the_transport_with_the_sysctl_and_how_to_keep_it()
     {
-        IReadOnlyList<HostFinding> findings = HostCheck.Evaluate(ReadyServer() with { AllowJoinInitialAddrPort = 1 }, HostRole.Server);
+        MptcpHostState state = ReadyServer() with { AllowJoinInitialAddrPort = 1 };
+        IReadOnlyList<HostFinding> findings = HostCheck.Evaluate(state, HostRole.Server);
 
         HostFinding cflag = Assert.Single(findings, f => f.Name == "c_flag");
-        Assert.Equal(FindingSeverity.Problem, cflag.Severity);
-        Assert.Contains("sysctl -w net.mptcp.allow_join_initial_addr_port=0", cflag.Fix);
-        Assert.False(HostCheck.IsReady(findings));
+        Assert.Equal(FindingSeverity.Warning, cflag.Severity);
+        Assert.Equal("sysctl -w net.mptcp.allow_join_initial_addr_port=0", cflag.Fix);
+        Assert.Equal("echo 'net.mptcp.allow_join_initial_addr_port = 0' >> /etc/sysctl.d/90-mptcp-anycast.conf", cflag.Persist);
+        Assert.True(HostCheck.IsReady(findings), string.Join("\n", findings));
+        Assert.True(HostCheck.IsCFlagOff(state));
+    }
+
+    [Theory]
+    [InlineData(0, false)]
+    [InlineData(1, true)]
+    [InlineData(null, false)]
+    public void The_transport_sets_the_c_flag_only_where_the_sysctl_exists_and_is_1(int? allowJoin, bool off)
+    {
+        MptcpHostState state = ReadyServer() with { AllowJoinInitialAddrPort = allowJoin };
+        Assert.Equal(off, HostCheck.IsCFlagOff(state));
+        FindingSeverity severity = Assert.Single(HostCheck.Evaluate(state, HostRole.Server), f => f.Name == "c_flag").Severity;
+        Assert.Equal(allowJoin == 0 ? FindingSeverity.Ok : FindingSeverity.Warning, severity);
+    }
+
+    [Fact]
+    public void Mptcp_disabled_is_a_problem_for_both_roles_with_the_sysctl_and_its_sysctl_d_line()
+    {
+        MptcpHostState state = ReadyServer() with
+        {
+            Enabled = 0,
+            Support = MptcpSupport.FromErrno(MptcpAnycast.Interop.Errno.ENOPROTOOPT, System.Net.Sockets.AddressFamily.InterNetwork),
+        };
+        foreach (HostRole role in Enum.GetValues<HostRole>())
+        {
+            IReadOnlyList<HostFinding> findings = HostCheck.Evaluate(state, role);
+            HostFinding mptcp = Assert.Single(findings, f => f.Name == "mptcp");
+            Assert.Equal(FindingSeverity.Problem, mptcp.Severity);
+            Assert.Equal("sysctl -w net.mptcp.enabled=1", mptcp.Fix);
+            Assert.Equal("echo 'net.mptcp.enabled = 1' >> /etc/sysctl.d/90-mptcp-anycast.conf", mptcp.Persist);
+            Assert.False(HostCheck.IsReady(findings));
+        }
+    }
+
+    [Fact]
+    public void Client_under_the_userspace_path_manager_is_warned_that_the_kernel_joins_nothing_by_itself()
+    {
+        HostFinding pm = Assert.Single(HostCheck.Evaluate(ReadyServer(), HostRole.Client), f => f.Name == "path_manager");
+        Assert.Equal(FindingSeverity.Warning, pm.Severity);
+        Assert.Equal("sysctl -w net.mptcp.path_manager=kernel", pm.Fix);
+
+        HostFinding kernel = Assert.Single(HostCheck.Evaluate(ReadyServer() with { PathManagerSetting = "kernel" }, HostRole.Client), f => f.Name == "path_manager");
+        Assert.Equal(FindingSeverity.Ok, kernel.Severity);
     }
 
     [Fact]
