@@ -1,3 +1,5 @@
+using System.CommandLine;
+using System.CommandLine.Invocation;
 using MptcpAnycast.Cli.CommandLine;
 using MptcpAnycast.Cli.Commands;
 using MptcpAnycast.PathManagement;
@@ -6,86 +8,44 @@ namespace MptcpAnycast.Cli;
 
 internal static class Program
 {
-    /// <summary>One command of the tool: its name, one usage line, and the code that runs it.</summary>
-    internal sealed record Command(string Name, string Usage, string Summary, Func<string[], TextWriter, Task<int>> Run);
+    public static Task<int> Main(string[] args) => RunAsync(args, Console.Out, Console.Error);
 
-    internal static readonly Command[] Commands =
-    [
-        new("check", "check [--role server|client] [--json]", "Is this host ready to serve (or reach) anycast over MPTCP?", CheckCommand.RunAsync),
-        new("monitor", "monitor [--json] [--count N] [--timeout S]", "Print every MPTCP path-manager event, one line each, with all attributes.", MonitorCommand.RunAsync),
-        new("endpoints", "endpoints list|add|delete|flush [ADDRESS] [--id N] [--port P] [--dev IF] [--flags signal,subflow,backup,fullmesh] [--json]",
-            "Show or change the in-kernel path manager's endpoints (as ip mptcp endpoint).", EndpointsCommand.RunAsync),
-        new("limits", "limits [--subflows N] [--add-addr-accepted N]", "Show or set the in-kernel path manager's limits (as ip mptcp limits).", LimitsCommand.RunAsync),
-        new("announce", "announce --token HEX --id N --address ADDR [--port P]", "Announce an address on one connection (userspace path manager).", AnnounceCommand.AnnounceAsync),
-        new("remove", "remove --token HEX --id N", "Withdraw an announced address from one connection (userspace path manager).", AnnounceCommand.RemoveAsync),
-        new("rescue", RescueCommand.Usage, "Run the rescue agent (plain TCP connections survive anycast route changes by tunnelling to their POP), or show what it does.",
-            RescueCommand.RunAsync),
-        new("lab", LabCommand.Usage, "The anycast lab in network namespaces: client, router, POP A and POP B (and POP C with --pops 3); flip the anycast route (root only).",
-            LabCommand.ForThisProcess().RunAsync),
-    ];
-
-    public static async Task<int> Main(string[] args)
+    /// <summary>
+    /// Runs the tool: 0 success, 1 the command ran and failed (or its answer is no: <c>check</c> not ready), 2 a wrong
+    /// command line. Normal output goes to <paramref name="stdout"/>; errors, refusals and usage to <paramref name="stderr"/>.
+    /// </summary>
+    /// <param name="lab">The <c>lab</c> command to run (tests pass one that is not root); null: as this process is.</param>
+    internal static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, LabCommand? lab = null)
     {
-        return await RunAsync(args, Console.Out, Console.Error).ConfigureAwait(false);
-    }
-
-    /// <summary>Runs the tool; 0 success, 1 the command's own "not ready"/failure, 2 a wrong command line.</summary>
-    internal static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr)
-    {
-        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        RootCommand root = ToolCommandLine.Create(lab ?? LabCommand.ForThisProcess());
+        ParseResult parse = root.Parse(args, ToolCommandLine.Parsing);
+        if (parse.Action is ParseErrorAction)
         {
-            PrintUsage(args.Length == 0 ? stderr : stdout);
-            return args.Length == 0 ? 2 : 0;
+            ToolCommandLine.WriteParseErrors(parse, stderr);
+            return ToolCommandLine.UsageExitCode;
         }
 
-        Command? command = Array.Find(Commands, c => c.Name == args[0]);
-        if (command is null)
+        var invocation = new InvocationConfiguration
         {
-            stderr.WriteLine($"mptcp-anycast: unknown command '{args[0]}'");
-            PrintUsage(stderr);
-            return 2;
-        }
-
-        if (args.Skip(1).Any(a => a is "-h" or "--help"))
-        {
-            stdout.WriteLine($"usage: mptcp-anycast {command.Usage}");
-            stdout.WriteLine($"  {command.Summary}");
-            return 0;
-        }
-
+            Output = stdout,
+            Error = stderr,
+            // A command's own exception is mapped below; Ctrl-C is each long command's own business (the lab removes its namespaces).
+            EnableDefaultExceptionHandler = false,
+            ProcessTerminationTimeout = null,
+        };
         try
         {
-            return await command.Run(args[1..], stdout).ConfigureAwait(false);
+            return await parse.InvokeAsync(invocation).ConfigureAwait(false);
         }
         catch (UsageException ex)
         {
-            stderr.WriteLine($"mptcp-anycast {command.Name}: {ex.Message}");
-            stderr.WriteLine($"usage: mptcp-anycast {command.Usage}");
-            return 2;
+            ToolCommandLine.WriteUsageError(parse.CommandResult.Command, ex.Message, stderr);
+            return ToolCommandLine.UsageExitCode;
         }
-        catch (CommandFailedException ex)
+        catch (Exception ex) when (ex is CommandFailedException or PathManagerException)
         {
-            stderr.WriteLine($"mptcp-anycast {command.Name}: {ex.Message}");
+            stderr.WriteLine($"{ToolCommandLine.PathOf(parse.CommandResult.Command)}: {ex.Message}");
             return 1;
         }
-        catch (PathManagerException ex)
-        {
-            stderr.WriteLine($"mptcp-anycast {command.Name}: {ex.Message}");
-            return 1;
-        }
-    }
-
-    private static void PrintUsage(TextWriter writer)
-    {
-        writer.WriteLine("usage: mptcp-anycast <command> [options]");
-        writer.WriteLine();
-        foreach (Command c in Commands)
-        {
-            writer.WriteLine($"  {c.Usage}");
-            writer.WriteLine($"      {c.Summary}");
-        }
-
-        writer.WriteLine();
-        writer.WriteLine("Exit codes: 0 ok, 1 not ready or failed, 2 wrong arguments.");
     }
 }

@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Net;
 using MptcpAnycast.Cli.CommandLine;
 using MptcpAnycast.PathManagement;
@@ -10,36 +11,54 @@ namespace MptcpAnycast.Cli.Commands;
 /// </summary>
 internal static class AnnounceCommand
 {
-    private static readonly HashSet<string> Flags = [];
-    private static readonly HashSet<string> AnnounceValued = ["--token", "--id", "--address", "--port"];
-    private static readonly HashSet<string> RemoveValued = ["--token", "--id"];
-
-    public static async Task<int> AnnounceAsync(string[] args, TextWriter output)
+    public static Command CreateAnnounce()
     {
-        var reader = new ArgumentReader(args, Flags, AnnounceValued);
-        reader.NoPositional();
-        uint token = PathManagerArguments.Token(reader);
-        byte id = RequiredId(reader);
-        IPAddress address = PathManagerArguments.Address("option '--address'", reader.Required("--address"));
-        int port = reader.Int("--port", 0, 65535) ?? 0;
-        await using PathManagerClient pm = await PathManagerArguments.OpenAsync().ConfigureAwait(false);
-        await pm.AnnounceAsync(token, id, new IPEndPoint(address, port)).ConfigureAwait(false);
-        output.WriteLine($"announced {address}{(port != 0 ? $" port {port}" : "")} id {id} on token {token:x8}");
-        return 0;
+        Option<uint?> token = PathManagerArguments.Token();
+        Option<int?> id = ToolOptions.RequiredInt("--id", "id", "The address id to announce it under (remove takes it back).", 1, 255);
+        Option<IPAddress?> address = ToolOptions.Address("--address", "The address to announce (IPv4 or IPv6), a local address of this host.");
+        address.Required = true;
+        Option<int> port = ToolOptions.Int("--port", "port",
+            "The port to announce with the address; 0 announces none, and the peer joins the connection's own port.", 0, 65535, 0);
+        var command = new Command("announce",
+            "Announce an address on one connection with ADD_ADDR. Needs the userspace path manager (sysctl net.mptcp.path_manager=userspace).")
+        {
+            token,
+            id,
+            address,
+            port,
+        };
+        command.SetAction(async (parse, _) =>
+        {
+            uint t = parse.GetValue(token)!.Value;
+            byte i = (byte)parse.GetValue(id)!.Value;
+            IPAddress a = parse.GetValue(address)!;
+            int p = parse.GetValue(port);
+            await using PathManagerClient pm = await PathManagerArguments.OpenAsync().ConfigureAwait(false);
+            await pm.AnnounceAsync(t, i, new IPEndPoint(a, p)).ConfigureAwait(false);
+            parse.InvocationConfiguration.Output.WriteLine($"announced {a}{(p != 0 ? $" port {p}" : "")} id {i} on token {t:x8}");
+            return 0;
+        });
+        return command;
     }
 
-    public static async Task<int> RemoveAsync(string[] args, TextWriter output)
+    public static Command CreateRemove()
     {
-        var reader = new ArgumentReader(args, Flags, RemoveValued);
-        reader.NoPositional();
-        uint token = PathManagerArguments.Token(reader);
-        byte id = RequiredId(reader);
-        await using PathManagerClient pm = await PathManagerArguments.OpenAsync().ConfigureAwait(false);
-        await pm.RemoveAsync(token, id).ConfigureAwait(false);
-        output.WriteLine($"removed id {id} on token {token:x8}");
-        return 0;
+        Option<uint?> token = PathManagerArguments.Token();
+        Option<int?> id = ToolOptions.RequiredInt("--id", "id", "The id the address was announced under.", 1, 255);
+        var command = new Command("remove", "Withdraw an address announced on one connection with RM_ADDR. Needs the userspace path manager.")
+        {
+            token,
+            id,
+        };
+        command.SetAction(async (parse, _) =>
+        {
+            uint t = parse.GetValue(token)!.Value;
+            byte i = (byte)parse.GetValue(id)!.Value;
+            await using PathManagerClient pm = await PathManagerArguments.OpenAsync().ConfigureAwait(false);
+            await pm.RemoveAsync(t, i).ConfigureAwait(false);
+            parse.InvocationConfiguration.Output.WriteLine($"removed id {i} on token {t:x8}");
+            return 0;
+        });
+        return command;
     }
-
-    private static byte RequiredId(ArgumentReader reader) =>
-        (byte)(reader.Int("--id", 1, 255) ?? throw new UsageException("option '--id' is required"));
 }

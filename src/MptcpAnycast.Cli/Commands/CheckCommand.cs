@@ -1,5 +1,5 @@
+using System.CommandLine;
 using System.Text;
-using System.Text.Json;
 using MptcpAnycast.Cli.CommandLine;
 using MptcpAnycast.Host;
 using MptcpAnycast.PathManagement;
@@ -9,16 +9,25 @@ namespace MptcpAnycast.Cli.Commands;
 /// <summary><c>mptcp-anycast check [--role server|client] [--json]</c>: exit 0 ready, 1 not ready, 2 bad arguments.</summary>
 internal static class CheckCommand
 {
-    private static readonly HashSet<string> Flags = ["--json"];
-    private static readonly HashSet<string> Valued = ["--role"];
-
-    public static Task<int> RunAsync(string[] args, TextWriter output)
+    public static Command Create()
     {
-        var reader = new ArgumentReader(args, Flags, Valued);
-        reader.NoPositional();
-        HostRole role = reader.Choice("--role", HostRole.Server);
-        bool json = reader.Flag("--json");
+        var role = new ChoiceOption<HostRole>("--role",
+            "What this host is: a POP's server on the anycast address, or a client whose connections should survive a route change.",
+            HostRole.Server);
+        Option<bool> json = ToolOptions.Flag("--json", "Print one JSON object (role, ready, host, findings) instead of the text report.");
+        var command = new Command("check",
+            "Is this host ready to serve (or reach) anycast over MPTCP? Reads the kernel's MPTCP settings and path manager and " +
+            "prints each finding with why it matters and the fix. Exit 0 ready, 1 not ready.")
+        {
+            role,
+            json,
+        };
+        command.SetAction(parse => Run(role.Get(parse) ?? HostRole.Server, parse.GetValue(json), parse.InvocationConfiguration.Output));
+        return command;
+    }
 
+    private static int Run(HostRole role, bool json, TextWriter output)
+    {
         MptcpHostState state = MptcpHostState.Read();
         PathManagerSnapshot pathManager = state.Support.IsSupported
             ? PathManagerSnapshot.Read()
@@ -27,7 +36,7 @@ internal static class CheckCommand
         bool ready = HostCheck.IsReady(findings);
 
         output.Write(json ? FormatJson(role, state, findings, ready, pathManager) : FormatText(role, findings, ready));
-        return Task.FromResult(ready ? 0 : 1);
+        return ready ? 0 : 1;
     }
 
     internal static string FormatText(HostRole role, IReadOnlyList<HostFinding> findings, bool ready)
@@ -55,66 +64,21 @@ internal static class CheckCommand
 
     internal static string FormatJson(HostRole role, MptcpHostState state, IReadOnlyList<HostFinding> findings, bool ready, PathManagerSnapshot? pathManager = null)
     {
-        using var stream = new MemoryStream();
-        using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
-        {
-            json.WriteStartObject();
-            json.WriteString("role", Lower(role));
-            json.WriteBoolean("ready", ready);
-            json.WriteStartObject("host");
-            json.WriteString("kernel", state.KernelRelease);
-            json.WriteBoolean("mptcpSupported", state.Support.IsSupported);
-            json.WriteString("mptcpUnsupportedReason", state.Support.Reason.ToString());
-            WriteNullable(json, "enabled", state.Enabled);
-            json.WriteString("pathManager", state.PathManager == MptcpPathManagerKind.Unknown ? null : state.PathManager.ToString().ToLowerInvariant());
-            WriteNullable(json, "allowJoinInitialAddrPort", state.AllowJoinInitialAddrPort);
-            WriteNullable(json, "addAddrTimeout", state.AddAddrTimeout);
-            json.WriteBoolean("capNetAdmin", state.HasNetAdmin);
-            if (pathManager?.Limits is MptcpLimits limits)
-            {
-                json.WriteStartObject("limits");
-                json.WriteNumber("subflows", limits.Subflows);
-                json.WriteNumber("addAddrAccepted", limits.AddAddrAccepted);
-                json.WriteEndObject();
-                json.WriteStartArray("endpoints");
-                foreach (MptcpEndpoint e in pathManager.Endpoints)
-                {
-                    json.WriteStringValue(e.ToString());
-                }
-
-                json.WriteEndArray();
-            }
-
-            json.WriteEndObject();
-            json.WriteStartArray("findings");
-            foreach (HostFinding f in findings)
-            {
-                json.WriteStartObject();
-                json.WriteString("name", f.Name);
-                json.WriteString("severity", Lower(f.Severity));
-                json.WriteString("value", f.Value);
-                json.WriteString("why", f.Why);
-                json.WriteString("fix", f.Fix);
-                json.WriteEndObject();
-            }
-
-            json.WriteEndArray();
-            json.WriteEndObject();
-        }
-
-        return Encoding.UTF8.GetString(stream.ToArray()) + Environment.NewLine;
-    }
-
-    private static void WriteNullable(Utf8JsonWriter json, string name, int? value)
-    {
-        if (value is int v)
-        {
-            json.WriteNumber(name, v);
-        }
-        else
-        {
-            json.WriteNull(name);
-        }
+        MptcpLimits? limits = pathManager?.Limits;
+        var host = new CheckHostJson(
+            state.KernelRelease,
+            state.Support.IsSupported,
+            state.Support.Reason.ToString(),
+            state.Enabled,
+            state.PathManager == MptcpPathManagerKind.Unknown ? null : state.PathManager.ToString().ToLowerInvariant(),
+            state.AllowJoinInitialAddrPort,
+            state.AddAddrTimeout,
+            state.HasNetAdmin,
+            limits is null ? null : LimitsJson.Of(limits),
+            limits is null ? null : [.. pathManager!.Endpoints.Select(EndpointJson.Of)]);
+        var report = new CheckJson(Lower(role), ready, host,
+            [.. findings.Select(f => new CheckFindingJson(f.Name, Lower(f.Severity), f.Value, f.Why, f.Fix))]);
+        return ToolJson.Serialize(report) + Environment.NewLine;
     }
 
     private static string Lower<T>(T value) where T : struct, Enum => value.ToString().ToLowerInvariant();

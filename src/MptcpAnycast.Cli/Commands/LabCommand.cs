@@ -1,33 +1,21 @@
+using System.CommandLine;
 using System.Text.Json;
 using MptcpAnycast.Cli.CommandLine;
+using MptcpAnycast.Kestrel;
 using MptcpAnycast.Lab;
 
 namespace MptcpAnycast.Cli.Commands;
 
 /// <summary>
 /// <c>mptcp-anycast lab demo|measure|up|flip|status|down ...</c>: the anycast lab in network namespaces (root only), and
-/// the hidden <c>lab serve ...</c> that the lab starts in each POP (its POP server). Only argument parsing and wiring:
-/// the lab itself is <c>MptcpAnycast.Lab</c>. Exit 0 done, 1 refused or failed, 2 bad arguments.
+/// the hidden <c>lab serve ...</c> that the lab starts in each POP (its POP server). Only the command line and the
+/// wiring: each handler is a call into <c>MptcpAnycast.Lab</c>. Exit 0 done, 1 refused or failed, 2 bad arguments.
 /// </summary>
 /// <param name="isRoot">Whether this process may build labs.</param>
 /// <param name="tool">How to start this tool again, for the POP servers (<see cref="ToolCommand.OfThisProcess"/>).</param>
 internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
 {
-    public const string Usage =
-        "lab demo [lab up options except --pops and --rescue] [--no-rescue] [--seconds S] [--rate BYTES] [--flip-after S] [--after-join keep-both|prefer-unicast|migrate-to-unicast] [--no-curl] | " +
-        "lab measure [lab up options except --pops] [--flips N] [--requests] [--no-flip] [--rate BYTES] [--after-join POLICY] | " +
-        "lab up [--prefix P] [--pops 2|3] [--rescue] [--unicast own|shared-ipv4|ipv6-only] [--client accept-add-addr|subflow-endpoint|defaults] " +
-        "[--path-manager kernel|userspace] [--nat] [--firewall] [--strip-mptcp] | lab flip [--prefix P] [--to a|b|c] | lab status|down [--prefix P]";
-
-    private static readonly HashSet<string> UpFlags = ["--nat", "--firewall", "--strip-mptcp"];
-    private static readonly HashSet<string> UpValued = ["--prefix", "--unicast", "--client", "--path-manager"];
-
-    // demo and measure run their POP servers in A and B and flip between them, so only lab up takes --pops.
-    private static readonly HashSet<string> UpOwnValued = [.. UpValued, "--pops"];
-    private static readonly HashSet<string> UpOwnFlags = [.. UpFlags, "--rescue"];
-    private static readonly HashSet<string> NoFlags = [];
-    private static readonly HashSet<string> PrefixOnly = ["--prefix"];
-    private static readonly HashSet<string> FlipValued = ["--prefix", "--to"];
+    private const int DefaultDemoSeconds = 10;
 
     private const string RootRefusal =
         "mptcp-anycast lab: refused: the lab makes network namespaces, veth links and routes, which needs root. Run it as root (sudo mptcp-anycast lab ...).";
@@ -35,115 +23,258 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
     /// <summary>The tool as installed or run: root decides, the POP servers are this process's own command line.</summary>
     public static LabCommand ForThisProcess() => new(() => Environment.IsPrivilegedProcess, ToolCommand.OfThisProcess);
 
-    public Task<int> RunAsync(string[] args, TextWriter output)
+    /// <summary><c>mptcp-anycast lab ARGS</c> with this lab command; what goes to stdout and to stderr both go to <paramref name="output"/>.</summary>
+    public Task<int> RunAsync(string[] args, TextWriter output) => Program.RunAsync(["lab", .. args], output, output, this);
+
+    public Command Create() => new("lab",
+        "The anycast lab in network namespaces, root only. A client, a router and POPs A and B (and C with lab up --pops 3), " +
+        "the anycast address on every POP; flip moves its route from one POP to another.")
     {
-        string verb = args.Length > 0 && !args[0].StartsWith('-') ? args[0] : throw new UsageException("say what to do: demo, measure, up, flip, status or down");
-        string[] rest = args[1..];
-        switch (verb)
-        {
-            case "demo":
-                return DemoAsync(rest, output);
-            case "measure":
-                return MeasureAsync(rest, output);
-            case "serve":
-                return ServeAsync(rest, output);
-        }
+        Demo(),
+        Measure(),
+        Up(),
+        Flip(),
+        Status(),
+        Down(),
+        Serve(),
+    };
 
-        Func<int> run = verb switch
+    private Command Demo()
+    {
+        var shape = new LabShape(LabPathManager.Userspace, pops: false);
+        Option<bool> noRescue = ToolOptions.Flag("--no-rescue",
+            "Do not run the rescue agent in the POPs: the plain TCP client then dies at the flip, as without MptcpAnycast.");
+        Option<int> seconds = ToolOptions.Int("--seconds", "seconds", "How long each client streams.", 2, 600, DefaultDemoSeconds);
+        Option<int> rate = Rate();
+        Option<int?> flipAfter = ToolOptions.OptionalInt("--flip-after", "seconds",
+            "When the anycast route moves to POP B, in seconds after the streams start; less than --seconds, so that the flip " +
+            "happens while the clients stream.", 1, 599, "4, or half of --seconds when that is less");
+        ChoiceOption<AfterJoinPolicy> afterJoin = AfterJoin();
+        Option<bool> noCurl = ToolOptions.Flag("--no-curl", "Do not run the third client: curl --mptcp (curl 8.9+) or mptcpize run curl, when either is installed.");
+        var demo = new Command("demo",
+            "The main demo: builds the lab, runs the POP server in POPs A and B, streams to an MPTCP client, a plain TCP client " +
+            "and curl, moves the anycast route to POP B mid-stream and tells who survived; removes the lab at the end. " +
+            "Exit 0 when the MPTCP client (and, with rescue, the TCP client) survived.")
         {
-            "up" => Prepare(rest, UpOwnFlags, UpOwnValued, reader =>
-            {
-                bool rescue = reader.Flag("--rescue");
-                return () => Up(ReadOptions(reader), rescue, output);
-            }),
-            "flip" => Prepare(rest, NoFlags, FlipValued, reader =>
-            {
-                // Read before the root check, so a misspelt POP is a usage error wherever it runs.
-                LabPopId? to = reader.Value("--to") is string text ? Named(reader, "--to", LabPopId.A) : null;
-                return () => Flip(reader.Value("--prefix"), to, reader.Value("--to"), output);
-            }),
-            "status" => Prepare(rest, NoFlags, PrefixOnly, reader => () => Status(reader.Value("--prefix"), output)),
-            "down" => Prepare(rest, NoFlags, PrefixOnly, reader => () => Down(reader.Value("--prefix"), output)),
-            _ => throw new UsageException($"unknown lab command '{verb}' (demo, measure, up, flip, status, down)"),
+            noRescue,
+            seconds,
+            rate,
+            flipAfter,
+            afterJoin,
+            noCurl,
         };
+        shape.AddTo(demo);
+        demo.Validators.Add(result =>
+        {
+            // Command validators run before the options' defaults are filled in: an absent --seconds is its default.
+            // A --seconds that failed its own check has its own error; the flip is then not judged against it.
+            bool hasSeconds = ToolOptions.TryGetValue(result, seconds, out int s);
+            if (!hasSeconds && result.GetResult(seconds) is not null)
+            {
+                return;
+            }
 
+            s = hasSeconds ? s : DefaultDemoSeconds;
+            if (ToolOptions.TryGetValue(result, flipAfter, out int? f) && f >= s)
+            {
+                result.AddError($"option '--flip-after' must be a whole number from 1 to {s - 1}: the flip must happen while the clients stream, before --seconds {s} (got '{f}')");
+            }
+        });
+        demo.SetAction(async (parse, _) =>
+        {
+            LabOptions options = shape.Read(parse);
+            int s = parse.GetValue(seconds);
+            var settings = new DemoSettings
+            {
+                Seconds = s,
+                Rate = parse.GetValue(rate),
+                FlipAfter = parse.GetValue(flipAfter) ?? Math.Min(4, s / 2),
+                AfterJoin = afterJoin.Get(parse)?.ToString(),
+                Curl = !parse.GetValue(noCurl),
+                Rescue = !parse.GetValue(noRescue),
+            };
+            return await RunAsRootAsync(parse, "demo", token => LabDemo.RunAsync(options, settings, tool(), parse.InvocationConfiguration.Output, token)).ConfigureAwait(false);
+        });
+        return demo;
+    }
+
+    private Command Measure()
+    {
+        var shape = new LabShape(LabPathManager.Userspace, pops: false);
+        Option<int> flips = ToolOptions.Int("--flips", "count", "How many route flips to measure, one new MPTCP connection each.", 1, 500, 20);
+        Option<bool> requests = ToolOptions.Flag("--requests",
+            "Measure small requests sent back to back (GET /bytes/1024) instead of a paced download.");
+        Option<bool> noFlip = ToolOptions.Flag("--no-flip", "Do not move the route: the control run, to tell the flip's stall from the lab's own.");
+        Option<int> rate = Rate();
+        ChoiceOption<AfterJoinPolicy> afterJoin = AfterJoin();
+        var measure = new Command("measure",
+            "Measure the stall a route flip causes: for each flip a new MPTCP connection joins and transfers while the route " +
+            "moves; prints the longest gap per flip, the median and the worst.")
+        {
+            flips,
+            requests,
+            noFlip,
+            rate,
+            afterJoin,
+        };
+        shape.AddTo(measure);
+        measure.SetAction(async (parse, _) =>
+        {
+            LabOptions options = shape.Read(parse);
+            string? policy = afterJoin.Get(parse)?.ToString();
+            int count = parse.GetValue(flips), bytesPerSecond = parse.GetValue(rate);
+            bool askRequests = parse.GetValue(requests), control = parse.GetValue(noFlip);
+            return await RunAsRootAsync(parse, "measure", token => LabMeasure.RunAsync(options, policy, count, askRequests, bytesPerSecond,
+                tool(), parse.InvocationConfiguration.Output, token, noFlip: control)).ConfigureAwait(false);
+        });
+        return measure;
+    }
+
+    private Command Up()
+    {
+        var shape = new LabShape(LabPathManager.Kernel, pops: true);
+        Option<bool> rescue = ToolOptions.Flag("--rescue", "Also start the rescue agent in every POP; it runs until lab down.");
+        var up = new Command("up",
+            "Build a lab and leave it up, for your own commands inside it (ip netns exec PREFIX-client ...); lab flip moves the " +
+            "route, lab down removes it.")
+        {
+            rescue,
+        };
+        shape.AddTo(up);
+        up.SetAction(parse =>
+        {
+            LabOptions options = shape.Read(parse);
+            bool withRescue = parse.GetValue(rescue);
+            return RunAsRoot(parse, () => Up(options, withRescue, parse.InvocationConfiguration.Output));
+        });
+        return up;
+    }
+
+    private Command Flip()
+    {
+        Option<string?> prefix = Prefix("the only lab that is up");
+        var to = new ChoiceOption<LabPopId>("--to",
+            $"The POP the anycast route moves to. {ToolOptions.DefaultText("the next POP: A to B, B to C (or A), C to A")}", null);
+        var flip = new Command("flip", "Move the lab's anycast route to another POP.") { prefix, to };
+        flip.SetAction(parse =>
+        {
+            string? lab = parse.GetValue(prefix);
+            LabPopId? target = to.Get(parse);
+            return RunAsRoot(parse, () => Flip(lab, target, parse.GetValue(to), parse.InvocationConfiguration.Output));
+        });
+        return flip;
+    }
+
+    private Command Status()
+    {
+        Option<string?> prefix = Prefix("the only lab that is up");
+        var status = new Command("status", "Show a lab: its namespaces, addresses, routes and the MPTCP endpoints of each POP.") { prefix };
+        status.SetAction(parse => RunAsRoot(parse, () => Status(parse.GetValue(prefix), parse.InvocationConfiguration.Output)));
+        return status;
+    }
+
+    private Command Down()
+    {
+        Option<string?> prefix = Prefix("the only lab that is up");
+        var down = new Command("down", "Remove a lab: its namespaces, its POP servers and rescue agents, its state file.") { prefix };
+        down.SetAction(parse => RunAsRoot(parse, () => Down(parse.GetValue(prefix), parse.InvocationConfiguration.Output)));
+        return down;
+    }
+
+    /// <summary>
+    /// <c>lab serve [OPTIONS]</c>: the POP server, until SIGTERM or Ctrl-C. Hidden: the lab starts it in a POP's
+    /// namespace. Not root only: an operator may run it with just <c>CAP_NET_ADMIN</c>. Its options are ASP.NET Core
+    /// configuration keys (<c>--MptcpAnycast:Mode</c>), which the POP server checks itself, so the parser passes them on.
+    /// </summary>
+    private static Command Serve()
+    {
+        var serve = new Command("serve", "The lab's POP server (the lab starts it in each POP): --urls, --Pop, --Transport and MptcpAnycast settings.")
+        {
+            Hidden = true,
+            TreatUnmatchedTokensAsErrors = false,
+        };
+        serve.SetAction(async (parse, _) =>
+        {
+            string[] args = [.. parse.UnmatchedTokens];
+            if (PopServerApp.CheckArguments(args) is string problem)
+            {
+                throw new UsageException(problem);
+            }
+
+            try
+            {
+                await PopServerApp.RunAsync(args).ConfigureAwait(false);
+                return 0;
+            }
+            catch (Exception ex) when (ex is MptcpAnycastConfigurationException or IOException or InvalidOperationException
+                or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+            {
+                // Refused to start: a bad transport option (the message names the setting and the value), an address in use.
+                throw new CommandFailedException(ex.Message);
+            }
+        });
+        return serve;
+    }
+
+    private static Option<int> Rate() =>
+        ToolOptions.Int("--rate", "bytes/s", "How fast the POP server sends to each streaming client, in bytes per second.", 1024, 64 * 1024 * 1024, 128 * 1024);
+
+    private static ChoiceOption<AfterJoinPolicy> AfterJoin() => new("--after-join",
+        "What the POP server's transport does with the anycast subflow once the unicast one has joined: keep-both (leave it), " +
+        $"prefer-unicast (make it backup) or migrate-to-unicast (close it). {ToolOptions.DefaultText("prefer-unicast, the transport's default")}", null, "policy");
+
+    /// <summary><c>--prefix</c>: which lab; checked as the lab checks it (letters, digits and '_').</summary>
+    private static Option<string?> Prefix(string whenAbsent) => new("--prefix")
+    {
+        Description = $"The lab's name: its namespaces are PREFIX-client, PREFIX-router, PREFIX-popa, ... {ToolOptions.DefaultText(whenAbsent)}",
+        HelpName = "prefix",
+        CustomParser = result =>
+        {
+            string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+            if (LabOptions.ValidatePrefix(text) is string problem)
+            {
+                result.AddError(problem);
+                return null;
+            }
+
+            return text;
+        },
+    };
+
+    /// <summary>The root check, then the command; a failed step (its output is in the message) is exit 1.</summary>
+    private int RunAsRoot(ParseResult parse, Func<int> run)
+    {
         if (!isRoot())
         {
-            output.WriteLine(RootRefusal);
-            return Task.FromResult(1);
+            parse.InvocationConfiguration.Error.WriteLine(RootRefusal);
+            return 1;
         }
 
         try
         {
-            return Task.FromResult(run());
+            return run();
         }
         catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or IOException or UnauthorizedAccessException
             or System.ComponentModel.Win32Exception)
         {
             // A command that failed (its output is in the message), a missing tool, or an unwritable state file.
-            output.WriteLine($"mptcp-anycast lab {verb}: {ex.Message}");
-            return Task.FromResult(1);
+            throw new CommandFailedException(ex.Message);
         }
     }
 
-    private static readonly HashSet<string> DemoFlags = [.. UpFlags, "--no-curl", "--no-rescue"];
-    private static readonly HashSet<string> DemoValued = [.. UpValued, "--seconds", "--rate", "--flip-after", "--after-join"];
-
-    private async Task<int> DemoAsync(string[] args, TextWriter output)
+    /// <summary>
+    /// The root check, then a long lab command that Ctrl-C cancels instead of killing the process (it then removes its
+    /// lab); a failed step becomes one line on stderr and exit code 1.
+    /// </summary>
+    private async Task<int> RunAsRootAsync(ParseResult parse, string verb, Func<CancellationToken, Task<int>> run)
     {
-        var reader = new ArgumentReader(args, DemoFlags, DemoValued);
-        reader.NoPositional();
-        LabOptions options = ReadOptions(reader, LabPathManager.Userspace);
-        int seconds = reader.Int("--seconds", 2, 600) ?? 10;
-        var settings = new DemoSettings
-        {
-            Seconds = seconds,
-            Rate = reader.Int("--rate", 1024, 64 * 1024 * 1024) ?? 128 * 1024,
-            FlipAfter = reader.Int("--flip-after", 1, seconds - 1) ?? Math.Min(4, seconds / 2),
-            AfterJoin = reader.Value("--after-join") is string policy ? AfterJoinName(policy) : null,
-            Curl = !reader.Flag("--no-curl"),
-            Rescue = !reader.Flag("--no-rescue"),
-        };
+        TextWriter error = parse.InvocationConfiguration.Error;
         if (!isRoot())
         {
-            output.WriteLine(RootRefusal);
+            error.WriteLine(RootRefusal);
             return 1;
         }
 
-        return await RunInterruptibleAsync("demo", output, token => LabDemo.RunAsync(options, settings, tool(), output, token)).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// <c>lab serve [OPTIONS]</c>: the POP server, until SIGTERM or Ctrl-C. Not root only: the lab starts it in a POP's
-    /// namespace, and an operator may run it with just <c>CAP_NET_ADMIN</c>.
-    /// </summary>
-    private static async Task<int> ServeAsync(string[] args, TextWriter output)
-    {
-        if (PopServerApp.CheckArguments(args) is string problem)
-        {
-            throw new UsageException(problem);
-        }
-
-        try
-        {
-            await PopServerApp.RunAsync(args).ConfigureAwait(false);
-            return 0;
-        }
-        catch (Exception ex) when (ex is MptcpAnycast.Kestrel.MptcpAnycastConfigurationException or IOException or InvalidOperationException
-            or System.Net.Sockets.SocketException or UnauthorizedAccessException)
-        {
-            // Refused to start: a bad transport option (the message names the setting and the value), an address in use.
-            output.WriteLine($"mptcp-anycast lab serve: {ex.Message}");
-            return 1;
-        }
-    }
-
-    /// <summary>
-    /// Runs a long lab command so that Ctrl-C cancels it instead of killing the process (it then removes its lab), and
-    /// a failed step becomes one line and exit code 1.
-    /// </summary>
-    private static async Task<int> RunInterruptibleAsync(string verb, TextWriter output, Func<CancellationToken, Task<int>> run)
-    {
         using var cancel = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
         {
@@ -157,13 +288,13 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
         }
         catch (OperationCanceledException) when (cancel.IsCancellationRequested)
         {
-            output.WriteLine($"mptcp-anycast lab {verb}: interrupted; the lab was removed.");
+            error.WriteLine($"mptcp-anycast lab {verb}: interrupted; the lab was removed.");
             return 1;
         }
         catch (Exception ex) when (ex is OperationCanceledException or InvalidOperationException or TimeoutException or IOException
             or System.Net.Sockets.SocketException or System.ComponentModel.Win32Exception or JsonException)
         {
-            output.WriteLine($"mptcp-anycast lab {verb}: {ex.Message}");
+            error.WriteLine($"mptcp-anycast lab {verb}: {ex.Message}");
             return 1;
         }
         finally
@@ -172,68 +303,67 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
         }
     }
 
-    private static readonly HashSet<string> MeasureFlags = [.. UpFlags, "--requests", "--no-flip"];
-    private static readonly HashSet<string> MeasureValued = [.. UpValued, "--flips", "--rate", "--after-join"];
-
-    private async Task<int> MeasureAsync(string[] args, TextWriter output)
+    /// <summary>The options that shape a lab (<see cref="LabOptions"/>), one set per command that builds one.</summary>
+    private sealed class LabShape
     {
-        var reader = new ArgumentReader(args, MeasureFlags, MeasureValued);
-        reader.NoPositional();
-        LabOptions options = ReadOptions(reader, LabPathManager.Userspace);
-        int flips = reader.Int("--flips", 1, 500) ?? 20;
-        long rate = reader.Int("--rate", 1024, 64 * 1024 * 1024) ?? 128 * 1024;
-        string? afterJoin = reader.Value("--after-join") is string policy ? AfterJoinName(policy) : null;
-        bool requests = reader.Flag("--requests"), noFlip = reader.Flag("--no-flip");
-        if (!isRoot())
+        private readonly Option<string?> _prefix = Prefix("mpl + the process id");
+        private readonly ChoiceOption<LabUnicast> _unicast = new("--unicast",
+            "The POPs' unicast addresses, for the subflow that outlives the flip: own (each POP its IPv4 and IPv6 link address), " +
+            "shared-ipv4 (one IPv4 address on every POP, a port per POP; IPv6 as own), ipv6-only.", LabUnicast.Own);
+        private readonly ChoiceOption<LabClientLimits> _client = new("--client",
+            "The client's path manager: accept-add-addr (ip mptcp limits set add_addr_accepted 1), subflow-endpoint (default " +
+            "limits, a subflow endpoint on a second address), defaults (ignores ADD_ADDR: the connection dies at the flip).",
+            LabClientLimits.AcceptAddAddr, "limits");
+        private readonly ChoiceOption<LabPathManager> _pathManager;
+        private readonly Option<int>? _pops;
+        private readonly Option<bool> _nat = ToolOptions.Flag("--nat", "The router masquerades the client towards the POPs (IPv4 and IPv6).");
+        private readonly Option<bool> _firewall = ToolOptions.Flag("--firewall", "The router drops TCP to the POPs' unicast addresses, so no subflow can join.");
+        private readonly Option<bool> _stripMptcp = ToolOptions.Flag("--strip-mptcp",
+            "The router removes the MPTCP option from every TCP segment, as a middlebox that breaks MPTCP would.");
+
+        /// <param name="pathManager">The default POP path manager: userspace for the runs of the transport, kernel for lab up.</param>
+        /// <param name="pops">Whether the command takes --pops (demo and measure flip between A and B only).</param>
+        public LabShape(LabPathManager pathManager, bool pops)
         {
-            output.WriteLine(RootRefusal);
-            return 1;
+            _pathManager = new ChoiceOption<LabPathManager>("--path-manager",
+                "The POPs' net.mptcp.path_manager: kernel (the lab adds signal endpoints, the kernel announces them on every " +
+                "connection) or userspace (the MptcpAnycast transport announces per connection).", pathManager);
+            if (pops)
+            {
+                _pops = ToolOptions.Int("--pops", "count", "How many POPs: A and B, or A, B and C.", LabOptions.MinPops, LabOptions.MaxPops, LabOptions.MinPops);
+            }
         }
 
-        return await RunInterruptibleAsync("measure", output, token => LabMeasure.RunAsync(options, afterJoin, flips, requests, rate,
-            tool(), output, token, noFlip: noFlip)).ConfigureAwait(false);
-    }
-
-    private static string AfterJoinName(string value) => value switch
-    {
-        "keep-both" => "KeepBoth",
-        "prefer-unicast" => "PreferUnicast",
-        "migrate-to-unicast" => "MigrateToUnicast",
-        _ => throw new UsageException($"option '--after-join' must be one of keep-both|prefer-unicast|migrate-to-unicast (got '{value}')"),
-    };
-
-    internal static LabOptions ReadOptions(ArgumentReader reader) => ReadOptions(reader, LabPathManager.Kernel);
-
-    internal static LabOptions ReadOptions(ArgumentReader reader, LabPathManager defaultPathManager)
-    {
-        var options = new LabOptions
+        public void AddTo(Command command)
         {
-            Nat = reader.Flag("--nat"),
-            Firewall = reader.Flag("--firewall"),
-            StripMptcp = reader.Flag("--strip-mptcp"),
-            Pops = reader.Int("--pops", LabOptions.MinPops, LabOptions.MaxPops) ?? LabOptions.MinPops,
-            Unicast = Named(reader, "--unicast", LabUnicast.Own),
-            Client = Named(reader, "--client", LabClientLimits.AcceptAddAddr),
-            PathManager = Named(reader, "--path-manager", defaultPathManager),
-        };
-        if (reader.Value("--prefix") is string prefix)
-        {
-            options = options with { Prefix = CheckPrefix(prefix) };
+            command.Add(_prefix);
+            if (_pops is not null)
+            {
+                command.Add(_pops);
+            }
+
+            command.Add(_unicast);
+            command.Add(_client);
+            command.Add(_pathManager);
+            command.Add(_nat);
+            command.Add(_firewall);
+            command.Add(_stripMptcp);
         }
 
-        return options;
-    }
-
-    private static Func<int> Prepare(string[] args, HashSet<string> flags, HashSet<string> valued, Func<ArgumentReader, Func<int>> make)
-    {
-        var reader = new ArgumentReader(args, flags, valued);
-        reader.NoPositional();
-        if (reader.Value("--prefix") is string prefix)
+        public LabOptions Read(ParseResult parse)
         {
-            CheckPrefix(prefix);
+            var options = new LabOptions
+            {
+                Nat = parse.GetValue(_nat),
+                Firewall = parse.GetValue(_firewall),
+                StripMptcp = parse.GetValue(_stripMptcp),
+                Pops = _pops is null ? LabOptions.MinPops : parse.GetValue(_pops),
+                Unicast = _unicast.Get(parse) ?? LabUnicast.Own,
+                Client = _client.Get(parse) ?? LabClientLimits.AcceptAddAddr,
+                PathManager = _pathManager.Get(parse) ?? LabPathManager.Kernel,
+            };
+            return parse.GetValue(_prefix) is string prefix ? options with { Prefix = prefix } : options;
         }
-
-        return make(reader);
     }
 
     private int Up(LabOptions options, bool rescue, TextWriter output)
@@ -348,21 +478,5 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
         }
 
         return LabTopology.Load(prefix) ?? throw new InvalidOperationException($"no lab with prefix '{prefix}' (no {LabState.PathFor(prefix)}); start one with 'mptcp-anycast lab up --prefix {prefix}'");
-    }
-
-    private static string CheckPrefix(string prefix) =>
-        LabOptions.ValidatePrefix(prefix) is string problem ? throw new UsageException(problem) : prefix;
-
-    private static T Named<T>(ArgumentReader reader, string option, T defaultValue) where T : struct, Enum
-    {
-        string? text = reader.Value(option);
-        if (text is null)
-        {
-            return defaultValue;
-        }
-
-        return LabNames.TryParse(text, out T value)
-            ? value
-            : throw new UsageException($"option '{option}' must be one of {LabNames.All<T>()} (got '{text}')");
     }
 }

@@ -1,6 +1,6 @@
+using System.CommandLine;
 using System.Globalization;
-using System.Text;
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using MptcpAnycast.Cli.CommandLine;
 using MptcpAnycast.PathManagement;
 
@@ -12,18 +12,26 @@ namespace MptcpAnycast.Cli.Commands;
 /// </summary>
 internal static class MonitorCommand
 {
-    private static readonly HashSet<string> Flags = ["--json"];
-    private static readonly HashSet<string> Valued = ["--count", "--timeout"];
     private static readonly HashSet<string> TextAttributes = ["token", "family", "saddr", "daddr", "flags", "reset_flags"];
 
-    public static async Task<int> RunAsync(string[] args, TextWriter output)
+    public static Command Create()
     {
-        var reader = new ArgumentReader(args, Flags, Valued);
-        reader.NoPositional();
-        bool json = reader.Flag("--json");
-        int? count = reader.Int("--count", 1, int.MaxValue);
-        int? seconds = reader.Int("--timeout", 1, 7 * 24 * 3600);
+        Option<bool> json = ToolOptions.Flag("--json", "Print each event as one JSON object on its own line (camelCase attribute names).");
+        Option<int?> count = ToolOptions.OptionalInt("--count", "events", "Stop after this many events.", 1, int.MaxValue, "no limit");
+        Option<int?> timeout = ToolOptions.OptionalInt("--timeout", "seconds", "Stop after this many seconds.", 1, 7 * 24 * 3600, "none, until Ctrl-C");
+        var command = new Command("monitor",
+            "Print every MPTCP path-manager event of this network namespace, as ip mptcp monitor. One line per event with all its attributes, until Ctrl-C, --count or --timeout.")
+        {
+            json,
+            count,
+            timeout,
+        };
+        command.SetAction((parse, _) => RunAsync(parse.GetValue(json), parse.GetValue(count), parse.GetValue(timeout), parse.InvocationConfiguration.Output));
+        return command;
+    }
 
+    private static async Task<int> RunAsync(bool json, int? count, int? seconds, TextWriter output)
+    {
         using var stop = new CancellationTokenSource();
         if (seconds is int s)
         {
@@ -66,29 +74,17 @@ internal static class MonitorCommand
         }
     }
 
-    /// <summary>One JSON object per event: the type, then every attribute present (numbers as numbers).</summary>
+    /// <summary>One JSON object per event: the type, then every attribute present (numbers as numbers), names in camelCase.</summary>
     internal static string Json(PathManagerEvent e)
     {
-        using var stream = new MemoryStream();
-        using (var json = new Utf8JsonWriter(stream))
+        var json = new JsonObject { ["type"] = e.TypeName };
+        foreach ((string name, string value) in e.GetAttributes())
         {
-            json.WriteStartObject();
-            json.WriteString("type", e.TypeName);
-            foreach ((string name, string value) in e.GetAttributes())
-            {
-                if (!TextAttributes.Contains(name) && long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out long number))
-                {
-                    json.WriteNumber(name, number);
-                }
-                else
-                {
-                    json.WriteString(name, value);
-                }
-            }
-
-            json.WriteEndObject();
+            json[ToolJson.NameOf(name)] = !TextAttributes.Contains(name) && long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out long number)
+                ? JsonValue.Create(number)
+                : JsonValue.Create(value);
         }
 
-        return Encoding.UTF8.GetString(stream.ToArray());
+        return ToolJson.Serialize(json);
     }
 }

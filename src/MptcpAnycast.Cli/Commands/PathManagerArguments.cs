@@ -1,52 +1,72 @@
+using System.CommandLine;
 using System.Globalization;
-using System.Net;
-using MptcpAnycast.Cli.CommandLine;
 using MptcpAnycast.PathManagement;
 
 namespace MptcpAnycast.Cli.Commands;
 
-/// <summary>Parsing and printing shared by the path-manager commands.</summary>
+/// <summary>Options and printing shared by the path-manager commands.</summary>
 internal static class PathManagerArguments
 {
     /// <summary>How long a command may wait for the kernel before it gives up.</summary>
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(10);
 
-    public static uint Token(ArgumentReader reader)
+    /// <summary>The flags <c>endpoints add --flags</c> takes, as <c>ip mptcp endpoint</c> spells them (implicit is the kernel's own).</summary>
+    public const string SettableFlags = "signal,subflow,backup,fullmesh,laminar";
+
+    /// <summary><c>--token HEX</c>: a connection's token, as <c>monitor</c> prints it.</summary>
+    public static Option<uint?> Token() => new("--token")
     {
-        string text = reader.Required("--token");
-        string digits = text.StartsWith("0x", StringComparison.OrdinalIgnoreCase) ? text[2..] : text;
-        return uint.TryParse(digits, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out uint token) && digits.Length <= 8
-            ? token
-            : throw new UsageException($"option '--token' must be a connection token in hex, up to 8 digits (got '{text}')");
-    }
-
-    public static IPAddress Address(string name, string text) => IPAddress.TryParse(text, out IPAddress? address)
-        ? address
-        : throw new UsageException($"{name} must be an IPv4 or IPv6 address (got '{text}')");
-
-    public static MptcpEndpointFlags Flags(string? text)
-    {
-        var flags = MptcpEndpointFlags.None;
-        if (string.IsNullOrEmpty(text))
+        Description = "The connection's token in hex, up to 8 digits (0x optional), as monitor prints it.",
+        HelpName = "hex",
+        Required = true,
+        CustomParser = result =>
         {
-            return flags;
-        }
-
-        foreach (string word in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            flags |= word switch
+            string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+            string digits = text.StartsWith("0x", StringComparison.OrdinalIgnoreCase) ? text[2..] : text;
+            if (digits.Length <= 8 && uint.TryParse(digits, NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out uint token))
             {
-                "signal" => MptcpEndpointFlags.Signal,
-                "subflow" => MptcpEndpointFlags.Subflow,
-                "backup" => MptcpEndpointFlags.Backup,
-                "fullmesh" => MptcpEndpointFlags.Fullmesh,
-                "laminar" => MptcpEndpointFlags.Laminar,
-                _ => throw new UsageException($"option '--flags' takes signal,subflow,backup,fullmesh,laminar (got '{word}')"),
-            };
-        }
+                return token;
+            }
 
-        return flags;
-    }
+            result.AddError($"option '--token' must be a connection token in hex, up to 8 digits (got '{text}')");
+            return null;
+        },
+    };
+
+    /// <summary><c>--flags signal,subflow,...</c>: an endpoint's flags, comma-separated.</summary>
+    public static Option<MptcpEndpointFlags?> Flags() => new("--flags")
+    {
+        Description = "What the kernel does with the address, comma-separated: signal (announce it with ADD_ADDR), subflow (open " +
+            "subflows from it), backup (its subflows are backup), fullmesh (a subflow to every announced address), laminar " +
+            $"(Linux 6.18+). {CommandLine.ToolOptions.DefaultText("none")}",
+        HelpName = SettableFlags.Replace(',', '|'),
+        CustomParser = result =>
+        {
+            var flags = MptcpEndpointFlags.None;
+            string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
+            foreach (string word in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            {
+                MptcpEndpointFlags? flag = word switch
+                {
+                    "signal" => MptcpEndpointFlags.Signal,
+                    "subflow" => MptcpEndpointFlags.Subflow,
+                    "backup" => MptcpEndpointFlags.Backup,
+                    "fullmesh" => MptcpEndpointFlags.Fullmesh,
+                    "laminar" => MptcpEndpointFlags.Laminar,
+                    _ => null,
+                };
+                if (flag is null)
+                {
+                    result.AddError($"option '--flags' takes {SettableFlags} (got '{word}')");
+                    return null;
+                }
+
+                flags |= flag.Value;
+            }
+
+            return flags;
+        },
+    };
 
     public static IEnumerable<string> FlagNames(MptcpEndpointFlags flags) =>
         Enum.GetValues<MptcpEndpointFlags>().Where(f => f != 0 && flags.HasFlag(f)).Select(f => f.ToString().ToLowerInvariant());

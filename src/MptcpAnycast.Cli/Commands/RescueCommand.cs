@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Text.Json;
 using Microsoft.Extensions.Configuration;
 using MptcpAnycast.Cli.CommandLine;
@@ -12,29 +13,58 @@ namespace MptcpAnycast.Cli.Commands;
 /// </summary>
 internal static class RescueCommand
 {
-    public const string Usage = "rescue run --config FILE [--verbose] [--log FILE] | rescue status [--name NAME] [--json] [--dir DIR]";
-
-    private static readonly HashSet<string> Flags = ["--verbose", "--json"];
-    private static readonly HashSet<string> Valued = ["--config", "--name", "--dir", "--log"];
-
-    public static Task<int> RunAsync(string[] args, TextWriter output)
+    public static Command Create()
     {
-        var reader = new ArgumentReader(args, Flags, Valued);
-        string verb = reader.Positional.Count == 1 ? reader.Positional[0] : throw new UsageException("say 'run' or 'status'");
-        return verb switch
+        var command = new Command("rescue",
+            "Run the rescue agent, or show what the running agents report. The agent makes plain TCP connections survive " +
+            "anycast route changes by tunnelling them to the POP that owns them; run it here for servers that are not ASP.NET Core apps.")
         {
-            "run" => RunAgentAsync(reader, output),
-            "status" => Task.FromResult(Status(reader, output)),
-            _ => throw new UsageException($"unknown rescue command '{verb}' (run, status)"),
+            CreateRun(),
+            CreateStatus(),
         };
+        return command;
     }
 
-    private static async Task<int> RunAgentAsync(ArgumentReader reader, TextWriter output)
+    private static Command CreateRun()
     {
-        reader.OnlyOptions("rescue run", "--config", "--verbose", "--log");
-        string path = reader.Required("--config");
-        bool verbose = reader.Flag("--verbose");
-        using StreamWriter? log = reader.Value("--log") is string logPath ? new StreamWriter(logPath, append: true) { AutoFlush = true } : null;
+        Option<string?> config = ToolOptions.Text("--config", "file",
+            "The agent's settings: a JSON file with the rescue options, or an appsettings.json with them under MptcpAnycast:Rescue.");
+        config.Required = true;
+        Option<bool> verbose = ToolOptions.Flag("--verbose", "Also print every flow rescued or reset, not only start, stop and problems.");
+        Option<string?> log = ToolOptions.Text("--log", "file", "Append the agent's lines to this file instead of printing them.", "print them");
+        var run = new Command("run", "Run the rescue agent on this host until Ctrl-C or SIGTERM (root, or CAP_BPF, CAP_NET_ADMIN and CAP_NET_RAW).")
+        {
+            config,
+            verbose,
+            log,
+        };
+        run.SetAction((parse, _) => RunAgentAsync(parse.GetValue(config)!, parse.GetValue(verbose), parse.GetValue(log), parse.InvocationConfiguration.Output));
+        return run;
+    }
+
+    private static Command CreateStatus()
+    {
+        Option<string?> name = ToolOptions.Text("--name", "name", "Only the agent with this name (its settings' Name).", "every agent");
+        Option<bool> json = ToolOptions.Flag("--json", "Print what the agents wrote, as JSON: one object, or an array for several agents.");
+        Option<string> dir = new("--dir")
+        {
+            Description = "Where the agents write their status files.",
+            HelpName = "directory",
+            DefaultValueFactory = _ => RescueOptions.DefaultStatusDirectory,
+        };
+        var status = new Command("status", "Show what the rescue agents running on this host report: addresses, peers, owner map, counters. Exit 1 when none runs.")
+        {
+            name,
+            json,
+            dir,
+        };
+        status.SetAction(parse => Status(parse.GetValue(dir)!, parse.GetValue(name), parse.GetValue(json), parse.InvocationConfiguration.Output));
+        return status;
+    }
+
+    private static async Task<int> RunAgentAsync(string path, bool verbose, string? logPath, TextWriter output)
+    {
+        using StreamWriter? log = logPath is not null ? new StreamWriter(logPath, append: true) { AutoFlush = true } : null;
         output = log ?? output;
         RescueOptions options = Load(path, out string prefix);
 
@@ -120,12 +150,8 @@ internal static class RescueCommand
         return options;
     }
 
-    private static int Status(ArgumentReader reader, TextWriter output)
+    private static int Status(string directory, string? name, bool json, TextWriter output)
     {
-        reader.OnlyOptions("rescue status", "--name", "--json", "--dir");
-        string directory = reader.Value("--dir") ?? RescueOptions.DefaultStatusDirectory;
-        string? name = reader.Value("--name");
-        bool json = reader.Flag("--json");
         string[] files = Directory.Exists(directory)
             ? [.. Directory.GetFiles(directory, "*.json").Where(f => name is null || Path.GetFileNameWithoutExtension(f) == name).Order(StringComparer.Ordinal)]
             : [];

@@ -21,11 +21,14 @@ public sealed class PathManagerCliLabTests
         Assert.Equal("192.0.2.30 id 5 signal backup dev e0", Tool(ns, "endpoints add 192.0.2.30 --id 5 --flags signal,backup --dev e0").Output.Trim());
         Assert.Equal(ns.Ip("mptcp", "endpoint", "show").Trim(), Tool(ns, "endpoints list").Output.Trim());
 
+        Assert.Equal("192.0.2.30 id 5 signal dev e0", Tool(ns, "endpoints change 192.0.2.30 --no-backup").Output.Trim());
+        Assert.Equal(ns.Ip("mptcp", "endpoint", "show").Trim(), Tool(ns, "endpoints list").Output.Trim());
+
         Assert.Equal("add_addr_accepted 3 subflows 2", Tool(ns, "limits --add-addr-accepted 3").Output.Trim());
         Assert.Equal("add_addr_accepted 3 subflows 2", ns.Ip("mptcp", "limits", "show").Trim());
 
         (int code, string errors) = Tool(ns, "endpoints delete --id 99", expectedExit: 1);
-        Assert.Contains("mptcp-anycast endpoints: MPTCP path manager DEL_ADDR failed", errors);
+        Assert.Contains("mptcp-anycast endpoints delete: MPTCP path manager DEL_ADDR failed", errors);
         Assert.DoesNotContain("   at ", errors);
         Assert.Equal(1, code);
 

@@ -1,6 +1,5 @@
 using System.Net;
 using System.Text.Json;
-using MptcpAnycast.Cli;
 using MptcpAnycast.Cli.Commands;
 using MptcpAnycast.PathManagement;
 
@@ -9,41 +8,53 @@ namespace MptcpAnycast.Tests.Cli;
 public sealed class PathManagerCommandLineTests
 {
     [Theory]
-    [InlineData("announce --token zz --id 1 --address 198.51.100.1", "'--token'")]
-    [InlineData("announce --token 123456789 --id 1 --address 198.51.100.1", "'--token'")]
+    [InlineData("announce --token zz --id 1 --address 198.51.100.1", "option '--token' must be a connection token in hex, up to 8 digits (got 'zz')")]
+    [InlineData("announce --token 123456789 --id 1 --address 198.51.100.1", "(got '123456789')")]
     [InlineData("announce --token 1a --address 198.51.100.1", "'--id' is required")]
-    [InlineData("announce --token 1a --id 0 --address 198.51.100.1", "'--id' must be")]
-    [InlineData("announce --token 1a --id 1 --address nowhere", "'--address' must be")]
-    [InlineData("announce --token 1a --id 1 --address 198.51.100.1 --port 70000", "'--port'")]
+    [InlineData("announce --token 1a --id 0 --address 198.51.100.1", "option '--id' must be a whole number from 1 to 255 (got '0')")]
+    [InlineData("announce --token 1a --id 1 --address nowhere", "option '--address' must be an IPv4 or IPv6 address (got 'nowhere')")]
+    [InlineData("announce --token 1a --id 1 --address 198.51.100.1 --port 70000", "option '--port' must be a whole number from 0 to 65535 (got '70000')")]
     [InlineData("remove --token 1a", "'--id' is required")]
-    [InlineData("endpoints add", "needs an ADDRESS")]
-    [InlineData("endpoints add 192.0.2.1 --flags signal,turbo", "'turbo'")]
-    [InlineData("endpoints add 192.0.2.1 --dev no-such-if0", "no interface")]
+    [InlineData("endpoints add", "Required argument missing")]
+    [InlineData("endpoints add 192.0.2.1 --flags signal,turbo", "option '--flags' takes signal,subflow,backup,fullmesh,laminar (got 'turbo')")]
+    [InlineData("endpoints add 192.0.2.1 --dev no-such-if0", "option '--dev': no interface 'no-such-if0' here")]
+    [InlineData("endpoints add 192.0.2.300", "ADDRESS must be an IPv4 or IPv6 address (got '192.0.2.300')")]
     [InlineData("endpoints delete", "'--id' is required")]
-    [InlineData("endpoints frobnicate", "unknown action")]
-    [InlineData("limits --subflows 9", "'--subflows'")]
-    [InlineData("limits extra", "unexpected argument")]
-    [InlineData("monitor --count 0", "'--count'")]
-    [InlineData("monitor --verbose", "unknown option")]
+    [InlineData("endpoints frobnicate", "unknown command 'frobnicate'")]
+    [InlineData("endpoints list --id 1", "'--id'")]
+    [InlineData("limits --subflows 9", "option '--subflows' must be a whole number from 0 to 8 (got '9')")]
+    [InlineData("limits extra", "'extra'")]
+    [InlineData("monitor --count 0", "option '--count' must be a whole number from 1 to 2147483647 (got '0')")]
+    [InlineData("monitor --verbose", "'--verbose'")]
     public async Task Bad_arguments_exit_2_with_a_message_naming_the_problem(string commandLine, string expected)
     {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = await Program.RunAsync(commandLine.Split(' '), stdout, stderr).WaitAsync(TimeSpan.FromSeconds(10));
+        (int code, string stdout, string stderr) = await Tool.RunAsync(commandLine.Split(' '));
         Assert.Equal(2, code);
-        Assert.Contains(expected, stderr.ToString());
-        Assert.Contains("usage: mptcp-anycast", stderr.ToString());
+        Assert.Equal("", stdout);
+        Assert.Contains(expected, stderr);
+        Assert.Contains("usage: mptcp-anycast", stderr);
+    }
+
+    [Fact]
+    public async Task The_usage_line_names_the_positional_address()
+    {
+        (_, _, string stderr) = await Tool.RunAsync("endpoints", "add");
+        Assert.Contains("usage: mptcp-anycast endpoints add ADDRESS [options]", stderr);
     }
 
     [Fact]
     public void Every_path_manager_command_is_registered()
     {
-        string[] names = [.. Program.Commands.Select(c => c.Name)];
-        Assert.Subset(names.ToHashSet(), new HashSet<string> { "monitor", "endpoints", "limits", "announce", "remove", "check" });
+        string[] names = [.. Tool.AllCommands().Select(c => string.Join(' ', c.Words))];
+        Assert.Subset(names.ToHashSet(), new HashSet<string>
+        {
+            "monitor", "limits", "announce", "remove", "check",
+            "endpoints", "endpoints list", "endpoints add", "endpoints delete", "endpoints flush", "endpoints change",
+        });
     }
 
     [Fact]
-    public void Monitor_json_has_every_attribute_with_numbers_as_numbers()
+    public void Monitor_json_has_every_attribute_with_numbers_as_numbers_and_camel_case_names()
     {
         var e = new PathManagerEvent
         {
@@ -58,16 +69,20 @@ public sealed class PathManagerCommandLineTests
             InterfaceIndex = 3,
             ServerSide = true,
         };
-        using JsonDocument json = JsonDocument.Parse(MonitorCommand.Json(e));
+        string line = MonitorCommand.Json(e);
+        Assert.DoesNotContain('\n', line);
+        using JsonDocument json = JsonDocument.Parse(line);
         JsonElement root = json.RootElement;
         Assert.Equal("SF_ESTABLISHED", root.GetProperty("type").GetString());
         Assert.Equal("deadbeef", root.GetProperty("token").GetString());
         Assert.Equal("198.51.100.1", root.GetProperty("saddr").GetString());
         Assert.Equal(443, root.GetProperty("sport").GetInt32());
         Assert.Equal(40000, root.GetProperty("dport").GetInt32());
-        Assert.Equal(0, root.GetProperty("rem_id").GetInt32());
-        Assert.Equal(3, root.GetProperty("if_idx").GetInt32());
-        Assert.Equal(1, root.GetProperty("server_side").GetInt32());
+        Assert.Equal(1, root.GetProperty("locId").GetInt32());
+        Assert.Equal(0, root.GetProperty("remId").GetInt32());
+        Assert.Equal(3, root.GetProperty("ifindex").GetInt32());
+        Assert.Equal(1, root.GetProperty("serverSide").GetInt32());
         Assert.False(root.TryGetProperty("error", out _));
+        Assert.All(root.EnumerateObject(), p => Assert.DoesNotContain('_', p.Name));
     }
 }

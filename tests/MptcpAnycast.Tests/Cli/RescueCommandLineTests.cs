@@ -1,5 +1,3 @@
-using MptcpAnycast.Cli;
-
 namespace MptcpAnycast.Tests.Cli;
 
 public sealed class RescueCommandLineTests : IDisposable
@@ -9,9 +7,10 @@ public sealed class RescueCommandLineTests : IDisposable
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
     [Theory]
-    [InlineData("rescue", "say 'run' or 'status'")]
-    [InlineData("rescue start", "unknown rescue command 'start'")]
-    [InlineData("rescue run", "option '--config' is required")]
+    [InlineData("rescue", "say which command to run: run, status")]
+    [InlineData("rescue start", "unknown command 'start'")]
+    [InlineData("rescue run", "'--config' is required")]
+    [InlineData("rescue status --dir", "'--dir'")]
     [InlineData("rescue run --config /nonexistent/rescue.json", "/nonexistent/rescue.json")]
     public async Task Wrong_rescue_command_lines_exit_2_and_say_why(string commandLine, string expected)
     {
@@ -53,8 +52,9 @@ public sealed class RescueCommandLineTests : IDisposable
     [Fact]
     public async Task Status_without_a_running_agent_exits_1_and_says_so()
     {
-        (int code, _, string stderr) = await RunAsync(["rescue", "status", "--dir", _directory]);
+        (int code, string stdout, string stderr) = await RunAsync(["rescue", "status", "--dir", _directory]);
         Assert.Equal(1, code);
+        Assert.Equal("", stdout);
         Assert.Contains("no rescue agent runs on this host", stderr);
     }
 
@@ -75,11 +75,5 @@ public sealed class RescueCommandLineTests : IDisposable
         Assert.DoesNotContain("not running", stdout);
     }
 
-    private static async Task<(int Code, string Stdout, string Stderr)> RunAsync(string[] args)
-    {
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = await Program.RunAsync(args, stdout, stderr).WaitAsync(TimeSpan.FromSeconds(30));
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static Task<(int Code, string Out, string Err)> RunAsync(string[] args) => Tool.RunAsync(args);
 }
