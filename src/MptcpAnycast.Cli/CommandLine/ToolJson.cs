@@ -76,7 +76,7 @@ internal sealed record CheckHostJson(
     IReadOnlyList<EndpointJson>? Endpoints);
 
 /// <summary>One finding of <c>check</c>; <c>fix</c> is null when there is nothing to do.</summary>
-internal sealed record CheckFindingJson(string Name, string Severity, string Value, string Why, string? Fix);
+internal sealed record CheckFindingJson(string Name, string Severity, string Value, string Why, string? Fix, string? Persist);
 
 [JsonSerializable(typeof(EndpointJson))]
 [JsonSerializable(typeof(IReadOnlyList<EndpointJson>))]

@@ -53,6 +53,11 @@ internal static class CheckCommand
                 {
                     text.AppendLine($"            fix: {f.Fix}");
                 }
+
+                if (f.Persist is not null)
+                {
+                    text.AppendLine($"            persist: {f.Persist}");
+                }
             }
         }
 
@@ -77,7 +82,7 @@ internal static class CheckCommand
             limits is null ? null : LimitsJson.Of(limits),
             limits is null ? null : [.. pathManager!.Endpoints.Select(EndpointJson.Of)]);
         var report = new CheckJson(Lower(role), ready, host,
-            [.. findings.Select(f => new CheckFindingJson(f.Name, Lower(f.Severity), f.Value, f.Why, f.Fix))]);
+            [.. findings.Select(f => new CheckFindingJson(f.Name, Lower(f.Severity), f.Value, f.Why, f.Fix, f.Persist))]);
         return ToolJson.Serialize(report) + Environment.NewLine;
     }
 
