@@ -75,6 +75,15 @@ public sealed class PackageTests(PackageFeed feed) : IClassFixture<PackageFeed>
     }
 
     [Fact]
+    public void The_readme_installs_the_packages_and_the_tool_at_this_version()
+    {
+        string readme = File.ReadAllText(Path.Combine(PackageFeed.RepositoryRoot(), "README.md"));
+
+        Assert.Contains($"dotnet add package MptcpAnycast.Kestrel --version {PackageFeed.Version}", readme);
+        Assert.Contains($"dotnet tool install -g mptcp-anycast --version {PackageFeed.Version}", readme);
+    }
+
+    [Fact]
     public void Installed_tool_prints_the_package_version()
     {
         PackageFeed.Result version = feed.Run(feed.Tool, ["--version"], feed.NewFolder("version"), ToolTimeout);
