@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using MptcpAnycast.Kestrel.Control;
 using MptcpAnycast.Kestrel.Diagnostics;
+using MptcpAnycast.Kestrel.Health;
 using MptcpAnycast.Kestrel.Hosting;
 using MptcpAnycast.Kestrel.Transport;
 
@@ -33,7 +34,11 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
     private ControlPath? _control;
     private int _disposed;
 
-    /// <summary>Creates the factory. Validates the options: a bad setting throws <see cref="MptcpAnycastConfigurationException"/> before anything is bound.</summary>
+    /// <summary>
+    /// Creates the factory from options that <c>UseMptcpAnycast</c> has validated at start-up. Options that did not
+    /// go through that validation (a factory made by hand) are checked by the same rules here: a bad setting throws
+    /// <see cref="MptcpAnycastConfigurationException"/> before anything is bound.
+    /// </summary>
     public MptcpTransportFactory(IOptions<MptcpAnycastOptions> options, IOptions<SocketTransportOptions> socketOptions,
         ILoggerFactory loggerFactory, IMeterFactory meterFactory)
         : this(MptcpAnycastSettings.Validate(options.Value), socketOptions.Value, loggerFactory, meterFactory, TimeProvider.System, prepare: null)
@@ -64,6 +69,32 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
 
     /// <summary>The mode in effect once the first endpoint is bound (Auto resolved; None when the host has no MPTCP).</summary>
     internal AnnouncementMode? EffectiveMode => _preparation?.Mode;
+
+    /// <summary>What the health check reports: start-up's findings and the control path's state now.</summary>
+    internal TransportStatus GetStatus()
+    {
+        ControlPath? control = Volatile.Read(ref _control);
+        HostPreparation? preparation = Volatile.Read(ref _preparation);
+        if (control is null || preparation is null)
+        {
+            return new TransportStatus { Started = false };
+        }
+
+        return new TransportStatus
+        {
+            Started = true,
+            Mode = preparation.Mode,
+            MptcpProblem = preparation.MptcpProblem,
+            AnnouncementsOff = control.AnnouncementsOffReason,
+            AnnouncementsPaused = control.IsAnnouncementPaused,
+            ExpectsEvents = control.ExpectsEvents,
+            FollowingEvents = control.IsFollowingEvents,
+            NothingToAnnounce = preparation.NothingToAnnounce,
+            HostWarning = preparation.HostWarning,
+            Announcing = DescribeUnicast(_settings.Unicast, preparation.Mode),
+            TrackedConnections = control.TrackedConnections,
+        };
+    }
 
     internal ControlPath? Control => _control;
 
@@ -215,9 +246,9 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
                 var control = new ControlPath(_settings, preparation.Mode, preparation.PathManager, preparation.PathManagerProblem,
                     _logger, _metrics, _time, _tuning);
                 control.Start();
-                _control = control;
+                Volatile.Write(ref _control, control);
                 MptcpAnycastLog.Started(_logger, preparation.Mode,
-                    _settings.Unicast.Count == 0 ? "nothing" : string.Join(", ", _settings.Unicast),
+                    DescribeUnicast(_settings.Unicast, preparation.Mode),
                     _settings.Anycast.Count == 0 ? "every address" : string.Join(", ", _settings.Anycast),
                     _settings.AnnounceOn, _settings.AfterJoin);
                 if (preparation.Mode == AnnouncementMode.Kernel && _settings.AfterJoin != AfterJoinPolicy.KeepBoth)
@@ -238,6 +269,15 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
             _startGate.Release();
         }
     }
+
+    /// <summary>
+    /// The unicast end points as the start-up log shows them: a port of 0 means "the port the connection came in on",
+    /// which the log says in words.
+    /// </summary>
+    internal static string DescribeUnicast(IReadOnlyList<IPEndPoint> unicast, AnnouncementMode mode) =>
+        unicast.Count == 0 || mode == AnnouncementMode.None
+            ? "nothing"
+            : string.Join(", ", unicast.Select(static u => u.Port == 0 ? $"{u.Address} (on the port of each connection)" : u.ToString()));
 
     /// <summary>Stops announcing, removes the kernel endpoints this process created, and frees Kestrel's buffers.</summary>
     public async ValueTask DisposeAsync()

@@ -90,7 +90,7 @@ public sealed class JoinTrackingTests
         }
 
         await h.AcceptAsync(mptcpClient: false);
-        await Eventually.TrueAsync(() => h.Metrics["mptcp_anycast.connections|tcp_fallback"] == 1, "the plain TCP one looked at");
+        await Eventually.TrueAsync(() => h.Metrics["mptcp_anycast.connections|tcp"] == 1, "the plain TCP one looked at (the client did not offer MPTCP: tcp, not tcp_fallback)");
         Assert.Equal(3, h.Metrics.Observe(TrackedGauge)); // plain TCP has nothing to track
 
         h.JoinWithEvent(features[0].Connection);
@@ -252,6 +252,7 @@ public sealed class JoinTrackingTests
         MptcpConnectionFeature feature = await h.AcceptAsync();
         await Eventually.TrueAsync(() => feature.Connection.State == UnicastSubflowState.Failed, "not announced");
         Assert.Contains("announcements are off", feature.StateReason);
+        Assert.StartsWith("announcements are off", h.Control.AnnouncementsOffReason, StringComparison.Ordinal); // the health check's reason
         Assert.Empty(h.PathManager.Calls);
         Assert.Equal(1, h.Logger.Count(16)); // NoNetAdmin
     }
