@@ -20,7 +20,7 @@ namespace MptcpAnycast.Kestrel;
 /// </summary>
 public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IAsyncDisposable
 {
-    private readonly MptcpAnycastSettings _settings;
+    private readonly Lazy<MptcpAnycastSettings> _settings;
     private readonly SocketTransportOptions _socketOptions;
     private readonly ILogger _logger;
     private readonly MptcpAnycastMetrics _metrics;
@@ -35,18 +35,28 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
     private int _disposed;
 
     /// <summary>
-    /// Creates the factory from options that <c>UseMptcpAnycast</c> has validated at start-up. Options that did not
-    /// go through that validation (a factory made by hand) are checked by the same rules here: a bad setting throws
-    /// <see cref="MptcpAnycastConfigurationException"/> before anything is bound.
+    /// Creates the factory. The options are read at the first bind: <c>UseMptcpAnycast</c> has the host validate them
+    /// when it starts (<c>ValidateOnStart</c>), so a bad setting ends start-up before Kestrel binds anything, with one
+    /// <see cref="OptionsValidationException"/> naming it. Kestrel creates its transports while the application is
+    /// built, and the options are not read that early. A factory made by hand is checked by the same rules at its
+    /// first bind (<see cref="MptcpAnycastConfigurationException"/>).
     /// </summary>
     public MptcpTransportFactory(IOptions<MptcpAnycastOptions> options, IOptions<SocketTransportOptions> socketOptions,
         ILoggerFactory loggerFactory, IMeterFactory meterFactory)
-        : this(MptcpAnycastSettings.Validate(options.Value), socketOptions.Value, loggerFactory, meterFactory, TimeProvider.System, prepare: null)
+        : this(new Lazy<MptcpAnycastSettings>(() => MptcpAnycastSettings.Validate(options.Value)), socketOptions.Value, loggerFactory, meterFactory,
+            TimeProvider.System, prepare: null, tuning: null)
     {
+        ArgumentNullException.ThrowIfNull(options);
     }
 
     internal MptcpTransportFactory(MptcpAnycastSettings settings, SocketTransportOptions socketOptions, ILoggerFactory loggerFactory,
         IMeterFactory meterFactory, TimeProvider time, Func<CancellationToken, Task<HostPreparation>>? prepare, ControlPathTuning? tuning = null)
+        : this(new Lazy<MptcpAnycastSettings>(settings), socketOptions, loggerFactory, meterFactory, time, prepare, tuning)
+    {
+    }
+
+    private MptcpTransportFactory(Lazy<MptcpAnycastSettings> settings, SocketTransportOptions socketOptions, ILoggerFactory loggerFactory,
+        IMeterFactory meterFactory, TimeProvider time, Func<CancellationToken, Task<HostPreparation>>? prepare, ControlPathTuning? tuning)
     {
         _tuning = tuning ?? ControlPathTuning.Default;
         _settings = settings;
@@ -54,7 +64,7 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
         _logger = loggerFactory.CreateLogger("MptcpAnycast.Kestrel");
         _metrics = new MptcpAnycastMetrics(meterFactory);
         _time = time;
-        _prepare = prepare ?? (ct => HostPreparation.PrepareAsync(_settings, _tuning.CommandTimeout, _logger, ct));
+        _prepare = prepare ?? (ct => HostPreparation.PrepareAsync(_settings.Value, _tuning.CommandTimeout, _logger, ct));
         _contextFactory = new SocketConnectionContextFactory(
             new SocketConnectionFactoryOptions
             {
@@ -91,7 +101,7 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
             FollowingEvents = control.IsFollowingEvents,
             NothingToAnnounce = preparation.NothingToAnnounce,
             HostWarning = preparation.HostWarning,
-            Announcing = DescribeUnicast(_settings.Unicast, preparation.Mode),
+            Announcing = DescribeUnicast(_settings.Value.Unicast, preparation.Mode),
             TrackedConnections = control.TrackedConnections,
         };
     }
@@ -243,22 +253,23 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
             {
                 HostPreparation preparation = await _prepare(cancellationToken).ConfigureAwait(false);
                 _preparation = preparation;
-                var control = new ControlPath(_settings, preparation.Mode, preparation.PathManager, preparation.PathManagerProblem,
+                MptcpAnycastSettings settings = _settings.Value;
+                var control = new ControlPath(settings, preparation.Mode, preparation.PathManager, preparation.PathManagerProblem,
                     _logger, _metrics, _time, _tuning);
                 control.Start();
                 Volatile.Write(ref _control, control);
                 MptcpAnycastLog.Started(_logger, preparation.Mode,
-                    DescribeUnicast(_settings.Unicast, preparation.Mode),
-                    _settings.Anycast.Count == 0 ? "every address" : string.Join(", ", _settings.Anycast),
-                    _settings.AnnounceOn, _settings.AfterJoin);
-                if (preparation.Mode == AnnouncementMode.Kernel && _settings.AfterJoin != AfterJoinPolicy.KeepBoth)
+                    DescribeUnicast(settings.Unicast, preparation.Mode),
+                    settings.Anycast.Count == 0 ? "every address" : string.Join(", ", settings.Anycast),
+                    settings.AnnounceOn, settings.AfterJoin);
+                if (preparation.Mode == AnnouncementMode.Kernel && settings.AfterJoin != AfterJoinPolicy.KeepBoth)
                 {
-                    MptcpAnycastLog.AfterJoinNeedsUserspace(_logger, _settings.AfterJoin);
+                    MptcpAnycastLog.AfterJoinNeedsUserspace(_logger, settings.AfterJoin);
                 }
 
-                if (preparation.Mode == AnnouncementMode.Kernel && _settings.AnnounceDelay > TimeSpan.Zero)
+                if (preparation.Mode == AnnouncementMode.Kernel && settings.AnnounceDelay > TimeSpan.Zero)
                 {
-                    MptcpAnycastLog.AnnounceDelayNeedsUserspace(_logger, _settings.AnnounceDelay); // Mode = Auto chose Kernel
+                    MptcpAnycastLog.AnnounceDelayNeedsUserspace(_logger, settings.AnnounceDelay); // Mode = Auto chose Kernel
                 }
             }
 
