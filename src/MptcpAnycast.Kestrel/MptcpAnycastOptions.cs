@@ -121,4 +121,7 @@ public sealed class MptcpAnycastOptions
     /// bursts of thousands of new connections per second overflow (benchmarks/README.md, event lag).
     /// </summary>
     public int? EventSocketReceiveBufferSize { get; set; }
+
+    /// <summary>Why the configuration's text could not be bound (the validator reports it), or null.</summary>
+    internal string? BindingProblem { get; set; }
 }

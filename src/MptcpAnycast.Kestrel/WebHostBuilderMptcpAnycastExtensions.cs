@@ -23,8 +23,7 @@ public static class WebHostBuilderMptcpAnycastExtensions
         ArgumentNullException.ThrowIfNull(builder);
         return builder.ConfigureServices(services =>
         {
-            services.AddOptions<MptcpAnycastOptions>().BindConfiguration(MptcpAnycastOptions.SectionName).ValidateOnStart();
-            services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MptcpAnycastOptions>, MptcpAnycastOptionsValidator>());
+            services.AddMptcpAnycastOptions();
             if (configure is not null)
             {
                 services.Configure(configure);

@@ -11,6 +11,12 @@ internal sealed class MptcpAnycastOptionsValidator : IValidateOptions<MptcpAnyca
 {
     public ValidateOptionsResult Validate(string? name, MptcpAnycastOptions options)
     {
+        ArgumentNullException.ThrowIfNull(options);
+        if (options.BindingProblem is string problem)
+        {
+            return ValidateOptionsResult.Fail(problem);
+        }
+
         try
         {
             MptcpAnycastSettings.Validate(options);

@@ -169,6 +169,9 @@ public sealed class KestrelHostTests
     [InlineData("--MptcpAnycast:AnycastAddresses:0=anycast", "MptcpAnycast:AnycastAddresses = 'anycast': not an IP address")]
     [InlineData("--MptcpAnycast:UnicastAddresses:0=127.0.0.1:99999", "MptcpAnycast:UnicastAddresses = '127.0.0.1:99999': port '99999'")]
     [InlineData("--MptcpAnycast:JoinTimeout=00:00:00", "MptcpAnycast:JoinTimeout = '00:00:00': must be more than 0")]
+    [InlineData("--MptcpAnycast:JoinTimeout=abc", "MptcpAnycast:JoinTimeout = 'abc': is not a time span; write it as [d.]hh:mm:ss[.fffffff], e.g. 00:00:05")]
+    [InlineData("--MptcpAnycast:Mode=Sometimes", "MptcpAnycast:Mode = 'Sometimes': must be one of Auto, Userspace, Kernel, None")]
+    [InlineData("--MptcpAnycast:UnicastAddresses=192.0.2.10", "MptcpAnycast:UnicastAddresses = '192.0.2.10': is a list: write MptcpAnycast:UnicastAddresses:0=192.0.2.10")]
     [InlineData("--MptcpAnycast:JoinTimeout=5", "MptcpAnycast:JoinTimeout = '5.00:00:00': must be more than 0 and at most 1 hour; write it as [d.]hh:mm:ss[.fffffff], e.g. 00:00:05")]
     public async Task Bad_configuration_fails_start_with_one_message_naming_the_setting_and_binds_nothing(string arg, string message)
     {
@@ -183,13 +186,6 @@ public sealed class KestrelHostTests
         using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         var refused = await Assert.ThrowsAsync<SocketException>(async () => await probe.ConnectAsync(IPAddress.Loopback, port));
         Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
-    }
-
-    [Fact]
-    public async Task Bad_enum_in_configuration_fails_start()
-    {
-        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => StartAsync(args: ["--MptcpAnycast:Mode=Sometimes"]));
-        Assert.Contains("Sometimes", ex.Message + ex.InnerException?.Message);
     }
 
     [Fact]

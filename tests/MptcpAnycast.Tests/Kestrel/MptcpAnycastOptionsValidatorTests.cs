@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 using MptcpAnycast.Kestrel;
 using MptcpAnycast.Kestrel.Hosting;
@@ -53,6 +55,48 @@ public sealed class MptcpAnycastOptionsValidatorTests
         Assert.Equal(TimeSpan.FromDays(5), TimeSpan.Parse("5", System.Globalization.CultureInfo.InvariantCulture));
         string failure = Assert.Single(new MptcpAnycastOptionsValidator().Validate(null, new MptcpAnycastOptions { JoinTimeout = TimeSpan.FromDays(5) }).Failures!);
         Assert.Contains("a bare number such as 5 is read as 5 days", failure);
+    }
+
+    [Theory]
+    [InlineData("Mode", "Sometimes", "MptcpAnycast:Mode = 'Sometimes': must be one of Auto, Userspace, Kernel, None")]
+    [InlineData("AnnounceOn", "Later", "MptcpAnycast:AnnounceOn = 'Later': must be one of Accept, Demand")]
+    [InlineData("AfterJoin", "Drop", "MptcpAnycast:AfterJoin = 'Drop': must be one of KeepBoth, PreferUnicast, MigrateToUnicast")]
+    [InlineData("JoinTimeout", "5s", "MptcpAnycast:JoinTimeout = '5s': is not a time span; write it as [d.]hh:mm:ss[.fffffff], e.g. 00:00:05 for 5 seconds")]
+    [InlineData("AnnounceDelay", "200ms", "MptcpAnycast:AnnounceDelay = '200ms': is not a time span; write it as [d.]hh:mm:ss[.fffffff], e.g. 00:00:00.200 for 200 ms")]
+    [InlineData("ConfigureHost", "yes", "MptcpAnycast:ConfigureHost = 'yes': must be true or false")]
+    [InlineData("AllowUnassignedUnicastAddresses", "1", "MptcpAnycast:AllowUnassignedUnicastAddresses = '1': must be true or false")]
+    [InlineData("AnnouncementsPerClientPerMinute", "ten", "MptcpAnycast:AnnouncementsPerClientPerMinute = 'ten': must be a whole number")]
+    [InlineData("EventSocketReceiveBufferSize", "4MiB", "MptcpAnycast:EventSocketReceiveBufferSize = '4MiB': must be a number of bytes")]
+    [InlineData("AnycastAddresses", "203.0.113.1", "MptcpAnycast:AnycastAddresses = '203.0.113.1': is a list: write MptcpAnycast:AnycastAddresses:0=203.0.113.1")]
+    [InlineData("UnicastAddresses", "auto", "MptcpAnycast:UnicastAddresses = 'auto': is a list: write MptcpAnycast:UnicastAddresses:0=192.0.2.10")]
+    public void Text_the_binder_cannot_convert_fails_validation_with_the_setting_instead_of_a_binder_exception(string key, string value, string message)
+    {
+        IConfiguration configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { [$"MptcpAnycast:{key}"] = value })
+            .Build();
+        using ServiceProvider services = new ServiceCollection().AddSingleton(configuration).AddMptcpAnycastOptions().Services.BuildServiceProvider();
+
+        var ex = Assert.Throws<OptionsValidationException>(() => services.GetRequiredService<IOptions<MptcpAnycastOptions>>().Value);
+
+        Assert.StartsWith(message, Assert.Single(ex.Failures), StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("Mode", "kernel")] // the binder's conversions: any case, numbers for enums, invariant time spans
+    [InlineData("Mode", "3")]
+    [InlineData("JoinTimeout", "00:00:02.5")]
+    [InlineData("ConfigureHost", "True")]
+    [InlineData("EventSocketReceiveBufferSize", "")]
+    public void Text_the_binder_converts_is_left_to_it(string key, string value)
+    {
+        IConfiguration configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { [$"MptcpAnycast:{key}"] = value })
+            .Build();
+
+        Assert.Null(MptcpAnycastOptionsBinding.CheckText(configuration.GetSection(MptcpAnycastOptions.SectionName)));
+        var options = new MptcpAnycastOptions();
+        MptcpAnycastOptionsBinding.Bind(configuration.GetSection(MptcpAnycastOptions.SectionName), options);
+        Assert.Null(options.BindingProblem);
     }
 
     private static MptcpAnycastOptions Options(string assignment)
