@@ -83,7 +83,7 @@ internal sealed record TransportStatus
         {
             degraded.Add(Mode == AnnouncementMode.Userspace
                 ? "the path-manager event subscription is lost: the kernel resets joins until it is back, and join state is read from the sockets"
-                : "the path-manager event subscription is lost: join state is read from the sockets until it is back");
+                : "the path-manager event subscription is lost or could not be made: join state is read from the sockets instead");
         }
 
         if (NothingToAnnounce)
