@@ -46,7 +46,10 @@ public enum AfterJoinPolicy
 /// <summary>
 /// Options of the MPTCP anycast transport. Bound from the configuration section <c>MptcpAnycast</c>
 /// (<c>appsettings.json</c>, environment variables <c>MptcpAnycast__Mode</c>, command line <c>--MptcpAnycast:Mode</c>),
-/// then from the callback given to <c>UseMptcpAnycast</c>. Validated once at start-up.
+/// then from the callback given to <c>UseMptcpAnycast</c>. Validated once, when the host starts and before anything is
+/// bound: a bad value ends start-up with an <c>OptionsValidationException</c> whose message names the setting, the
+/// value and the expected form. Time spans are written <c>[d.]hh:mm:ss[.fffffff]</c> (<c>00:00:05</c> is 5 seconds; a
+/// bare <c>5</c> is 5 days); lists by index (<c>--MptcpAnycast:UnicastAddresses:0=192.0.2.10</c>).
 /// </summary>
 public sealed class MptcpAnycastOptions
 {
@@ -79,7 +82,7 @@ public sealed class MptcpAnycastOptions
     /// kernel one more TCP segment each way per connection; benchmarks/README.md has what that does to short
     /// connections); a route change within the delay is not survived. The announcement is made
     /// within a quarter of the delay (at most 250 ms) after it is due. Default 0: right after accept. At most 10
-    /// minutes. Not with Kernel mode (the kernel announces at once) or <see cref="AnnounceOn.Demand"/>.
+    /// minutes (<c>00:10:00</c>; 200 ms is <c>00:00:00.200</c>). Not with Kernel mode (the kernel announces at once) or <see cref="AnnounceOn.Demand"/>.
     /// </summary>
     public TimeSpan AnnounceDelay { get; set; }
 
@@ -87,7 +90,7 @@ public sealed class MptcpAnycastOptions
     public AfterJoinPolicy AfterJoin { get; set; } = AfterJoinPolicy.PreferUnicast;
 
     /// <summary>How long to wait for the client's unicast subflow after announcing before the connection's state says
-    /// "join timed out". The connection keeps working either way. Default 5 seconds.</summary>
+    /// "join timed out". The connection keeps working either way. Default 5 seconds (<c>00:00:05</c> in configuration). At most 1 hour.</summary>
     public TimeSpan JoinTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
@@ -121,4 +124,7 @@ public sealed class MptcpAnycastOptions
     /// bursts of thousands of new connections per second overflow (benchmarks/README.md, event lag).
     /// </summary>
     public int? EventSocketReceiveBufferSize { get; set; }
+
+    /// <summary>Why the configuration's text could not be bound (the validator reports it), or null.</summary>
+    internal string? BindingProblem { get; set; }
 }

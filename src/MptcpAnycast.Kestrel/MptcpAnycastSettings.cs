@@ -29,6 +29,19 @@ internal sealed class MptcpAnycastSettings
     /// <summary>4 MiB when unset: rides out about a second of stalled reading at thousands of connections per second (benchmarks/README.md, event lag).</summary>
     public const int DefaultEventSocketReceiveBufferSize = 4 * 1024 * 1024;
 
+    /// <summary>How configuration writes a <see cref="TimeSpan"/>; every message about one says it.</summary>
+    internal const string TimeSpanFormat = "[d.]hh:mm:ss[.fffffff]";
+
+    /// <summary>A bare number binds as a count of days, which is rarely what was meant: the message says so.</summary>
+    internal static string TimeSpanProblem(string range, string example, string meaning) =>
+        $"{range}; write it as {TimeSpanFormat}, e.g. {example} for {meaning} (a bare number such as 5 is read as 5 days)";
+
+    /// <summary>Whether <see cref="MptcpAnycastOptions.UnicastAddresses"/> says <c>auto</c>.</summary>
+    public bool UnicastFromAuto { get; init; }
+
+    /// <summary>The entries of <see cref="Unicast"/> that <c>auto</c> chose from this host's addresses.</summary>
+    public IReadOnlyList<IPEndPoint> ChosenByAuto { get; init; } = [];
+
     public UnicastAnnouncementPolicy CreatePolicy() => new(Anycast, Unicast);
 
     /// <param name="options">The options as bound.</param>
@@ -43,13 +56,13 @@ internal sealed class MptcpAnycastSettings
         if (options.JoinTimeout <= TimeSpan.Zero || options.JoinTimeout > TimeSpan.FromHours(1))
         {
             throw new MptcpAnycastConfigurationException(nameof(options.JoinTimeout), options.JoinTimeout.ToString("c", CultureInfo.InvariantCulture),
-                "must be more than 0 and at most 1 hour (e.g. 00:00:05)");
+                TimeSpanProblem("must be more than 0 and at most 1 hour", "00:00:05", "5 seconds"));
         }
 
         if (options.AnnounceDelay < TimeSpan.Zero || options.AnnounceDelay > MaxAnnounceDelay)
         {
             throw new MptcpAnycastConfigurationException(nameof(options.AnnounceDelay), options.AnnounceDelay.ToString("c", CultureInfo.InvariantCulture),
-                "must be from 0 (announce at accept) to 10 minutes (e.g. 00:00:00.200)");
+                TimeSpanProblem("must be from 0 (announce at accept) to 10 minutes", "00:00:00.200", "200 ms"));
         }
 
         if (options.AnnounceDelay > TimeSpan.Zero && (options.Mode == AnnouncementMode.Kernel || options.AnnounceOn != AnnounceOn.Accept))
@@ -88,13 +101,18 @@ internal sealed class MptcpAnycastSettings
 
         IReadOnlyCollection<IPAddress>? host = hostAddresses;
         var unicast = new List<IPEndPoint>();
+        bool fromAuto = false;
+        var chosenByAuto = new List<IPEndPoint>();
         foreach (string? text in options.UnicastAddresses ?? [])
         {
             string trimmed = (text ?? "").Trim();
             if (trimmed.Equals("auto", StringComparison.OrdinalIgnoreCase))
             {
                 host ??= HostInterfaces.Addresses();
-                unicast.AddRange(AutoUnicast(host, anycast, unicast));
+                var chosen = AutoUnicast(host, anycast, unicast).ToList();
+                unicast.AddRange(chosen);
+                chosenByAuto.AddRange(chosen);
+                fromAuto = true;
                 continue;
             }
 
@@ -130,6 +148,8 @@ internal sealed class MptcpAnycastSettings
             Mode = options.Mode,
             Anycast = anycast,
             Unicast = unicast,
+            UnicastFromAuto = fromAuto,
+            ChosenByAuto = chosenByAuto,
             AnnounceOn = options.AnnounceOn,
             AfterJoin = options.AfterJoin,
             JoinTimeout = options.JoinTimeout,

@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using MptcpAnycast.Kestrel.Control;
 using MptcpAnycast.Kestrel.Diagnostics;
+using MptcpAnycast.Kestrel.Health;
 using MptcpAnycast.Kestrel.Hosting;
 using MptcpAnycast.Kestrel.Transport;
 
@@ -19,7 +20,7 @@ namespace MptcpAnycast.Kestrel;
 /// </summary>
 public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IAsyncDisposable
 {
-    private readonly MptcpAnycastSettings _settings;
+    private readonly Lazy<MptcpAnycastSettings> _settings;
     private readonly SocketTransportOptions _socketOptions;
     private readonly ILogger _logger;
     private readonly MptcpAnycastMetrics _metrics;
@@ -33,15 +34,29 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
     private ControlPath? _control;
     private int _disposed;
 
-    /// <summary>Creates the factory. Validates the options: a bad setting throws <see cref="MptcpAnycastConfigurationException"/> before anything is bound.</summary>
+    /// <summary>
+    /// Creates the factory. The options are read at the first bind: <c>UseMptcpAnycast</c> has the host validate them
+    /// when it starts (<c>ValidateOnStart</c>), so a bad setting ends start-up before Kestrel binds anything, with one
+    /// <see cref="OptionsValidationException"/> naming it. Kestrel creates its transports while the application is
+    /// built, and the options are not read that early. A factory made by hand is checked by the same rules at its
+    /// first bind (<see cref="MptcpAnycastConfigurationException"/>).
+    /// </summary>
     public MptcpTransportFactory(IOptions<MptcpAnycastOptions> options, IOptions<SocketTransportOptions> socketOptions,
         ILoggerFactory loggerFactory, IMeterFactory meterFactory)
-        : this(MptcpAnycastSettings.Validate(options.Value), socketOptions.Value, loggerFactory, meterFactory, TimeProvider.System, prepare: null)
+        : this(new Lazy<MptcpAnycastSettings>(() => MptcpAnycastSettings.Validate(options.Value)), socketOptions.Value, loggerFactory, meterFactory,
+            TimeProvider.System, prepare: null, tuning: null)
     {
+        ArgumentNullException.ThrowIfNull(options);
     }
 
     internal MptcpTransportFactory(MptcpAnycastSettings settings, SocketTransportOptions socketOptions, ILoggerFactory loggerFactory,
         IMeterFactory meterFactory, TimeProvider time, Func<CancellationToken, Task<HostPreparation>>? prepare, ControlPathTuning? tuning = null)
+        : this(new Lazy<MptcpAnycastSettings>(settings), socketOptions, loggerFactory, meterFactory, time, prepare, tuning)
+    {
+    }
+
+    private MptcpTransportFactory(Lazy<MptcpAnycastSettings> settings, SocketTransportOptions socketOptions, ILoggerFactory loggerFactory,
+        IMeterFactory meterFactory, TimeProvider time, Func<CancellationToken, Task<HostPreparation>>? prepare, ControlPathTuning? tuning)
     {
         _tuning = tuning ?? ControlPathTuning.Default;
         _settings = settings;
@@ -49,7 +64,7 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
         _logger = loggerFactory.CreateLogger("MptcpAnycast.Kestrel");
         _metrics = new MptcpAnycastMetrics(meterFactory);
         _time = time;
-        _prepare = prepare ?? (ct => HostPreparation.PrepareAsync(_settings, _tuning.CommandTimeout, _logger, ct));
+        _prepare = prepare ?? (ct => HostPreparation.PrepareAsync(_settings.Value, _tuning.CommandTimeout, _logger, ct));
         _contextFactory = new SocketConnectionContextFactory(
             new SocketConnectionFactoryOptions
             {
@@ -64,6 +79,32 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
 
     /// <summary>The mode in effect once the first endpoint is bound (Auto resolved; None when the host has no MPTCP).</summary>
     internal AnnouncementMode? EffectiveMode => _preparation?.Mode;
+
+    /// <summary>What the health check reports: start-up's findings and the control path's state now.</summary>
+    internal TransportStatus GetStatus()
+    {
+        ControlPath? control = Volatile.Read(ref _control);
+        HostPreparation? preparation = Volatile.Read(ref _preparation);
+        if (control is null || preparation is null)
+        {
+            return new TransportStatus { Started = false };
+        }
+
+        return new TransportStatus
+        {
+            Started = true,
+            Mode = preparation.Mode,
+            MptcpProblem = preparation.MptcpProblem,
+            AnnouncementsOff = control.AnnouncementsOffReason,
+            AnnouncementsPaused = control.IsAnnouncementPaused,
+            ExpectsEvents = control.ExpectsEvents,
+            FollowingEvents = control.IsFollowingEvents,
+            NothingToAnnounce = preparation.NothingToAnnounce,
+            HostWarning = preparation.HostWarning,
+            Announcing = DescribeUnicast(_settings.Value.Unicast, preparation.Mode),
+            TrackedConnections = control.TrackedConnections,
+        };
+    }
 
     internal ControlPath? Control => _control;
 
@@ -212,22 +253,23 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
             {
                 HostPreparation preparation = await _prepare(cancellationToken).ConfigureAwait(false);
                 _preparation = preparation;
-                var control = new ControlPath(_settings, preparation.Mode, preparation.PathManager, preparation.PathManagerProblem,
+                MptcpAnycastSettings settings = _settings.Value;
+                var control = new ControlPath(settings, preparation.Mode, preparation.PathManager, preparation.PathManagerProblem,
                     _logger, _metrics, _time, _tuning);
                 control.Start();
-                _control = control;
+                Volatile.Write(ref _control, control);
                 MptcpAnycastLog.Started(_logger, preparation.Mode,
-                    _settings.Unicast.Count == 0 ? "nothing" : string.Join(", ", _settings.Unicast),
-                    _settings.Anycast.Count == 0 ? "every address" : string.Join(", ", _settings.Anycast),
-                    _settings.AnnounceOn, _settings.AfterJoin);
-                if (preparation.Mode == AnnouncementMode.Kernel && _settings.AfterJoin != AfterJoinPolicy.KeepBoth)
+                    DescribeUnicast(settings.Unicast, preparation.Mode),
+                    settings.Anycast.Count == 0 ? "every address" : string.Join(", ", settings.Anycast),
+                    settings.AnnounceOn, settings.AfterJoin);
+                if (preparation.Mode == AnnouncementMode.Kernel && settings.AfterJoin != AfterJoinPolicy.KeepBoth)
                 {
-                    MptcpAnycastLog.AfterJoinNeedsUserspace(_logger, _settings.AfterJoin);
+                    MptcpAnycastLog.AfterJoinNeedsUserspace(_logger, settings.AfterJoin);
                 }
 
-                if (preparation.Mode == AnnouncementMode.Kernel && _settings.AnnounceDelay > TimeSpan.Zero)
+                if (preparation.Mode == AnnouncementMode.Kernel && settings.AnnounceDelay > TimeSpan.Zero)
                 {
-                    MptcpAnycastLog.AnnounceDelayNeedsUserspace(_logger, _settings.AnnounceDelay); // Mode = Auto chose Kernel
+                    MptcpAnycastLog.AnnounceDelayNeedsUserspace(_logger, settings.AnnounceDelay); // Mode = Auto chose Kernel
                 }
             }
 
@@ -238,6 +280,15 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
             _startGate.Release();
         }
     }
+
+    /// <summary>
+    /// The unicast end points as the start-up log shows them: a port of 0 means "the port the connection came in on",
+    /// which the log says in words.
+    /// </summary>
+    internal static string DescribeUnicast(IReadOnlyList<IPEndPoint> unicast, AnnouncementMode mode) =>
+        unicast.Count == 0 || mode == AnnouncementMode.None
+            ? "nothing"
+            : string.Join(", ", unicast.Select(static u => u.Port == 0 ? $"{u.Address} (on the port of each connection)" : u.ToString()));
 
     /// <summary>Stops announcing, removes the kernel endpoints this process created, and frees Kestrel's buffers.</summary>
     public async ValueTask DisposeAsync()

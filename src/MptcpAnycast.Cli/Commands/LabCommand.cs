@@ -206,8 +206,8 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
                 await PopServerApp.RunAsync(args).ConfigureAwait(false);
                 return 0;
             }
-            catch (Exception ex) when (ex is MptcpAnycastConfigurationException or IOException or InvalidOperationException
-                or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+            catch (Exception ex) when (ex is MptcpAnycastConfigurationException or Microsoft.Extensions.Options.OptionsValidationException
+                or IOException or InvalidOperationException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
             {
                 // Refused to start: a bad transport option (the message names the setting and the value), an address in use.
                 throw new CommandFailedException(ex.Message);

@@ -68,7 +68,7 @@ internal sealed class UnicastAnnouncer
 
     private void Decide(TrackedConnection connection)
     {
-        _metrics.Connection(connection.IsMptcp);
+        _metrics.Connection(connection.FallbackReason);
         if (!connection.IsMptcp)
         {
             _metrics.Fallback(connection.FallbackReason);

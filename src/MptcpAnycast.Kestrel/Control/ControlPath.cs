@@ -64,6 +64,16 @@ internal sealed class ControlPath : IAsyncDisposable
 
     internal bool IsFollowingEvents => _joins.IsFollowingEvents;
 
+    /// <summary>Whether announcements are paused because the path manager fails for everyone (the circuit is open).</summary>
+    internal bool IsAnnouncementPaused => _pipeline.IsCircuitOpen;
+
+    /// <summary>Whether events are to be followed at all: there is a path manager and a mode that announces.</summary>
+    internal bool ExpectsEvents => Volatile.Read(ref _pathManager) is not null && Mode != AnnouncementMode.None;
+
+    /// <summary>Why no announcement can be made at all (no path manager, or no event subscription in Userspace mode), or null.</summary>
+    internal string? AnnouncementsOffReason =>
+        Mode != AnnouncementMode.None && Volatile.Read(ref _pathManager) is null ? Volatile.Read(ref _unavailableReason) : null;
+
     /// <summary>
     /// Subscribes to the path manager's events and starts the control loop and its timers. In Userspace mode, events
     /// are a must: without a subscriber the kernel resets every join, so a failed subscription turns announcements off.

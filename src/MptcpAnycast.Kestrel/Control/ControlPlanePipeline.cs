@@ -17,6 +17,7 @@ namespace MptcpAnycast.Kestrel.Control;
 internal sealed class ControlPlanePipeline
 {
     private readonly ResiliencePipeline _pipeline;
+    private volatile bool _circuitOpen;
 
     public ControlPlanePipeline(TimeSpan breakDuration, ILogger logger)
     {
@@ -30,11 +31,13 @@ internal sealed class ControlPlanePipeline
                 BreakDuration = breakDuration,
                 OnOpened = args =>
                 {
+                    _circuitOpen = true;
                     MptcpAnycastLog.PathManagerUnavailable(logger, args.Outcome.Exception);
                     return default;
                 },
                 OnClosed = _ =>
                 {
+                    _circuitOpen = false;
                     MptcpAnycastLog.PathManagerRecovered(logger);
                     return default;
                 },
@@ -49,6 +52,12 @@ internal sealed class ControlPlanePipeline
             })
             .Build();
     }
+
+    /// <summary>
+    /// Whether the circuit is open or half-open: announcements are paused because the path manager failed for
+    /// everyone, until a trial command after the break duration works.
+    /// </summary>
+    public bool IsCircuitOpen => _circuitOpen;
 
     /// <summary>Runs <paramref name="command"/> on the calling thread (the control loop's), with retries and the circuit breaker.</summary>
     /// <exception cref="PathManagerException">The command failed for good.</exception>

@@ -77,4 +77,9 @@ internal static partial class MptcpAnycastLog
 
     [LoggerMessage(24, LogLevel.Error, "The control path failed on {Work} (connection {ConnectionId}); it goes on with the next item.")]
     public static partial void ControlWorkFailed(ILogger logger, Control.ControlWorkKind work, string? connectionId, Exception exception);
+
+    [LoggerMessage(25, LogLevel.Warning, "Nothing is announced: {Why}. MPTCP connections are served single-path and do not survive an anycast route change. "
+        + "Set MptcpAnycast:UnicastAddresses:0 to this server's own unicast address, e.g. 192.0.2.10 (command line --MptcpAnycast:UnicastAddresses:0=192.0.2.10, "
+        + "environment MptcpAnycast__UnicastAddresses__0=192.0.2.10), or set MptcpAnycast:Mode = None to serve MPTCP without announcing and without this warning.")]
+    public static partial void NothingToAnnounce(ILogger logger, string why);
 }

@@ -3,13 +3,11 @@ using System.Diagnostics.Metrics;
 namespace MptcpAnycast.Kestrel.Diagnostics;
 
 /// <summary>
-/// The <c>MptcpAnycast</c> meter. Instruments follow OpenTelemetry naming; tags are built only when an instrument
-/// has a listener.
+/// The <c>MptcpAnycast</c> meter (<see cref="MptcpAnycastMeter.Name"/>). Instruments follow OpenTelemetry naming; tags
+/// are built only when an instrument has a listener.
 /// </summary>
 internal sealed class MptcpAnycastMetrics
 {
-    public const string MeterName = "MptcpAnycast";
-
     private readonly Counter<long> _connections;
     private readonly Counter<long> _fallbacks;
     private readonly Counter<long> _announcements;
@@ -22,10 +20,11 @@ internal sealed class MptcpAnycastMetrics
 
     public MptcpAnycastMetrics(IMeterFactory meterFactory)
     {
-        Meter meter = meterFactory.Create(MeterName);
+        Meter meter = meterFactory.Create(MptcpAnycastMeter.Name);
         _meter = meter;
         _connections = meter.CreateCounter<long>("mptcp_anycast.connections", "{connection}",
-            "Connections accepted, by kind: mptcp or tcp_fallback.");
+            "Connections accepted, by kind: mptcp (speaks MPTCP), tcp (the client did not offer MPTCP, or this host has none), "
+            + "tcp_fallback (MPTCP was offered but the connection fell back to TCP).");
         _fallbacks = meter.CreateCounter<long>("mptcp_anycast.fallbacks", "{connection}",
             "Connections that are plain TCP, by reason.");
         _announcements = meter.CreateCounter<long>("mptcp_anycast.announcements", "{announcement}",
@@ -43,11 +42,22 @@ internal sealed class MptcpAnycastMetrics
             "Times path-manager events were lost (kernel ENOBUFS or a full buffer); affected connections are reconciled.");
     }
 
-    public void Connection(bool mptcp)
+    /// <summary>
+    /// Counts an accepted connection under <c>mptcp.kind</c>: <c>mptcp</c>; <c>tcp</c> when the client did not offer
+    /// MPTCP (browsers, plain <c>HttpClient</c>, curl without <c>--mptcp</c>) or the listener is plain TCP because
+    /// this host has no MPTCP; <c>tcp_fallback</c> when MPTCP was offered and the connection fell back to TCP (the
+    /// option stripped on the way, a middlebox, a checksum failure): only that last kind points at a network problem.
+    /// </summary>
+    public void Connection(MptcpFallbackReason reason)
     {
         if (_connections.Enabled)
         {
-            _connections.Add(1, new KeyValuePair<string, object?>("mptcp.kind", mptcp ? "mptcp" : "tcp_fallback"));
+            _connections.Add(1, new KeyValuePair<string, object?>("mptcp.kind", reason switch
+            {
+                MptcpFallbackReason.None => "mptcp",
+                MptcpFallbackReason.PlainTcpSocket => "tcp",
+                _ => "tcp_fallback",
+            }));
         }
     }
 

@@ -20,6 +20,15 @@ internal sealed class HostPreparation
     public NetlinkPathManager? EndpointOwner { get; init; }
     public IReadOnlyList<MptcpEndpoint> CreatedEndpoints { get; init; } = [];
 
+    /// <summary>Why this host serves plain TCP (it has no MPTCP), or null.</summary>
+    public string? MptcpProblem { get; init; }
+
+    /// <summary>What is wrong with the host that the transport warned about at start and serves on with (the C flag), or null.</summary>
+    public string? HostWarning { get; private set; }
+
+    /// <summary>Announcements were asked for (Mode is not None) but there is no unicast address to announce.</summary>
+    public bool NothingToAnnounce { get; private set; }
+
     /// <param name="settings">The validated options.</param>
     /// <param name="commandTimeout">How long each path-manager command may wait for the kernel.</param>
     /// <param name="logger">Where what is wrong with the host is said.</param>
@@ -31,10 +40,11 @@ internal sealed class HostPreparation
         if (!host.Support.IsSupported)
         {
             MptcpAnycastLog.MptcpUnavailable(logger, host.Support.Message);
-            return new HostPreparation { Mode = AnnouncementMode.None, MptcpSupported = false };
+            return new HostPreparation { Mode = AnnouncementMode.None, MptcpSupported = false, MptcpProblem = host.Support.Message };
         }
 
         AnnouncementMode mode = settings.Mode;
+        bool nothingToAnnounce = false;
         if (settings.Unicast.Count == 0 && mode != AnnouncementMode.None)
         {
             if (mode != AnnouncementMode.Auto)
@@ -43,7 +53,11 @@ internal sealed class HostPreparation
                     $"Mode = {mode} needs at least one unicast address to announce (or 'auto')");
             }
 
+            MptcpAnycastLog.NothingToAnnounce(logger, settings.UnicastFromAuto
+                ? "MptcpAnycast:UnicastAddresses = auto found no global address on this host other than the anycast ones"
+                : "MptcpAnycast:UnicastAddresses is empty");
             mode = AnnouncementMode.None;
+            nothingToAnnounce = true;
         }
 
         if (mode == AnnouncementMode.Auto)
@@ -51,35 +65,38 @@ internal sealed class HostPreparation
             mode = host.PathManager == MptcpPathManagerKind.Userspace ? AnnouncementMode.Userspace : AnnouncementMode.Kernel;
         }
 
-        if (mode != AnnouncementMode.None)
-        {
-            ConfigureCFlag(settings, host, logger);
-        }
+        string? hostWarning = mode != AnnouncementMode.None ? ConfigureCFlag(settings, host, logger) : null;
 
         var options = new PathManagerClientOptions { CommandTimeout = commandTimeout, EventReceiveBufferSize = settings.EventSocketReceiveBufferSize };
-        return mode switch
+        HostPreparation preparation = mode switch
         {
             AnnouncementMode.Userspace => PrepareUserspace(host, options, logger),
             AnnouncementMode.Kernel => await PrepareKernelAsync(settings, host, options, logger, cancellationToken).ConfigureAwait(false),
             _ => new HostPreparation { Mode = AnnouncementMode.None, MptcpSupported = true },
         };
+        preparation.HostWarning = hostWarning;
+        preparation.NothingToAnnounce = nothingToAnnounce;
+        return preparation;
     }
 
-    private static void ConfigureCFlag(MptcpAnycastSettings settings, MptcpHostState host, ILogger logger)
+    /// <returns>What stays wrong (for the health check), or null.</returns>
+    private static string? ConfigureCFlag(MptcpAnycastSettings settings, MptcpHostState host, ILogger logger)
     {
         if (!HostCheck.IsCFlagOff(host))
         {
-            return; // set, or a kernel that cannot set it (the host check warns about that)
+            return null; // set, or a kernel that cannot set it (the host check warns about that)
         }
 
         if (settings.ConfigureHost && MptcpHostState.TrySetCFlag() is null)
         {
             MptcpAnycastLog.CFlagConfigured(logger);
-            return;
+            return null;
         }
 
         HostFinding cflag = HostCheck.CFlagFinding(host);
-        MptcpAnycastLog.CFlagNotSet(logger, cflag.Value, cflag.Why, cflag.Fix ?? HostCheck.CFlagFix);
+        string fix = cflag.Fix ?? HostCheck.CFlagFix;
+        MptcpAnycastLog.CFlagNotSet(logger, cflag.Value, cflag.Why, fix);
+        return $"{cflag.Value}: clients may open subflows to the anycast address; fix: {fix}";
     }
 
     private static HostPreparation PrepareUserspace(MptcpHostState host, PathManagerClientOptions options, ILogger logger)
@@ -140,8 +157,7 @@ internal sealed class HostPreparation
                 string command = HostCheck.SignalEndpointCommand(unicast);
                 if (!settings.ConfigureHost)
                 {
-                    throw new MptcpAnycastConfigurationException(nameof(MptcpAnycastOptions.UnicastAddresses), Show(unicast),
-                        $"Mode = Kernel needs a kernel 'signal' endpoint for it and there is none; run '{command}', or set ConfigureHost = true");
+                    throw MissingSignalEndpoint(settings, unicast, command);
                 }
 
                 if (!host.HasNetAdmin)
@@ -224,6 +240,27 @@ internal sealed class HostPreparation
     {
         await RemoveEndpointsAsync(client, endpoints, logger).ConfigureAwait(false);
         new EndpointLedger().Record([], Environment.ProcessId);
+    }
+
+    /// <summary>
+    /// Kernel mode without the <c>signal</c> endpoint it announces through. With Mode = Auto the operator did not ask
+    /// for Kernel mode, so the message says why it was chosen and each way out: the endpoint, ConfigureHost, or the
+    /// userspace path manager.
+    /// </summary>
+    internal static MptcpAnycastConfigurationException MissingSignalEndpoint(MptcpAnycastSettings settings, IPEndPoint unicast, string command)
+    {
+        string value = settings.ChosenByAuto.Contains(unicast) ? $"auto ({Show(unicast)})" : Show(unicast);
+        if (settings.Mode != AnnouncementMode.Auto)
+        {
+            return new MptcpAnycastConfigurationException(nameof(MptcpAnycastOptions.UnicastAddresses), value,
+                $"Mode = Kernel needs a kernel 'signal' endpoint for it and there is none; run '{command}', or set MptcpAnycast:ConfigureHost = true");
+        }
+
+        return new MptcpAnycastConfigurationException(nameof(MptcpAnycastOptions.UnicastAddresses), value,
+            "Mode = Auto chose Kernel mode because this network namespace runs the in-kernel path manager, and Kernel mode announces "
+            + $"through a kernel 'signal' endpoint for {unicast.Address}, which does not exist. Either run '{command}' "
+            + "(persist it in your network configuration), or set MptcpAnycast:ConfigureHost = true (the transport creates the endpoint "
+            + $"and removes it at shutdown; needs CAP_NET_ADMIN), or switch the namespace to per-connection announcements: {HostCheck.UserspacePathManagerFix}");
     }
 
     private static string Show(IPEndPoint endPoint) => endPoint.Port == 0 ? endPoint.Address.ToString() : endPoint.ToString();

@@ -39,7 +39,7 @@ internal sealed class RescueHostedService(IOptions<RescueOptions> options, ILogg
             return Task.CompletedTask;
         }
 
-        _meter = meters.Create(MptcpAnycastMetrics.MeterName);
+        _meter = meters.Create(MptcpAnycastMeter.Name);
         RescueAgent agent = _agent;
         _meter.CreateObservableCounter("mptcp_anycast.rescue.tunnelled", () => Counter(agent, "program.tunnelled"), "{packet}",
             "Segments this POP sent on to the POP that owns their connection.");

@@ -171,7 +171,7 @@ public static class PopServerApp
                 pop,
                 mptcp = feature.IsMptcp,
                 fallbackReason = feature.FallbackReason.ToString(),
-                token = feature.Token.ToString("x8", CultureInfo.InvariantCulture),
+                token = feature.IsMptcp ? feature.Token.ToString("x8", CultureInfo.InvariantCulture) : null, // plain TCP has no token
                 state = feature.State.ToString(),
                 stateReason = feature.StateReason,
                 announced = feature.AnnouncedEndPoint?.ToString(),

@@ -208,6 +208,7 @@ public sealed class AnnouncementTests
         Assert.True(calls < 30, $"the path manager was called {calls} times; the circuit should have opened");
         Assert.Contains(features, f => f.StateReason.Contains("unavailable", StringComparison.Ordinal));
         Assert.Equal(1, h.Logger.Count(9)); // PathManagerUnavailable: once, when the circuit opened
+        Assert.True(h.Control.IsAnnouncementPaused); // what the health check reports as Degraded
     }
 
     [Fact]
@@ -228,12 +229,14 @@ public sealed class AnnouncementTests
             await Eventually.TrueAsync(() => failing.Connection.State == UnicastSubflowState.Failed, $"connection {i} failed");
         }
 
+        Assert.True(h.Control.IsAnnouncementPaused);
         broken = false; // the path manager comes back
         await Task.Delay(TimeSpan.FromSeconds(1.5)); // the circuit's pause ends
 
         MptcpConnectionFeature recovered = await h.AcceptAsync();
         await Eventually.TrueAsync(() => recovered.Connection.State == UnicastSubflowState.Announced, "announced again after recovery");
         Assert.Equal(1, h.Logger.Count(10)); // PathManagerRecovered
+        Assert.False(h.Control.IsAnnouncementPaused);
     }
 
     [Fact]

@@ -1,0 +1,79 @@
+using System.Globalization;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace MptcpAnycast.Kestrel.Hosting;
+
+/// <summary>
+/// Binds <see cref="MptcpAnycastOptions"/> from the <c>MptcpAnycast</c> section and validates them when the host
+/// starts. Text the binder cannot convert (<c>JoinTimeout=abc</c>, <c>Mode=Sometimes</c>) and a list written as
+/// one value (<c>UnicastAddresses=192.0.2.10</c>, which the binder silently ignores) are found before binding and
+/// reported by the validator like any other bad setting: one message with the setting, the value and the expected
+/// form, instead of the binder's exception.
+/// </summary>
+internal static class MptcpAnycastOptionsBinding
+{
+    public static OptionsBuilder<MptcpAnycastOptions> AddMptcpAnycastOptions(this IServiceCollection services)
+    {
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MptcpAnycastOptions>, MptcpAnycastOptionsValidator>());
+        return services.AddOptions<MptcpAnycastOptions>()
+            .Configure<IConfiguration>(static (options, configuration) => Bind(configuration.GetSection(MptcpAnycastOptions.SectionName), options))
+            .ValidateOnStart();
+    }
+
+    /// <summary>Binds <paramref name="section"/> into <paramref name="options"/>, or records why its text cannot be bound.</summary>
+    public static void Bind(IConfigurationSection section, MptcpAnycastOptions options)
+    {
+        if (CheckText(section) is MptcpAnycastConfigurationException problem)
+        {
+            options.BindingProblem = problem.Message;
+            return;
+        }
+
+        section.Bind(options);
+    }
+
+    /// <summary>
+    /// The first value the binder would fail to convert, judged by the binder's own conversions (invariant culture,
+    /// enum names in any case or their numbers), or null. Empty values are left to the binder.
+    /// </summary>
+    internal static MptcpAnycastConfigurationException? CheckText(IConfigurationSection section)
+    {
+        CultureInfo c = CultureInfo.InvariantCulture;
+        return Enum<AnnouncementMode>(section, nameof(MptcpAnycastOptions.Mode))
+            ?? Enum<AnnounceOn>(section, nameof(MptcpAnycastOptions.AnnounceOn))
+            ?? Enum<AfterJoinPolicy>(section, nameof(MptcpAnycastOptions.AfterJoin))
+            ?? Check(section, nameof(MptcpAnycastOptions.JoinTimeout), v => TimeSpan.TryParse(v, c, out _),
+                MptcpAnycastSettings.TimeSpanProblem("is not a time span", "00:00:05", "5 seconds"))
+            ?? Check(section, nameof(MptcpAnycastOptions.AnnounceDelay), v => TimeSpan.TryParse(v, c, out _),
+                MptcpAnycastSettings.TimeSpanProblem("is not a time span", "00:00:00.200", "200 ms"))
+            ?? Check(section, nameof(MptcpAnycastOptions.ConfigureHost), v => bool.TryParse(v, out _), "must be true or false")
+            ?? Check(section, nameof(MptcpAnycastOptions.AllowUnassignedUnicastAddresses), v => bool.TryParse(v, out _), "must be true or false")
+            ?? Check(section, nameof(MptcpAnycastOptions.AnnouncementsPerClientPerMinute), v => int.TryParse(v, NumberStyles.Integer, c, out _),
+                "must be a whole number from 0 (no limit) to 1000000")
+            ?? Check(section, nameof(MptcpAnycastOptions.EventSocketReceiveBufferSize), v => int.TryParse(v, NumberStyles.Integer, c, out _),
+                "must be a number of bytes from 4096 to 268435456")
+            ?? List(section, nameof(MptcpAnycastOptions.AnycastAddresses), "203.0.113.1")
+            ?? List(section, nameof(MptcpAnycastOptions.UnicastAddresses), "192.0.2.10");
+    }
+
+    private static MptcpAnycastConfigurationException? Check(IConfigurationSection section, string key, Func<string, bool> converts, string problem)
+    {
+        string? value = section[key];
+        return string.IsNullOrEmpty(value) || converts(value) ? null : new MptcpAnycastConfigurationException(key, value, problem);
+    }
+
+    private static MptcpAnycastConfigurationException? Enum<T>(IConfigurationSection section, string key) where T : struct, Enum =>
+        Check(section, key, v => System.Enum.TryParse<T>(v, ignoreCase: true, out _), $"must be one of {string.Join(", ", System.Enum.GetNames<T>())}");
+
+    /// <summary>A list written as a single value: the binder would drop it without a word.</summary>
+    private static MptcpAnycastConfigurationException? List(IConfigurationSection section, string key, string example)
+    {
+        string? value = section[key];
+        return string.IsNullOrEmpty(value) ? null : new MptcpAnycastConfigurationException(key, value,
+            $"is a list: write MptcpAnycast:{key}:0={example} (command line --MptcpAnycast:{key}:0={example}, environment "
+            + $"MptcpAnycast__{key}__0={example}, JSON \"{key}\": [\"{example}\"]), and :1 for a second entry");
+    }
+}
