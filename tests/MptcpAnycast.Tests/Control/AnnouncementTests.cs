@@ -135,6 +135,8 @@ public sealed class AnnouncementTests
         await Eventually.TrueAsync(() => feature.State == UnicastSubflowState.JoinTimedOut, "join timed out");
 
         Assert.Contains("did not open a subflow", feature.StateReason);
+        // The control thread counts the timeout just after it sets the state.
+        await Eventually.TrueAsync(() => h.Metrics["mptcp_anycast.join.timeouts"] >= 1, "the timeout counted");
         Assert.Equal(1, h.Metrics["mptcp_anycast.join.timeouts"]);
         Assert.Equal(1, await feature.Connection.Socket!.SendAsync(new byte[] { 1 }).WithTimeout());
     }
