@@ -421,10 +421,16 @@ public static class LabDemo
         private readonly List<DemoSample> _samples = [];
         private double? _diedAt;
 
+        /// <summary>Adds a sample, up to the first one that sees the stream failed: the line ends where the client died.</summary>
         public void Sample(double seconds, StreamProbe probe)
         {
+            if (_diedAt is not null)
+            {
+                return;
+            }
+
             _samples.Add(new DemoSample(seconds, probe.Received));
-            if (_diedAt is null && probe.Error is not null)
+            if (probe.Error is not null)
             {
                 _diedAt = seconds;
             }

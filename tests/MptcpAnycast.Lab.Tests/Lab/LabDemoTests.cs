@@ -14,7 +14,9 @@ public sealed class LabDemoTests
     /// <summary>How soon after the signal the lab must be gone.</summary>
     private static readonly TimeSpan RemovalBound = TimeSpan.FromSeconds(2);
 
-    // The demo runs as the tool runs it, a process of its own, so the signal reaches it and nothing else.
+    // The demo runs as the tool runs it, a process of its own, so the signal reaches it and nothing else. It starts with
+    // the signals' default handling (env --default-signal): a process started in the background by a shell without job
+    // control inherits SIGINT ignored, and would pass that on.
     [LabTheory]
     [InlineData("INT")]
     [InlineData("TERM")]
@@ -22,7 +24,7 @@ public sealed class LabDemoTests
     public async Task A_signal_stops_the_progress_at_once_and_removes_the_lab_within_2_s(string signal)
     {
         string prefix = LabPrefix.New();
-        ChildProcess demo = ChildProcess.Start(["dotnet", LabTool.AssemblyPath, "lab", "demo", "--prefix", prefix,
+        ChildProcess demo = ChildProcess.Start(["env", "--default-signal=HUP,INT,TERM", "dotnet", LabTool.AssemblyPath, "lab", "demo", "--prefix", prefix,
             "--seconds", "60", "--flip-after", "50", "--no-curl", "--no-rescue"]);
         try
         {
