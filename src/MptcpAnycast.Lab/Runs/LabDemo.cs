@@ -104,6 +104,7 @@ public static class LabDemo
     private static async Task<int> RunInLabAsync(LabTopology lab, DemoSettings settings, ToolCommand tool, Narration say, List<PopServer> servers,
         List<StreamProbe> probes, Action<ChildProcess?> curlStarted, Action<LabRescue> rescueStarted, CancellationToken token)
     {
+        token.ThrowIfCancellationRequested(); // a signal while the lab was built: start nothing in it
         LabOptions options = lab.Options;
         LabPop a = lab.Pop(LabPopId.A), b = lab.Pop(LabPopId.B);
         say.Line($"  anycast {lab.Plan.Anycast4} and {lab.Plan.Anycast6} on both POPs; the router sends them to POP A");
