@@ -59,6 +59,23 @@ public static class DemoPlot
         return Directory.Exists(path) ? $"the plot file '{path}' is a folder" : null;
     }
 
+    /// <summary>
+    /// Why the plot cannot be drawn on this machine, or null: SkiaSharp's native library must load (the tool carries it
+    /// for Linux x64 and arm64 with glibc; see <c>MptcpAnycast.Lab.NativeAssets.targets</c>).
+    /// </summary>
+    public static string? CannotDraw()
+    {
+        try
+        {
+            _ = SkiaSharp.SKTypeface.Default.GlyphCount;
+            return null;
+        }
+        catch (Exception ex) when (ex is DllNotFoundException or TypeInitializationException or BadImageFormatException or EntryPointNotFoundException)
+        {
+            return $"cannot draw the plot on this machine: SkiaSharp's native library did not load ({(ex.InnerException ?? ex).Message})";
+        }
+    }
+
     /// <summary>Whether the machine has a font to draw the plot's text with (without one, the picture has lines but no words).</summary>
     /// <remarks>Without fonts Skia still has a default typeface, one without glyphs.</remarks>
     public static bool HasFonts => SkiaSharp.SKTypeface.Default.GlyphCount > 0;

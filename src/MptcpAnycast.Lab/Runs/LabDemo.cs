@@ -49,14 +49,25 @@ public static class LabDemo
     /// SIGHUP itself while it lasts, so the caller need not (and must not end the process on them before it returns).
     /// </param>
     /// <returns>0 when the expected connections survived, 1 when not or when interrupted.</returns>
+    /// <exception cref="ArgumentException">The plot path is bad (<see cref="DemoPlot.ValidatePath"/>).</exception>
+    /// <exception cref="InvalidOperationException">The plot cannot be drawn here (<see cref="DemoPlot.CannotDraw"/>), or a step of the lab failed.</exception>
     public static async Task<int> RunAsync(LabOptions options, DemoSettings settings, ToolCommand tool, TextWriter output, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(options);
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(output);
-        if (settings.PlotPath is string plotPath && DemoPlot.ValidatePath(plotPath) is string plotProblem)
+        if (settings.PlotPath is string plotPath)
         {
-            throw new ArgumentException(plotProblem, nameof(settings));
+            if (DemoPlot.ValidatePath(plotPath) is string plotProblem)
+            {
+                throw new ArgumentException(plotProblem, nameof(settings));
+            }
+
+            // Before the lab is built: a run whose picture cannot be drawn is refused, not spoilt at its end.
+            if (DemoPlot.CannotDraw() is string cannotDraw)
+            {
+                throw new InvalidOperationException(cannotDraw);
+            }
         }
 
         using LabInterruption interruption = LabInterruption.Register(cancellationToken);
@@ -207,6 +218,13 @@ public static class LabDemo
         {
             DemoDiagnosis why = DemoDiagnosis.ForMptcp(options, mptcpState, mptcp.Error, DemoDiagnosis.ClientEvidence.Read(lab.Client));
             say.Wrapped("  why:  ", why.Reason);
+            say.Wrapped("  fix:  ", why.Fix);
+        }
+        else if (rescue is not null && Text(mptcpState, "state") != "Joined")
+        {
+            // Survived only because the rescue agent tunnelled it too: without rescue it dies, and this is why.
+            DemoDiagnosis why = DemoDiagnosis.ForMptcp(options, mptcpState, null, DemoDiagnosis.ClientEvidence.Read(lab.Client));
+            say.Wrapped("  note: ", $"the MPTCP connection survived only through the rescue agent, as a plain TCP one does: {why.Reason}");
             say.Wrapped("  fix:  ", why.Fix);
         }
 

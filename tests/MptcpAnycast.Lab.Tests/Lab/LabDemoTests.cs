@@ -100,5 +100,30 @@ public sealed class LabDemoTests
         }
     }
 
+    // With rescue the same connection survives, tunnelled like a plain TCP one: the demo says that it did not survive on
+    // its own, and why.
+    [LabFact]
+    public async Task A_client_with_default_limits_rescued_by_the_agent_gets_a_note_with_the_reason_and_the_fix()
+    {
+        string prefix = LabPrefix.New();
+        var output = new StringWriter();
+        try
+        {
+            var options = new LabOptions { Prefix = prefix, Client = LabClientLimits.Defaults, PathManager = LabPathManager.Userspace };
+            var settings = new DemoSettings { Seconds = 4, FlipAfter = 2, Curl = false, Rescue = true };
+            int exit = await LabDemo.RunAsync(options, settings, LabTool.Command, output, CancellationToken.None).WithTimeout(TimeSpan.FromSeconds(150), "lab demo");
+            string unwrapped = System.Text.RegularExpressions.Regex.Replace(output.ToString(), "\n {8}(?! )", " ");
+
+            Assert.True(exit == 0, unwrapped);
+            Assert.Contains("The MPTCP connection survived the anycast route change", unwrapped);
+            Assert.Matches(@"\n  note: the MPTCP connection survived only through the rescue agent, .*add_addr_accepted 0\) drop it", unwrapped);
+            Assert.Contains("\n  fix:  on the client: ip mptcp limits set add_addr_accepted 1 subflows 1", unwrapped);
+        }
+        finally
+        {
+            LabTopology.Down(prefix);
+        }
+    }
+
     private static string[] Lines(ChildProcess process) => process.Output.Split('\n');
 }
