@@ -118,7 +118,6 @@ public static class DemoPlot
             flipText.LabelAlignment = Alignment.UpperLeft;
             flipText.LabelFontSize = 13;
             flipText.LabelFontColor = Colors.Red;
-            flipText.LabelBold = true;
         }
 
         for (int i = 0; i < record.Clients.Count; i++)
