@@ -143,15 +143,29 @@ public sealed class LabNamespace : IDisposable
 
     /// <summary>Ends the processes still inside (not this one) and deletes the namespace. Safe when it is already gone.</summary>
     /// <returns>Whether it existed.</returns>
-    public bool Delete()
+    public bool Delete() => DeleteAll([this]).Count == 1;
+
+    /// <summary>
+    /// Ends the processes still inside <paramref name="namespaces"/> (not this one) and deletes them, fast: the
+    /// namespaces are looked at and deleted in parallel, and every process is killed (SIGKILL) before any is waited
+    /// for, up to 5 s. Safe for namespaces that are already gone.
+    /// </summary>
+    /// <returns>The names of those that existed.</returns>
+    public static IReadOnlyList<string> DeleteAll(IEnumerable<LabNamespace> namespaces)
     {
-        foreach (int pid in Pids().Where(pid => pid != Environment.ProcessId))
+        ArgumentNullException.ThrowIfNull(namespaces);
+        LabNamespace[] all = [.. namespaces];
+        int[] pids = [.. InParallel(all, ns => ns.Pids()).SelectMany(p => p).Where(pid => pid != Environment.ProcessId).Distinct()];
+        var killed = new List<Process>();
+        // Each process alone, not its tree: its children are inside the namespace too (they inherit it), and walking
+        // the machine's process table for each one would cost a noticeable fraction of a second.
+        foreach (int pid in pids)
         {
             try
             {
-                using Process process = Process.GetProcessById(pid);
-                process.Kill(entireProcessTree: true);
-                process.WaitForExit(5_000);
+                Process process = Process.GetProcessById(pid);
+                process.Kill();
+                killed.Add(process);
             }
             catch (Exception ex) when (ex is ArgumentException or InvalidOperationException)
             {
@@ -159,7 +173,25 @@ public sealed class LabNamespace : IDisposable
             }
         }
 
-        return CommandRunner.TryRun("ip", ["netns", "del", Name]).Succeeded;
+        // A killed process can do nothing more, so the namespaces go at once; its exit (which for one that had BPF
+        // programs attached takes a while) completes meanwhile.
+        bool[] deleted = InParallel(all, ns => CommandRunner.TryRun("ip", ["netns", "del", ns.Name]).Succeeded);
+        var clock = Stopwatch.StartNew();
+        foreach (Process process in killed)
+        {
+            TimeSpan left = TimeSpan.FromSeconds(5) - clock.Elapsed;
+            process.WaitForExit(left > TimeSpan.Zero ? left : TimeSpan.Zero);
+            process.Dispose();
+        }
+
+        return [.. all.Where((_, i) => deleted[i]).Select(ns => ns.Name)];
+    }
+
+    private static T[] InParallel<T>(LabNamespace[] namespaces, Func<LabNamespace, T> work)
+    {
+        var results = new T[namespaces.Length];
+        Parallel.For(0, namespaces.Length, i => results[i] = work(namespaces[i]));
+        return results;
     }
 
     /// <summary>Deletes the namespace (see <see cref="Delete"/>).</summary>

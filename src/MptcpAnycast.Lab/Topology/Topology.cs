@@ -36,25 +36,13 @@ public class Topology : IDisposable
     /// Removes every namespace whose name starts with <c>PREFIX-</c> (ending the processes still inside it). Safe to run
     /// twice and after a crash. Returns the namespaces it deleted.
     /// </summary>
-    public static IReadOnlyList<string> Remove(string prefix)
-    {
-        IReadOnlyList<string> names = Existing(prefix);
-        foreach (string name in names)
-        {
-            new LabNamespace(name).Delete();
-        }
-
-        return names;
-    }
+    public static IReadOnlyList<string> Remove(string prefix) =>
+        LabNamespace.DeleteAll(Existing(prefix).Select(name => new LabNamespace(name)));
 
     /// <summary>Deletes every namespace of the topology.</summary>
     public virtual void Dispose()
     {
-        foreach (LabNamespace ns in Namespaces)
-        {
-            ns.Delete();
-        }
-
+        LabNamespace.DeleteAll(Namespaces);
         GC.SuppressFinalize(this);
     }
 }
