@@ -51,6 +51,16 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
             "happens while the clients stream.", 1, 599, "4, or half of --seconds when that is less");
         ChoiceOption<AfterJoinPolicy> afterJoin = AfterJoin();
         Option<bool> noCurl = ToolOptions.Flag("--no-curl", "Do not run the third client: curl --mptcp (curl 8.9+) or mptcpize run curl, when either is installed.");
+        Option<string?> plot = ToolOptions.Text("--plot", "file",
+            "Also draw bytes received over time for each client, with the flip marked, into this file: PNG, or SVG when the name ends in .svg.",
+            "no picture");
+        plot.Validators.Add(result =>
+        {
+            if (result.GetValueOrDefault<string?>() is string path && DemoPlot.ValidatePath(path) is string problem)
+            {
+                result.AddError(problem);
+            }
+        });
         var demo = new Command("demo",
             "The main demo: builds the lab, runs the POP server in POPs A and B, streams to an MPTCP client, a plain TCP client " +
             "and curl, moves the anycast route to POP B mid-stream and tells who survived; removes the lab at the end. " +
@@ -62,6 +72,7 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
             flipAfter,
             afterJoin,
             noCurl,
+            plot,
         };
         shape.AddTo(demo);
         demo.Validators.Add(result =>
@@ -92,6 +103,7 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
                 AfterJoin = afterJoin.Get(parse)?.ToString(),
                 Curl = !parse.GetValue(noCurl),
                 Rescue = !parse.GetValue(noRescue),
+                PlotPath = parse.GetValue(plot),
             };
             return await RunAsRootAsync(parse, "demo", token => LabDemo.RunAsync(options, settings, tool(), parse.InvocationConfiguration.Output, token)).ConfigureAwait(false);
         });
