@@ -90,7 +90,7 @@ public sealed class JoinTrackingTests
         }
 
         await h.AcceptAsync(mptcpClient: false);
-        await Eventually.TrueAsync(() => h.Metrics["mptcp_anycast.connections|tcp_fallback"] == 1, "the plain TCP one looked at");
+        await Eventually.TrueAsync(() => h.Metrics["mptcp_anycast.connections|tcp"] == 1, "the plain TCP one looked at (the client did not offer MPTCP: tcp, not tcp_fallback)");
         Assert.Equal(3, h.Metrics.Observe(TrackedGauge)); // plain TCP has nothing to track
 
         h.JoinWithEvent(features[0].Connection);
@@ -117,8 +117,8 @@ public sealed class JoinTrackingTests
 
         Assert.True(await AdvanceUntilAsync(time, () => noJoin.Connection.State == UnicastSubflowState.JoinTimedOut, TimeSpan.FromMilliseconds(500), TimeSpan.FromSeconds(10)),
             $"the connection without a join should time out: {noJoin.Connection.State}");
-        // The same sweep looks at both on the control thread; the test may see the first result before the second.
-        await Eventually.TrueAsync(() => silentJoin.Connection.State != UnicastSubflowState.Announced, "the sweep reaches the silent join");
+        // The sweep that timed the other one out looks at this one too, maybe a moment later: wait for its verdict.
+        await Eventually.TrueAsync(() => silentJoin.Connection.State != UnicastSubflowState.Announced, "the silent join decided");
         Assert.Equal(UnicastSubflowState.Joined, silentJoin.Connection.State);
     }
 
@@ -254,6 +254,7 @@ public sealed class JoinTrackingTests
         MptcpConnectionFeature feature = await h.AcceptAsync();
         await Eventually.TrueAsync(() => feature.Connection.State == UnicastSubflowState.Failed, "not announced");
         Assert.Contains("announcements are off", feature.StateReason);
+        Assert.StartsWith("announcements are off", h.Control.AnnouncementsOffReason, StringComparison.Ordinal); // the health check's reason
         Assert.Empty(h.PathManager.Calls);
         Assert.Equal(1, h.Logger.Count(16)); // NoNetAdmin
     }
