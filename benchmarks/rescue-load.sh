@@ -28,6 +28,9 @@ done
 for n in "$ROUNDS" "$DURATION" "$CONNS"; do
     [[ "$n" =~ ^[0-9]+$ && "$n" -ge 1 && "$n" -le 1000 ]] || { echo "$0: numbers must be 1..1000 (got '$n')" >&2; exit 2; }
 done
+# rescue-attach stops by itself after at most an hour: a run must fit in that.
+ATTACH_SECONDS=$((ROUNDS * 4 * (DURATION + 25) + 300))
+[ "$ATTACH_SECONDS" -le 3600 ] || { echo "$0: --rounds $ROUNDS with --duration $DURATION may take more than an hour (the bound is rounds x 4 x (duration + 25 s) + 300 s); use fewer rounds" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "$0: needs root (network namespaces, BPF)" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "$0: apt-get install wrk" >&2; exit 1; }
 
@@ -76,7 +79,7 @@ FIFO="/tmp/$PREFIX-commands"
 mkfifo "$FIFO"
 exec 3<>"$FIFO"
 ip netns exec "$S" dotnet "$BENCH" rescue-attach --commands $DISABLED --interface uplink --anycast "$ANYCAST" --unicast4 "$UNICAST" \
-    --max-seconds $((ROUNDS * 4 * (DURATION + 25) + 300)) <&3 >"/tmp/$PREFIX-attach.log" 2>&1 &
+    --max-seconds "$ATTACH_SECONDS" <&3 >"/tmp/$PREFIX-attach.log" 2>&1 &
 AGENT=$!
 wait_line() { # count pattern: waits (bounded) until the log has that many lines matching pattern
     for _ in $(seq 1 150); do [ "$(grep -c "$2" "/tmp/$PREFIX-attach.log")" -ge "$1" ] && return 0; sleep 0.2; done
