@@ -71,7 +71,7 @@ public static class LabDemo
         }
 
         using LabInterruption interruption = LabInterruption.Register(cancellationToken);
-        var say = new Narration(output);
+        var say = new DemoNarration(output);
         CancellationToken token = interruption.Token;
         say.Line($"Building the lab '{options.Prefix}': client -- router -- POP A / POP B ({Describe(options)})");
         LabTopology lab = LabTopology.Up(options);
@@ -112,7 +112,7 @@ public static class LabDemo
         }
     }
 
-    private static async Task<int> RunInLabAsync(LabTopology lab, DemoSettings settings, ToolCommand tool, Narration say, List<PopServer> servers,
+    private static async Task<int> RunInLabAsync(LabTopology lab, DemoSettings settings, ToolCommand tool, DemoNarration say, List<PopServer> servers,
         List<StreamProbe> probes, Action<ChildProcess?> curlStarted, Action<LabRescue> rescueStarted, CancellationToken token)
     {
         token.ThrowIfCancellationRequested(); // a signal while the lab was built: start nothing in it
@@ -167,12 +167,12 @@ public static class LabDemo
         say.Line($"  MPTCP client: server says {Text(mptcpState, "state")} ({Text(mptcpState, "stateReason")}); subflows {mptcp.CurrentSubflows()}");
         say.Line($"  TCP client:   server says mptcp={Text(tcpState, "mptcp")} ({Text(tcpState, "fallbackReason")})");
 
-        ChildProcess? curl = StartCurl(lab, settings, say);
+        ChildProcess? curl = DemoCurlClient.Start(lab, settings, say);
         curlStarted(curl);
         say.Line($"Streaming {settings.Seconds:0.#} s at {settings.Rate / 1024} KiB/s to each client; the anycast route moves to POP B after {settings.FlipAfter:0.#} s");
         (double? flipAt, Dictionary<StreamProbe, DemoTimeline> timelines) = await StreamAndFlipAsync(lab, settings, say, mptcp, tcp, token).ConfigureAwait(false);
 
-        (bool CurlOk, string CurlText)? curlResult = curl is null ? null : await FinishCurlAsync(curl, settings, token).ConfigureAwait(false);
+        (bool CurlOk, string CurlText)? curlResult = curl is null ? null : await DemoCurlClient.FinishAsync(curl, settings, token).ConfigureAwait(false);
 
         say.Line();
         say.Line($"{"client",-14} {"received",-22} {"longest stall",14} {"subflows",9}  result");
@@ -245,7 +245,7 @@ public static class LabDemo
     /// anything more is printed.
     /// </summary>
     private static async Task<(double? FlipAt, Dictionary<StreamProbe, DemoTimeline> Timelines)> StreamAndFlipAsync(LabTopology lab, DemoSettings settings,
-        Narration say, StreamProbe mptcp, StreamProbe tcp, CancellationToken token)
+        DemoNarration say, StreamProbe mptcp, StreamProbe tcp, CancellationToken token)
     {
         TimeSpan stallLimit = TimeSpan.FromSeconds(5);
         Task streams = Task.WhenAll(mptcp.StreamAsync(settings.Seconds, settings.Rate, stallLimit, token), tcp.StreamAsync(settings.Seconds, settings.Rate, stallLimit, token));
@@ -318,7 +318,7 @@ public static class LabDemo
         p.HashMatches ? (rescued ? "SURVIVED (rescued)" : "SURVIVED") : p.Survived ? "CORRUPTED" : $"DIED: {p.Error ?? (p.PatternIntact ? "incomplete" : "corrupted")}";
 
     private static void WritePlot(string path, LabTopology lab, DemoSettings settings, bool rescue, string outcome, double? flipAt,
-        IEnumerable<DemoClientRecord> clients, Narration say)
+        IEnumerable<DemoClientRecord> clients, DemoNarration say)
     {
         string @case = $"{Describe(lab.Options)}, {(rescue ? "rescue on" : "no rescue")}";
         var record = new DemoRecord(@case, outcome, flipAt, lab.Active, (long)(settings.Seconds * settings.Rate), [.. clients]);
@@ -356,105 +356,5 @@ public static class LabDemo
         }
 
         return string.Join(", ", parts);
-    }
-
-    /// <summary>Also streams with curl when it can speak MPTCP: <c>curl --mptcp</c> (8.9+) or <c>mptcpize run curl</c>.</summary>
-    private static ChildProcess? StartCurl(LabTopology lab, DemoSettings settings, Narration output)
-    {
-        if (!settings.Curl)
-        {
-            return null;
-        }
-
-        bool native = CommandRunner.TryRun("curl", ["--help", "all"]).Output.Contains("--mptcp", StringComparison.Ordinal);
-        bool mptcpize = !native && CommandRunner.IsOnPath("mptcpize");
-        if (!native && !mptcpize)
-        {
-            output.Line("  (curl with MPTCP not available: curl 8.9+ or the mptcpize package; skipping the curl client)");
-            return null;
-        }
-
-        string url = string.Create(CultureInfo.InvariantCulture, $"http://{lab.Plan.Anycast4}:{PopServer.Port}/stream?seconds={settings.Seconds}&rate={settings.Rate}");
-        string[] curlArgs = ["-s", "-o", "/dev/null", "-w", "%{size_download} %{http_code}", "--max-time", ((int)settings.Seconds + 15).ToString(CultureInfo.InvariantCulture), url];
-        string[] command = native ? ["curl", "--mptcp", .. curlArgs] : ["mptcpize", "run", "curl", .. curlArgs];
-        output.Line($"  also: {string.Join(' ', command)}");
-        return lab.Client.Start(command);
-    }
-
-    private static async Task<(bool, string)> FinishCurlAsync(ChildProcess curl, DemoSettings settings, CancellationToken token)
-    {
-        if (!await curl.WaitForExitAsync(TimeSpan.FromSeconds(settings.Seconds + 20), token).ConfigureAwait(false))
-        {
-            curl.Kill();
-            return (false, "timed out");
-        }
-
-        string text = curl.Output.Trim();
-        string[] parts = text.Split(' ');
-        long expected = (long)(settings.Seconds * settings.Rate);
-        bool ok = curl.ExitCode == 0 && parts.Length == 2 && parts[1] == "200" && long.TryParse(parts[0], CultureInfo.InvariantCulture, out long size) && size == expected;
-        long got = parts.Length > 0 && long.TryParse(parts[0], CultureInfo.InvariantCulture, out long g) ? g : 0;
-        return (ok, $"{got / 1024} / {expected / 1024} KiB");
-    }
-
-    /// <summary>
-    /// The run's words to its output. A write that fails is dropped (after SIGHUP the terminal is gone, and writing to
-    /// it fails): the run must still remove its lab.
-    /// </summary>
-    private sealed class Narration(TextWriter output)
-    {
-        public void Line(string text = "")
-        {
-            try
-            {
-                output.WriteLine(text);
-            }
-            catch (IOException)
-            {
-                // The terminal or pipe is gone.
-            }
-        }
-
-        /// <summary>A long text after <paramref name="label"/>, wrapped at word boundaries, the next lines indented under the text.</summary>
-        public void Wrapped(string label, string text, int width = 110)
-        {
-            var line = new System.Text.StringBuilder(label);
-            foreach (string word in text.Split(' ', StringSplitOptions.RemoveEmptyEntries))
-            {
-                if (line.Length > label.Length && line.Length + 1 + word.Length > width)
-                {
-                    Line(line.ToString());
-                    line.Clear().Append(' ', label.Length);
-                }
-
-                line.Append(line.Length > label.Length ? " " : "").Append(word);
-            }
-
-            Line(line.ToString());
-        }
-    }
-
-    /// <summary>One client's samples for the plot, and when its stream was first seen failed.</summary>
-    private sealed class DemoTimeline
-    {
-        private readonly List<DemoSample> _samples = [];
-        private double? _diedAt;
-
-        /// <summary>Adds a sample, up to the first one that sees the stream failed: the line ends where the client died.</summary>
-        public void Sample(double seconds, StreamProbe probe)
-        {
-            if (_diedAt is not null)
-            {
-                return;
-            }
-
-            _samples.Add(new DemoSample(seconds, probe.Received));
-            if (probe.Error is not null)
-            {
-                _diedAt = seconds;
-            }
-        }
-
-        public DemoClientRecord Record(StreamProbe probe, string result) => new(probe.Name, [.. _samples], _diedAt, result);
     }
 }
