@@ -41,7 +41,7 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
 
     private Command Demo()
     {
-        var shape = new LabShape(LabPathManager.Userspace, pops: false);
+        var shape = new LabShapeOptions(LabPathManager.Userspace, pops: false);
         Option<bool> noRescue = ToolOptions.Flag("--no-rescue",
             "Do not run the rescue agent in the POPs: the plain TCP client then dies at the flip, as without MptcpAnycast.");
         Option<int> seconds = ToolOptions.Int("--seconds", "seconds", "How long each client streams.", 2, 600, DefaultDemoSeconds);
@@ -112,7 +112,7 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
 
     private Command Measure()
     {
-        var shape = new LabShape(LabPathManager.Userspace, pops: false);
+        var shape = new LabShapeOptions(LabPathManager.Userspace, pops: false);
         Option<int> flips = ToolOptions.Int("--flips", "count", "How many route flips to measure, one new MPTCP connection each.", 1, 500, 20);
         Option<bool> requests = ToolOptions.Flag("--requests",
             "Measure small requests sent back to back (GET /bytes/1024) instead of a paced download.");
@@ -144,7 +144,7 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
 
     private Command Up()
     {
-        var shape = new LabShape(LabPathManager.Kernel, pops: true);
+        var shape = new LabShapeOptions(LabPathManager.Kernel, pops: true);
         Option<bool> rescue = ToolOptions.Flag("--rescue", "Also start the rescue agent in every POP; it runs until lab down.");
         var up = new Command("up",
             "Build a lab and leave it up, for your own commands inside it (ip netns exec PREFIX-client ...); lab flip moves the " +
@@ -157,7 +157,7 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
         {
             LabOptions options = shape.Read(parse);
             bool withRescue = parse.GetValue(rescue);
-            return RunAsRoot(parse, () => Up(options, withRescue, parse.InvocationConfiguration.Output));
+            return RunAsRoot(parse, () => StandingLab.Up(options, withRescue ? tool() : null, parse.InvocationConfiguration.Output));
         });
         return up;
     }
@@ -172,7 +172,7 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
         {
             string? lab = parse.GetValue(prefix);
             LabPopId? target = to.Get(parse);
-            return RunAsRoot(parse, () => Flip(lab, target, parse.GetValue(to), parse.InvocationConfiguration.Output));
+            return RunAsRoot(parse, () => StandingLab.Flip(lab, target, parse.GetValue(to), parse.InvocationConfiguration.Output));
         });
         return flip;
     }
@@ -181,7 +181,7 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
     {
         Option<string?> prefix = Prefix("the only lab that is up");
         var status = new Command("status", "Show a lab: its namespaces, addresses, routes and the MPTCP endpoints of each POP.") { prefix };
-        status.SetAction(parse => RunAsRoot(parse, () => Status(parse.GetValue(prefix), parse.InvocationConfiguration.Output)));
+        status.SetAction(parse => RunAsRoot(parse, () => StandingLab.Status(parse.GetValue(prefix), parse.InvocationConfiguration.Output)));
         return status;
     }
 
@@ -189,7 +189,7 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
     {
         Option<string?> prefix = Prefix("the only lab that is up");
         var down = new Command("down", "Remove a lab: its namespaces, its POP servers and rescue agents, its state file.") { prefix };
-        down.SetAction(parse => RunAsRoot(parse, () => Down(parse.GetValue(prefix), parse.InvocationConfiguration.Output)));
+        down.SetAction(parse => RunAsRoot(parse, () => StandingLab.Down(parse.GetValue(prefix), parse.InvocationConfiguration.Output)));
         return down;
     }
 
@@ -236,7 +236,7 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
         $"prefer-unicast (make it backup) or migrate-to-unicast (close it). {ToolOptions.DefaultText("prefer-unicast, the transport's default")}", null, "policy");
 
     /// <summary><c>--prefix</c>: which lab; checked as the lab checks it (letters, digits and '_').</summary>
-    private static Option<string?> Prefix(string whenAbsent) => new("--prefix")
+    internal static Option<string?> Prefix(string whenAbsent) => new("--prefix")
     {
         Description = $"The lab's name: its namespaces are PREFIX-client, PREFIX-router, PREFIX-popa, ... {ToolOptions.DefaultText(whenAbsent)}",
         HelpName = "prefix",
@@ -313,182 +313,5 @@ internal sealed class LabCommand(Func<bool> isRoot, Func<ToolCommand> tool)
         {
             Console.CancelKeyPress -= onCancel;
         }
-    }
-
-    /// <summary>The options that shape a lab (<see cref="LabOptions"/>), one set per command that builds one.</summary>
-    private sealed class LabShape
-    {
-        private readonly Option<string?> _prefix = Prefix("mpl + the process id");
-        private readonly ChoiceOption<LabUnicast> _unicast = new("--unicast",
-            "The POPs' unicast addresses, for the subflow that outlives the flip: own (each POP its IPv4 and IPv6 link address), " +
-            "shared-ipv4 (one IPv4 address on every POP, a port per POP; IPv6 as own), ipv6-only.", LabUnicast.Own);
-        private readonly ChoiceOption<LabClientLimits> _client = new("--client",
-            "The client's path manager: accept-add-addr (ip mptcp limits set add_addr_accepted 1), subflow-endpoint (default " +
-            "limits, a subflow endpoint on a second address), defaults (ignores ADD_ADDR: the connection dies at the flip).",
-            LabClientLimits.AcceptAddAddr, "limits");
-        private readonly ChoiceOption<LabPathManager> _pathManager;
-        private readonly Option<int>? _pops;
-        private readonly Option<bool> _nat = ToolOptions.Flag("--nat", "The router masquerades the client towards the POPs (IPv4 and IPv6).");
-        private readonly Option<bool> _firewall = ToolOptions.Flag("--firewall", "The router drops TCP to the POPs' unicast addresses, so no subflow can join.");
-        private readonly Option<bool> _stripMptcp = ToolOptions.Flag("--strip-mptcp",
-            "The router removes the MPTCP option from every TCP segment, as a middlebox that breaks MPTCP would.");
-
-        /// <param name="pathManager">The default POP path manager: userspace for the runs of the transport, kernel for lab up.</param>
-        /// <param name="pops">Whether the command takes --pops (demo and measure flip between A and B only).</param>
-        public LabShape(LabPathManager pathManager, bool pops)
-        {
-            _pathManager = new ChoiceOption<LabPathManager>("--path-manager",
-                "The POPs' net.mptcp.path_manager: kernel (the lab adds signal endpoints, the kernel announces them on every " +
-                "connection) or userspace (the MptcpAnycast transport announces per connection).", pathManager);
-            if (pops)
-            {
-                _pops = ToolOptions.Int("--pops", "count", "How many POPs: A and B, or A, B and C.", LabOptions.MinPops, LabOptions.MaxPops, LabOptions.MinPops);
-            }
-        }
-
-        public void AddTo(Command command)
-        {
-            command.Add(_prefix);
-            if (_pops is not null)
-            {
-                command.Add(_pops);
-            }
-
-            command.Add(_unicast);
-            command.Add(_client);
-            command.Add(_pathManager);
-            command.Add(_nat);
-            command.Add(_firewall);
-            command.Add(_stripMptcp);
-        }
-
-        public LabOptions Read(ParseResult parse)
-        {
-            var options = new LabOptions
-            {
-                Nat = parse.GetValue(_nat),
-                Firewall = parse.GetValue(_firewall),
-                StripMptcp = parse.GetValue(_stripMptcp),
-                Pops = _pops is null ? LabOptions.MinPops : parse.GetValue(_pops),
-                Unicast = _unicast.Get(parse) ?? LabUnicast.Own,
-                Client = _client.Get(parse) ?? LabClientLimits.AcceptAddAddr,
-                PathManager = _pathManager.Get(parse) ?? LabPathManager.Kernel,
-            };
-            return parse.GetValue(_prefix) is string prefix ? options with { Prefix = prefix } : options;
-        }
-    }
-
-    private int Up(LabOptions options, bool rescue, TextWriter output)
-    {
-        LabTopology lab = LabTopology.Up(options);
-        if (rescue)
-        {
-            try
-            {
-                LabRescue.StartAsync(lab, tool(), detached: true).GetAwaiter().GetResult().Dispose();
-            }
-            catch
-            {
-                lab.Down();
-                throw;
-            }
-        }
-
-        output.WriteLine($"lab {options.Prefix} is up: {options}");
-        output.WriteLine($"  client  {lab.Client.Name,-24} {lab.Plan.Client4}, {lab.Plan.Client6}");
-        output.WriteLine($"  router  {lab.Router.Name,-24} anycast {lab.Plan.Anycast4}, {lab.Plan.Anycast6} -> POP {lab.Active}");
-        foreach (LabPop pop in lab.Pops)
-        {
-            output.WriteLine($"  POP {pop.Id}   {pop.Namespace.Name,-24} {pop.Link4}, {pop.Link6}; announces {(pop.Announced.Count == 0 ? "nothing" : string.Join(", ", pop.Announced))}");
-        }
-
-        if (lab.StripMechanism is not null)
-        {
-            output.WriteLine($"  MPTCP option stripped on the router with: {lab.StripMechanism}");
-        }
-
-        if (rescue)
-        {
-            output.WriteLine($"  rescue agent running in every POP until lab down (status: mptcp-anycast rescue status --dir {LabRescue.StatusDirectoryOf(options.Prefix)}; logs in {LabRescue.DirectoryOf(options.Prefix)})");
-        }
-
-        string choose = lab.Pops.Count > LabOptions.MinPops ? $" [--to {string.Join("|", lab.Pops.Select(p => LabNames.Of(p.Id)))}]" : "";
-        output.WriteLine($"Run a command inside: ip netns exec {lab.Client.Name} <command>. Next: mptcp-anycast lab flip --prefix {options.Prefix}{choose}");
-        return 0;
-    }
-
-    /// <summary>
-    /// <c>lab flip</c>: to POP <paramref name="to"/>, or without it to the next POP (A → B → C → A). A POP the lab does not
-    /// have is a usage error (exit 2) that names <paramref name="toText"/>; the POP already active changes nothing (exit 0).
-    /// </summary>
-    private static int Flip(string? prefix, LabPopId? to, string? toText, TextWriter output)
-    {
-        LabTopology lab = Existing(prefix);
-        LabPopId from = lab.Active;
-        string anycast = $"{lab.Plan.Anycast4}, {lab.Plan.Anycast6}";
-        if (to is LabPopId target)
-        {
-            if (!lab.HasPop(target))
-            {
-                string pops = string.Join("|", lab.Pops.Select(p => LabNames.Of(p.Id)));
-                throw new UsageException($"option '--to' must be one of {pops} for lab {lab.Options.Prefix}, which has {lab.Pops.Count} POPs (got '{toText}')");
-            }
-
-            if (!lab.FlipTo(target))
-            {
-                output.WriteLine($"lab {lab.Options.Prefix}: anycast {anycast} already points at POP {target}; nothing changed");
-                return 0;
-            }
-        }
-        else
-        {
-            lab.Flip();
-        }
-
-        output.WriteLine($"lab {lab.Options.Prefix}: anycast {anycast} moved from POP {from} to POP {lab.Active}");
-        return 0;
-    }
-
-    private static int Status(string? prefix, TextWriter output)
-    {
-        output.Write(Existing(prefix).Status());
-        return 0;
-    }
-
-    private static int Down(string? prefix, TextWriter output)
-    {
-        IReadOnlyList<string> prefixes = prefix is not null ? [prefix] : LabState.Prefixes();
-        if (prefixes.Count > 1)
-        {
-            throw new UsageException($"several labs exist ({string.Join(", ", prefixes)}): choose one with --prefix");
-        }
-
-        if (prefixes.Count == 0)
-        {
-            output.WriteLine("no lab to remove");
-            return 0;
-        }
-
-        IReadOnlyList<string> removed = LabTopology.Down(prefixes[0]);
-        output.WriteLine(removed.Count == 0
-            ? $"lab {prefixes[0]}: nothing left to remove"
-            : $"lab {prefixes[0]}: removed {string.Join(", ", removed)}");
-        return 0;
-    }
-
-    private static LabTopology Existing(string? prefix)
-    {
-        if (prefix is null)
-        {
-            IReadOnlyList<string> prefixes = LabState.Prefixes();
-            prefix = prefixes.Count switch
-            {
-                0 => throw new InvalidOperationException("no lab is up; start one with 'mptcp-anycast lab up'"),
-                1 => prefixes[0],
-                _ => throw new UsageException($"several labs exist ({string.Join(", ", prefixes)}): choose one with --prefix"),
-            };
-        }
-
-        return LabTopology.Load(prefix) ?? throw new InvalidOperationException($"no lab with prefix '{prefix}' (no {LabState.PathFor(prefix)}); start one with 'mptcp-anycast lab up --prefix {prefix}'");
     }
 }
