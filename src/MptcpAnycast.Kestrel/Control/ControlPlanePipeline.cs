@@ -17,7 +17,7 @@ namespace MptcpAnycast.Kestrel.Control;
 internal sealed class ControlPlanePipeline
 {
     private readonly ResiliencePipeline _pipeline;
-    private volatile bool _circuitOpen;
+    private readonly CircuitBreakerStateProvider _circuit = new();
 
     public ControlPlanePipeline(TimeSpan breakDuration, ILogger logger)
     {
@@ -29,15 +29,14 @@ internal sealed class ControlPlanePipeline
                 MinimumThroughput = 10,
                 SamplingDuration = TimeSpan.FromSeconds(10),
                 BreakDuration = breakDuration,
+                StateProvider = _circuit,
                 OnOpened = args =>
                 {
-                    _circuitOpen = true;
                     MptcpAnycastLog.PathManagerUnavailable(logger, args.Outcome.Exception);
                     return default;
                 },
                 OnClosed = _ =>
                 {
-                    _circuitOpen = false;
                     MptcpAnycastLog.PathManagerRecovered(logger);
                     return default;
                 },
@@ -57,7 +56,7 @@ internal sealed class ControlPlanePipeline
     /// Whether the circuit is open or half-open: announcements are paused because the path manager failed for
     /// everyone, until a trial command after the break duration works.
     /// </summary>
-    public bool IsCircuitOpen => _circuitOpen;
+    public bool IsCircuitOpen => _circuit.CircuitState != CircuitState.Closed;
 
     /// <summary>Runs <paramref name="command"/> on the calling thread (the control loop's), with retries and the circuit breaker.</summary>
     /// <exception cref="PathManagerException">The command failed for good.</exception>
