@@ -19,6 +19,13 @@ internal unsafe struct BpfRescueConfig
     public ushort MssIPv6;
     public uint MissReportsPerWindow;
     public ulong MissWindowNanoseconds;
+    public uint AnycastIPv4Count;
+    public uint AnycastIPv6Count;
+    public fixed uint AnycastIPv4[InlineAnycast];
+    public fixed byte AnycastIPv6[InlineAnycast * 16];
+
+    /// <summary><c>INLINE_ANYCAST</c>: how many anycast addresses per family the program compares in place.</summary>
+    public const int InlineAnycast = 8;
 }
 
 /// <summary><c>struct flow_key</c>: one flow, client to server, addresses and ports in network order.</summary>

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using MptcpAnycast.Interop;
@@ -26,6 +27,9 @@ internal sealed unsafe class RescueDataplane : IDisposable
     private readonly Lock _gate = new();
     private int _ifindex;
     private bool _createdHook;
+    private RescueDataplaneConfig _config = new();
+    private bool _enabled;
+    private IPAddress[] _anycast = [];
     private bool _disposed;
 
     private RescueDataplane(nint obj)
@@ -160,17 +164,46 @@ internal sealed unsafe class RescueDataplane : IDisposable
     public void Configure(RescueDataplaneConfig config, bool enabled)
     {
         ArgumentNullException.ThrowIfNull(config);
+        lock (_gate)
+        {
+            _config = config;
+            _enabled = enabled;
+            WriteConfig();
+        }
+    }
+
+    /// <summary>
+    /// Makes <paramref name="addresses"/> the anycast addresses (only segments to them are steered). The map gets every
+    /// address first; the configuration then carries them in place (up to <see cref="BpfRescueConfig.InlineAnycast"/>
+    /// per family) or tells the program to ask the map, so a packet sees the old set, the new one or, while the map is
+    /// rewritten, both.
+    /// </summary>
+    public void SetAnycast(IEnumerable<IPAddress> addresses)
+    {
+        ArgumentNullException.ThrowIfNull(addresses);
+        IPAddress[] set = [.. addresses.Select(a => a.Unmapped()).Distinct()];
+        lock (_gate)
+        {
+            ReplaceSet(_anycastFd, set, (byte)1);
+            _anycast = set;
+            WriteConfig();
+        }
+    }
+
+    private void WriteConfig()
+    {
+        RescueDataplaneConfig config = _config;
         var value = new BpfRescueConfig
         {
-            Enabled = enabled ? 1u : 0u,
             MssIPv4 = (ushort)config.MssIPv4,
             MssIPv6 = (ushort)config.MssIPv6,
             MissReportsPerWindow = (uint)config.MissReportsPerWindow,
             MissWindowNanoseconds = (ulong)(config.MissWindow.Ticks * 100),
+            Enabled = _enabled ? 1u : 0u,
         };
+        Span<byte> bytes = stackalloc byte[4];
         if (config.LocalIPv4 is IPAddress v4)
         {
-            Span<byte> bytes = stackalloc byte[4];
             v4.TryWriteBytes(bytes, out _);
             value.LocalIPv4 = MemoryMarshal.Read<uint>(bytes);
         }
@@ -180,12 +213,24 @@ internal sealed unsafe class RescueDataplane : IDisposable
             v6.TryWriteBytes(new Span<byte>(value.LocalIPv6, 16), out _);
         }
 
+        IPAddress[] v4s = [.. _anycast.Where(a => a.AddressFamily == AddressFamily.InterNetwork)];
+        IPAddress[] v6s = [.. _anycast.Where(a => a.AddressFamily == AddressFamily.InterNetworkV6)];
+        value.AnycastIPv4Count = (uint)v4s.Length;
+        value.AnycastIPv6Count = (uint)v6s.Length;
+        for (int i = 0; i < v4s.Length && i < BpfRescueConfig.InlineAnycast; i++)
+        {
+            v4s[i].TryWriteBytes(bytes, out _);
+            value.AnycastIPv4[i] = MemoryMarshal.Read<uint>(bytes);
+        }
+
+        for (int i = 0; i < v6s.Length && i < BpfRescueConfig.InlineAnycast; i++)
+        {
+            v6s[i].TryWriteBytes(new Span<byte>(value.AnycastIPv6 + (i * 16), 16), out _);
+        }
+
         uint zero = 0;
         Check(Libbpf.bpf_map_update_elem(_configFd, &zero, &value, Libbpf.BPF_ANY), "write the configuration");
     }
-
-    /// <summary>Makes <paramref name="addresses"/> the anycast addresses (only segments to them are steered).</summary>
-    public void SetAnycast(IEnumerable<IPAddress> addresses) => ReplaceSet(_anycastFd, addresses, (byte)1);
 
     /// <summary>Makes <paramref name="addresses"/> the peers whose encapsulated packets are accepted.</summary>
     public void SetPeers(IEnumerable<IPAddress> addresses) => ReplaceSet(_peersFd, addresses, 0u);

@@ -51,6 +51,9 @@ struct icmp_error {
 
 #define MAX_HELD_BYTES 1600
 #define OUTER_TTL 64
+// Up to this many anycast addresses per family are compared in place, out of the configuration; a hash lookup
+// costs more than the whole decision for a segment that is not to an anycast address.
+#define INLINE_ANYCAST 8
 
 enum rescue_counter {
 	RC_NOT_ANYCAST = 0,	// not TCP/ICMP to an anycast address: untouched
@@ -78,6 +81,12 @@ struct rescue_config {
 	__u16 mss_ipv6;
 	__u32 miss_reports_per_window;	// bound on ring-buffer reports per CPU per window
 	__u64 miss_window_ns;
+	// The anycast addresses, when a family has at most INLINE_ANYCAST; with more, its count says so and the
+	// rescue_anycast map (which always holds every anycast address) is asked instead.
+	__u32 anycast_ipv4_count;
+	__u32 anycast_ipv6_count;
+	__be32 anycast_ipv4[INLINE_ANYCAST];
+	__u8 anycast_ipv6[INLINE_ANYCAST][16];
 };
 
 // One TCP flow in the client-to-server direction, as the packet carries it.
@@ -173,16 +182,6 @@ static __always_inline struct rescue_config *config(void)
 	return bpf_map_lookup_elem(&rescue_config, &zero);
 }
 
-static __always_inline int is_anycast(const __u8 address[16])
-{
-	return bpf_map_lookup_elem(&rescue_anycast, address) != NULL;
-}
-
-static __always_inline int is_peer(const __u8 address[16])
-{
-	return bpf_map_lookup_elem(&rescue_peers, address) != NULL;
-}
-
 static __always_inline void ipv4_key(__u8 out[16], __be32 address)
 {
 	__builtin_memset(out, 0, 16);
@@ -196,6 +195,47 @@ static __always_inline int same_ipv6(const void *a, const void *b)
 	__builtin_memcpy(x, a, 16);
 	__builtin_memcpy(y, b, 16);
 	return x[0] == y[0] && x[1] == y[1];
+}
+
+static __always_inline int is_anycast_ipv4(const struct rescue_config *cfg, __be32 address)
+{
+	__u32 n = cfg->anycast_ipv4_count;
+	if (n > INLINE_ANYCAST) {
+		__u8 key[16];
+		ipv4_key(key, address);
+		return bpf_map_lookup_elem(&rescue_anycast, key) != NULL;
+	}
+#pragma unroll
+	for (__u32 i = 0; i < INLINE_ANYCAST; i++) {
+		if (i >= n)
+			return 0;
+		if (cfg->anycast_ipv4[i] == address)
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline int is_anycast_ipv6(const struct rescue_config *cfg, const void *address)
+{
+	__u32 n = cfg->anycast_ipv6_count;
+	if (n > INLINE_ANYCAST) {
+		__u8 key[16];
+		__builtin_memcpy(key, address, 16);
+		return bpf_map_lookup_elem(&rescue_anycast, key) != NULL;
+	}
+#pragma unroll
+	for (__u32 i = 0; i < INLINE_ANYCAST; i++) {
+		if (i >= n)
+			return 0;
+		if (same_ipv6(cfg->anycast_ipv6[i], address))
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline int is_peer(const __u8 address[16])
+{
+	return bpf_map_lookup_elem(&rescue_peers, address) != NULL;
 }
 
 static __always_inline __u16 fold(__u64 sum)
@@ -318,10 +358,29 @@ static __always_inline int decapsulate(struct __sk_buff *skb, __u32 outer_len, _
 	return TC_ACT_OK;
 }
 
-// The owner's verdict on a TCP segment to an anycast address. tuple and key describe the same flow.
+// The owner map's key for the flow of tuple.
+static __always_inline void flow_key_of(struct flow_key *key, const struct bpf_sock_tuple *tuple, int is_ipv6)
+{
+	if (is_ipv6) {
+		key->family = 6;
+		__builtin_memcpy(key->client, tuple->ipv6.saddr, 16);
+		__builtin_memcpy(key->server, tuple->ipv6.daddr, 16);
+		key->client_port = tuple->ipv6.sport;
+		key->server_port = tuple->ipv6.dport;
+	} else {
+		key->family = 4;
+		ipv4_key(key->client, tuple->ipv4.saddr);
+		ipv4_key(key->server, tuple->ipv4.daddr);
+		key->client_port = tuple->ipv4.sport;
+		key->server_port = tuple->ipv4.dport;
+	}
+}
+
+// The owner's verdict on a TCP segment to an anycast address. The owner map's key is built only once the segment
+// is known not to be local: local segments are nearly all of them.
 static __always_inline int steer_tcp(struct __sk_buff *skb, const struct rescue_config *cfg, struct tcphdr *tcp,
 				     void *iph, __u32 iph_len, struct bpf_sock_tuple *tuple, __u32 tuple_len,
-				     const struct flow_key *key, __u32 l3_offset, int is_ipv6)
+				     __u32 l3_offset, int is_ipv6)
 {
 	if (tcp->syn && !tcp->ack) {
 		count(RC_LOCAL_SYN);
@@ -344,7 +403,9 @@ static __always_inline int steer_tcp(struct __sk_buff *skb, const struct rescue_
 		bpf_sk_release(sk);
 	}
 
-	struct owner *owner = bpf_map_lookup_elem(&rescue_owners, key);
+	struct flow_key key = {};
+	flow_key_of(&key, tuple, is_ipv6);
+	struct owner *owner = bpf_map_lookup_elem(&rescue_owners, &key);
 	if (owner) {
 		count(RC_TUNNELLED);
 		return tunnel(skb, cfg, owner, is_ipv6);
@@ -355,7 +416,7 @@ static __always_inline int steer_tcp(struct __sk_buff *skb, const struct rescue_
 		return TC_ACT_SHOT;
 	}
 	count(RC_MISS);
-	report_miss(skb, cfg, key, tcp, l3_offset);
+	report_miss(skb, cfg, &key, tcp, l3_offset);
 	return TC_ACT_SHOT;
 }
 
@@ -391,11 +452,8 @@ static __always_inline int ingress_ipv4(struct __sk_buff *skb, const struct resc
 		return decapsulate(skb, sizeof(*ip), IPPROTO_IPIP);
 	}
 
-	struct flow_key key = {};
-	key.family = 4;
 	if (ip->protocol == IPPROTO_TCP) {
-		ipv4_key(key.server, ip->daddr);
-		if (!is_anycast(key.server)) {
+		if (!is_anycast_ipv4(cfg, ip->daddr)) {
 			count(RC_NOT_ANYCAST);
 			return TC_ACT_OK;
 		}
@@ -408,20 +466,16 @@ static __always_inline int ingress_ipv4(struct __sk_buff *skb, const struct resc
 			count(RC_MALFORMED);
 			return TC_ACT_SHOT;
 		}
-		ipv4_key(key.client, ip->saddr);
-		key.client_port = tcp->source;
-		key.server_port = tcp->dest;
 		struct bpf_sock_tuple tuple = {};
 		tuple.ipv4.saddr = ip->saddr;
 		tuple.ipv4.daddr = ip->daddr;
 		tuple.ipv4.sport = tcp->source;
 		tuple.ipv4.dport = tcp->dest;
-		return steer_tcp(skb, cfg, tcp, ip, sizeof(*ip), &tuple, sizeof(tuple.ipv4), &key, ETH_HLEN, 0);
+		return steer_tcp(skb, cfg, tcp, ip, sizeof(*ip), &tuple, sizeof(tuple.ipv4), ETH_HLEN, 0);
 	}
 
 	if (ip->protocol == IPPROTO_ICMP) {
-		ipv4_key(key.server, ip->daddr);
-		if (!is_anycast(key.server))
+		if (!is_anycast_ipv4(cfg, ip->daddr))
 			return TC_ACT_OK;
 		struct icmp_error *icmp = (void *)(ip + 1);
 		struct iphdr *inner = (void *)(icmp + 1);
@@ -433,6 +487,9 @@ static __always_inline int ingress_ipv4(struct __sk_buff *skb, const struct resc
 			return TC_ACT_OK;
 		if (inner->ihl != 5 || inner->protocol != IPPROTO_TCP || inner->saddr != ip->daddr)
 			return TC_ACT_OK;
+		struct flow_key key = {};
+		key.family = 4;
+		ipv4_key(key.server, ip->daddr);
 		ipv4_key(key.client, inner->daddr);
 		key.client_port = inner_tcp->dest;
 		key.server_port = inner_tcp->source;
@@ -459,11 +516,8 @@ static __always_inline int ingress_ipv6(struct __sk_buff *skb, const struct resc
 		return decapsulate(skb, sizeof(*ip6), IPPROTO_IPV6);
 	}
 
-	struct flow_key key = {};
-	key.family = 6;
 	if (ip6->nexthdr == IPPROTO_TCP) {
-		__builtin_memcpy(key.server, &ip6->daddr, 16);
-		if (!is_anycast(key.server)) {
+		if (!is_anycast_ipv6(cfg, &ip6->daddr)) {
 			count(RC_NOT_ANYCAST);
 			return TC_ACT_OK;
 		}
@@ -472,20 +526,16 @@ static __always_inline int ingress_ipv6(struct __sk_buff *skb, const struct resc
 			count(RC_MALFORMED);
 			return TC_ACT_SHOT;
 		}
-		__builtin_memcpy(key.client, &ip6->saddr, 16);
-		key.client_port = tcp->source;
-		key.server_port = tcp->dest;
 		struct bpf_sock_tuple tuple = {};
 		__builtin_memcpy(tuple.ipv6.saddr, &ip6->saddr, 16);
 		__builtin_memcpy(tuple.ipv6.daddr, &ip6->daddr, 16);
 		tuple.ipv6.sport = tcp->source;
 		tuple.ipv6.dport = tcp->dest;
-		return steer_tcp(skb, cfg, tcp, ip6, sizeof(*ip6), &tuple, sizeof(tuple.ipv6), &key, ETH_HLEN, 1);
+		return steer_tcp(skb, cfg, tcp, ip6, sizeof(*ip6), &tuple, sizeof(tuple.ipv6), ETH_HLEN, 1);
 	}
 
 	if (ip6->nexthdr == IPPROTO_ICMPV6) {
-		__builtin_memcpy(key.server, &ip6->daddr, 16);
-		if (!is_anycast(key.server))
+		if (!is_anycast_ipv6(cfg, &ip6->daddr))
 			return TC_ACT_OK;
 		struct icmp_error *icmp = (void *)(ip6 + 1);
 		struct ipv6hdr *inner = (void *)(icmp + 1);
@@ -497,6 +547,9 @@ static __always_inline int ingress_ipv6(struct __sk_buff *skb, const struct resc
 			return TC_ACT_OK;
 		if (inner->nexthdr != IPPROTO_TCP || !same_ipv6(&inner->saddr, &ip6->daddr))
 			return TC_ACT_OK;
+		struct flow_key key = {};
+		key.family = 6;
+		__builtin_memcpy(key.server, &ip6->daddr, 16);
 		__builtin_memcpy(key.client, &inner->daddr, 16);
 		key.client_port = inner_tcp->dest;
 		key.server_port = inner_tcp->source;
@@ -577,9 +630,7 @@ int rescue_egress(struct __sk_buff *skb)
 		struct iphdr *ip = data + ETH_HLEN;
 		if ((void *)(ip + 1) > data_end || ip->ihl != 5 || ip->protocol != IPPROTO_TCP)
 			return TC_ACT_OK;
-		__u8 source[16];
-		ipv4_key(source, ip->saddr);
-		if (!is_anycast(source))
+		if (!is_anycast_ipv4(cfg, ip->saddr))
 			return TC_ACT_OK;
 		return clamp_mss(skb, ETH_HLEN + sizeof(*ip), cfg->mss_ipv4);
 	}
@@ -587,7 +638,7 @@ int rescue_egress(struct __sk_buff *skb)
 		struct ipv6hdr *ip6 = data + ETH_HLEN;
 		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
 			return TC_ACT_OK;
-		if (!is_anycast((const __u8 *)&ip6->saddr))
+		if (!is_anycast_ipv6(cfg, &ip6->saddr))
 			return TC_ACT_OK;
 		return clamp_mss(skb, ETH_HLEN + sizeof(*ip6), cfg->mss_ipv6);
 	}

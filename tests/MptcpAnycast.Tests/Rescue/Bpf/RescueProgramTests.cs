@@ -43,6 +43,42 @@ public sealed class RescueProgramTests : IDisposable
         Assert.Equal(1UL, _dataplane.ReadCounters().NotAnycast);
     }
 
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(false, 8)] // the most the configuration holds in place
+    [InlineData(false, 9)] // one more: the program asks the anycast map
+    [InlineData(true, 8)]
+    [InlineData(true, 40)]
+    public void Every_configured_anycast_address_is_steered_and_no_other_whether_held_in_place_or_in_the_map(bool ipv6, int count)
+    {
+        // The loopback address is the last of the set; the one after the set is not anycast.
+        static IPAddress Nth(bool ipv6, int i) => ipv6 ? IPAddress.Parse($"2001:db8:ac::{i + 1:x}") : IPAddress.Parse($"192.0.2.{i + 1}");
+        IPAddress loopback = ipv6 ? IPAddress.IPv6Loopback : IPAddress.Loopback;
+        IPAddress other = ipv6 ? IPAddress.Parse("203.0.113.200") : IPAddress.Parse("2001:db8:ac::ff"); // one of the other family
+        _dataplane.SetAnycast([other, .. Enumerable.Range(0, count - 1).Select(i => Nth(ipv6, i)), loopback]);
+        IPAddress client = ipv6 ? Client6 : Client4;
+
+        Assert.Equal(TcActOk, Run(Tcp(client, 40030, loopback, 443, Syn)).Verdict);
+        Assert.Equal(TcActOk, Run(Tcp(client, 40030, Nth(ipv6, count), 443, Syn)).Verdict);
+        Assert.Equal(TcActShot, Run(Tcp(client, 40031, loopback, 443, Ack)).Verdict); // a miss: steered, not passed
+        RescueDataplaneCounters counters = _dataplane.ReadCounters();
+        Assert.Equal((1UL, 1UL, 1UL), (counters.LocalSyn, counters.NotAnycast, counters.MissUnreported + counters.Miss));
+
+        // The set shrinks back: the address it no longer holds passes untouched, in place or not.
+        _dataplane.SetAnycast([Nth(ipv6, 0)]);
+        byte[] frame = Tcp(client, 40031, loopback, 443, Ack);
+        Assert.Equal(frame, Run(frame).Output);
+        Assert.Equal(2UL, _dataplane.ReadCounters().NotAnycast);
+    }
+
+    [Fact]
+    public void Writing_the_configuration_again_keeps_the_anycast_addresses()
+    {
+        _dataplane.Configure(new RescueDataplaneConfig { LocalIPv4 = Local4, MssIPv4 = 1400 }, enabled: true);
+        Assert.Equal(TcActShot, Run(Tcp(Client4, 40032, IPAddress.Loopback, 443, Ack)).Verdict);
+        Assert.Equal(0UL, _dataplane.ReadCounters().NotAnycast);
+    }
+
     [Fact]
     public void A_disabled_program_passes_even_a_flow_it_would_tunnel()
     {
