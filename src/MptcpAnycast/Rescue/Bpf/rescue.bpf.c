@@ -618,6 +618,15 @@ static __always_inline int clamp_mss(struct __sk_buff *skb, __u32 tcp_offset, __
 	return TC_ACT_OK;
 }
 
+// Whether a segment may be a SYN-ACK, read in place when the TCP header is in the linear part (where the stack
+// builds it): every other segment from an anycast address then leaves without a helper call.
+static __always_inline int may_be_syn_ack(const struct tcphdr *tcp, const void *data_end)
+{
+	if ((const void *)(tcp + 1) > data_end)
+		return 1;	// not in the linear part: clamp_mss reads it with bpf_skb_load_bytes
+	return tcp->syn && tcp->ack;
+}
+
 SEC("tc")
 int rescue_egress(struct __sk_buff *skb)
 {
@@ -630,7 +639,7 @@ int rescue_egress(struct __sk_buff *skb)
 		struct iphdr *ip = data + ETH_HLEN;
 		if ((void *)(ip + 1) > data_end || ip->ihl != 5 || ip->protocol != IPPROTO_TCP)
 			return TC_ACT_OK;
-		if (!is_anycast_ipv4(cfg, ip->saddr))
+		if (!is_anycast_ipv4(cfg, ip->saddr) || !may_be_syn_ack((void *)(ip + 1), data_end))
 			return TC_ACT_OK;
 		return clamp_mss(skb, ETH_HLEN + sizeof(*ip), cfg->mss_ipv4);
 	}
@@ -638,7 +647,7 @@ int rescue_egress(struct __sk_buff *skb)
 		struct ipv6hdr *ip6 = data + ETH_HLEN;
 		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
 			return TC_ACT_OK;
-		if (!is_anycast_ipv6(cfg, &ip6->saddr))
+		if (!is_anycast_ipv6(cfg, &ip6->saddr) || !may_be_syn_ack((void *)(ip6 + 1), data_end))
 			return TC_ACT_OK;
 		return clamp_mss(skb, ETH_HLEN + sizeof(*ip6), cfg->mss_ipv6);
 	}
