@@ -8,13 +8,18 @@
 # local socket matched, which the program drops: without an agent nobody answers them).
 #
 # Usage (root): benchmarks/rescue-load.sh [--rounds N] [--duration SECONDS] [--connections C] [--mptcp] [--disabled]
+#                                         [--slices N [--slice-ms M]] [--mss N]
 #   --mptcp: the client is 'mptcpize run wrk' (default plain TCP, the clients rescue is for).
 #   --disabled: the "on" side attaches the program configured off (it passes every packet at once): the hooks' cost.
+#   --slices N: instead of rounds, one long wrk run per mode while rescue-attach attaches and detaches the program
+#     every M ms (default 1000), N pairs of slices, and rates each slice by the server namespace's TCP counters
+#     (passive opens for churn, segments in for keep-alive): adjacent slices share the machine's slow swings.
+#   --mss N: the program's MSS budget for SYN-ACKs instead of the MTU's (0: it leaves them alone).
 # Needs: wrk (and mptcpize for --mptcp), the .NET SDK. Bounded: rounds x 2 sides x 2 modes x (duration + 20 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=7 DURATION=4 CONNS=32 WRAP="" DISABLED=""
+ROUNDS=7 DURATION=4 CONNS=32 WRAP="" DISABLED="" SLICES=0 SLICE_MS=1000 MSS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS="$2"; shift 2 ;;
@@ -22,12 +27,20 @@ while [ $# -gt 0 ]; do
         --connections) CONNS="$2"; shift 2 ;;
         --mptcp) WRAP="mptcpize run"; shift ;;
         --disabled) DISABLED="--disabled"; shift ;;
-        *) echo "usage: $0 [--rounds N] [--duration SECONDS] [--connections C] [--mptcp] [--disabled]" >&2; exit 2 ;;
+        --slices) SLICES="$2"; shift 2 ;;
+        --slice-ms) SLICE_MS="$2"; shift 2 ;;
+        --mss) MSS=(--mss "$2"); shift 2 ;;
+        *) echo "usage: $0 [--rounds N] [--duration SECONDS] [--connections C] [--mptcp] [--disabled] [--slices N [--slice-ms M]] [--mss N]" >&2; exit 2 ;;
     esac
 done
 for n in "$ROUNDS" "$DURATION" "$CONNS"; do
     [[ "$n" =~ ^[0-9]+$ && "$n" -ge 1 && "$n" -le 1000 ]] || { echo "$0: numbers must be 1..1000 (got '$n')" >&2; exit 2; }
 done
+[[ "$SLICES" =~ ^[0-9]+$ && "$SLICES" -le 1000 ]] || { echo "$0: --slices must be 1..1000 (got '$SLICES')" >&2; exit 2; }
+[[ "$SLICE_MS" =~ ^[0-9]+$ && "$SLICE_MS" -ge 100 && "$SLICE_MS" -le 10000 ]] || { echo "$0: --slice-ms must be 100..10000 (got '$SLICE_MS')" >&2; exit 2; }
+# Slices: both modes, each N pairs of two slices plus a few seconds; bounded like the rounds.
+SLICE_SECONDS=$(( (SLICES * 2 * SLICE_MS + 999) / 1000 + 5 ))
+[ "$SLICES" -eq 0 ] || [ $((2 * SLICE_SECONDS)) -le 3600 ] || { echo "$0: --slices $SLICES of $SLICE_MS ms may take more than an hour; use fewer" >&2; exit 2; }
 # rescue-attach stops by itself after at most an hour: a run must fit in that.
 ATTACH_SECONDS=$((ROUNDS * 4 * (DURATION + 25) + 300))
 [ "$ATTACH_SECONDS" -le 3600 ] || { echo "$0: --rounds $ROUNDS with --duration $DURATION may take more than an hour (the bound is rounds x 4 x (duration + 25 s) + 300 s); use fewer rounds" >&2; exit 2; }
@@ -73,12 +86,41 @@ for _ in $(seq 1 100); do
 done
 ip netns exec "$C" curl -sf "http://$ANYCAST:8080/" >/dev/null || { echo "the server did not start:"; cat "/tmp/$PREFIX-server.log"; exit 1; }
 
+run_wrk() { # mode [seconds] -> requests/sec
+    local header=()
+    [ "$1" = churn ] && header=(-H "Connection: close")
+    # shellcheck disable=SC2086
+    timeout $((${2:-$DURATION} + 20)) ip netns exec "$C" $WRAP wrk -t1 -c"$CONNS" -d"${2:-$DURATION}s" "${header[@]}" \
+        "http://$ANYCAST:8080/" 2>&1 | awk '/Requests\/sec/ { print $2 }'
+}
+
+if [ "$SLICES" -gt 0 ]; then
+    echo "warming up ..." >&2
+    run_wrk keepalive >/dev/null; run_wrk churn >/dev/null
+    for mode in keepalive churn; do
+        # wrk starts first and outlasts the slices; rescue-attach begins after a second of load.
+        run_wrk "$mode" $((SLICE_SECONDS + 5)) >/dev/null &
+        WRK=$!
+        sleep 1
+        ip netns exec "$S" dotnet "$BENCH" rescue-attach --slices "$SLICES" --slice-ms "$SLICE_MS" $DISABLED "${MSS[@]}" --interface uplink \
+            --anycast "$ANYCAST" --unicast4 "$UNICAST" --max-seconds "$SLICE_SECONDS" >"/tmp/$PREFIX-slices-$mode.log" 2>&1 \
+            || { echo "rescue-attach failed:"; cat "/tmp/$PREFIX-slices-$mode.log"; exit 1; }
+        wait "$WRK" || true
+        if tc -n "$S" filter show dev uplink ingress | grep -q bpf; then echo "the program is still attached after the slices" >&2; exit 1; fi
+        grep '^counters' "/tmp/$PREFIX-slices-$mode.log" >&2
+        echo "$mode (wrk -t1 -c$CONNS${WRAP:+ under $WRAP}):"
+        # Churn is rated by passive opens, keep-alive by segments in: the other line is printed for completeness.
+        sed -n '/pairs of/,$p' "/tmp/$PREFIX-slices-$mode.log"
+    done
+    exit 0
+fi
+
 # One rescue-attach process for the whole run, driven through a FIFO: "attach" loads and attaches the program,
 # "detach" prints its counters and removes it. The "on" sides then do not follow a .NET start-up the "off" sides lack.
 FIFO="/tmp/$PREFIX-commands"
 mkfifo "$FIFO"
 exec 3<>"$FIFO"
-ip netns exec "$S" dotnet "$BENCH" rescue-attach --commands $DISABLED --interface uplink --anycast "$ANYCAST" --unicast4 "$UNICAST" \
+ip netns exec "$S" dotnet "$BENCH" rescue-attach --commands $DISABLED "${MSS[@]}" --interface uplink --anycast "$ANYCAST" --unicast4 "$UNICAST" \
     --max-seconds "$ATTACH_SECONDS" <&3 >"/tmp/$PREFIX-attach.log" 2>&1 &
 AGENT=$!
 wait_line() { # count pattern: waits (bounded) until the log has that many lines matching pattern
@@ -96,14 +138,6 @@ detach() { # sets COUNTERS
     wait_line "$ATTACHES" '^detached'
     if tc -n "$S" filter show dev uplink ingress | grep -q bpf; then echo "the program is still attached after detach" >&2; exit 1; fi
     COUNTERS=$(grep '^counters' "/tmp/$PREFIX-attach.log" | tail -n 1)
-}
-
-run_wrk() { # mode -> requests/sec
-    local header=()
-    [ "$1" = churn ] && header=(-H "Connection: close")
-    # shellcheck disable=SC2086
-    timeout $((DURATION + 20)) ip netns exec "$C" $WRAP wrk -t1 -c"$CONNS" -d"${DURATION}s" "${header[@]}" \
-        "http://$ANYCAST:8080/" 2>&1 | awk '/Requests\/sec/ { print $2 }'
 }
 
 echo "warming up ..." >&2

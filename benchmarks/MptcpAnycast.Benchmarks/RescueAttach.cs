@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Runtime.InteropServices;
@@ -17,7 +18,14 @@ namespace MptcpAnycast.Benchmarks;
 /// With <c>--commands</c> it reads <c>attach</c>, <c>detach</c> and <c>quit</c> from stdin instead, printing
 /// <c>attached</c>, then the counters and <c>detached</c>, so that one process serves a whole benchmark. With
 /// <c>--disabled</c> the program is attached but configured off: it reads its configuration and passes every packet
-/// (the cost of the hooks themselves).
+/// (the cost of the hooks themselves). <c>--mss N</c> replaces the MSS budget (0: SYN-ACKs are left alone).
+/// </para>
+/// <para>
+/// With <c>--slices N [--slice-ms M]</c> it loads the program once and attaches and detaches it itself, N pairs of
+/// slices of M ms (default 1000), the order within a pair alternating (on-off, off-on, ...), while the caller keeps a
+/// load running; per slice it reads the namespace's TCP counters (<c>/proc/net/snmp</c>: passive opens for churn,
+/// segments in for keep-alive) and prints the rates, then the per-pair ratios on/off. Adjacent slices share the
+/// machine's slow swings, which are what makes separate runs of several seconds differ by 20%.
 /// </para>
 /// </summary>
 internal static class RescueAttach
@@ -26,7 +34,7 @@ internal static class RescueAttach
     {
         string? name = null, unicast4 = null, unicast6 = null;
         var anycast = new List<IPAddress>();
-        int maxSeconds = 600;
+        int maxSeconds = 600, slices = 0, sliceMs = 1000, mss = -1;
         bool commands = false, disabled = false;
         for (int i = 0; i < args.Length; i++)
         {
@@ -51,13 +59,28 @@ internal static class RescueAttach
                 case "--disabled":
                     disabled = true;
                     continue;
+                case "--slices":
+                    slices = int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n is >= 1 and <= 1000
+                        ? n
+                        : throw new ArgumentException($"rescue-attach: --slices must be 1..1000, got '{value}'");
+                    break;
+                case "--mss":
+                    mss = int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int m) && m is 0 or (>= 536 and <= 65_495)
+                        ? m
+                        : throw new ArgumentException($"rescue-attach: --mss must be 0 (leave SYN-ACKs alone) or 536..65495, got '{value}'");
+                    break;
+                case "--slice-ms":
+                    sliceMs = int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int ms) && ms is >= 100 and <= 10_000
+                        ? ms
+                        : throw new ArgumentException($"rescue-attach: --slice-ms must be 100..10000, got '{value}'");
+                    break;
                 case "--max-seconds":
                     maxSeconds = int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int s) && s is >= 1 and <= 3600
                         ? s
                         : throw new ArgumentException($"rescue-attach: --max-seconds must be 1..3600, got '{value}'");
                     break;
                 default:
-                    throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds, --commands, --disabled; got '{args[i]}'");
+                    throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds, --commands, --disabled, --slices, --slice-ms, --mss; got '{args[i]}'");
             }
 
             i++;
@@ -80,9 +103,19 @@ internal static class RescueAttach
         {
             LocalIPv4 = IPAddress.Parse(unicast4),
             LocalIPv6 = unicast6 is null ? null : IPAddress.Parse(unicast6),
-            MssIPv4 = mtu - 60,
-            MssIPv6 = mtu - 100,
+            MssIPv4 = mss >= 0 ? mss : mtu - 60,
+            MssIPv6 = mss >= 0 ? mss : mtu - 100,
         };
+        if (slices > 0)
+        {
+            if ((long)slices * 2 * sliceMs > maxSeconds * 1000L)
+            {
+                throw new ArgumentException($"rescue-attach: {slices} pairs of {sliceMs} ms do not fit in --max-seconds {maxSeconds}");
+            }
+
+            return RunSlices(config, anycast, ifindex, disabled, slices, sliceMs, stop.Token);
+        }
+
         if (!commands)
         {
             using Attached attached = Attached.Start(config, anycast, ifindex, disabled);
@@ -136,6 +169,95 @@ internal static class RescueAttach
         }
 
         return 0;
+    }
+
+    private static int RunSlices(RescueDataplaneConfig config, IReadOnlyList<IPAddress> anycast, int ifindex, bool disabled, int pairs, int sliceMs, CancellationToken stop)
+    {
+        using RescueDataplane dataplane = RescueDataplane.Load();
+        dataplane.Configure(config, enabled: !disabled);
+        dataplane.SetAnycast(anycast);
+        dataplane.SetPeers([]);
+        var ratios = new Dictionary<string, List<double>> { ["PassiveOpens"] = [], ["InSegs"] = [] };
+        var rates = new Dictionary<(bool On, string Counter), List<double>>();
+        for (int pair = 0; pair < pairs && !stop.IsCancellationRequested; pair++)
+        {
+            var rate = new Dictionary<(bool, string), double>();
+            foreach (bool on in pair % 2 == 0 ? [true, false] : (bool[])[false, true])
+            {
+                if (on)
+                {
+                    dataplane.Attach(ifindex);
+                }
+
+                Dictionary<string, long> before = TcpCounters();
+                long start = Stopwatch.GetTimestamp();
+                stop.WaitHandle.WaitOne(sliceMs);
+                Dictionary<string, long> after = TcpCounters();
+                double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+                if (on)
+                {
+                    dataplane.Detach();
+                }
+
+                foreach (string counter in ratios.Keys)
+                {
+                    rate[(on, counter)] = (after[counter] - before[counter]) / seconds;
+                    CollectionsMarshal.GetValueRefOrAddDefault(rates, (on, counter), out _) ??= [];
+                    rates[(on, counter)].Add(rate[(on, counter)]);
+                }
+
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"pair {pair + 1} {(on ? "on " : "off")} {seconds * 1000:0} ms: passive opens {rate[(on, "PassiveOpens")]:0}/s, segments in {rate[(on, "InSegs")]:0}/s"));
+            }
+
+            foreach (string counter in ratios.Keys)
+            {
+                if (rate[(false, counter)] > 0)
+                {
+                    ratios[counter].Add(rate[(true, counter)] / rate[(false, counter)]);
+                }
+            }
+        }
+
+        Console.WriteLine(dataplane.ReadCounters().All().Where(c => c.Value != 0).Aggregate("counters:", (line, c) => $"{line} {c.Name}={c.Value}"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{ratios.Values.Max(v => v.Count)} pairs of {sliceMs} ms{(disabled ? " (attached, configured off)" : "")}; ratio on/off per pair, median (interquartile range; min-max), and the median rates off vs on:"));
+        foreach ((string counter, List<double> values) in ratios)
+        {
+            if (values.Count == 0)
+            {
+                continue;
+            }
+
+            double[] sorted = [.. values.Order()];
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{counter,-13} {Quantile(sorted, 0.5):0.000} ({Quantile(sorted, 0.25):0.000}-{Quantile(sorted, 0.75):0.000}; {sorted[0]:0.000}-{sorted[^1]:0.000}); {Quantile([.. rates[(false, counter)].Order()], 0.5):0} vs {Quantile([.. rates[(true, counter)].Order()], 0.5):0} per second"));
+        }
+
+        return 0;
+    }
+
+    private static double Quantile(double[] sorted, double q)
+    {
+        double position = q * (sorted.Length - 1);
+        int low = (int)Math.Floor(position);
+        int high = Math.Min(low + 1, sorted.Length - 1);
+        return sorted[low] + ((position - low) * (sorted[high] - sorted[low]));
+    }
+
+    /// <summary>The calling namespace's TCP counters (<c>/proc/net/snmp</c>, the "Tcp:" name and value lines).</summary>
+    private static Dictionary<string, long> TcpCounters()
+    {
+        string[] tcp = [.. File.ReadLines("/proc/net/snmp").Where(l => l.StartsWith("Tcp:", StringComparison.Ordinal))];
+        string[] names = tcp[0].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        string[] values = tcp[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var counters = new Dictionary<string, long>();
+        for (int i = 1; i < names.Length && i < values.Length; i++)
+        {
+            counters[names[i]] = long.Parse(values[i], CultureInfo.InvariantCulture);
+        }
+
+        return counters;
     }
 
     /// <summary>The program loaded, configured and attached; disposing detaches it and frees it.</summary>

@@ -347,6 +347,16 @@ internal sealed unsafe class RescueDataplane : IDisposable
         }
     }
 
+    /// <summary>Detaches both programs (and removes the <c>clsact</c> qdisc if <see cref="Attach"/> made it); the maps stay.</summary>
+    public void Detach()
+    {
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            DetachLocked();
+        }
+    }
+
     private void DetachLocked()
     {
         if (_ifindex == 0)
