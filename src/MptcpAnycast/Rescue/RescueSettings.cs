@@ -26,6 +26,9 @@ internal sealed record RescueSettings
     public string? PinDirectory { get; init; }
     public string? StatusDirectory { get; init; }
 
+    /// <summary>How many anycast addresses, and how many peer addresses, the program's maps hold (<c>max_entries</c>).</summary>
+    internal const int MaxAddresses = 256;
+
     /// <summary>Checks every setting; the first problem throws, naming it (<paramref name="prefix"/> is the section's path).</summary>
     /// <exception cref="RescueConfigurationException">A setting is missing or bad.</exception>
     public static RescueSettings From(RescueOptions options, string prefix = RescueOptions.SectionName)
@@ -44,7 +47,13 @@ internal sealed record RescueSettings
             throw new RescueConfigurationException($"{prefix}:AnycastAddresses is empty; list the anycast addresses whose connections are rescued");
         }
 
-        var anycast = options.AnycastAddresses.Select((a, i) => Address(a, $"{prefix}:AnycastAddresses:{i}", null)!).ToList();
+        var anycast = options.AnycastAddresses.Select((a, i) => Address(a, $"{prefix}:AnycastAddresses:{i}", null)!).Distinct().ToList();
+        if (anycast.Count > MaxAddresses)
+        {
+            throw new RescueConfigurationException(
+                $"{prefix}:AnycastAddresses lists {anycast.Count} addresses; the rescue program holds at most {MaxAddresses}");
+        }
+
         IPAddress? unicast4 = Address(options.UnicastIPv4, $"{prefix}:UnicastIPv4", AddressFamily.InterNetwork);
         IPAddress? unicast6 = Address(options.UnicastIPv6, $"{prefix}:UnicastIPv6", AddressFamily.InterNetworkV6);
         if (unicast4 is null && unicast6 is null)
@@ -82,6 +91,13 @@ internal sealed record RescueSettings
             }
 
             peers.Add(new RescuePeer(peerName, peer4, peer6, key));
+        }
+
+        int peerAddresses = peers.Sum(p => (p.UnicastIPv4 is null ? 0 : 1) + (p.UnicastIPv6 is null ? 0 : 1));
+        if (peerAddresses > MaxAddresses)
+        {
+            throw new RescueConfigurationException(
+                $"{prefix}:Peers has {peers.Count} peers with {peerAddresses} unicast addresses; the rescue program holds at most {MaxAddresses}");
         }
 
         if (options.Port is < 1 or > 65535)

@@ -43,6 +43,15 @@ public sealed class RescueSettingsTests
         { "bad port", o => o.Port = 70000, "MptcpAnycast:Rescue:Port 70000 is not a UDP port" },
         { "zero timeout", o => o.LookupTimeout = TimeSpan.Zero, "MptcpAnycast:Rescue:LookupTimeout '00:00:00' must be between" },
         { "bad MSS", o => o.MssIPv4 = 100, "MptcpAnycast:Rescue:MssIPv4 100 must be between 536 and 65495" },
+        {
+            "too many anycast addresses", o => o.AnycastAddresses = [.. Enumerable.Range(0, 257).Select(i => $"2001:db8:ac::{i:x}")],
+            "MptcpAnycast:Rescue:AnycastAddresses lists 257 addresses; the rescue program holds at most 256"
+        },
+        {
+            "too many peer addresses",
+            o => o.Peers = [.. Enumerable.Range(0, 129).Select(i => new RescuePeerOptions { Name = $"pop-{i}", UnicastIPv4 = $"203.0.113.{i}", UnicastIPv6 = $"2001:db8:b::{i:x}", Key = Key })],
+            "MptcpAnycast:Rescue:Peers has 129 peers with 258 unicast addresses; the rescue program holds at most 256"
+        },
     };
 
     [Theory]
