@@ -202,8 +202,7 @@ internal static class RescueAttach
                 foreach (string counter in ratios.Keys)
                 {
                     rate[(on, counter)] = (after[counter] - before[counter]) / seconds;
-                    CollectionsMarshal.GetValueRefOrAddDefault(rates, (on, counter), out _) ??= [];
-                    rates[(on, counter)].Add(rate[(on, counter)]);
+                    (CollectionsMarshal.GetValueRefOrAddDefault(rates, (on, counter), out _) ??= []).Add(rate[(on, counter)]);
                 }
 
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

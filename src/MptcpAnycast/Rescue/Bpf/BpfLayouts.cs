@@ -26,6 +26,39 @@ internal unsafe struct BpfRescueConfig
 
     /// <summary><c>INLINE_ANYCAST</c>: how many anycast addresses per family the program compares in place.</summary>
     public const int InlineAnycast = 8;
+
+    /// <summary>
+    /// The map value for <paramref name="config"/> and the anycast set: up to <see cref="InlineAnycast"/> addresses per
+    /// family in place; a larger count tells the program to ask the anycast map instead.
+    /// </summary>
+    public static BpfRescueConfig From(RescueDataplaneConfig config, bool enabled, IReadOnlyList<IPAddress> anycast)
+    {
+        var value = new BpfRescueConfig
+        {
+            Enabled = enabled ? 1u : 0u,
+            MssIPv4 = (ushort)config.MssIPv4,
+            MssIPv6 = (ushort)config.MssIPv6,
+            MissReportsPerWindow = (uint)config.MissReportsPerWindow,
+            MissWindowNanoseconds = (ulong)(config.MissWindow.Ticks * 100),
+        };
+        config.LocalIPv4?.TryWriteBytes(new Span<byte>(&value.LocalIPv4, 4), out _);
+        config.LocalIPv6?.TryWriteBytes(new Span<byte>(value.LocalIPv6, 16), out _);
+        IPAddress[] v4s = [.. anycast.Where(a => a.AddressFamily == AddressFamily.InterNetwork)];
+        IPAddress[] v6s = [.. anycast.Where(a => a.AddressFamily == AddressFamily.InterNetworkV6)];
+        value.AnycastIPv4Count = (uint)v4s.Length;
+        value.AnycastIPv6Count = (uint)v6s.Length;
+        for (int i = 0; i < v4s.Length && i < InlineAnycast; i++)
+        {
+            v4s[i].TryWriteBytes(new Span<byte>(value.AnycastIPv4 + i, 4), out _);
+        }
+
+        for (int i = 0; i < v6s.Length && i < InlineAnycast; i++)
+        {
+            v6s[i].TryWriteBytes(new Span<byte>(value.AnycastIPv6 + (i * 16), 16), out _);
+        }
+
+        return value;
+    }
 }
 
 /// <summary><c>struct flow_key</c>: one flow, client to server, addresses and ports in network order.</summary>

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using MptcpAnycast.Interop;
@@ -15,18 +14,13 @@ namespace MptcpAnycast.Rescue.Bpf;
 /// </summary>
 internal sealed unsafe class RescueDataplane : IDisposable
 {
-    /// <summary>The tc filter's handle and priority; attaching with these replaces an earlier agent's program in place.</summary>
-    public const uint FilterHandle = 0x52;
-    public const uint FilterPriority = 0x5200;
-
     private const string ObjectResource = "MptcpAnycast.Rescue.rescue.bpf.o";
 
     private readonly nint _object;
     private readonly int _configFd, _anycastFd, _peersFd, _ownersFd, _countersFd, _missesFd;
     private readonly int _ingressFd, _egressFd;
     private readonly Lock _gate = new();
-    private int _ifindex;
-    private bool _createdHook;
+    private TcAttachment? _attachment;
     private RescueDataplaneConfig _config = new();
     private bool _enabled;
     private IPAddress[] _anycast = [];
@@ -133,30 +127,12 @@ internal sealed unsafe class RescueDataplane : IDisposable
         lock (_gate)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            if (_ifindex != 0)
+            if (_attachment is not null)
             {
-                throw new InvalidOperationException($"already attached to interface {_ifindex}");
+                throw new InvalidOperationException($"already attached to interface {_attachment.InterfaceIndex}");
             }
 
-            Libbpf.TcHook hook = Hook(ifindex, Libbpf.BPF_TC_INGRESS | Libbpf.BPF_TC_EGRESS);
-            int created = Libbpf.bpf_tc_hook_create(&hook);
-            if (created < 0 && -created != Errno.EEXIST)
-            {
-                throw new RescueDataplaneException($"cannot make the clsact qdisc on interface {ifindex}", -created);
-            }
-
-            _createdHook = created == 0;
-            _ifindex = ifindex;
-            try
-            {
-                AttachOne(ifindex, Libbpf.BPF_TC_INGRESS, _ingressFd);
-                AttachOne(ifindex, Libbpf.BPF_TC_EGRESS, _egressFd);
-            }
-            catch
-            {
-                DetachLocked();
-                throw;
-            }
+            _attachment = TcAttachment.Attach(ifindex, _ingressFd, _egressFd);
         }
     }
 
@@ -192,42 +168,7 @@ internal sealed unsafe class RescueDataplane : IDisposable
 
     private void WriteConfig()
     {
-        RescueDataplaneConfig config = _config;
-        var value = new BpfRescueConfig
-        {
-            MssIPv4 = (ushort)config.MssIPv4,
-            MssIPv6 = (ushort)config.MssIPv6,
-            MissReportsPerWindow = (uint)config.MissReportsPerWindow,
-            MissWindowNanoseconds = (ulong)(config.MissWindow.Ticks * 100),
-            Enabled = _enabled ? 1u : 0u,
-        };
-        Span<byte> bytes = stackalloc byte[4];
-        if (config.LocalIPv4 is IPAddress v4)
-        {
-            v4.TryWriteBytes(bytes, out _);
-            value.LocalIPv4 = MemoryMarshal.Read<uint>(bytes);
-        }
-
-        if (config.LocalIPv6 is IPAddress v6)
-        {
-            v6.TryWriteBytes(new Span<byte>(value.LocalIPv6, 16), out _);
-        }
-
-        IPAddress[] v4s = [.. _anycast.Where(a => a.AddressFamily == AddressFamily.InterNetwork)];
-        IPAddress[] v6s = [.. _anycast.Where(a => a.AddressFamily == AddressFamily.InterNetworkV6)];
-        value.AnycastIPv4Count = (uint)v4s.Length;
-        value.AnycastIPv6Count = (uint)v6s.Length;
-        for (int i = 0; i < v4s.Length && i < BpfRescueConfig.InlineAnycast; i++)
-        {
-            v4s[i].TryWriteBytes(bytes, out _);
-            value.AnycastIPv4[i] = MemoryMarshal.Read<uint>(bytes);
-        }
-
-        for (int i = 0; i < v6s.Length && i < BpfRescueConfig.InlineAnycast; i++)
-        {
-            v6s[i].TryWriteBytes(new Span<byte>(value.AnycastIPv6 + (i * 16), 16), out _);
-        }
-
+        BpfRescueConfig value = BpfRescueConfig.From(_config, _enabled, _anycast);
         uint zero = 0;
         Check(Libbpf.bpf_map_update_elem(_configFd, &zero, &value, Libbpf.BPF_ANY), "write the configuration");
     }
@@ -359,44 +300,10 @@ internal sealed unsafe class RescueDataplane : IDisposable
 
     private void DetachLocked()
     {
-        if (_ifindex == 0)
-        {
-            return;
-        }
-
-        foreach (uint point in (uint[])[Libbpf.BPF_TC_INGRESS, Libbpf.BPF_TC_EGRESS])
-        {
-            Libbpf.TcHook hook = Hook(_ifindex, point);
-            Libbpf.TcOpts opts = Opts(0, 0);
-            Libbpf.bpf_tc_detach(&hook, &opts); // gone already when the interface went away: nothing to undo
-        }
-
-        if (_createdHook)
-        {
-            Libbpf.TcHook both = Hook(_ifindex, Libbpf.BPF_TC_INGRESS | Libbpf.BPF_TC_EGRESS);
-            Libbpf.bpf_tc_hook_destroy(&both);
-        }
-
-        _ifindex = 0;
+        _attachment?.Detach();
+        _attachment = null;
     }
 
-    private static void AttachOne(int ifindex, uint point, int programFd)
-    {
-        Libbpf.TcHook hook = Hook(ifindex, point);
-        Libbpf.TcOpts opts = Opts(programFd, Libbpf.BPF_TC_F_REPLACE);
-        int attached = Libbpf.bpf_tc_attach(&hook, &opts);
-        if (attached < 0)
-        {
-            string where = point == Libbpf.BPF_TC_INGRESS ? "ingress" : "egress";
-            throw new RescueDataplaneException($"cannot attach the rescue program to the tc {where} of interface {ifindex}", -attached);
-        }
-    }
-
-    private static Libbpf.TcHook Hook(int ifindex, uint point) =>
-        new() { sz = (nuint)sizeof(Libbpf.TcHook), ifindex = ifindex, attach_point = point };
-
-    private static Libbpf.TcOpts Opts(int programFd, uint flags) =>
-        new() { sz = (nuint)sizeof(Libbpf.TcOpts), prog_fd = programFd, flags = flags, handle = FilterHandle, priority = FilterPriority };
 
     private void ReplaceSet<T>(int fd, IEnumerable<IPAddress> addresses, T value)
         where T : unmanaged
