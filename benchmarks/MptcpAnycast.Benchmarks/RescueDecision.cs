@@ -101,6 +101,11 @@ internal static class RescueDecision
 
         using var pair4 = LocalConnection.Open(IPAddress.Loopback);
         using var pair6 = LocalConnection.Open(IPAddress.IPv6Loopback);
+        // A local connection whose owner hint bit is set (a flow on its tuple had an owner once; a colliding flow has
+        // the same effect): the program reads the owner map, misses, then looks up the socket.
+        using var stale4 = LocalConnection.Open(IPAddress.Loopback);
+        dataplane.SetOwner(stale4.Flow, Owner4);
+        dataplane.RemoveOwner(stale4.Flow);
         dataplane.SetOwner(new TcpFlow(Client4, 40005, IPAddress.Loopback, 443), Owner4);
         dataplane.SetOwner(new TcpFlow(Client6, 40005, IPAddress.IPv6Loopback, 443), Owner6);
         // Owners of the other family: the program decides to tunnel, then cannot (6-in-4 and 4-in-6 are not offered)
@@ -118,6 +123,7 @@ internal static class RescueDecision
             new("SYN, local (IPv4)", TestPackets.Tcp(Client4, 40001, IPAddress.Loopback, 443, TestPackets.Syn, payload: 0, options: [2, 4, 0x05, 0xb4]), TcActOk, 1, false),
             new("established socket (IPv4)", pair4.Segment(Payload4), TcActOk, 2, false),
             new("established socket (IPv6)", pair6.Segment(Payload6), TcActOk, 2, false),
+            new("established, hint bit set (IPv4)", stale4.Segment(Payload4), TcActOk, 2, false),
             new("tunnelled (IPv4 in IPv4)", TestPackets.Tcp(Client4, 40005, IPAddress.Loopback, 443, ack, payload: Payload4), TcActRedirect, 4, true),
             new("tunnelled (IPv6 in IPv6)", TestPackets.Tcp(Client6, 40005, IPAddress.IPv6Loopback, 443, ack, payload: Payload6), TcActRedirect, 4, true),
             new("tunnel decided (IPv4), no header", TestPackets.Tcp(Client4, 40009, IPAddress.Loopback, 443, ack, payload: Payload4), TcActShot, 4, false),
@@ -298,13 +304,20 @@ internal static class RescueDecision
             return new LocalConnection(listener, client, listener.Accept());
         }
 
-        /// <summary>An ACK with data from the client to the server of this connection.</summary>
-        public byte[] Segment(int payload)
+        /// <summary>The connection client to server, as the owner map would key it.</summary>
+        public TcpFlow Flow
         {
-            var client = (IPEndPoint)_client.LocalEndPoint!;
-            var server = (IPEndPoint)_server.LocalEndPoint!;
-            return TestPackets.Tcp(client.Address, client.Port, server.Address, server.Port, TestPackets.Ack, payload: payload);
+            get
+            {
+                var client = (IPEndPoint)_client.LocalEndPoint!;
+                var server = (IPEndPoint)_server.LocalEndPoint!;
+                return new TcpFlow(client.Address, client.Port, server.Address, server.Port);
+            }
         }
+
+        /// <summary>An ACK with data from the client to the server of this connection.</summary>
+        public byte[] Segment(int payload) =>
+            TestPackets.Tcp(Flow.ClientAddress, Flow.ClientPort, Flow.ServerAddress, Flow.ServerPort, TestPackets.Ack, payload: payload);
 
         public void Dispose()
         {

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Text.Json;
+using MptcpAnycast.Netlink;
 using MptcpAnycast.Rescue.Agent;
 using MptcpAnycast.Rescue.Bpf;
 using MptcpAnycast.Rescue.Ownership;
@@ -266,6 +267,25 @@ public sealed class RescueAgent : IDisposable
 
     private void OnMiss(RescueMiss miss) => _resolver.OnMiss(miss);
 
+    /// <summary>
+    /// Whether this host's kernel holds a connection on <paramref name="flow"/>'s tuple although the flow was a miss:
+    /// the client reused the tuple while its owner was looked up, and the new connection's SYN found no owner entry to
+    /// delete. The program reads an entry before its socket lookup, so the entry must not stay. Asked after the entry
+    /// is written, so that a SYN arriving in between is caught by one check or the other.
+    /// </summary>
+    private bool OpenedHereMeanwhile(TcpFlow flow)
+    {
+        try
+        {
+            return _socketTable.Lookup(flow).IsOwned;
+        }
+        catch (Exception e) when (e is NetlinkException or NetlinkFormatException)
+        {
+            Report(RescueEventKind.Failed, $"cannot check whether {flow} opened here meanwhile; its owner entry stays", e);
+            return false;
+        }
+    }
+
     private void Report(RescueEventKind kind, string message, Exception? exception = null)
     {
         try
@@ -283,6 +303,14 @@ public sealed class RescueAgent : IDisposable
         public void SetOwner(TcpFlow flow, IPAddress owner, TimeSpan waited)
         {
             agent._dataplane.SetOwner(flow, owner);
+            if (agent.OpenedHereMeanwhile(flow))
+            {
+                agent._dataplane.RemoveOwner(flow);
+                agent.Report(RescueEventKind.FlowRescued,
+                    $"{flow} is owned by {owner}, but a new connection on the same tuple opened here while the owner was looked up: it stays local");
+                return;
+            }
+
             agent.Report(RescueEventKind.FlowRescued,
                 $"{flow} is owned by {owner}: tunnelled from now on (owner found {waited.TotalMilliseconds:0.0} ms after the first unknown segment)");
         }

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace MptcpAnycast.Rescue.Bpf;
@@ -83,6 +84,24 @@ internal unsafe struct BpfFlowKey
         BpfAddress.Write(flow.ClientAddress, new Span<byte>(key.Client, 16));
         BpfAddress.Write(flow.ServerAddress, new Span<byte>(key.Server, 16));
         return key;
+    }
+
+    /// <summary>
+    /// The flow's bit in the program's owner hint (<c>owner_hint_bit</c> in rescue.bpf.c): a multiplicative hash of
+    /// both addresses, each folded to 32 bits, and both ports, all read as the packet carries them.
+    /// </summary>
+    public readonly uint OwnerHintBit()
+    {
+        fixed (byte* client = Client, server = Server)
+        {
+            uint ports = ClientPortNetwork | ((uint)ServerPortNetwork << 16);
+            ulong x = (((ulong)Fold(client) << 32) | ports) ^ Fold(server);
+            return (uint)((x * 0x9E3779B97F4A7C15UL) >> (64 - OwnerHint.BitsLog2));
+        }
+
+        static uint Fold(byte* address) =>
+            Unsafe.ReadUnaligned<uint>(address) ^ Unsafe.ReadUnaligned<uint>(address + 4)
+            ^ Unsafe.ReadUnaligned<uint>(address + 8) ^ Unsafe.ReadUnaligned<uint>(address + 12);
     }
 
     /// <summary>The flow, or null when the family byte is neither 4 nor 6 (a report the program cannot have written).</summary>

@@ -8,7 +8,7 @@ namespace MptcpAnycast.Rescue.Bpf;
 /// <summary>
 /// The rescue program (<c>rescue.bpf.c</c>, compiled at build time and embedded) loaded into the kernel through
 /// libbpf and attached to one interface's tc ingress and egress hooks, plus its maps: the configuration, the
-/// anycast and peer addresses, the owner map, the per-CPU counters and the ring buffer of misses. It belongs to the
+/// anycast and peer addresses, the owner map and its hint, the per-CPU counters and the ring buffer of misses. It belongs to the
 /// network namespace of the thread that loads it. Disposing detaches the programs; the kernel frees the maps with
 /// the last reference.
 /// </summary>
@@ -19,6 +19,7 @@ internal sealed unsafe class RescueDataplane : IDisposable
     private readonly nint _object;
     private readonly int _configFd, _anycastFd, _peersFd, _ownersFd, _countersFd, _missesFd;
     private readonly int _ingressFd, _egressFd;
+    private readonly OwnerHint _hint;
     private readonly Lock _gate = new();
     private TcAttachment? _attachment;
     private RescueDataplaneConfig _config = new();
@@ -36,12 +37,18 @@ internal sealed unsafe class RescueDataplane : IDisposable
         _countersFd = MapFd("rescue_counters", sizeof(uint), sizeof(ulong));
         _missesFd = MapFd("rescue_misses", 0, 0);
         OwnerCapacity = (int)Libbpf.bpf_map__max_entries(Libbpf.bpf_object__find_map_by_name(obj, "rescue_owners"));
+        _hint = new OwnerHint(MapFd("rescue_owner_hint", sizeof(uint), sizeof(ulong)), _ownersFd);
+        // An owner map pinned by an earlier agent comes with flows; the hint is new and empty.
+        _hint.Rebuild();
         _ingressFd = ProgramFd("rescue_ingress");
         _egressFd = ProgramFd("rescue_egress");
     }
 
     /// <summary>How many flows the owner map holds; beyond that the least recently used entry goes.</summary>
     public int OwnerCapacity { get; }
+
+    /// <summary>The owner hint's bits and rebuilds (for status and tests).</summary>
+    internal OwnerHint Hint => _hint;
 
     /// <summary>The program fd of the ingress decision (for <c>BPF_PROG_TEST_RUN</c>).</summary>
     internal int IngressProgramFd => _ingressFd;
@@ -182,6 +189,7 @@ internal sealed unsafe class RescueDataplane : IDisposable
         BpfFlowKey key = BpfFlowKey.From(flow);
         var value = new BpfOwner { Family = BpfAddress.FamilyOf(owner), LearnedNanoseconds = MonotonicNanoseconds() };
         BpfAddress.Write(owner, new Span<byte>(value.Address, 16));
+        _hint.Mark(key);
         Check(Libbpf.bpf_map_update_elem(_ownersFd, &key, &value, Libbpf.BPF_ANY), $"record the owner of {flow}");
     }
 

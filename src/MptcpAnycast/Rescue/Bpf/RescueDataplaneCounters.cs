@@ -8,6 +8,7 @@ internal sealed class RescueDataplaneCounters(IReadOnlyList<ulong> values)
     [
         "not_anycast", "local_syn", "local_socket", "local_syncookie", "tunnelled", "decapsulated", "miss",
         "miss_unreported", "miss_rst", "foreign_tunnel", "icmp_forwarded", "mss_clamped", "error", "malformed",
+        "owner_forgotten",
     ];
 
     public static int Count => Names.Length;
@@ -26,6 +27,7 @@ internal sealed class RescueDataplaneCounters(IReadOnlyList<ulong> values)
     public ulong MssClamped => values[11];
     public ulong Error => values[12];
     public ulong Malformed => values[13];
+    public ulong OwnerForgotten => values[14];
 
     public ulong this[int index] => values[index];
 

@@ -70,6 +70,7 @@ enum rescue_counter {
 	RC_MSS_CLAMPED,		// SYN-ACKs whose MSS option was lowered
 	RC_ERROR,		// a helper failed (adjust_room, store_bytes): dropped
 	RC_MALFORMED,		// a truncated header in a packet to an anycast address: dropped
+	RC_OWNER_FORGOTTEN,	// a SYN reused the tuple of a flow with an owner: the entry is deleted, the SYN is local
 	RC_COUNT,
 };
 
@@ -149,6 +150,18 @@ struct {
 	__type(key, struct flow_key);
 	__type(value, struct owner);
 } rescue_owners SEC(".maps");
+
+// A filter in front of the owner map: one bit per hash of a flow (owner_hint_bit), set by userspace before it
+// writes the flow's owner and never cleared by the program. A clear bit proves the owner map lacks the flow, so a
+// local segment pays a hash and an array read instead of an owner-map lookup; a set bit lets a tunnelled segment
+// skip the socket lookup, which fails for it. A stale or colliding bit costs one owner-map miss, nothing else.
+#define OWNER_HINT_BITS_LOG2 20
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1 << (OWNER_HINT_BITS_LOG2 - 6));
+	__type(key, __u32);
+	__type(value, __u64);
+} rescue_owner_hint SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -361,6 +374,7 @@ static __always_inline int decapsulate(struct __sk_buff *skb, __u32 outer_len, _
 // The owner map's key for the flow of tuple.
 static __always_inline void flow_key_of(struct flow_key *key, const struct bpf_sock_tuple *tuple, int is_ipv6)
 {
+	__builtin_memset(key, 0, sizeof(*key));
 	if (is_ipv6) {
 		key->family = 6;
 		__builtin_memcpy(key->client, tuple->ipv6.saddr, 16);
@@ -369,22 +383,72 @@ static __always_inline void flow_key_of(struct flow_key *key, const struct bpf_s
 		key->server_port = tuple->ipv6.dport;
 	} else {
 		key->family = 4;
-		ipv4_key(key->client, tuple->ipv4.saddr);
-		ipv4_key(key->server, tuple->ipv4.daddr);
+		__builtin_memcpy(key->client, &tuple->ipv4.saddr, 4);
+		__builtin_memcpy(key->server, &tuple->ipv4.daddr, 4);
 		key->client_port = tuple->ipv4.sport;
 		key->server_port = tuple->ipv4.dport;
 	}
 }
 
-// The owner's verdict on a TCP segment to an anycast address. The owner map's key is built only once the segment
-// is known not to be local: local segments are nearly all of them.
+static __always_inline __u32 xor_words(const __u32 *address)
+{
+	return address[0] ^ address[1] ^ address[2] ^ address[3];
+}
+
+// The flow's bit in rescue_owner_hint: a multiplicative hash of the addresses (an IPv6 one folded to 32 bits) and
+// the ports, all as the packet carries them. BpfFlowKey.OwnerHintBit computes the same from the owner map's key.
+static __always_inline __u32 owner_hint_bit(const struct bpf_sock_tuple *tuple, int is_ipv6)
+{
+	__u32 client, server, ports;
+	if (is_ipv6) {
+		client = xor_words(tuple->ipv6.saddr);
+		server = xor_words(tuple->ipv6.daddr);
+		ports = (__u32)tuple->ipv6.sport | (__u32)tuple->ipv6.dport << 16;
+	} else {
+		client = tuple->ipv4.saddr;
+		server = tuple->ipv4.daddr;
+		ports = (__u32)tuple->ipv4.sport | (__u32)tuple->ipv4.dport << 16;
+	}
+	__u64 x = ((__u64)client << 32 | ports) ^ server;
+	return (x * 0x9E3779B97F4A7C15ULL) >> (64 - OWNER_HINT_BITS_LOG2);
+}
+
+static __always_inline int owner_hinted(__u32 bit)
+{
+	__u32 word = bit >> 6;
+	__u64 *bits = bpf_map_lookup_elem(&rescue_owner_hint, &word);
+	return bits && ((*bits >> (bit & 63)) & 1);
+}
+
+// The owner's verdict on a TCP segment to an anycast address. The owner map is read before the socket lookup only
+// when the hint says it may hold the flow: local segments are nearly all of them, and a segment with an owner entry
+// has no local socket, because a SYN that opens a local connection on the same tuple deletes the entry.
 static __always_inline int steer_tcp(struct __sk_buff *skb, const struct rescue_config *cfg, struct tcphdr *tcp,
 				     void *iph, __u32 iph_len, struct bpf_sock_tuple *tuple, __u32 tuple_len,
 				     __u32 l3_offset, int is_ipv6)
 {
+	struct flow_key key;
+	struct owner *owner;
+	int hinted = owner_hinted(owner_hint_bit(tuple, is_ipv6));
+
 	if (tcp->syn && !tcp->ack) {
+		// The client opens a new connection from the tuple of one another POP owned: that one is over.
+		if (hinted) {
+			flow_key_of(&key, tuple, is_ipv6);
+			if (bpf_map_delete_elem(&rescue_owners, &key) == 0)
+				count(RC_OWNER_FORGOTTEN);
+		}
 		count(RC_LOCAL_SYN);
 		return TC_ACT_OK;
+	}
+
+	if (hinted) {
+		flow_key_of(&key, tuple, is_ipv6);
+		owner = bpf_map_lookup_elem(&rescue_owners, &key);
+		if (owner) {
+			count(RC_TUNNELLED);
+			return tunnel(skb, cfg, owner, is_ipv6);
+		}
 	}
 
 	struct bpf_sock *sk = bpf_skc_lookup_tcp(skb, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
@@ -403,12 +467,14 @@ static __always_inline int steer_tcp(struct __sk_buff *skb, const struct rescue_
 		bpf_sk_release(sk);
 	}
 
-	struct flow_key key = {};
-	flow_key_of(&key, tuple, is_ipv6);
-	struct owner *owner = bpf_map_lookup_elem(&rescue_owners, &key);
-	if (owner) {
-		count(RC_TUNNELLED);
-		return tunnel(skb, cfg, owner, is_ipv6);
+	if (!hinted) {
+		// An entry whose bit is clear (the hint was rebuilt while userspace wrote it) is still found here.
+		flow_key_of(&key, tuple, is_ipv6);
+		owner = bpf_map_lookup_elem(&rescue_owners, &key);
+		if (owner) {
+			count(RC_TUNNELLED);
+			return tunnel(skb, cfg, owner, is_ipv6);
+		}
 	}
 
 	if (tcp->rst) {

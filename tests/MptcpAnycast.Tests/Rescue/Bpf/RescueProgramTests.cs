@@ -139,15 +139,83 @@ public sealed class RescueProgramTests : IDisposable
     [Theory]
     [InlineData(false)]
     [InlineData(true)]
-    public async Task A_segment_of_a_local_connection_stays_local_although_the_owner_map_names_another_POP(bool ipv6)
+    public async Task A_SYN_that_reuses_the_tuple_of_a_flow_with_an_owner_forgets_the_owner_and_its_connection_stays_local(bool ipv6)
     {
         using LoopbackPair pair = await LoopbackPair.ConnectAsync(ipv6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, mptcpClient: false);
         var client = (IPEndPoint)pair.Client.LocalEndPoint!;
         var server = (IPEndPoint)pair.Server.LocalEndPoint!;
-        _dataplane.SetOwner(new TcpFlow(client.Address, client.Port, server.Address, server.Port), ipv6 ? Owner6 : Owner4);
+        var flow = new TcpFlow(client.Address, client.Port, server.Address, server.Port);
+        _dataplane.SetOwner(flow, ipv6 ? Owner6 : Owner4); // learned for an earlier connection on the same tuple
+
+        // The program reads the owner map first for a hinted flow, so the new connection's SYN must clear the way;
+        // it does so only where the program finds the bit userspace set: the two compute the same hash.
+        Assert.Equal(TcActOk, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Syn)).Verdict);
+        Assert.Null(_dataplane.GetOwner(flow));
+        Assert.Equal(TcActOk, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Ack)).Verdict);
+        RescueDataplaneCounters counters = _dataplane.ReadCounters();
+        Assert.Equal((1UL, 1UL, 1UL, 0UL), (counters.LocalSyn, counters.OwnerForgotten, counters.LocalSocket, counters.Tunnelled));
+    }
+
+    [Fact]
+    public async Task A_local_segment_whose_hint_bit_another_flow_set_stays_local()
+    {
+        using LoopbackPair pair = await LoopbackPair.ConnectAsync(AddressFamily.InterNetwork, mptcpClient: false);
+        var client = (IPEndPoint)pair.Client.LocalEndPoint!;
+        var server = (IPEndPoint)pair.Server.LocalEndPoint!;
+        TcpFlow local = new(client.Address, client.Port, server.Address, server.Port);
+        TcpFlow other = CollidingFlow(local);
+        _dataplane.SetOwner(other, Owner4);
 
         Assert.Equal(TcActOk, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Ack)).Verdict);
-        Assert.Equal(1UL, _dataplane.ReadCounters().LocalSocket);
+        Assert.Equal(TcActRedirect, Run(Tcp(other.ClientAddress, other.ClientPort, other.ServerAddress, other.ServerPort, Ack)).Verdict);
+        RescueDataplaneCounters counters = _dataplane.ReadCounters();
+        Assert.Equal((1UL, 1UL), (counters.LocalSocket, counters.Tunnelled));
+    }
+
+    [Fact]
+    public void An_owner_whose_hint_bit_this_program_lacks_is_still_found_and_a_later_load_rebuilds_the_hint()
+    {
+        // Two agents on one pinned owner map (a restart): each has a hint of its own, and only the writer's has the bit.
+        string bpffs = Directory.CreateTempSubdirectory("mpa-bpffs-").FullName;
+        Mount(["-t", "bpf", "bpf", bpffs]);
+        try
+        {
+            string pin = Path.Combine(bpffs, "owners");
+            var flow = new TcpFlow(Client4, 40040, IPAddress.Loopback, 443);
+            using RescueDataplane writer = Configured(RescueDataplane.Load(pin));
+            using RescueDataplane reader = Configured(RescueDataplane.Load(pin));
+            writer.SetOwner(flow, Owner4);
+            Assert.Equal((1, 0), (writer.Hint.BitsSet, reader.Hint.BitsSet));
+
+            Assert.Equal(TcActRedirect, Run(Tcp(Client4, 40040, IPAddress.Loopback, 443, Ack), reader).Verdict);
+            Assert.Equal(1UL, reader.ReadCounters().Tunnelled);
+            using RescueDataplane restarted = RescueDataplane.Load(pin);
+            Assert.Equal(1, restarted.Hint.BitsSet);
+        }
+        finally
+        {
+            Mount(["-l", bpffs], umount: true);
+            Directory.Delete(bpffs);
+        }
+    }
+
+    [Fact]
+    public void Once_stale_bits_fill_an_eighth_of_the_hint_it_is_rebuilt_from_the_owner_map()
+    {
+        static TcpFlow Flow(int i) => new(IPAddress.Parse($"2001:db8:c::{i >> 16:x}:{i & 0xffff:x}"), 40041, IPAddress.IPv6Loopback, 443);
+        TcpFlow kept = Flow(int.MaxValue);
+        _dataplane.SetOwner(kept, Owner6);
+        int rebuilds = _dataplane.Hint.Rebuilds, i = 0;
+        for (; _dataplane.Hint.Rebuilds == rebuilds && i < 2 * OwnerHint.RebuildAt; i++)
+        {
+            _dataplane.SetOwner(Flow(i), Owner6);
+            Assert.True(_dataplane.RemoveOwner(Flow(i))); // evicted or forgotten: its bit stays behind
+        }
+
+        Assert.Equal(rebuilds + 1, _dataplane.Hint.Rebuilds);
+        Assert.InRange(i, OwnerHint.RebuildAt, 2 * OwnerHint.RebuildAt); // collisions make a few flows share a bit
+        Assert.InRange(_dataplane.Hint.BitsSet, 1, 2); // the kept flow's, and perhaps the last flow's
+        Assert.Equal(TcActRedirect, Run(Tcp(kept.ClientAddress, kept.ClientPort, kept.ServerAddress, kept.ServerPort, Ack)).Verdict);
     }
 
     [Fact]
@@ -347,10 +415,45 @@ public sealed class RescueProgramTests : IDisposable
     private static (IPAddress Client, IPAddress Anycast, IPAddress Owner) Addresses(bool ipv6) =>
         ipv6 ? (Client6, IPAddress.IPv6Loopback, Owner6) : (Client4, IPAddress.Loopback, Owner4);
 
-    private (int Verdict, byte[] Output) Run(byte[] frame, bool ingress = true)
+    private (int Verdict, byte[] Output) Run(byte[] frame, RescueDataplane? dataplane = null, bool ingress = true)
     {
         byte[] output = new byte[frame.Length + 128];
-        int verdict = _dataplane.TestRun(ingress, frame, output, out int length, repeat: 1, out _);
+        int verdict = (dataplane ?? _dataplane).TestRun(ingress, frame, output, out int length, repeat: 1, out _);
         return (verdict, output[..length]);
+    }
+
+    private static RescueDataplane Configured(RescueDataplane dataplane)
+    {
+        dataplane.Configure(new RescueDataplaneConfig { LocalIPv4 = Local4, LocalIPv6 = Local6, MssIPv4 = 1440, MssIPv6 = 1400 }, enabled: true);
+        dataplane.SetAnycast([IPAddress.Loopback, IPAddress.IPv6Loopback]);
+        dataplane.SetPeers([Owner4, Owner6]);
+        return dataplane;
+    }
+
+    /// <summary>A flow from 203.0.113.0/24 to the same server whose hint bit is <paramref name="flow"/>'s.</summary>
+    private static TcpFlow CollidingFlow(TcpFlow flow)
+    {
+        uint bit = BpfFlowKey.From(flow).OwnerHintBit();
+        for (int host = 1; host < 255; host++)
+        {
+            IPAddress client = IPAddress.Parse($"203.0.113.{host}");
+            for (int port = 1; port < 65536; port++)
+            {
+                var candidate = new TcpFlow(client, port, flow.ServerAddress, flow.ServerPort);
+                if (BpfFlowKey.From(candidate).OwnerHintBit() == bit)
+                {
+                    return candidate;
+                }
+            }
+        }
+
+        throw new InvalidOperationException($"no flow from 203.0.113.0/24 shares the hint bit {bit} of {flow}");
+    }
+
+    private static void Mount(string[] arguments, bool umount = false)
+    {
+        using var process = System.Diagnostics.Process.Start(umount ? "umount" : "mount", arguments);
+        process.WaitForExit();
+        Assert.True(process.ExitCode == 0, $"{(umount ? "umount" : "mount")} {string.Join(' ', arguments)} failed");
     }
 }
