@@ -25,7 +25,9 @@ namespace MptcpAnycast.Benchmarks;
 /// slices of M ms (default 1000), the order within a pair alternating (on-off, off-on, ...), while the caller keeps a
 /// load running; per slice it reads the namespace's TCP counters (<c>/proc/net/snmp</c>: passive opens for churn,
 /// segments in for keep-alive) and prints the rates, then the per-pair ratios on/off. Adjacent slices share the
-/// machine's slow swings, which are what makes separate runs of several seconds differ by 20%.
+/// machine's slow swings, which are what makes separate runs of several seconds differ by 20%. With <c>--toggle</c>
+/// the program stays attached for the whole run and a slice turns it on or off through its configuration instead, so
+/// that both sides carry the tc hooks and the ratio is the program's work alone.
 /// </para>
 /// </summary>
 internal static class RescueAttach
@@ -35,7 +37,7 @@ internal static class RescueAttach
         string? name = null, unicast4 = null, unicast6 = null;
         var anycast = new List<IPAddress>();
         int maxSeconds = 600, slices = 0, sliceMs = 1000, mss = -1;
-        bool commands = false, disabled = false;
+        bool commands = false, disabled = false, toggle = false;
         for (int i = 0; i < args.Length; i++)
         {
             string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"rescue-attach: {args[i]} needs a value");
@@ -59,6 +61,9 @@ internal static class RescueAttach
                 case "--disabled":
                     disabled = true;
                     continue;
+                case "--toggle":
+                    toggle = true;
+                    continue;
                 case "--slices":
                     slices = int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n is >= 1 and <= 1000
                         ? n
@@ -80,7 +85,7 @@ internal static class RescueAttach
                         : throw new ArgumentException($"rescue-attach: --max-seconds must be 1..3600, got '{value}'");
                     break;
                 default:
-                    throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds, --commands, --disabled, --slices, --slice-ms, --mss; got '{args[i]}'");
+                    throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds, --commands, --disabled, --toggle, --slices, --slice-ms, --mss; got '{args[i]}'");
             }
 
             i++;
@@ -113,7 +118,17 @@ internal static class RescueAttach
                 throw new ArgumentException($"rescue-attach: {slices} pairs of {sliceMs} ms do not fit in --max-seconds {maxSeconds}");
             }
 
-            return RunSlices(config, anycast, ifindex, disabled, slices, sliceMs, stop.Token);
+            if (toggle && disabled)
+            {
+                throw new ArgumentException("rescue-attach: --toggle turns the program on and off itself; --disabled would keep it off");
+            }
+
+            return RunSlices(config, anycast, ifindex, disabled, toggle, slices, sliceMs, stop.Token);
+        }
+
+        if (toggle)
+        {
+            throw new ArgumentException("rescue-attach: --toggle needs --slices");
         }
 
         if (!commands)
@@ -171,12 +186,17 @@ internal static class RescueAttach
         return 0;
     }
 
-    private static int RunSlices(RescueDataplaneConfig config, IReadOnlyList<IPAddress> anycast, int ifindex, bool disabled, int pairs, int sliceMs, CancellationToken stop)
+    private static int RunSlices(RescueDataplaneConfig config, IReadOnlyList<IPAddress> anycast, int ifindex, bool disabled, bool toggle, int pairs, int sliceMs, CancellationToken stop)
     {
         using RescueDataplane dataplane = RescueDataplane.Load();
-        dataplane.Configure(config, enabled: !disabled);
+        dataplane.Configure(config, enabled: !disabled && !toggle);
         dataplane.SetAnycast(anycast);
         dataplane.SetPeers([]);
+        if (toggle)
+        {
+            dataplane.Attach(ifindex);
+        }
+
         var ratios = new Dictionary<string, List<double>> { ["PassiveOpens"] = [], ["InSegs"] = [] };
         var rates = new Dictionary<(bool On, string Counter), List<double>>();
         for (int pair = 0; pair < pairs && !stop.IsCancellationRequested; pair++)
@@ -184,7 +204,11 @@ internal static class RescueAttach
             var rate = new Dictionary<(bool, string), double>();
             foreach (bool on in pair % 2 == 0 ? [true, false] : (bool[])[false, true])
             {
-                if (on)
+                if (toggle)
+                {
+                    dataplane.Configure(config, enabled: on);
+                }
+                else if (on)
                 {
                     dataplane.Attach(ifindex);
                 }
@@ -194,7 +218,7 @@ internal static class RescueAttach
                 stop.WaitHandle.WaitOne(sliceMs);
                 Dictionary<string, long> after = TcpCounters();
                 double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
-                if (on)
+                if (on && !toggle)
                 {
                     dataplane.Detach();
                 }
@@ -220,7 +244,7 @@ internal static class RescueAttach
 
         Console.WriteLine(dataplane.ReadCounters().All().Where(c => c.Value != 0).Aggregate("counters:", (line, c) => $"{line} {c.Name}={c.Value}"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{ratios.Values.Max(v => v.Count)} pairs of {sliceMs} ms{(disabled ? " (attached, configured off)" : "")}; ratio on/off per pair, median (interquartile range; min-max), and the median rates off vs on:"));
+            $"{ratios.Values.Max(v => v.Count)} pairs of {sliceMs} ms{(disabled ? " (attached, configured off)" : toggle ? " (attached throughout, turned on and off)" : "")}; ratio on/off per pair, median (interquartile range; min-max), and the median rates off vs on:"));
         foreach ((string counter, List<double> values) in ratios)
         {
             if (values.Count == 0)
