@@ -20,6 +20,7 @@ public sealed class RescueAgent : IDisposable
     private readonly RescueSettings _settings;
     private readonly Action<RescueEvent> _report;
     private readonly RescueDataplane _dataplane;
+    private readonly OwnerRecorder _owners;
     private readonly RawPacketSender _sender;
     private readonly SocketTableLookup _socketTable;
     private readonly PeerChannel _channel;
@@ -36,6 +37,7 @@ public sealed class RescueAgent : IDisposable
         _settings = settings;
         _report = report;
         _dataplane = dataplane;
+        _owners = new OwnerRecorder(dataplane, OpenedHereMeanwhile);
         _sender = sender;
         _socketTable = socketTable;
         _channel = channel;
@@ -267,12 +269,7 @@ public sealed class RescueAgent : IDisposable
 
     private void OnMiss(RescueMiss miss) => _resolver.OnMiss(miss);
 
-    /// <summary>
-    /// Whether this host's kernel holds a connection on <paramref name="flow"/>'s tuple although the flow was a miss:
-    /// the client reused the tuple while its owner was looked up, and the new connection's SYN found no owner entry to
-    /// delete. The program reads an entry before its socket lookup, so the entry must not stay. Asked after the entry
-    /// is written, so that a SYN arriving in between is caught by one check or the other.
-    /// </summary>
+    /// <summary>Whether this host's kernel holds a connection on <paramref name="flow"/>'s tuple (see <see cref="OwnerRecorder"/>).</summary>
     private bool OpenedHereMeanwhile(TcpFlow flow)
     {
         try
@@ -302,10 +299,8 @@ public sealed class RescueAgent : IDisposable
     {
         public void SetOwner(TcpFlow flow, IPAddress owner, TimeSpan waited)
         {
-            agent._dataplane.SetOwner(flow, owner);
-            if (agent.OpenedHereMeanwhile(flow))
+            if (!agent._owners.Record(flow, owner))
             {
-                agent._dataplane.RemoveOwner(flow);
                 agent.Report(RescueEventKind.FlowRescued,
                     $"{flow} is owned by {owner}, but a new connection on the same tuple opened here while the owner was looked up: it stays local");
                 return;

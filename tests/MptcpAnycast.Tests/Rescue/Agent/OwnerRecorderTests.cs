@@ -1,0 +1,65 @@
+using System.Net;
+using System.Net.Sockets;
+using MptcpAnycast.Rescue;
+using MptcpAnycast.Rescue.Agent;
+using MptcpAnycast.Rescue.Bpf;
+using MptcpAnycast.Rescue.Ownership;
+using static MptcpAnycast.Tests.Common.TestPackets;
+
+namespace MptcpAnycast.Tests.Rescue.Agent;
+
+/// <summary>
+/// The owner a lookup found is written unless the flow's tuple opened here meanwhile, asked of this host's own socket
+/// table as the agent asks it; the program then tunnels the flow, or keeps the new local connection's segments.
+/// </summary>
+public sealed class OwnerRecorderTests : IDisposable
+{
+    private const int TcActOk = 0, TcActRedirect = 7;
+    private static readonly IPAddress Owner4 = IPAddress.Parse("198.51.100.1");
+
+    private readonly RescueDataplane _dataplane = RescueDataplane.Load();
+    private readonly SocketTableLookup _socketTable = SocketTableLookup.Open();
+    private readonly OwnerRecorder _recorder;
+
+    public OwnerRecorderTests()
+    {
+        _dataplane.Configure(new RescueDataplaneConfig { LocalIPv4 = IPAddress.Parse("198.51.100.2") }, enabled: true);
+        _dataplane.SetAnycast([IPAddress.Loopback]);
+        _dataplane.SetPeers([Owner4]);
+        _recorder = new OwnerRecorder(_dataplane, flow => _socketTable.Lookup(flow).IsOwned);
+    }
+
+    public void Dispose()
+    {
+        _socketTable.Dispose();
+        _dataplane.Dispose();
+    }
+
+    [Fact]
+    public async Task An_owner_for_a_tuple_that_opened_here_meanwhile_is_taken_back_and_its_segments_stay_local()
+    {
+        using LoopbackPair pair = await LoopbackPair.ConnectAsync(AddressFamily.InterNetwork, mptcpClient: false);
+        var client = (IPEndPoint)pair.Client.LocalEndPoint!;
+        var server = (IPEndPoint)pair.Server.LocalEndPoint!;
+        var flow = new TcpFlow(client.Address, client.Port, server.Address, server.Port);
+
+        Assert.False(_recorder.Record(flow, Owner4));
+        Assert.Null(_dataplane.GetOwner(flow));
+        Assert.Equal(TcActOk, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Ack)));
+        Assert.Equal(1UL, _dataplane.ReadCounters().LocalSocket);
+    }
+
+    [Fact]
+    public async Task An_owner_for_a_tuple_with_only_a_listener_here_is_kept_and_tunnelled_to()
+    {
+        using LoopbackPair pair = await LoopbackPair.ConnectAsync(AddressFamily.InterNetwork, mptcpClient: false);
+        int listenerPort = ((IPEndPoint)pair.Listener.LocalEndPoint!).Port;
+        var flow = new TcpFlow(IPAddress.Loopback, 1, IPAddress.Loopback, listenerPort); // no connection from port 1
+
+        Assert.True(_recorder.Record(flow, Owner4));
+        Assert.Equal(Owner4, _dataplane.GetOwner(flow));
+        Assert.Equal(TcActRedirect, Run(Tcp(IPAddress.Loopback, 1, IPAddress.Loopback, listenerPort, Ack)));
+    }
+
+    private int Run(byte[] frame) => _dataplane.TestRun(ingress: true, frame, new byte[frame.Length + 128], out _, repeat: 1, out _);
+}
