@@ -47,7 +47,7 @@ internal sealed unsafe class RescueDataplane : IDisposable
     /// <summary>How many flows the owner map holds; beyond that the least recently used entry goes.</summary>
     public int OwnerCapacity { get; }
 
-    /// <summary>The owner hint's bits and rebuilds (for status and tests).</summary>
+    /// <summary>The owner hint's bits and rebuilds (for tests).</summary>
     internal OwnerHint Hint => _hint;
 
     /// <summary>The program fd of the ingress decision (for <c>BPF_PROG_TEST_RUN</c>).</summary>
@@ -314,7 +314,6 @@ internal sealed unsafe class RescueDataplane : IDisposable
         _attachment?.Detach();
         _attachment = null;
     }
-
 
     private void ReplaceSet<T>(int fd, IEnumerable<IPAddress> addresses, T value)
         where T : unmanaged

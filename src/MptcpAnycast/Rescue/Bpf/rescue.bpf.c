@@ -420,6 +420,35 @@ static __always_inline int owner_hinted(__u32 bit)
 	return bits && ((*bits >> (bit & 63)) & 1);
 }
 
+// The owner map's entry for the flow of tuple, or NULL; key is left holding the flow's key.
+static __always_inline struct owner *owner_of(struct flow_key *key, const struct bpf_sock_tuple *tuple, int is_ipv6)
+{
+	flow_key_of(key, tuple, is_ipv6);
+	return bpf_map_lookup_elem(&rescue_owners, key);
+}
+
+// Whether the kernel would accept the segment: a socket that is not a listener matches it (established, request or
+// time-wait), or it completes a SYN-cookie handshake with a local listener.
+static __always_inline int is_local(struct __sk_buff *skb, struct tcphdr *tcp, void *iph, __u32 iph_len,
+				    struct bpf_sock_tuple *tuple, __u32 tuple_len)
+{
+	struct bpf_sock *sk = bpf_skc_lookup_tcp(skb, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	if (sk->state != BPF_TCP_LISTEN) {
+		bpf_sk_release(sk);
+		count(RC_LOCAL_SOCKET);
+		return 1;
+	}
+	if (tcp->ack && !tcp->syn && !tcp->rst && bpf_tcp_check_syncookie(sk, iph, iph_len, tcp, sizeof(*tcp)) == 0) {
+		bpf_sk_release(sk);
+		count(RC_LOCAL_SYNCOOKIE);
+		return 1;
+	}
+	bpf_sk_release(sk);
+	return 0;
+}
+
 // The owner's verdict on a TCP segment to an anycast address. The owner map is read before the socket lookup only
 // when the hint says it may hold the flow: local segments are nearly all of them, and a segment with an owner entry
 // has no local socket, because a SYN that opens a local connection on the same tuple deletes the entry.
@@ -428,7 +457,6 @@ static __always_inline int steer_tcp(struct __sk_buff *skb, const struct rescue_
 				     __u32 l3_offset, int is_ipv6)
 {
 	struct flow_key key;
-	struct owner *owner;
 	int hinted = owner_hinted(owner_hint_bit(tuple, is_ipv6));
 
 	if (tcp->syn && !tcp->ack) {
@@ -442,39 +470,17 @@ static __always_inline int steer_tcp(struct __sk_buff *skb, const struct rescue_
 		return TC_ACT_OK;
 	}
 
-	if (hinted) {
-		flow_key_of(&key, tuple, is_ipv6);
-		owner = bpf_map_lookup_elem(&rescue_owners, &key);
-		if (owner) {
-			count(RC_TUNNELLED);
-			return tunnel(skb, cfg, owner, is_ipv6);
-		}
-	}
-
-	struct bpf_sock *sk = bpf_skc_lookup_tcp(skb, tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
-	if (sk) {
-		if (sk->state != BPF_TCP_LISTEN) {
-			bpf_sk_release(sk);
-			count(RC_LOCAL_SOCKET);
+	struct owner *owner = hinted ? owner_of(&key, tuple, is_ipv6) : NULL;
+	if (!owner) {
+		if (is_local(skb, tcp, iph, iph_len, tuple, tuple_len))
 			return TC_ACT_OK;
-		}
-		if (tcp->ack && !tcp->syn && !tcp->rst &&
-		    bpf_tcp_check_syncookie(sk, iph, iph_len, tcp, sizeof(*tcp)) == 0) {
-			bpf_sk_release(sk);
-			count(RC_LOCAL_SYNCOOKIE);
-			return TC_ACT_OK;
-		}
-		bpf_sk_release(sk);
-	}
-
-	if (!hinted) {
 		// An entry whose bit is clear (the hint was rebuilt while userspace wrote it) is still found here.
-		flow_key_of(&key, tuple, is_ipv6);
-		owner = bpf_map_lookup_elem(&rescue_owners, &key);
-		if (owner) {
-			count(RC_TUNNELLED);
-			return tunnel(skb, cfg, owner, is_ipv6);
-		}
+		if (!hinted)
+			owner = owner_of(&key, tuple, is_ipv6);
+	}
+	if (owner) {
+		count(RC_TUNNELLED);
+		return tunnel(skb, cfg, owner, is_ipv6);
 	}
 
 	if (tcp->rst) {

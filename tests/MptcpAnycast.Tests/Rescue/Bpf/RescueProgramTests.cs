@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
+using MptcpAnycast.Lab;
 using MptcpAnycast.Rescue;
 using MptcpAnycast.Rescue.Bpf;
 using static MptcpAnycast.Tests.Common.TestPackets;
@@ -177,7 +178,7 @@ public sealed class RescueProgramTests : IDisposable
     {
         // Two agents on one pinned owner map (a restart): each has a hint of its own, and only the writer's has the bit.
         string bpffs = Directory.CreateTempSubdirectory("mpa-bpffs-").FullName;
-        Mount(["-t", "bpf", "bpf", bpffs]);
+        CommandRunner.Run("mount", ["-t", "bpf", "bpf", bpffs]);
         try
         {
             string pin = Path.Combine(bpffs, "owners");
@@ -194,7 +195,7 @@ public sealed class RescueProgramTests : IDisposable
         }
         finally
         {
-            Mount(["-l", bpffs], umount: true);
+            CommandRunner.Run("umount", ["-l", bpffs]);
             Directory.Delete(bpffs);
         }
     }
@@ -448,12 +449,5 @@ public sealed class RescueProgramTests : IDisposable
         }
 
         throw new InvalidOperationException($"no flow from 203.0.113.0/24 shares the hint bit {bit} of {flow}");
-    }
-
-    private static void Mount(string[] arguments, bool umount = false)
-    {
-        using var process = System.Diagnostics.Process.Start(umount ? "umount" : "mount", arguments);
-        process.WaitForExit();
-        Assert.True(process.ExitCode == 0, $"{(umount ? "umount" : "mount")} {string.Join(' ', arguments)} failed");
     }
 }
