@@ -44,16 +44,16 @@ internal static class EventLag
             switch (args[i])
             {
                 case "--rate":
-                    rate = ParseInt(args[i], value, 1, 50_000);
+                    rate = Arguments.Int("event-lag", args[i], value, 1, 50_000);
                     break;
                 case "--concurrent":
-                    concurrent = ParseInt(args[i], value, 1, 30_000);
+                    concurrent = Arguments.Int("event-lag", args[i], value, 1, 30_000);
                     break;
                 case "--seconds":
-                    seconds = ParseInt(args[i], value, 1, 60);
+                    seconds = Arguments.Int("event-lag", args[i], value, 1, 60);
                     break;
                 case "--client-nice":
-                    clientNice = ParseInt(args[i], value, 0, 19);
+                    clientNice = Arguments.Int("event-lag", args[i], value, 0, 19);
                     break;
                 default:
                     throw new ArgumentException($"event-lag takes --rate R, --concurrent C, --seconds S, --client-nice N; got '{args[i]}'");
@@ -113,8 +113,8 @@ internal static class EventLag
             throw new ArgumentException($"event-lag-client takes TARGET RATE SECONDS, got '{string.Join(' ', args)}'");
         }
 
-        int rate = ParseInt("RATE", args[1], 1, 50_000);
-        double seconds = ParseInt("SECONDS", args[2], 1, 60);
+        int rate = Arguments.Int("event-lag", "RATE", args[1], 1, 50_000);
+        double seconds = Arguments.Int("event-lag", "SECONDS", args[2], 1, 60);
         int failed = 0;
         long started = 0;
         var connections = new List<Task>();
@@ -153,10 +153,6 @@ internal static class EventLag
         }
     }
 
-    private static int ParseInt(string name, string value, int min, int max) =>
-        int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n >= min && n <= max
-            ? n
-            : throw new ArgumentException($"event-lag: {name} must be a whole number from {min} to {max}, got '{value}'");
 
     /// <summary>The server side: a listener and the transport's control path on the real path manager, in the POP's namespace.</summary>
     private sealed class Server : IAsyncDisposable

@@ -69,9 +69,7 @@ internal static class RescueAttach
                     tcx = true;
                     continue;
                 case "--slices":
-                    slices = int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n is >= 1 and <= 1000
-                        ? n
-                        : throw new ArgumentException($"rescue-attach: --slices must be 1..1000, got '{value}'");
+                    slices = Arguments.Int("rescue-attach", args[i], value, 1, 1000);
                     break;
                 case "--mss":
                     mss = int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int m) && m is 0 or (>= 536 and <= 65_495)
@@ -79,14 +77,10 @@ internal static class RescueAttach
                         : throw new ArgumentException($"rescue-attach: --mss must be 0 (leave SYN-ACKs alone) or 536..65495, got '{value}'");
                     break;
                 case "--slice-ms":
-                    sliceMs = int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int ms) && ms is >= 100 and <= 10_000
-                        ? ms
-                        : throw new ArgumentException($"rescue-attach: --slice-ms must be 100..10000, got '{value}'");
+                    sliceMs = Arguments.Int("rescue-attach", args[i], value, 100, 10_000);
                     break;
                 case "--max-seconds":
-                    maxSeconds = int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int s) && s is >= 1 and <= 3600
-                        ? s
-                        : throw new ArgumentException($"rescue-attach: --max-seconds must be 1..3600, got '{value}'");
+                    maxSeconds = Arguments.Int("rescue-attach", args[i], value, 1, 3600);
                     break;
                 default:
                     throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds, --commands, --disabled, --toggle, --tcx, --slices, --slice-ms, --mss; got '{args[i]}'");

@@ -61,13 +61,13 @@ internal static class RescueDecision
             switch (args[i])
             {
                 case "--rounds":
-                    rounds = ParseInt(args[i], value, 1, 100);
+                    rounds = Arguments.Int("rescue-decision", args[i], value, 1, 100);
                     break;
                 case "--repeat":
-                    repeat = ParseInt(args[i], value, 1, 10_000_000);
+                    repeat = Arguments.Int("rescue-decision", args[i], value, 1, 10_000_000);
                     break;
                 case "--single":
-                    single = ParseInt(args[i], value, 100, 1_000_000);
+                    single = Arguments.Int("rescue-decision", args[i], value, 100, 1_000_000);
                     break;
                 default:
                     throw new ArgumentException($"rescue-decision takes --rounds N, --repeat R, --single K; got '{args[i]}'");
@@ -277,10 +277,6 @@ internal static class RescueDecision
         return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
-    private static int ParseInt(string name, string value, int min, int max) =>
-        int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n >= min && n <= max
-            ? n
-            : throw new ArgumentException($"rescue-decision: {name} must be a whole number from {min} to {max}, got '{value}'");
 
     /// <summary>A plain TCP connection over loopback in the calling thread's namespace: its segments are "local".</summary>
     private sealed class LocalConnection : IDisposable
@@ -316,8 +312,11 @@ internal static class RescueDecision
         }
 
         /// <summary>An ACK with data from the client to the server of this connection.</summary>
-        public byte[] Segment(int payload) =>
-            TestPackets.Tcp(Flow.ClientAddress, Flow.ClientPort, Flow.ServerAddress, Flow.ServerPort, TestPackets.Ack, payload: payload);
+        public byte[] Segment(int payload)
+        {
+            TcpFlow flow = Flow;
+            return TestPackets.Tcp(flow.ClientAddress, flow.ClientPort, flow.ServerAddress, flow.ServerPort, TestPackets.Ack, payload: payload);
+        }
 
         public void Dispose()
         {

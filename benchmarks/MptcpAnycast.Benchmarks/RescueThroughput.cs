@@ -62,10 +62,10 @@ internal static class RescueThroughput
             switch (args[i])
             {
                 case "--rounds":
-                    rounds = ParseInt("--rounds", Value(), 1, 50);
+                    rounds = Arguments.Int("rescue-throughput", "--rounds", Value(), 1, 50);
                     break;
                 case "--seconds":
-                    seconds = ParseInt("--seconds", Value(), 1, 60);
+                    seconds = Arguments.Int("rescue-throughput", "--seconds", Value(), 1, 60);
                     break;
                 case "--ipv6":
                     ipv6 = true;
@@ -82,7 +82,7 @@ internal static class RescueThroughput
                     tool = Value();
                     break;
                 case "--access-mbit":
-                    accessMbit = ParseInt("--access-mbit", Value(), 10, 100_000);
+                    accessMbit = Arguments.Int("rescue-throughput", "--access-mbit", Value(), 10, 100_000);
                     break;
                 default:
                     throw new ArgumentException($"rescue-throughput takes --rounds N, --seconds S, --ipv6, --phases agent,tunnel,relay, --access-mbit M, --tool PATH; got '{args[i]}'");
@@ -269,10 +269,6 @@ internal static class RescueThroughput
         return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
     }
 
-    private static int ParseInt(string name, string value, int min, int max) =>
-        int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n >= min && n <= max
-            ? n
-            : throw new ArgumentException($"rescue-throughput: {name} must be a whole number from {min} to {max}, got '{value}'");
 
     /// <summary>One measurement at a time against the server in POP A.</summary>
     private sealed class Bench(LabTopology lab, Server server, IPEndPoint target, TimeSpan window)

@@ -30,15 +30,15 @@ internal sealed partial class TcxLinks : IDisposable
         }
         catch
         {
-            _ = Close(ingress);
+            Tmds.Linux.LibC.close(ingress);
             throw;
         }
     }
 
     public void Dispose()
     {
-        _ = Close(_egress);
-        _ = Close(_ingress);
+        Tmds.Linux.LibC.close(_egress);
+        Tmds.Linux.LibC.close(_ingress);
     }
 
     private static int Create(int programFd, int ifindex, int attachType)
@@ -49,7 +49,4 @@ internal sealed partial class TcxLinks : IDisposable
 
     [LibraryImport("libbpf.so.1")]
     private static partial int bpf_link_create(int progFd, int targetFd, int attachType, nint opts);
-
-    [LibraryImport("libc", EntryPoint = "close")]
-    private static partial int Close(int fd);
 }

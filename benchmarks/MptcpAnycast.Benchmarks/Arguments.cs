@@ -1,0 +1,12 @@
+using System.Globalization;
+
+namespace MptcpAnycast.Benchmarks;
+
+/// <summary>Checks of the benchmark commands' own arguments; a bad one throws, naming the command, the option and the value.</summary>
+internal static class Arguments
+{
+    public static int Int(string command, string name, string value, int min, int max) =>
+        int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n >= min && n <= max
+            ? n
+            : throw new ArgumentException($"{command}: {name} must be a whole number from {min} to {max}, got '{value}'");
+}
