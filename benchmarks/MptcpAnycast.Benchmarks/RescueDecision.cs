@@ -30,7 +30,8 @@ namespace MptcpAnycast.Benchmarks;
 /// "miss" case has the bound at 0 (every report suppressed: the cost under a flood), "miss, reported" runs with a large
 /// bound and a reader draining the ring, as the agent does, once per call.
 /// Every sample checks its verdict and that the counter of the expected path grew by exactly the number of runs.
-/// Cases run in alternating order, round by round; the table shows medians and ranges over the rounds.
+/// Cases run in alternating order, round by round; the table shows medians and ranges over the rounds. Each round also
+/// times one call into the kernel (<see cref="HelperCallProbe"/>), the unit the socket lookup's cost is made of.
 /// </para>
 /// </summary>
 internal static class RescueDecision
@@ -139,6 +140,8 @@ internal static class RescueDecision
 
         long reports = 0;
         using var reader = new MissReader(dataplane, _ => Interlocked.Increment(ref reports));
+        using HelperCallProbe probe = HelperCallProbe.Load();
+        var callCosts = new List<double>();
         var overhead = new List<double>();
         byte[] output = new byte[2048];
         for (int round = 1; round <= rounds; round++)
@@ -162,6 +165,7 @@ internal static class RescueDecision
                 c.Single.Add(SingleRuns(dataplane, c, single, output, null));
             }
 
+            callCosts.Add(probe.MeasureCall(floor.Frame, repeat));
             // The harness's own cost per call: what one run of the cheapest path costs beyond the loop's figure.
             overhead.Add(notAnycast.Single[^1] - notAnycast.Hot[^1]);
         }
@@ -179,6 +183,8 @@ internal static class RescueDecision
             string one = Range([.. c.Single.Select(s => s - fixedCost)]);
             Console.WriteLine($"{c.Name,-32} {(c.Counter < 0 ? "-" : RescueDataplaneCounters.Names[c.Counter]),-16} {hot,30} {above,20} {one,32}");
         }
+
+        Console.WriteLine($"# one call from a program to a helper that does almost nothing (bpf_get_prandom_u32), hot, per call of {HelperCallProbe.Calls} in a row: {Range(callCosts)} ns");
 
         return 0;
     }
