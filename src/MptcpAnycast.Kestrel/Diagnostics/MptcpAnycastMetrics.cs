@@ -23,8 +23,8 @@ internal sealed class MptcpAnycastMetrics
         Meter meter = meterFactory.Create(MptcpAnycastMeter.Name);
         _meter = meter;
         _connections = meter.CreateCounter<long>("mptcp_anycast.connections", "{connection}",
-            "Connections accepted, by kind: mptcp (speaks MPTCP), tcp (the client did not offer MPTCP, or this host has none), "
-            + "tcp_fallback (MPTCP was offered but the connection fell back to TCP).");
+            "Connections accepted, by kind: mptcp (speaks MPTCP), tcp (no MPTCP offer reached the server, or this host has none), "
+            + "tcp_fallback (MPTCP was agreed but the connection fell back to TCP later).");
         _fallbacks = meter.CreateCounter<long>("mptcp_anycast.fallbacks", "{connection}",
             "Connections that are plain TCP, by reason.");
         _announcements = meter.CreateCounter<long>("mptcp_anycast.announcements", "{announcement}",
@@ -44,9 +44,10 @@ internal sealed class MptcpAnycastMetrics
 
     /// <summary>
     /// Counts an accepted connection under <c>mptcp.kind</c>: <c>mptcp</c>; <c>tcp</c> when the client did not offer
-    /// MPTCP (browsers, plain <c>HttpClient</c>, curl without <c>--mptcp</c>) or the listener is plain TCP because
-    /// this host has no MPTCP; <c>tcp_fallback</c> when MPTCP was offered and the connection fell back to TCP (the
-    /// option stripped on the way, a middlebox, a checksum failure): only that last kind points at a network problem.
+    /// MPTCP (browsers, plain <c>HttpClient</c>, curl without <c>--mptcp</c>), the option was stripped on the way (the
+    /// server then sees a plain TCP SYN), or the listener is plain TCP because this host has no MPTCP;
+    /// <c>tcp_fallback</c> when MPTCP was agreed and the connection fell back to TCP later (a middlebox that drops the
+    /// option mid-connection, a checksum failure).
     /// </summary>
     public void Connection(MptcpFallbackReason reason)
     {
