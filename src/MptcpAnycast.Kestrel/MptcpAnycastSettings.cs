@@ -91,7 +91,7 @@ internal sealed class MptcpAnycastSettings
         foreach (string? text in options.AnycastAddresses ?? [])
         {
             string trimmed = (text ?? "").Trim();
-            if (!TryParseStrict(trimmed, out IPAddress? address))
+            if (!IPAddressText.TryParseStrict(trimmed, out IPAddress? address))
             {
                 throw new MptcpAnycastConfigurationException(nameof(options.AnycastAddresses), text, "not an IP address (write 192.0.2.1 or 2001:db8::1, no port)");
             }
@@ -187,7 +187,7 @@ internal sealed class MptcpAnycastSettings
             portText = text[(colon + 1)..];
         }
 
-        if (!TryParseStrict(addressText, out IPAddress? address))
+        if (!IPAddressText.TryParseStrict(addressText, out IPAddress? address))
         {
             throw Bad();
         }
@@ -203,29 +203,6 @@ internal sealed class MptcpAnycastSettings
 
         MptcpAnycastConfigurationException Bad() => new(Setting, original,
             "not an address (write 192.0.2.10, 192.0.2.10:8443, 2001:db8::10 or [2001:db8::10]:8443, or auto)");
-    }
-
-    /// <summary>IPv4 only as four dotted decimals (IPAddress.Parse takes "10" as 0.0.0.10); IPv6 without brackets or port.</summary>
-    internal static bool TryParseStrict(string text, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out IPAddress? address)
-    {
-        address = null;
-        if (text.Length == 0 || text.Contains('[', StringComparison.Ordinal) || text.Contains('%', StringComparison.Ordinal))
-        {
-            return false;
-        }
-
-        if (text.Contains(':', StringComparison.Ordinal))
-        {
-            return IPAddress.TryParse(text, out address) && address.AddressFamily == AddressFamily.InterNetworkV6;
-        }
-
-        string[] parts = text.Split('.');
-        if (parts.Length != 4 || parts.Any(p => p.Length is 0 or > 3 || !p.All(char.IsAsciiDigit) || int.Parse(p, CultureInfo.InvariantCulture) > 255))
-        {
-            return false;
-        }
-
-        return IPAddress.TryParse(text, out address);
     }
 
     private static IEnumerable<IPEndPoint> AutoUnicast(IReadOnlyCollection<IPAddress> host, List<IPAddress> anycast, List<IPEndPoint> already)
