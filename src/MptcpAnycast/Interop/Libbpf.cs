@@ -115,6 +115,9 @@ internal static unsafe partial class Libbpf
     public static partial int bpf_map_get_next_key(int fd, void* key, void* next_key);
 
     [LibraryImport(Library)]
+    public static partial int bpf_map_lookup_batch(int fd, void* in_batch, void* out_batch, void* keys, void* values, uint* count, void* opts);
+
+    [LibraryImport(Library)]
     public static partial int bpf_tc_hook_create(TcHook* hook);
 
     [LibraryImport(Library)]

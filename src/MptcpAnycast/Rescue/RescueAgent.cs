@@ -124,9 +124,11 @@ public sealed class RescueAgent : IDisposable
             dataplane.Attach(settings.InterfaceIndex);
             dataplane.Configure(config, enabled: true);
             var agent = new RescueAgent(settings, report, dataplane, sender, socketTable, channel);
+            int forgotten = agent._owners.ForgetLocal();
             _ = agent.WarmUpAsync();
             agent.Report(RescueEventKind.Started,
                 $"rescue agent {settings.Name} on {settings.Interface}: anycast {string.Join(", ", settings.Anycast)}; " +
+                (forgotten == 0 ? "" : $"{forgotten} owner entries of connections opened here meanwhile taken back; ") +
                 $"unicast {string.Join(", ", new[] { settings.UnicastIPv4, settings.UnicastIPv6 }.OfType<IPAddress>())}; " +
                 $"peers {(settings.Peers.Count == 0 ? "none" : string.Join(", ", settings.Peers.Select(p => p.Name)))}; " +
                 $"MSS budget {settings.MssIPv4}/{settings.MssIPv6}; lookup timeout {settings.LookupTimeout.TotalMilliseconds} ms");

@@ -24,4 +24,23 @@ internal sealed class OwnerRecorder(RescueDataplane dataplane, Func<TcpFlow, boo
         dataplane.RemoveOwner(flow);
         return false;
     }
+
+    /// <summary>
+    /// Takes back every entry whose tuple has a connection on this host, once the program is enabled: an owner map
+    /// pinned by an earlier agent may hold the tuple of a connection that opened while no program was attached or
+    /// while it was configured off, whose SYN therefore deleted nothing. The count taken back.
+    /// </summary>
+    public int ForgetLocal()
+    {
+        int forgotten = 0;
+        foreach ((TcpFlow flow, _) in dataplane.ListOwners())
+        {
+            if (openedHere(flow) && dataplane.RemoveOwner(flow))
+            {
+                forgotten++;
+            }
+        }
+
+        return forgotten;
+    }
 }

@@ -6,10 +6,14 @@ namespace MptcpAnycast.Rescue.Bpf;
 /// <summary>
 /// Userspace's side of the program's owner hint (<c>rescue_owner_hint</c>): one bit per hash of a flow, set before
 /// the flow's owner is written, so that the program reads the owner map before its socket lookup only for flows that
-/// may have an owner. This class is the map's only writer: it keeps a copy of the bits, so marking a flow costs one
-/// map write at most, and rebuilds the map from the owner map's keys once stale bits (of flows the LRU evicted or a
-/// SYN forgot) fill an eighth of it. A bit that is wrongly set costs a local segment one owner-map miss; a bit that
-/// is wrongly clear costs a tunnelled segment the socket lookup; neither changes a verdict.
+/// may have an owner. This class is the only writer of the hint and of new owner entries, both under one lock: a
+/// rebuild, which makes the hint exactly the bits of the owner map's flows, then never misses an entry being written,
+/// and every entry this agent wrote has its bit set. That matters beyond speed: the program deletes an entry when a
+/// SYN opens a local connection on its tuple only when the bit is set. It keeps a copy of the bits, so recording a
+/// flow costs one hint write at most, and rebuilds once stale bits (of flows the LRU evicted or a SYN forgot) fill an
+/// eighth of the hint. Such a rebuild runs in the background, since walking a full owner map takes a
+/// tenth of a second or more: the flows recorded meanwhile keep their bits. A bit that is set without an entry costs
+/// a local segment one owner-map miss.
 /// </summary>
 internal sealed unsafe class OwnerHint
 {
@@ -22,15 +26,22 @@ internal sealed unsafe class OwnerHint
     /// <summary>The fill that makes a rebuild worth its walk of the owner map: 1 bit in 8.</summary>
     public const int RebuildAt = (1 << BitsLog2) / 8;
 
-    private readonly int _hintFd, _ownersFd;
+    private const int ENOENT = 2;
+    private const uint WalkBatch = 4096;
+
+    private readonly int _hintFd, _ownersFd, _ownerCapacity;
     private readonly ulong[] _words = new ulong[Words];
     private readonly Lock _gate = new();
+    private readonly Lock _walkGate = new();
     private int _set, _nextRebuild = RebuildAt;
+    private List<uint>? _recordedDuringWalk;
+    private Task? _background;
 
-    public OwnerHint(int hintFd, int ownersFd)
+    public OwnerHint(int hintFd, int ownersFd, int ownerCapacity)
     {
         _hintFd = hintFd;
         _ownersFd = ownersFd;
+        _ownerCapacity = ownerCapacity;
     }
 
     /// <summary>How many bits are set now.</summary>
@@ -46,63 +57,137 @@ internal sealed unsafe class OwnerHint
     }
 
     /// <summary>How many times the map was rebuilt from the owner map.</summary>
-    public int Rebuilds { get; private set; }
-
-    /// <summary>Sets the bit of <paramref name="key"/> (call before the owner map gets the flow).</summary>
-    public void Mark(in BpfFlowKey key)
+    public int Rebuilds
     {
-        uint bit = key.OwnerHintBit();
+        get
+        {
+            lock (_gate)
+            {
+                return _rebuilds;
+            }
+        }
+    }
+
+    private int _rebuilds;
+
+    /// <summary>Sets the bit of <paramref name="key"/>, then writes <paramref name="owner"/> as its owner map entry.</summary>
+    /// <exception cref="RescueDataplaneException">The kernel refused a write.</exception>
+    public void Record(in BpfFlowKey key, in BpfOwner owner)
+    {
         lock (_gate)
         {
-            if (_set >= _nextRebuild)
-            {
-                RebuildLocked();
-            }
-
+            uint bit = key.OwnerHintBit();
             uint word = bit >> 6;
             ulong mask = 1UL << (int)(bit & 63);
-            if ((_words[word] & mask) != 0)
+            if ((_words[word] & mask) == 0)
             {
-                return;
+                ulong value = _words[word] | mask;
+                Write(word, value);
+                _words[word] = value;
+                _set++;
             }
 
-            ulong value = _words[word] | mask;
-            Write(word, value);
-            _words[word] = value;
-            _set++;
+            _recordedDuringWalk?.Add(bit);
+            fixed (BpfFlowKey* k = &key)
+            fixed (BpfOwner* v = &owner)
+            {
+                int result = Libbpf.bpf_map_update_elem(_ownersFd, k, v, Libbpf.BPF_ANY);
+                if (result < 0)
+                {
+                    throw new RescueDataplaneException($"cannot record the owner of {key.ToFlow()}", -result);
+                }
+            }
+
+            if (_set >= _nextRebuild && _background is null)
+            {
+                _background = Task.Run(RebuildInBackground);
+            }
         }
+    }
+
+    /// <summary>Waits for a rebuild running in the background (before the maps are closed).</summary>
+    public void WaitForRebuild()
+    {
+        Task? background;
+        lock (_gate)
+        {
+            background = _background;
+        }
+
+        background?.Wait(TimeSpan.FromSeconds(10));
     }
 
     /// <summary>
     /// Makes the map hold exactly the bits of the owner map's flows (at load, for an owner map pinned by an earlier
-    /// agent, and when stale bits pile up). Only the words that change are written.
+    /// agent, and when stale bits pile up); false, with the hint unchanged, when the owner map could not be read to
+    /// the end. Only the words that change are written.
     /// </summary>
-    public void Rebuild()
+    public bool Rebuild()
     {
-        lock (_gate)
+        lock (_walkGate)
         {
-            RebuildLocked();
+            lock (_gate)
+            {
+                _recordedDuringWalk = [];
+            }
+
+            var wanted = new ulong[Words];
+            bool walked = TryCollectBatched(wanted) || TryCollectOneByOne(wanted);
+            lock (_gate)
+            {
+                List<uint> recorded = _recordedDuringWalk!;
+                _recordedDuringWalk = null;
+                // A hint without the bit of a live entry would stop the program from forgetting that entry at a SYN, so
+                // a walk that failed midway changes nothing, and the flows recorded during the walk keep their bits.
+                if (!walked)
+                {
+                    return false;
+                }
+
+                foreach (uint bit in recorded)
+                {
+                    wanted[bit >> 6] |= 1UL << (int)(bit & 63);
+                }
+
+                ApplyLocked(wanted);
+                return true;
+            }
         }
     }
 
-    private void RebuildLocked()
+    private void RebuildInBackground()
     {
-        var wanted = new ulong[Words];
-        BpfFlowKey key, next;
-        BpfFlowKey* previous = null;
-        while (Libbpf.bpf_map_get_next_key(_ownersFd, previous, &next) == 0)
+        bool rebuilt = false;
+        try
         {
-            key = next;
-            previous = &key;
-            uint bit = key.OwnerHintBit();
-            wanted[bit >> 6] |= 1UL << (int)(bit & 63);
+            rebuilt = Rebuild();
         }
+        catch (RescueDataplaneException)
+        {
+            // A word that could not be written keeps its old bits: still a superset of the owner map's flows.
+        }
+        finally
+        {
+            lock (_gate)
+            {
+                if (!rebuilt)
+                {
+                    _nextRebuild = _set + RebuildAt;
+                }
 
+                _background = null;
+            }
+        }
+    }
+
+    private void ApplyLocked(ulong[] wanted)
+    {
         int set = 0;
         for (uint word = 0; word < Words; word++)
         {
             if (wanted[word] != _words[word])
             {
+                // A live entry's bit is set in the old word and in the new one, so no read of the program sees it clear.
                 Write(word, wanted[word]);
                 _words[word] = wanted[word];
             }
@@ -112,7 +197,72 @@ internal sealed unsafe class OwnerHint
 
         _set = set;
         _nextRebuild = Math.Max(RebuildAt, 2 * set);
-        Rebuilds++;
+        _rebuilds++;
+    }
+
+    /// <summary>The owner map's keys in batches (<c>BPF_MAP_LOOKUP_BATCH</c>): a few system calls for a full map.</summary>
+    private bool TryCollectBatched(ulong[] wanted)
+    {
+        var keys = new BpfFlowKey[WalkBatch];
+        var values = new BpfOwner[WalkBatch];
+        ulong token = 0;
+        bool first = true;
+        fixed (BpfFlowKey* k = keys)
+        fixed (BpfOwner* v = values)
+        {
+            for (int calls = 0; calls <= _ownerCapacity / (int)WalkBatch + 2; calls++)
+            {
+                uint count = WalkBatch;
+                int result = Libbpf.bpf_map_lookup_batch(_ownersFd, first ? null : &token, &token, k, v, &count, null);
+                if (result < 0 && result != -ENOENT)
+                {
+                    return false;
+                }
+
+                for (uint i = 0; i < count; i++)
+                {
+                    uint bit = keys[i].OwnerHintBit();
+                    wanted[bit >> 6] |= 1UL << (int)(bit & 63);
+                }
+
+                if (result == -ENOENT)
+                {
+                    return true;
+                }
+
+                first = false;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>The owner map's keys one at a time, for a kernel that refuses batches; bounded, as deletions meanwhile restart the walk.</summary>
+    private bool TryCollectOneByOne(ulong[] wanted)
+    {
+        Array.Clear(wanted);
+        BpfFlowKey key, next;
+        BpfFlowKey* previous = null;
+        for (int steps = 0; steps <= 4 * _ownerCapacity; steps++)
+        {
+            int result = Libbpf.bpf_map_get_next_key(_ownersFd, previous, &next);
+            if (result == -ENOENT)
+            {
+                return true;
+            }
+
+            if (result < 0)
+            {
+                return false;
+            }
+
+            key = next;
+            previous = &key;
+            uint bit = key.OwnerHintBit();
+            wanted[bit >> 6] |= 1UL << (int)(bit & 63);
+        }
+
+        return false;
     }
 
     private void Write(uint word, ulong value)

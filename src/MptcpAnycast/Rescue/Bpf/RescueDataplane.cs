@@ -37,9 +37,19 @@ internal sealed unsafe class RescueDataplane : IDisposable
         _countersFd = MapFd("rescue_counters", sizeof(uint), sizeof(ulong));
         _missesFd = MapFd("rescue_misses", 0, 0);
         OwnerCapacity = (int)Libbpf.bpf_map__max_entries(Libbpf.bpf_object__find_map_by_name(obj, "rescue_owners"));
-        _hint = new OwnerHint(MapFd("rescue_owner_hint", sizeof(uint), sizeof(ulong)), _ownersFd);
+        int hintFd = MapFd("rescue_owner_hint", sizeof(uint), sizeof(ulong));
+        uint hintWords = Libbpf.bpf_map__max_entries(Libbpf.bpf_object__find_map_by_name(obj, "rescue_owner_hint"));
+        if (hintWords != OwnerHint.Words)
+        {
+            throw new RescueDataplaneException($"map rescue_owner_hint has {hintWords} words, the agent expects {OwnerHint.Words}", 0);
+        }
+
+        _hint = new OwnerHint(hintFd, _ownersFd, OwnerCapacity);
         // An owner map pinned by an earlier agent comes with flows; the hint is new and empty.
-        _hint.Rebuild();
+        if (!_hint.Rebuild())
+        {
+            throw new RescueDataplaneException("cannot read the owner map to build the owner hint", 0);
+        }
         _ingressFd = ProgramFd("rescue_ingress");
         _egressFd = ProgramFd("rescue_egress");
     }
@@ -192,8 +202,7 @@ internal sealed unsafe class RescueDataplane : IDisposable
         BpfFlowKey key = BpfFlowKey.From(flow);
         var value = new BpfOwner { Family = BpfAddress.FamilyOf(owner), LearnedNanoseconds = MonotonicNanoseconds() };
         BpfAddress.Write(owner, new Span<byte>(value.Address, 16));
-        _hint.Mark(key);
-        Check(Libbpf.bpf_map_update_elem(_ownersFd, &key, &value, Libbpf.BPF_ANY), $"record the owner of {flow}");
+        _hint.Record(key, value);
     }
 
     /// <summary>The owner the map holds for <paramref name="flow"/>, or null.</summary>
@@ -295,6 +304,7 @@ internal sealed unsafe class RescueDataplane : IDisposable
 
             _disposed = true;
             DetachLocked();
+            _hint.WaitForRebuild();
             Libbpf.bpf_object__close(_object);
         }
     }

@@ -61,5 +61,24 @@ public sealed class OwnerRecorderTests : IDisposable
         Assert.Equal(TcActRedirect, Run(Tcp(IPAddress.Loopback, 1, IPAddress.Loopback, listenerPort, Ack)));
     }
 
+    [Fact]
+    public async Task Entries_for_tuples_that_opened_here_while_no_program_ran_are_taken_back_at_start()
+    {
+        // An owner map pinned by an earlier agent, and a connection on one of its tuples made while no program ran.
+        using LoopbackPair pair = await LoopbackPair.ConnectAsync(AddressFamily.InterNetwork, mptcpClient: false);
+        var client = (IPEndPoint)pair.Client.LocalEndPoint!;
+        var server = (IPEndPoint)pair.Server.LocalEndPoint!;
+        var local = new TcpFlow(client.Address, client.Port, server.Address, server.Port);
+        var elsewhere = new TcpFlow(IPAddress.Loopback, 1, IPAddress.Loopback, server.Port);
+        _dataplane.SetOwner(local, Owner4);
+        _dataplane.SetOwner(elsewhere, Owner4);
+
+        Assert.Equal(1, _recorder.ForgetLocal());
+        Assert.Null(_dataplane.GetOwner(local));
+        Assert.Equal(Owner4, _dataplane.GetOwner(elsewhere));
+        Assert.Equal(TcActOk, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Ack)));
+        Assert.Equal(TcActRedirect, Run(Tcp(IPAddress.Loopback, 1, IPAddress.Loopback, server.Port, Ack)));
+    }
+
     private int Run(byte[] frame) => _dataplane.TestRun(ingress: true, frame, new byte[frame.Length + 128], out _, repeat: 1, out _);
 }
