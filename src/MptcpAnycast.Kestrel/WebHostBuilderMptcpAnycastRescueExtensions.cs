@@ -13,15 +13,23 @@ public static class WebHostBuilderMptcpAnycastRescueExtensions
     /// <summary>
     /// Runs the rescue agent for as long as the host runs: plain TCP connections to the anycast addresses survive a
     /// route change by being tunnelled to the POP that owns them (every TCP socket of the host, Kestrel's or not).
-    /// Options bind from <c>MptcpAnycast:Rescue</c>, then <paramref name="configure"/> runs. A bad setting stops
-    /// start-up naming it; without CAP_BPF/CAP_NET_ADMIN the host logs one warning and serves without rescue.
+    /// Options bind from <c>MptcpAnycast:Rescue</c>, then <paramref name="configure"/> runs. They are validated when
+    /// the host starts, before any hosted service (Kestrel included): a bad or missing setting stops start-up with an
+    /// <see cref="Microsoft.Extensions.Options.OptionsValidationException"/> naming it and its value. Nothing set at
+    /// all: one warning, and the host serves without rescue; so it does without CAP_BPF/CAP_NET_ADMIN.
     /// </summary>
     public static IWebHostBuilder UseMptcpAnycastRescue(this IWebHostBuilder builder, Action<RescueOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
         return builder.ConfigureServices(services =>
         {
-            services.AddOptions<RescueOptions>().BindConfiguration(RescueOptions.SectionName);
+            // Once only: binding twice would list every anycast address and peer twice.
+            bool first = !services.Any(static d => d.ServiceType == typeof(RescueHostedService));
+            if (first)
+            {
+                services.AddRescueOptions();
+            }
+
             if (configure is not null)
             {
                 services.Configure(configure);

@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -8,10 +9,13 @@ using MptcpAnycast.Rescue;
 namespace MptcpAnycast.Kestrel.Rescue;
 
 /// <summary>
-/// Runs the rescue agent for the life of the host. A bad setting stops start-up with the setting named; missing
-/// privileges or kernel support leave one warning and the host serves without rescue.
+/// Runs the rescue agent for the life of the host. The settings were checked when the host started
+/// (<see cref="RescueOptionsValidator"/>); what only binding finds (the lookup port in use, a unicast address this host
+/// lacks) stops start-up here with the setting named; missing privileges or kernel support leave one warning and the
+/// host serves without rescue.
 /// </summary>
-internal sealed class RescueHostedService(IOptions<RescueOptions> options, ILogger<RescueAgent> logger, IMeterFactory meters) : IHostedService, IDisposable
+internal sealed class RescueHostedService(IOptions<RescueOptions> options, ILogger<RescueAgent> logger, IMeterFactory meters, IConfiguration? configuration = null)
+    : IHostedService, IDisposable
 {
     private RescueAgent? _agent;
     private Meter? _meter;
@@ -23,10 +27,15 @@ internal sealed class RescueHostedService(IOptions<RescueOptions> options, ILogg
     public Task StartAsync(CancellationToken cancellationToken)
     {
         RescueOptions value = options.Value;
-        if (value.Name is null && value.Interface is null && value.AnycastAddresses.Count == 0 && value.Peers.Count == 0)
+        if (RescueOptionsBinding.SetKeys(value, configuration?.GetSection(RescueOptions.SectionName)).Count == 0)
         {
             RescueLog.NotConfigured(logger, RescueOptions.SectionName);
             return Task.CompletedTask;
+        }
+
+        if (value.Peers is not { Count: > 0 })
+        {
+            RescueLog.NoPeers(logger, RescueOptions.SectionName);
         }
 
         try

@@ -28,6 +28,10 @@ internal static partial class RescueLog
         "Rescue is not configured ({Section} is empty), so plain TCP connections die when the anycast route moves; set {Section}:Name, :Interface, :AnycastAddresses, :UnicastIPv4 and :Peers (docs/rescue.md).")]
     public static partial void NotConfigured(ILogger logger, string section);
 
+    [LoggerMessage(47, LogLevel.Warning,
+        "{Section}:Peers is empty: the rescue agent runs but can rescue no connection; a segment of a connection this POP does not own is answered with a RST, as without rescue. List the other POPs that serve the same anycast addresses (docs/rescue.md).")]
+    public static partial void NoPeers(ILogger logger, string section);
+
     public static void Write(ILogger logger, MptcpAnycast.Rescue.RescueEvent report)
     {
         switch (report.Kind)

@@ -68,7 +68,8 @@ public sealed class RescueAgent : IDisposable
     /// <param name="options">The configuration.</param>
     /// <param name="report">Receives the agent's reports (on its own threads; keep it quick).</param>
     /// <param name="settingsPrefix">The configuration path that error messages name the settings by.</param>
-    /// <exception cref="RescueConfigurationException">A setting is missing or bad.</exception>
+    /// <exception cref="RescueConfigurationException">A setting is missing or bad, the lookup port is taken, or a unicast
+    /// address is not this host's (checked before the program is loaded).</exception>
     /// <exception cref="RescueDataplaneException">The program cannot be loaded or attached (capabilities, kernel, libbpf).</exception>
     public static RescueAgent Start(RescueOptions options, Action<RescueEvent>? report = null, string settingsPrefix = RescueOptions.SectionName)
     {
@@ -80,6 +81,10 @@ public sealed class RescueAgent : IDisposable
         PeerChannel? channel = null;
         try
         {
+            // Binding the lookup sockets first finds a port in use or an address this host lacks before any program is
+            // loaded, and names the setting.
+            socketTable = SocketTableLookup.Open();
+            channel = OpenChannel(settings, settingsPrefix, socketTable);
             string? pin = settings.PinDirectory is null ? null : Path.Combine(settings.PinDirectory, $"rescue_owners_{settings.Name}");
             dataplane = RescueDataplane.Load(pin);
             var config = new RescueDataplaneConfig
@@ -99,26 +104,6 @@ public sealed class RescueAgent : IDisposable
             catch (System.Net.Sockets.SocketException e)
             {
                 throw new RescueDataplaneException("cannot open the raw sockets for held segments and RSTs (needs CAP_NET_RAW)", e.ErrorCode, e);
-            }
-
-            socketTable = SocketTableLookup.Open();
-            SocketTableLookup table = socketTable;
-            try
-            {
-                channel = new PeerChannel(
-                    new PeerChannelOptions
-                    {
-                        LocalName = settings.Name,
-                        LocalIPv4 = settings.UnicastIPv4,
-                        LocalIPv6 = settings.UnicastIPv6,
-                        Port = settings.Port,
-                        Peers = settings.Peers,
-                    },
-                    flow => table.Lookup(flow).IsOwned);
-            }
-            catch (ArgumentException e)
-            {
-                throw new RescueConfigurationException($"{settingsPrefix}: {e.Message}");
             }
 
             dataplane.Attach(settings.InterfaceIndex);
@@ -141,6 +126,44 @@ public sealed class RescueAgent : IDisposable
             sender?.Dispose();
             dataplane?.Dispose();
             throw;
+        }
+    }
+
+    internal static PeerChannel OpenChannel(RescueSettings settings, string settingsPrefix, SocketTableLookup table)
+    {
+        try
+        {
+            return new PeerChannel(
+                new PeerChannelOptions
+                {
+                    LocalName = settings.Name,
+                    LocalIPv4 = settings.UnicastIPv4,
+                    LocalIPv6 = settings.UnicastIPv6,
+                    Port = settings.Port,
+                    Peers = settings.Peers,
+                },
+                flow => table.Lookup(flow).IsOwned);
+        }
+        catch (ArgumentException e)
+        {
+            // RescueSettings.From checks all that the channel asserts; a disagreement between the two still names the section.
+            throw new RescueConfigurationException($"{settingsPrefix}: {e.Message}");
+        }
+        catch (PeerChannelBindException e)
+        {
+            IPAddress address = e.EndPoint.Address;
+            string setting = $"{settingsPrefix}:{(address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? "UnicastIPv4" : "UnicastIPv6")}";
+            string port = e.EndPoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            throw e.SocketError switch
+            {
+                System.Net.Sockets.SocketError.AddressNotAvailable => new RescueConfigurationException(
+                    $"{setting} '{address}' is not an address of this host (or is still tentative while duplicate address detection runs): " +
+                    "the lookup protocol cannot bind to it; assign it to an interface first"),
+                System.Net.Sockets.SocketError.AddressAlreadyInUse => new RescueConfigurationException(
+                    $"{settingsPrefix}:Port {port}: UDP port {port} on {address} ({setting}) is already in use, by another rescue agent or " +
+                    "another program; stop it or choose another port (the same on every POP)"),
+                _ => new RescueConfigurationException($"{settingsPrefix}:Port {port} on {setting} '{address}': {e.Message}"),
+            };
         }
     }
 

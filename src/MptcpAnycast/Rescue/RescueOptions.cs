@@ -16,16 +16,26 @@ public sealed class RescueOptions
     /// <summary>The interface the anycast traffic arrives on (and tunnelled packets leave by). Required.</summary>
     public string? Interface { get; set; }
 
-    /// <summary>The anycast addresses (IPv4 and/or IPv6) whose TCP segments are steered. At least one.</summary>
+    /// <summary>
+    /// The anycast addresses (IPv4 and/or IPv6) whose TCP segments are steered. At least one; null counts as empty.
+    /// None may be unspecified, loopback, multicast, broadcast or link-local, or one of the unicast addresses.
+    /// </summary>
     public IList<string> AnycastAddresses { get; set; } = [];
 
-    /// <summary>This POP's own unicast IPv4 address: where peers tunnel to and ask. At least one of the two.</summary>
+    /// <summary>
+    /// This POP's own unicast IPv4 address: where peers tunnel to and ask, assigned to an interface of this host. At
+    /// least one of the two.
+    /// </summary>
     public string? UnicastIPv4 { get; set; }
 
     /// <summary>This POP's own unicast IPv6 address.</summary>
     public string? UnicastIPv6 { get; set; }
 
-    /// <summary>The other POPs that serve the same anycast addresses.</summary>
+    /// <summary>
+    /// The other POPs that serve the same anycast addresses; null counts as empty. Each has a name and addresses of its
+    /// own (not this POP's, not an anycast one) and shares an address family with this POP. Empty is accepted with a
+    /// warning: no connection can be rescued, and each one this POP does not own is reset.
+    /// </summary>
     public IList<RescuePeerOptions> Peers { get; set; } = [];
 
     /// <summary>The UDP port of the lookup protocol, the same on every POP. Default 62201.</summary>
@@ -63,6 +73,15 @@ public sealed class RescueOptions
 
     /// <summary>The default <see cref="StatusDirectory"/>.</summary>
     public const string DefaultStatusDirectory = "/run/mptcp-anycast/rescue";
+
+    /// <summary>
+    /// Checks every setting as <see cref="RescueAgent.Start"/> does, starting nothing: a host calls it before it starts
+    /// anything else. What only binding can find (the lookup port in use, a unicast address this host lacks) is left to
+    /// <see cref="RescueAgent.Start"/>.
+    /// </summary>
+    /// <param name="settingsPrefix">The configuration path that error messages name the settings by.</param>
+    /// <exception cref="RescueConfigurationException">A setting is missing or bad; the message names it and its value.</exception>
+    public void Validate(string settingsPrefix = SectionName) => RescueSettings.From(this, settingsPrefix);
 }
 
 /// <summary>One other POP: its name, unicast addresses and the key shared with it.</summary>

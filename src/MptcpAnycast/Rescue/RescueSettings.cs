@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
+using MptcpAnycast.Rescue.Peers;
 
 namespace MptcpAnycast.Rescue;
 
@@ -34,7 +35,9 @@ internal sealed record RescueSettings
     public static RescueSettings From(RescueOptions options, string prefix = RescueOptions.SectionName)
     {
         ArgumentNullException.ThrowIfNull(options);
-        string name = Required(options.Name, $"{prefix}:Name", "this POP's name");
+        // The name goes into the status file's and the pinned map's paths as well as into every lookup message, so it
+        // is checked before anything uses it.
+        string name = PopName(Required(options.Name, $"{prefix}:Name", "this POP's name"), $"{prefix}:Name");
         string ifname = Required(options.Interface, $"{prefix}:Interface", "the uplink interface");
         NetworkInterface nic = NetworkInterface.GetAllNetworkInterfaces().FirstOrDefault(n => n.Name == ifname)
             ?? throw new RescueConfigurationException($"{prefix}:Interface '{ifname}': no such interface in this network namespace");
@@ -42,12 +45,24 @@ internal sealed record RescueSettings
             ?? throw new RescueConfigurationException($"{prefix}:Interface '{ifname}' has no interface index");
         int mtu = nic.GetIPProperties().GetIPv4Properties()?.Mtu ?? 1500;
 
-        if (options.AnycastAddresses.Count == 0)
+        IList<string> anycastTexts = options.AnycastAddresses ?? [];
+        if (anycastTexts.Count == 0)
         {
             throw new RescueConfigurationException($"{prefix}:AnycastAddresses is empty; list the anycast addresses whose connections are rescued");
         }
 
-        var anycast = options.AnycastAddresses.Select((a, i) => Address(a, $"{prefix}:AnycastAddresses:{i}", null)!).Distinct().ToList();
+        // Every address configured so far, by the setting that holds it, so that a clash names both settings.
+        var anycastKeys = new Dictionary<IPAddress, string>();
+        var anycast = new List<IPAddress>();
+        for (int i = 0; i < anycastTexts.Count; i++)
+        {
+            IPAddress address = Address(anycastTexts[i], $"{prefix}:AnycastAddresses:{i}", null)!;
+            if (anycastKeys.TryAdd(address, $"{prefix}:AnycastAddresses:{i}"))
+            {
+                anycast.Add(address);
+            }
+        }
+
         if (anycast.Count > MaxAddresses)
         {
             throw new RescueConfigurationException(
@@ -61,17 +76,89 @@ internal sealed record RescueSettings
             throw new RescueConfigurationException($"{prefix}:UnicastIPv4 and {prefix}:UnicastIPv6 are both empty; set this POP's own unicast address");
         }
 
-        var peers = new List<RescuePeer>();
-        for (int i = 0; i < options.Peers.Count; i++)
+        var unicastKeys = new Dictionary<IPAddress, string>();
+        foreach ((IPAddress? address, string setting, string? text) in new[]
         {
-            RescuePeerOptions peer = options.Peers[i];
+            (unicast4, $"{prefix}:UnicastIPv4", options.UnicastIPv4),
+            (unicast6, $"{prefix}:UnicastIPv6", options.UnicastIPv6),
+        })
+        {
+            if (address is null)
+            {
+                continue;
+            }
+
+            if (anycastKeys.TryGetValue(address, out string? other))
+            {
+                throw Clash(setting, text, other,
+                    "this POP's unicast address must be its own, not an anycast one: peers tunnel segments and send lookups to it");
+            }
+
+            unicastKeys.Add(address, setting);
+        }
+
+        IList<RescuePeerOptions> peerOptions = options.Peers ?? [];
+        var peerNames = new Dictionary<string, string>(StringComparer.Ordinal);
+        var peerKeys = new Dictionary<IPAddress, string>();
+        var peers = new List<RescuePeer>();
+        for (int i = 0; i < peerOptions.Count; i++)
+        {
             string at = $"{prefix}:Peers:{i}";
-            string peerName = Required(peer.Name, $"{at}:Name", "the peer's name");
+            RescuePeerOptions? peer = peerOptions[i]
+                ?? throw new RescueConfigurationException($"{at} is empty (null); give the peer's Name, UnicastIPv4 and/or UnicastIPv6, and Key");
+            string peerName = PopName(Required(peer.Name, $"{at}:Name", "the peer's name"), $"{at}:Name");
+            if (peerName == name)
+            {
+                throw new RescueConfigurationException($"{at}:Name '{peerName}' is this POP's own name ({prefix}:Name); a peer is another POP");
+            }
+
+            if (!peerNames.TryAdd(peerName, $"{at}:Name"))
+            {
+                throw new RescueConfigurationException($"{at}:Name '{peerName}' is also {peerNames[peerName]}; list each peer once");
+            }
+
             IPAddress? peer4 = Address(peer.UnicastIPv4, $"{at}:UnicastIPv4", AddressFamily.InterNetwork);
             IPAddress? peer6 = Address(peer.UnicastIPv6, $"{at}:UnicastIPv6", AddressFamily.InterNetworkV6);
             if (peer4 is null && peer6 is null)
             {
                 throw new RescueConfigurationException($"{at} ('{peerName}') has neither UnicastIPv4 nor UnicastIPv6");
+            }
+
+            // Lookups and tunnels stay within one family (no 4-in-6 or 6-in-4), so a peer needs one this POP has too.
+            if (!(unicast4 is not null && peer4 is not null) && !(unicast6 is not null && peer6 is not null))
+            {
+                string has = peer4 is not null ? "UnicastIPv4" : "UnicastIPv6";
+                string lacks = unicast4 is null ? "UnicastIPv4" : "UnicastIPv6";
+                throw new RescueConfigurationException(
+                    $"{at} ('{peerName}') has only {at}:{has} and this POP has no {prefix}:{lacks}: the two POPs share no address family " +
+                    "to send lookups and tunnel segments over");
+            }
+
+            foreach ((IPAddress? address, string setting, string? text) in new[]
+            {
+                (peer4, $"{at}:UnicastIPv4", peer.UnicastIPv4),
+                (peer6, $"{at}:UnicastIPv6", peer.UnicastIPv6),
+            })
+            {
+                if (address is null)
+                {
+                    continue;
+                }
+
+                if (unicastKeys.TryGetValue(address, out string? own))
+                {
+                    throw Clash(setting, text, own, "a peer's address cannot be this POP's own");
+                }
+
+                if (anycastKeys.TryGetValue(address, out string? shared))
+                {
+                    throw Clash(setting, text, shared, "a peer is tunnelled to and asked at its own unicast address, not at an anycast one");
+                }
+
+                if (!peerKeys.TryAdd(address, setting))
+                {
+                    throw Clash(setting, text, peerKeys[address], "each peer needs an address of its own: lookups are matched to peers by it");
+                }
             }
 
             string keyText = Required(peer.Key, $"{at}:Key", "the key shared with this peer (base64)");
@@ -140,6 +227,14 @@ internal sealed record RescueSettings
     private static string Required(string? value, string setting, string what) =>
         string.IsNullOrWhiteSpace(value) ? throw new RescueConfigurationException($"{setting} is empty; set {what}") : value.Trim();
 
+    private static string PopName(string name, string setting) =>
+        PeerMessageCodec.IsValidName(name)
+            ? name
+            : throw new RescueConfigurationException($"{setting} '{name}' is not a POP name: 1 to 32 ASCII letters, digits, '-', '.' or '_'");
+
+    private static RescueConfigurationException Clash(string setting, string? text, string otherSetting, string why) =>
+        new($"{setting} '{text?.Trim()}' is also {otherSetting}: {why}");
+
     private static IPAddress? Address(string? text, string setting, AddressFamily? family)
     {
         if (string.IsNullOrWhiteSpace(text))
@@ -147,9 +242,17 @@ internal sealed record RescueSettings
             return family is null ? throw new RescueConfigurationException($"{setting} is empty; expected an IP address") : null;
         }
 
-        if (!IPAddress.TryParse(text.Trim(), out IPAddress? address) || text.Contains('/', StringComparison.Ordinal))
+        if (!IPAddressText.TryParseStrict(text.Trim(), out IPAddress? address) || text.Contains('/', StringComparison.Ordinal))
         {
-            throw new RescueConfigurationException($"{setting} '{text}' is not an IP address");
+            throw new RescueConfigurationException(
+                $"{setting} '{text}' is not an IP address (IPv4 as four decimal numbers, IPv6 without brackets, port, prefix length or scope)");
+        }
+
+        // TryParseStrict admits a leading zero ("192.0.2.010"), which IPAddress reads as octal (192.0.2.8).
+        if (address.AddressFamily == AddressFamily.InterNetwork && address.ToString() != text.Trim())
+        {
+            throw new RescueConfigurationException(
+                $"{setting} '{text}' is not an IP address (IPv4 as four decimal numbers without leading zeros, IPv6 without brackets, port, prefix length or scope)");
         }
 
         address = address.Unmapped();
@@ -159,7 +262,37 @@ internal sealed record RescueSettings
                 $"{setting} '{text}' is not an {(expected == AddressFamily.InterNetwork ? "IPv4" : "IPv6")} address");
         }
 
+        if (NotUnicast(address) is string what)
+        {
+            throw new RescueConfigurationException($"{setting} '{text}' is {what}; expected a unicast address that other POPs and clients can reach");
+        }
+
         return address;
+    }
+
+    /// <summary>
+    /// What makes <paramref name="address"/> unusable as an anycast, own or peer address, or null. Loopback is refused
+    /// too: no other POP reaches it and no client traffic arrives at it on the uplink (the tests that need loopback
+    /// drive the peer channel and the program directly, not through these settings).
+    /// </summary>
+    private static string? NotUnicast(IPAddress address)
+    {
+        if (address.AddressFamily == AddressFamily.InterNetwork)
+        {
+            Span<byte> b = stackalloc byte[4];
+            address.TryWriteBytes(b, out _);
+            return b[0] == 0 ? "unspecified (0.0.0.0/8 is no host's address)"
+                : b[0] == 127 ? "a loopback address"
+                : b[0] is >= 224 and < 240 ? "a multicast address"
+                : address.Equals(IPAddress.Broadcast) ? "the broadcast address"
+                : null;
+        }
+
+        return address.Equals(IPAddress.IPv6Any) ? "unspecified"
+            : address.Equals(IPAddress.IPv6Loopback) ? "a loopback address"
+            : address.IsIPv6Multicast ? "a multicast address"
+            : address.IsIPv6LinkLocal ? "a link-local address (valid on one link only, and unusable without a scope)"
+            : null;
     }
 
     private static int Mss(int configured, int fromMtu, string setting)

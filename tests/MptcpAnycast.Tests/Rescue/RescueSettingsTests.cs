@@ -54,6 +54,132 @@ public sealed class RescueSettingsTests
         },
     };
 
+    public static TheoryData<string, Action<RescueOptions>, string> BadNamesAndPeers => new()
+    {
+        { "space in the name", o => o.Name = "pop a", "MptcpAnycast:Rescue:Name 'pop a' is not a POP name: 1 to 32 ASCII letters" },
+        { "name of 40", o => o.Name = new string('p', 40), $"MptcpAnycast:Rescue:Name '{new string('p', 40)}' is not a POP name" },
+        { "path in the name", o => o.Name = "x/../y", "MptcpAnycast:Rescue:Name 'x/../y' is not a POP name" },
+        { "non-ASCII name", o => o.Name = "pöp-a", "MptcpAnycast:Rescue:Name 'pöp-a' is not a POP name" },
+        { "bad peer name", o => o.Peers[0].Name = "pop/b", "MptcpAnycast:Rescue:Peers:0:Name 'pop/b' is not a POP name" },
+        { "peer of 33", o => o.Peers[0].Name = new string('b', 33), $"MptcpAnycast:Rescue:Peers:0:Name '{new string('b', 33)}' is not a POP name" },
+        { "peer named as this POP", o => o.Peers[0].Name = "pop-a", "MptcpAnycast:Rescue:Peers:0:Name 'pop-a' is this POP's own name (MptcpAnycast:Rescue:Name)" },
+        {
+            "the same peer twice", o => o.Peers.Add(new RescuePeerOptions { Name = "pop-b", UnicastIPv4 = "203.0.113.3", Key = Key }),
+            "MptcpAnycast:Rescue:Peers:1:Name 'pop-b' is also MptcpAnycast:Rescue:Peers:0:Name"
+        },
+        {
+            "no family in common", o => o.Peers[0] = new RescuePeerOptions { Name = "pop-b", UnicastIPv6 = "2001:db8:b::2", Key = Key },
+            "MptcpAnycast:Rescue:Peers:0 ('pop-b') has only MptcpAnycast:Rescue:Peers:0:UnicastIPv6 and this POP has no MptcpAnycast:Rescue:UnicastIPv6"
+        },
+        {
+            "no family in common, the other way", o => { o.UnicastIPv4 = null; o.UnicastIPv6 = "2001:db8:a::2"; },
+            "MptcpAnycast:Rescue:Peers:0 ('pop-b') has only MptcpAnycast:Rescue:Peers:0:UnicastIPv4 and this POP has no MptcpAnycast:Rescue:UnicastIPv4"
+        },
+        { "a null peer", o => o.Peers.Add(null!), "MptcpAnycast:Rescue:Peers:1 is empty (null)" },
+        { "a null anycast address", o => o.AnycastAddresses.Add(null!), "MptcpAnycast:Rescue:AnycastAddresses:2 is empty" },
+        { "null anycast list", o => o.AnycastAddresses = null!, "MptcpAnycast:Rescue:AnycastAddresses is empty" },
+    };
+
+    public static TheoryData<string, Action<RescueOptions>, string> Clashes => new()
+    {
+        { "unicast is anycast", o => o.UnicastIPv4 = "192.0.2.100", "MptcpAnycast:Rescue:UnicastIPv4 '192.0.2.100' is also MptcpAnycast:Rescue:AnycastAddresses:0" },
+        { "unicast6 is anycast", o => o.UnicastIPv6 = "2001:DB8:AC::1", "MptcpAnycast:Rescue:UnicastIPv6 '2001:DB8:AC::1' is also MptcpAnycast:Rescue:AnycastAddresses:1" },
+        { "peer is this POP", o => o.Peers[0].UnicastIPv4 = "198.51.100.2", "MptcpAnycast:Rescue:Peers:0:UnicastIPv4 '198.51.100.2' is also MptcpAnycast:Rescue:UnicastIPv4" },
+        { "peer is anycast", o => o.Peers[0].UnicastIPv4 = "192.0.2.100", "MptcpAnycast:Rescue:Peers:0:UnicastIPv4 '192.0.2.100' is also MptcpAnycast:Rescue:AnycastAddresses:0" },
+        {
+            "peer6 is anycast", o => { o.UnicastIPv6 = "2001:db8:a::2"; o.Peers[0].UnicastIPv6 = "2001:db8:ac::1"; },
+            "MptcpAnycast:Rescue:Peers:0:UnicastIPv6 '2001:db8:ac::1' is also MptcpAnycast:Rescue:AnycastAddresses:1"
+        },
+        {
+            "two peers, one address", o => o.Peers.Add(new RescuePeerOptions { Name = "pop-c", UnicastIPv4 = "203.0.113.2", Key = Key }),
+            "MptcpAnycast:Rescue:Peers:1:UnicastIPv4 '203.0.113.2' is also MptcpAnycast:Rescue:Peers:0:UnicastIPv4"
+        },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadNamesAndPeers))]
+    [MemberData(nameof(Clashes))]
+    public void Names_peers_and_addresses_that_cannot_work_together_are_refused_naming_both_settings(string what, Action<RescueOptions> spoil, string expected) =>
+        A_bad_setting_is_refused_with_its_name_and_value(what, spoil, expected);
+
+    [Theory]
+    [InlineData("0.0.0.0", "unspecified")]
+    [InlineData("0.1.2.3", "unspecified")]
+    [InlineData("127.0.0.1", "a loopback address")]
+    [InlineData("127.8.9.10", "a loopback address")]
+    [InlineData("255.255.255.255", "the broadcast address")]
+    [InlineData("224.0.0.1", "a multicast address")]
+    [InlineData("::", "unspecified")]
+    [InlineData("::1", "a loopback address")]
+    [InlineData("ff02::1", "a multicast address")]
+    [InlineData("fe80::1", "a link-local address")]
+    public void Addresses_that_are_not_some_host_s_unicast_are_refused_wherever_they_are_set(string address, string what)
+    {
+        bool ipv6 = address.Contains(':', StringComparison.Ordinal);
+        string family = ipv6 ? "UnicastIPv6" : "UnicastIPv4";
+        var placements = new (string Setting, Action<RescueOptions> Put)[]
+        {
+            ("MptcpAnycast:Rescue:AnycastAddresses:0", o => o.AnycastAddresses[0] = address),
+            ($"MptcpAnycast:Rescue:{family}", o => { if (ipv6) { o.UnicastIPv6 = address; } else { o.UnicastIPv4 = address; } }),
+            ($"MptcpAnycast:Rescue:Peers:0:{family}", o => { if (ipv6) { o.Peers[0].UnicastIPv6 = address; } else { o.Peers[0].UnicastIPv4 = address; } }),
+        };
+        foreach ((string setting, Action<RescueOptions> put) in placements)
+        {
+            A_bad_setting_is_refused_with_its_name_and_value(setting, put, $"{setting} '{address}' is {what}");
+        }
+    }
+
+    [Theory]
+    [InlineData("10")] // 0.0.0.10 to IPAddress.TryParse
+    [InlineData("1.2.3")] // 1.2.0.3
+    [InlineData("0x7f.1")] // 127.0.0.1
+    [InlineData("192.0.2.010")] // octal to some parsers
+    [InlineData("fe80::1%lo")] // a scope
+    [InlineData("[2001:db8::1]:80")] // a port, dropped
+    [InlineData("[2001:db8::1]")]
+    [InlineData("192.0.2.1:80")]
+    [InlineData("2001:db8::/64")]
+    public void Addresses_are_read_strictly(string text)
+    {
+        bool ipv6 = text.Contains(':', StringComparison.Ordinal) && !text.StartsWith("192.", StringComparison.Ordinal);
+        A_bad_setting_is_refused_with_its_name_and_value("anycast", o => o.AnycastAddresses[0] = text,
+            $"MptcpAnycast:Rescue:AnycastAddresses:0 '{text}' is not an IP address");
+        A_bad_setting_is_refused_with_its_name_and_value("unicast", o => { if (ipv6) { o.UnicastIPv6 = text; } else { o.UnicastIPv4 = text; } },
+            $"MptcpAnycast:Rescue:UnicastIPv{(ipv6 ? 6 : 4)} '{text}' is not an IP address");
+        A_bad_setting_is_refused_with_its_name_and_value("peer", o => { if (ipv6) { o.Peers[0].UnicastIPv6 = text; } else { o.Peers[0].UnicastIPv4 = text; } },
+            $"MptcpAnycast:Rescue:Peers:0:UnicastIPv{(ipv6 ? 6 : 4)} '{text}' is not an IP address");
+    }
+
+    [Fact]
+    public void Names_at_the_limits_and_an_IPv4_mapped_unicast_are_accepted()
+    {
+        RescueOptions options = Valid();
+        options.Name = new string('a', 32);
+        options.Peers[0].Name = "Pop_B.2-x";
+        options.UnicastIPv4 = "::ffff:198.51.100.2";
+        RescueSettings settings = RescueSettings.From(options);
+        Assert.Equal(new string('a', 32), settings.Name);
+        Assert.Equal(System.Net.IPAddress.Parse("198.51.100.2"), settings.UnicastIPv4);
+    }
+
+    [Fact]
+    public void No_peers_is_accepted_whether_the_list_is_empty_or_null()
+    {
+        RescueOptions options = Valid();
+        options.Peers = [];
+        Assert.Empty(RescueSettings.From(options).Peers);
+        options.Peers = null!;
+        Assert.Empty(RescueSettings.From(options).Peers);
+    }
+
+    [Fact]
+    public void A_duplicate_anycast_address_is_kept_once()
+    {
+        RescueOptions options = Valid();
+        options.AnycastAddresses.Add("192.0.2.100");
+        Assert.Equal(2, RescueSettings.From(options).Anycast.Count);
+    }
+
     [Theory]
     [MemberData(nameof(BadOptions))]
     public void A_bad_setting_is_refused_with_its_name_and_value(string what, Action<RescueOptions> spoil, string expected)

@@ -36,6 +36,7 @@ internal sealed class PeerChannel : IDisposable, IAsyncDisposable
     private uint _nextQueryId;
 
     /// <param name="options">The configuration; invalid settings throw here.</param>
+    /// <exception cref="PeerChannelBindException">A socket cannot be bound (the port is in use, the address is not this host's).</exception>
     /// <param name="isOwned">Whether this POP owns a flow; called on a receive thread for each authentic query. Its exceptions are counted and the query goes unanswered.</param>
     /// <param name="time">The clock for rate limits, sequence numbers and deadlines; the system's by default.</param>
     public PeerChannel(PeerChannelOptions options, Func<TcpFlow, bool> isOwned, TimeProvider? time = null)
@@ -235,6 +236,11 @@ internal sealed class PeerChannel : IDisposable, IAsyncDisposable
             socket.Bind(new IPEndPoint(address, port));
             return socket;
         }
+        catch (SocketException e)
+        {
+            socket.Dispose();
+            throw new PeerChannelBindException(new IPEndPoint(address, port), e);
+        }
         catch
         {
             socket.Dispose();
@@ -430,4 +436,13 @@ internal sealed class PeerChannel : IDisposable, IAsyncDisposable
         // Asynchronous continuations: the receive thread completes this and must not run the caller's code.
         public TaskCompletionSource<PeerVerdict> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }
+}
+
+/// <summary>A lookup socket could not be bound: says to which address and port, for the caller to name the settings.</summary>
+internal sealed class PeerChannelBindException(IPEndPoint endPoint, SocketException inner)
+    : Exception($"cannot bind the lookup socket to {endPoint}: {inner.Message}", inner)
+{
+    public IPEndPoint EndPoint { get; } = endPoint;
+
+    public SocketError SocketError => ((SocketException)InnerException!).SocketErrorCode;
 }

@@ -1,0 +1,94 @@
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+using MptcpAnycast.Rescue;
+using MptcpAnycast.Rescue.Ownership;
+
+namespace MptcpAnycast.Tests.Rescue;
+
+/// <summary>
+/// <see cref="RescueAgent.Start"/> refusing what it cannot run with before it loads the program: every case here fails
+/// before <c>RescueDataplane.Load</c>, so nothing is loaded or attached whatever the test's privileges. Run unprivileged
+/// in the wrong order, the load would fail first (a <see cref="RescueDataplaneException"/>); run as root, the raw
+/// sockets would (the same type): either way these tests would see the wrong exception.
+/// </summary>
+public sealed class RescueAgentStartTests
+{
+    private const string Key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes
+
+    // Documentation ranges, checked below not to be this host's.
+    private const string Unassigned4 = "198.51.100.77";
+    private const string Unassigned6 = "2001:db8:77::77";
+
+    private static RescueOptions Valid() => new()
+    {
+        Name = "pop-a",
+        Interface = "lo",
+        AnycastAddresses = ["192.0.2.100", "2001:db8:ac::1"],
+        UnicastIPv4 = Unassigned4,
+        Peers = [new RescuePeerOptions { Name = "pop-b", UnicastIPv4 = "203.0.113.2", UnicastIPv6 = "2001:db8:b::2", Key = Key }],
+    };
+
+    [Fact]
+    public void Null_lists_and_a_null_peer_are_configuration_errors_not_a_crash()
+    {
+        RescueOptions options = Valid();
+        options.AnycastAddresses = null!;
+        var e = Assert.Throws<RescueConfigurationException>(() => RescueAgent.Start(options));
+        Assert.StartsWith("MptcpAnycast:Rescue:AnycastAddresses is empty", e.Message, StringComparison.Ordinal);
+
+        options = Valid();
+        options.Peers = [null!];
+        e = Assert.Throws<RescueConfigurationException>(() => RescueAgent.Start(options, settingsPrefix: "rescue"));
+        Assert.StartsWith("rescue:Peers:0 is empty (null)", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_unicast_address_this_host_lacks_is_named_with_its_setting_before_the_program_is_loaded(bool ipv6)
+    {
+        Assert.DoesNotContain(NetworkInterface.GetAllNetworkInterfaces().SelectMany(n => n.GetIPProperties().UnicastAddresses),
+            a => a.Address.Equals(IPAddress.Parse(Unassigned4)) || a.Address.Equals(IPAddress.Parse(Unassigned6)));
+        RescueOptions options = Valid();
+        if (ipv6)
+        {
+            options.UnicastIPv4 = null;
+            options.UnicastIPv6 = Unassigned6;
+        }
+
+        var e = Assert.Throws<RescueConfigurationException>(() => RescueAgent.Start(options));
+
+        string setting = ipv6 ? $"MptcpAnycast:Rescue:UnicastIPv6 '{Unassigned6}'" : $"MptcpAnycast:Rescue:UnicastIPv4 '{Unassigned4}'";
+        Assert.StartsWith($"{setting} is not an address of this host", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_lookup_port_in_use_is_named_with_the_port_and_the_address()
+    {
+        // Loopback, which the settings refuse, is the one address every test machine has: the settings are built directly.
+        using var holder = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        holder.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        int port = ((IPEndPoint)holder.LocalEndPoint!).Port;
+        var settings = new RescueSettings
+        {
+            Name = "pop-a",
+            Interface = "lo",
+            InterfaceIndex = 1,
+            Anycast = [IPAddress.Parse("192.0.2.100")],
+            UnicastIPv4 = IPAddress.Loopback,
+            Peers = [],
+            Port = port,
+            LookupTimeout = TimeSpan.FromMilliseconds(250),
+            LookupsPerSecond = 2000,
+            MssIPv4 = 1400,
+            MssIPv6 = 1400,
+        };
+        using SocketTableLookup table = SocketTableLookup.Open();
+
+        var e = Assert.Throws<RescueConfigurationException>(() => RescueAgent.OpenChannel(settings, "MptcpAnycast:Rescue", table).Dispose());
+
+        Assert.StartsWith($"MptcpAnycast:Rescue:Port {port}: UDP port {port} on 127.0.0.1 (MptcpAnycast:Rescue:UnicastIPv4) is already in use",
+            e.Message, StringComparison.Ordinal);
+    }
+}
