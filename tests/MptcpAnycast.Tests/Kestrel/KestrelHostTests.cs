@@ -171,6 +171,7 @@ public sealed class KestrelHostTests
     [InlineData("--MptcpAnycast:JoinTimeout=00:00:00", "MptcpAnycast:JoinTimeout = '00:00:00': must be more than 0")]
     [InlineData("--MptcpAnycast:JoinTimeout=abc", "MptcpAnycast:JoinTimeout = 'abc': is not a time span; write it as [d.]hh:mm:ss[.fffffff], e.g. 00:00:05")]
     [InlineData("--MptcpAnycast:Mode=Sometimes", "MptcpAnycast:Mode = 'Sometimes': must be one of Auto, Userspace, Kernel, None")]
+    [InlineData("--MptcpAnycast:Mode=Userspace,Kernel", "MptcpAnycast:Mode = 'Userspace,Kernel': must be one of Auto, Userspace, Kernel, None")]
     [InlineData("--MptcpAnycast:UnicastAddresses=192.0.2.10", "MptcpAnycast:UnicastAddresses = '192.0.2.10': is a list: write MptcpAnycast:UnicastAddresses:0=192.0.2.10")]
     [InlineData("--MptcpAnycast:JoinTimeout=5", "MptcpAnycast:JoinTimeout = '5.00:00:00': must be more than 0 and at most 1 hour; write it as [d.]hh:mm:ss[.fffffff], e.g. 00:00:05")]
     public async Task Bad_configuration_fails_start_with_one_message_naming_the_setting_and_binds_nothing(string arg, string message)
