@@ -56,7 +56,11 @@ public sealed class MptcpAnycastOptions
     /// <summary>The configuration section the options bind from: <c>MptcpAnycast</c>.</summary>
     public const string SectionName = "MptcpAnycast";
 
-    /// <summary>How the unicast address is announced. Default <see cref="AnnouncementMode.Auto"/>.</summary>
+    /// <summary>
+    /// How the unicast address is announced. Default <see cref="AnnouncementMode.Auto"/>. <see cref="AnnouncementMode.Userspace"/>
+    /// and <see cref="AnnouncementMode.Kernel"/> need <see cref="UnicastAddresses"/> (an address or <c>auto</c>); without
+    /// one they are a start-up error.
+    /// </summary>
     public AnnouncementMode Mode { get; set; } = AnnouncementMode.Auto;
 
     /// <summary>
@@ -69,7 +73,8 @@ public sealed class MptcpAnycastOptions
     /// The unicast addresses to announce: <c>address</c>, <c>address:port</c> or <c>[v6address]:port</c>, at most one
     /// IPv4 and one IPv6; or <c>auto</c> for this host's global addresses other than the anycast ones. Without a port
     /// the connection's own port is used; with one, the transport also listens on that address and port (a shared
-    /// public IPv4 address with a per-server port). Default empty: nothing is announced.
+    /// public IPv4 address with a per-server port). Default empty: nothing is announced (an error with Mode = Userspace
+    /// or Kernel).
     /// </summary>
     public IList<string> UnicastAddresses { get; set; } = [];
 

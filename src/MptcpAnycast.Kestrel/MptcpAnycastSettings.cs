@@ -143,6 +143,14 @@ internal sealed class MptcpAnycastSettings
             unicast.Add(new IPEndPoint(address, endPoint.Port));
         }
 
+        // Known without looking at the host, so it stops start-up before anything is bound, on hosts without MPTCP
+        // too. When 'auto' finds nothing, that depends on the host and is decided when the transport starts.
+        if (unicast.Count == 0 && !fromAuto && options.Mode is AnnouncementMode.Userspace or AnnouncementMode.Kernel)
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.UnicastAddresses), "",
+                $"Mode = {options.Mode} needs at least one unicast address to announce (or 'auto')");
+        }
+
         return new MptcpAnycastSettings
         {
             Mode = options.Mode,

@@ -125,6 +125,43 @@ public sealed class MptcpAnycastSettingsTests
         Assert.Equal(4 * 1024 * 1024, Validate(o => o.EventSocketReceiveBufferSize = null).EventSocketReceiveBufferSize);
     }
 
+    [Theory]
+    [InlineData(AnnouncementMode.Userspace)]
+    [InlineData(AnnouncementMode.Kernel)]
+    public void Userspace_or_kernel_mode_without_a_unicast_address_is_rejected_without_looking_at_the_host(AnnouncementMode mode)
+    {
+        var options = new MptcpAnycastOptions { Mode = mode };
+        options.AnycastAddresses.Add("203.0.113.1");
+
+        // No host addresses at all: the rule must not need them.
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => MptcpAnycastSettings.Validate(options, []));
+
+        Assert.Equal("UnicastAddresses", ex.Setting);
+        Assert.Equal("", ex.Value);
+        Assert.Equal($"MptcpAnycast:UnicastAddresses = '': Mode = {mode} needs at least one unicast address to announce (or 'auto')", ex.Message);
+    }
+
+    [Theory]
+    [InlineData(AnnouncementMode.Auto)]
+    [InlineData(AnnouncementMode.None)]
+    public void Auto_or_none_mode_without_a_unicast_address_is_accepted(AnnouncementMode mode)
+    {
+        Assert.Empty(Validate(o => o.Mode = mode).Unicast);
+    }
+
+    [Theory]
+    [InlineData(AnnouncementMode.Userspace)]
+    [InlineData(AnnouncementMode.Kernel)]
+    public void Userspace_or_kernel_mode_with_auto_is_left_to_the_host(AnnouncementMode mode)
+    {
+        var options = new MptcpAnycastOptions { Mode = mode };
+        options.UnicastAddresses.Add("auto");
+
+        // Whether auto finds an address depends on the host: decided when the transport starts.
+        Assert.True(MptcpAnycastSettings.Validate(options, [IPAddress.Loopback]).UnicastFromAuto);
+        Assert.Equal(2, MptcpAnycastSettings.Validate(options, Host).Unicast.Count);
+    }
+
     [Fact]
     public void Undefined_enum_values_are_rejected_by_name()
     {
