@@ -25,7 +25,9 @@ public enum AnnounceOn
     /// <summary>
     /// Only when the application calls <see cref="IMptcpConnectionFeature.AnnounceAsync"/>. Shows the unicast address to
     /// fewer clients; clients with default limits accept only an ADD_ADDR that arrives right after the handshake,
-    /// so fewer of them join. Userspace mode only.
+    /// so fewer of them join. Userspace mode only: with <see cref="AnnouncementMode.Kernel"/> it is a start-up error, and
+    /// when <see cref="AnnouncementMode.Auto"/> chooses Kernel mode the transport logs event 26 (the kernel announces on
+    /// every connection).
     /// </summary>
     Demand,
 }
@@ -108,7 +110,9 @@ public sealed class MptcpAnycastOptions
     /// <summary>
     /// At most this many announcements per client and minute (clients counted per IPv4 address and per IPv6 /64);
     /// past it, a client's connections stay single-path with the reason in their state. Limits how fast a client can
-    /// learn the POPs' unicast addresses, which bypass the anycast DDoS shield. Default 0: no limit.
+    /// learn the POPs' unicast addresses, which bypass the anycast DDoS shield. Default 0: no limit. Userspace mode only:
+    /// with <see cref="AnnouncementMode.Kernel"/> a limit is a start-up error (the kernel announces on every connection),
+    /// and when <see cref="AnnouncementMode.Auto"/> chooses Kernel mode the transport logs event 27.
     /// </summary>
     public int AnnouncementsPerClientPerMinute { get; set; }
 

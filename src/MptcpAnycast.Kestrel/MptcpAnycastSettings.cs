@@ -79,6 +79,20 @@ internal sealed class MptcpAnycastSettings
                 options.AnnouncementsPerClientPerMinute.ToString(CultureInfo.InvariantCulture), "must be from 0 (no limit) to 1000000");
         }
 
+        // Mode = Auto may still resolve to Kernel at run time; the transport warns then (events 26 and 27).
+        if (options.Mode == AnnouncementMode.Kernel && options.AnnounceOn == AnnounceOn.Demand)
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.AnnounceOn), nameof(AnnounceOn.Demand),
+                "needs Mode = Userspace; with Mode = Kernel the kernel path manager announces on every connection, so the application cannot choose which");
+        }
+
+        if (options.Mode == AnnouncementMode.Kernel && options.AnnouncementsPerClientPerMinute > 0)
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.AnnouncementsPerClientPerMinute),
+                options.AnnouncementsPerClientPerMinute.ToString(CultureInfo.InvariantCulture),
+                "needs Mode = Userspace; with Mode = Kernel the kernel path manager announces on every connection and no limit applies (0 for no limit)");
+        }
+
         if (options.EventSocketReceiveBufferSize is int bufferSize
             && bufferSize is < MinEventSocketReceiveBufferSize or > MaxEventSocketReceiveBufferSize)
         {

@@ -163,6 +163,65 @@ public sealed class MptcpAnycastSettingsTests
     }
 
     [Fact]
+    public void Kernel_mode_with_announce_on_demand_is_rejected_naming_both()
+    {
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o =>
+        {
+            o.Mode = AnnouncementMode.Kernel;
+            o.AnnounceOn = AnnounceOn.Demand;
+            o.UnicastAddresses.Add("192.0.2.10");
+        }));
+
+        Assert.Equal("AnnounceOn", ex.Setting);
+        Assert.Equal("Demand", ex.Value);
+        Assert.StartsWith("MptcpAnycast:AnnounceOn = 'Demand': needs Mode = Userspace; with Mode = Kernel", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Kernel_mode_with_a_rate_limit_is_rejected_naming_both()
+    {
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o =>
+        {
+            o.Mode = AnnouncementMode.Kernel;
+            o.AnnouncementsPerClientPerMinute = 10;
+            o.UnicastAddresses.Add("192.0.2.10");
+        }));
+
+        Assert.Equal("AnnouncementsPerClientPerMinute", ex.Setting);
+        Assert.Equal("10", ex.Value);
+        Assert.StartsWith("MptcpAnycast:AnnouncementsPerClientPerMinute = '10': needs Mode = Userspace; with Mode = Kernel", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(AnnouncementMode.Userspace)]
+    [InlineData(AnnouncementMode.Auto)] // may resolve to Kernel; the transport warns then (events 26, 27)
+    public void Demand_and_a_rate_limit_are_accepted_where_userspace_may_run(AnnouncementMode mode)
+    {
+        MptcpAnycastSettings settings = Validate(o =>
+        {
+            o.Mode = mode;
+            o.AnnounceOn = AnnounceOn.Demand;
+            o.AnnouncementsPerClientPerMinute = 10;
+            o.UnicastAddresses.Add("192.0.2.10");
+        });
+
+        Assert.Equal(AnnounceOn.Demand, settings.AnnounceOn);
+        Assert.Equal(10, settings.AnnouncementsPerClientPerMinute);
+    }
+
+    [Fact]
+    public void Kernel_mode_with_accept_and_no_limit_is_accepted()
+    {
+        MptcpAnycastSettings settings = Validate(o =>
+        {
+            o.Mode = AnnouncementMode.Kernel;
+            o.UnicastAddresses.Add("192.0.2.10");
+        });
+
+        Assert.Equal(AnnouncementMode.Kernel, settings.Mode);
+    }
+
+    [Fact]
     public void Undefined_enum_values_are_rejected_by_name()
     {
         var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o => o.Mode = (AnnouncementMode)42));
