@@ -66,7 +66,8 @@ public sealed class MptcpAnycastOptions
     public AnnouncementMode Mode { get; set; } = AnnouncementMode.Auto;
 
     /// <summary>
-    /// The anycast addresses: announcements are made only on connections whose local address is one of these.
+    /// The anycast addresses: announcements are made only on connections whose local address is one of these. Each
+    /// once; not unspecified (<c>0.0.0.0</c>, <c>::</c>), broadcast, multicast or loopback.
     /// Default empty: every connection counts as anycast.
     /// </summary>
     public IList<string> AnycastAddresses { get; set; } = [];
@@ -75,8 +76,9 @@ public sealed class MptcpAnycastOptions
     /// The unicast addresses to announce: <c>address</c>, <c>address:port</c> or <c>[v6address]:port</c>, at most one
     /// IPv4 and one IPv6; or <c>auto</c> for this host's global addresses other than the anycast ones. Without a port
     /// the connection's own port is used; with one, the transport also listens on that address and port (a shared
-    /// public IPv4 address with a per-server port). Default empty: nothing is announced (an error with Mode = Userspace
-    /// or Kernel).
+    /// public IPv4 address with a per-server port). Never unspecified, broadcast or multicast, and not loopback when
+    /// <see cref="AnycastAddresses"/> is set: a client of those is on another host. Default empty: nothing is
+    /// announced (an error with Mode = Userspace or Kernel).
     /// </summary>
     public IList<string> UnicastAddresses { get; set; } = [];
 

@@ -49,6 +49,73 @@ public sealed class MptcpAnycastSettingsTests
         Assert.Contains($"MptcpAnycast:{setting} = '{value}'", ex.Message);
     }
 
+    [Theory]
+    [InlineData("AnycastAddresses", "0.0.0.0", "the unspecified address names no host")]
+    [InlineData("AnycastAddresses", "::", "the unspecified address names no host")]
+    [InlineData("AnycastAddresses", "::ffff:0.0.0.0", "the unspecified address names no host")]
+    [InlineData("AnycastAddresses", "255.255.255.255", "the broadcast address names no host")]
+    [InlineData("AnycastAddresses", "224.0.0.1", "a multicast address")]
+    [InlineData("AnycastAddresses", "239.255.255.250", "a multicast address")]
+    [InlineData("AnycastAddresses", "ff02::1", "a multicast address")]
+    [InlineData("AnycastAddresses", "127.0.0.1", "a loopback address is reachable from this host only")]
+    [InlineData("AnycastAddresses", "127.0.0.2", "a loopback address is reachable from this host only")]
+    [InlineData("AnycastAddresses", "::1", "a loopback address is reachable from this host only")]
+    [InlineData("AnycastAddresses", "::ffff:127.0.0.1", "a loopback address is reachable from this host only")]
+    [InlineData("UnicastAddresses", "0.0.0.0", "the unspecified address names no host")]
+    [InlineData("UnicastAddresses", "0.0.0.0:8443", "the unspecified address names no host")]
+    [InlineData("UnicastAddresses", "::", "the unspecified address names no host")]
+    [InlineData("UnicastAddresses", "[::]:8443", "the unspecified address names no host")]
+    [InlineData("UnicastAddresses", "255.255.255.255", "the broadcast address names no host")]
+    [InlineData("UnicastAddresses", "224.0.0.1", "a multicast address")]
+    [InlineData("UnicastAddresses", "ff02::1", "a multicast address")]
+    [InlineData("UnicastAddresses", "127.0.0.1", "a loopback address is reachable from this host only, not by a client of the anycast addresses")]
+    [InlineData("UnicastAddresses", "[::1]:8443", "a loopback address is reachable from this host only")]
+    public void Addresses_no_client_of_the_anycast_addresses_can_connect_to_are_rejected_even_when_unassigned_ones_are_allowed(string setting, string value, string why)
+    {
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o =>
+        {
+            o.AllowUnassignedUnicastAddresses = true; // so that "no interface has it" is not what rejects them
+            o.AnycastAddresses.Add(setting == "AnycastAddresses" ? value : "203.0.113.1");
+            if (setting == "UnicastAddresses")
+            {
+                o.UnicastAddresses.Add(value);
+            }
+        }));
+
+        Assert.Equal(setting, ex.Setting);
+        Assert.StartsWith($"MptcpAnycast:{setting} = '{value}': {why}", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("203.0.113.1", "203.0.113.1")]
+    [InlineData("203.0.113.1", " ::ffff:203.0.113.1")]
+    [InlineData("2001:db8::1", "2001:DB8:0::1")]
+    public void An_anycast_address_listed_twice_is_rejected_with_both_spellings(string first, string second)
+    {
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o =>
+        {
+            o.AnycastAddresses.Add(first);
+            o.AnycastAddresses.Add("198.51.100.1");
+            o.AnycastAddresses.Add(second);
+        }));
+
+        Assert.Equal("AnycastAddresses", ex.Setting);
+        Assert.Equal(second, ex.Value);
+        Assert.Equal($"MptcpAnycast:AnycastAddresses = '{second}': is already listed (as '{first}'); give each anycast address once", ex.Message);
+    }
+
+    [Fact]
+    public void A_loopback_unicast_address_is_allowed_when_every_connection_counts_as_anycast()
+    {
+        // What single-host tests and benchmarks configure: loopback clients, which can reach the address.
+        Assert.Equal(IPEndPoint.Parse("127.0.0.1:0"), Assert.Single(Validate(o => o.UnicastAddresses.Add("127.0.0.1")).Unicast));
+        Assert.Equal(IPEndPoint.Parse("[::1]:8443"), Assert.Single(Validate(o =>
+        {
+            o.AllowUnassignedUnicastAddresses = true;
+            o.UnicastAddresses.Add("[::1]:8443");
+        }).Unicast));
+    }
+
     [Fact]
     public void Two_unicast_addresses_of_one_family_are_rejected()
     {
