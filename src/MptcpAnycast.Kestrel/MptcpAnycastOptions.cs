@@ -25,7 +25,9 @@ public enum AnnounceOn
     /// <summary>
     /// Only when the application calls <see cref="IMptcpConnectionFeature.AnnounceAsync"/>. Shows the unicast address to
     /// fewer clients; clients with default limits accept only an ADD_ADDR that arrives right after the handshake,
-    /// so fewer of them join. Userspace mode only.
+    /// so fewer of them join. Userspace mode only: with <see cref="AnnouncementMode.Kernel"/> it is a start-up error, and
+    /// when <see cref="AnnouncementMode.Auto"/> chooses Kernel mode the transport logs event 26 (the kernel announces on
+    /// every connection).
     /// </summary>
     Demand,
 }
@@ -56,11 +58,16 @@ public sealed class MptcpAnycastOptions
     /// <summary>The configuration section the options bind from: <c>MptcpAnycast</c>.</summary>
     public const string SectionName = "MptcpAnycast";
 
-    /// <summary>How the unicast address is announced. Default <see cref="AnnouncementMode.Auto"/>.</summary>
+    /// <summary>
+    /// How the unicast address is announced. Default <see cref="AnnouncementMode.Auto"/>. <see cref="AnnouncementMode.Userspace"/>
+    /// and <see cref="AnnouncementMode.Kernel"/> need <see cref="UnicastAddresses"/> (an address or <c>auto</c>); without
+    /// one they are a start-up error.
+    /// </summary>
     public AnnouncementMode Mode { get; set; } = AnnouncementMode.Auto;
 
     /// <summary>
-    /// The anycast addresses: announcements are made only on connections whose local address is one of these.
+    /// The anycast addresses: announcements are made only on connections whose local address is one of these. Each
+    /// once; not unspecified (<c>0.0.0.0</c>, <c>::</c>), broadcast, multicast or loopback.
     /// Default empty: every connection counts as anycast.
     /// </summary>
     public IList<string> AnycastAddresses { get; set; } = [];
@@ -69,7 +76,9 @@ public sealed class MptcpAnycastOptions
     /// The unicast addresses to announce: <c>address</c>, <c>address:port</c> or <c>[v6address]:port</c>, at most one
     /// IPv4 and one IPv6; or <c>auto</c> for this host's global addresses other than the anycast ones. Without a port
     /// the connection's own port is used; with one, the transport also listens on that address and port (a shared
-    /// public IPv4 address with a per-server port). Default empty: nothing is announced.
+    /// public IPv4 address with a per-server port). Never unspecified, broadcast or multicast, and not loopback when
+    /// <see cref="AnycastAddresses"/> is set: a client of those is on another host. Default empty: nothing is
+    /// announced (an error with Mode = Userspace or Kernel).
     /// </summary>
     public IList<string> UnicastAddresses { get; set; } = [];
 
@@ -103,7 +112,9 @@ public sealed class MptcpAnycastOptions
     /// <summary>
     /// At most this many announcements per client and minute (clients counted per IPv4 address and per IPv6 /64);
     /// past it, a client's connections stay single-path with the reason in their state. Limits how fast a client can
-    /// learn the POPs' unicast addresses, which bypass the anycast DDoS shield. Default 0: no limit.
+    /// learn the POPs' unicast addresses, which bypass the anycast DDoS shield. Default 0: no limit. Userspace mode only:
+    /// with <see cref="AnnouncementMode.Kernel"/> a limit is a start-up error (the kernel announces on every connection),
+    /// and when <see cref="AnnouncementMode.Auto"/> chooses Kernel mode the transport logs event 27.
     /// </summary>
     public int AnnouncementsPerClientPerMinute { get; set; }
 

@@ -79,6 +79,20 @@ internal sealed class MptcpAnycastSettings
                 options.AnnouncementsPerClientPerMinute.ToString(CultureInfo.InvariantCulture), "must be from 0 (no limit) to 1000000");
         }
 
+        // Mode = Auto may still resolve to Kernel at run time; the transport warns then (events 26 and 27).
+        if (options.Mode == AnnouncementMode.Kernel && options.AnnounceOn == AnnounceOn.Demand)
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.AnnounceOn), nameof(AnnounceOn.Demand),
+                "needs Mode = Userspace; with Mode = Kernel the kernel path manager announces on every connection, so the application cannot choose which");
+        }
+
+        if (options.Mode == AnnouncementMode.Kernel && options.AnnouncementsPerClientPerMinute > 0)
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.AnnouncementsPerClientPerMinute),
+                options.AnnouncementsPerClientPerMinute.ToString(CultureInfo.InvariantCulture),
+                "needs Mode = Userspace; with Mode = Kernel the kernel path manager announces on every connection and no limit applies (0 for no limit)");
+        }
+
         if (options.EventSocketReceiveBufferSize is int bufferSize
             && bufferSize is < MinEventSocketReceiveBufferSize or > MaxEventSocketReceiveBufferSize)
         {
@@ -88,15 +102,40 @@ internal sealed class MptcpAnycastSettings
         }
 
         var anycast = new List<IPAddress>();
+        var anycastTexts = new List<string?>();
         foreach (string? text in options.AnycastAddresses ?? [])
         {
             string trimmed = (text ?? "").Trim();
-            if (!IPAddressText.TryParseStrict(trimmed, out IPAddress? address))
+            if (!IPAddressText.TryParseStrict(trimmed, out IPAddress? parsed))
             {
                 throw new MptcpAnycastConfigurationException(nameof(options.AnycastAddresses), text, "not an IP address (write 192.0.2.1 or 2001:db8::1, no port)");
             }
 
-            anycast.Add(address.Unmapped());
+            IPAddress address = parsed.Unmapped();
+            if (NotAHost(address) is string why)
+            {
+                throw new MptcpAnycastConfigurationException(nameof(options.AnycastAddresses), text,
+                    $"{why}; write the anycast address clients connect to (192.0.2.1 or 2001:db8::1)");
+            }
+
+            // A loopback connection never comes from another host, so no client that could be rerouted would ever
+            // get an announcement. (Single-host tests leave AnycastAddresses empty instead: every connection counts.)
+            if (IPAddress.IsLoopback(address))
+            {
+                throw new MptcpAnycastConfigurationException(nameof(options.AnycastAddresses), text,
+                    "a loopback address is reachable from this host only; write the anycast address clients connect to, "
+                    + "or leave AnycastAddresses empty to announce on every connection");
+            }
+
+            int first = anycast.IndexOf(address);
+            if (first >= 0)
+            {
+                throw new MptcpAnycastConfigurationException(nameof(options.AnycastAddresses), text,
+                    $"is already listed (as '{anycastTexts[first]}'); give each anycast address once");
+            }
+
+            anycast.Add(address);
+            anycastTexts.Add(text);
         }
 
         IReadOnlyCollection<IPAddress>? host = hostAddresses;
@@ -118,6 +157,21 @@ internal sealed class MptcpAnycastSettings
 
             IPEndPoint endPoint = ParseUnicast(trimmed, text);
             IPAddress address = endPoint.Address.Unmapped();
+            if (NotAHost(address) is string why)
+            {
+                throw new MptcpAnycastConfigurationException(nameof(options.UnicastAddresses), text,
+                    $"{why}; write this server's own unicast address, or auto");
+            }
+
+            // A client that reached one of the anycast addresses is on another host and cannot reach this one's
+            // loopback. With no anycast addresses (every connection counts) a loopback unicast address stays allowed:
+            // single-host tests and benchmarks announce 127.0.0.2 to loopback clients, which can reach it.
+            if (IPAddress.IsLoopback(address) && anycast.Count > 0)
+            {
+                throw new MptcpAnycastConfigurationException(nameof(options.UnicastAddresses), text,
+                    "a loopback address is reachable from this host only, not by a client of the anycast addresses; write this server's own unicast address, or auto");
+            }
+
             if (anycast.Contains(address))
             {
                 throw new MptcpAnycastConfigurationException(nameof(options.UnicastAddresses), text,
@@ -141,6 +195,14 @@ internal sealed class MptcpAnycastSettings
             }
 
             unicast.Add(new IPEndPoint(address, endPoint.Port));
+        }
+
+        // Known without looking at the host, so it stops start-up before anything is bound, on hosts without MPTCP
+        // too. When 'auto' finds nothing, that depends on the host and is decided when the transport starts.
+        if (unicast.Count == 0 && !fromAuto && options.Mode is AnnouncementMode.Userspace or AnnouncementMode.Kernel)
+        {
+            throw new MptcpAnycastConfigurationException(nameof(options.UnicastAddresses), "",
+                $"Mode = {options.Mode} needs at least one unicast address to announce (or 'auto')");
         }
 
         return new MptcpAnycastSettings
@@ -237,6 +299,25 @@ internal sealed class MptcpAnycastSettings
 
         byte[] b = address.GetAddressBytes();
         return !(b[0] == 169 && b[1] == 254) && b[0] < 224;
+    }
+
+    /// <summary>Why no client can connect to <paramref name="address"/> (unspecified, broadcast, multicast), or null.</summary>
+    private static string? NotAHost(IPAddress address)
+    {
+        if (address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any))
+        {
+            return "the unspecified address names no host";
+        }
+
+        if (address.Equals(IPAddress.Broadcast))
+        {
+            return "the broadcast address names no host";
+        }
+
+        bool multicast = address.AddressFamily == AddressFamily.InterNetworkV6
+            ? address.IsIPv6Multicast
+            : address.GetAddressBytes()[0] is >= 224 and <= 239;
+        return multicast ? "a multicast address names a group, not a host" : null;
     }
 
     private static void CheckEnum<T>(string setting, T value) where T : struct, Enum

@@ -267,9 +267,20 @@ public sealed class MptcpTransportFactory : IConnectionListenerFactory, IConnect
                     MptcpAnycastLog.AfterJoinNeedsUserspace(_logger, settings.AfterJoin);
                 }
 
+                // Validate refuses these with Mode = Kernel; with Mode = Auto they are known only now.
                 if (preparation.Mode == AnnouncementMode.Kernel && settings.AnnounceDelay > TimeSpan.Zero)
                 {
-                    MptcpAnycastLog.AnnounceDelayNeedsUserspace(_logger, settings.AnnounceDelay); // Mode = Auto chose Kernel
+                    MptcpAnycastLog.AnnounceDelayNeedsUserspace(_logger, settings.AnnounceDelay);
+                }
+
+                if (preparation.Mode == AnnouncementMode.Kernel && settings.AnnounceOn == AnnounceOn.Demand)
+                {
+                    MptcpAnycastLog.AnnounceOnDemandNeedsUserspace(_logger);
+                }
+
+                if (preparation.Mode == AnnouncementMode.Kernel && settings.AnnouncementsPerClientPerMinute > 0)
+                {
+                    MptcpAnycastLog.RateLimitNeedsUserspace(_logger, settings.AnnouncementsPerClientPerMinute);
                 }
             }
 

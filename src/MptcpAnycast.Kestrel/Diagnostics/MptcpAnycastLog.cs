@@ -82,4 +82,10 @@ internal static partial class MptcpAnycastLog
         + "Set MptcpAnycast:UnicastAddresses:0 to this server's own unicast address, e.g. 192.0.2.10 (command line --MptcpAnycast:UnicastAddresses:0=192.0.2.10, "
         + "environment MptcpAnycast__UnicastAddresses__0=192.0.2.10), or set MptcpAnycast:Mode = None to serve MPTCP without announcing and without this warning.")]
     public static partial void NothingToAnnounce(ILogger logger, string why);
+
+    [LoggerMessage(26, LogLevel.Warning, "AnnounceOn = Demand needs the userspace path manager; Mode = Auto chose Kernel mode, in which the kernel announces on every connection, so AnnounceAsync changes nothing.")]
+    public static partial void AnnounceOnDemandNeedsUserspace(ILogger logger);
+
+    [LoggerMessage(27, LogLevel.Warning, "AnnouncementsPerClientPerMinute = {Limit} needs the userspace path manager; Mode = Auto chose Kernel mode, in which the kernel announces on every connection and no limit applies.")]
+    public static partial void RateLimitNeedsUserspace(ILogger logger, int limit);
 }

@@ -47,10 +47,12 @@ internal sealed class HostPreparation
         bool nothingToAnnounce = false;
         if (settings.Unicast.Count == 0 && mode != AnnouncementMode.None)
         {
+            // Validate has already refused Userspace and Kernel with no unicast address at all; here 'auto' found none.
             if (mode != AnnouncementMode.Auto)
             {
-                throw new MptcpAnycastConfigurationException(nameof(MptcpAnycastOptions.UnicastAddresses), "",
-                    $"Mode = {mode} needs at least one unicast address to announce (or 'auto')");
+                throw new MptcpAnycastConfigurationException(nameof(MptcpAnycastOptions.UnicastAddresses), "auto",
+                    $"Mode = {mode} needs at least one unicast address to announce, and auto found no global address on this host "
+                    + "other than the anycast ones; write the address, or use Mode = Auto to serve without announcing");
             }
 
             MptcpAnycastLog.NothingToAnnounce(logger, settings.UnicastFromAuto

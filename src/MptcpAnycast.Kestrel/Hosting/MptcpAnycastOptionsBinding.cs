@@ -8,7 +8,8 @@ namespace MptcpAnycast.Kestrel.Hosting;
 
 /// <summary>
 /// Binds <see cref="MptcpAnycastOptions"/> from the <c>MptcpAnycast</c> section and validates them when the host
-/// starts. Text the binder cannot convert (<c>JoinTimeout=abc</c>, <c>Mode=Sometimes</c>) and a list written as
+/// starts. Text the binder cannot convert (<c>JoinTimeout=abc</c>, <c>Mode=Sometimes</c>), text it would convert to a
+/// value nobody wrote (<c>Mode=Userspace,Kernel</c>, which it reads as <c>None</c>) and a list written as
 /// one value (<c>UnicastAddresses=192.0.2.10</c>, which the binder silently ignores) are found before binding and
 /// reported by the validator like any other bad setting: one message with the setting, the value and the expected
 /// form, instead of the binder's exception.
@@ -37,7 +38,8 @@ internal static class MptcpAnycastOptionsBinding
 
     /// <summary>
     /// The first value the binder would fail to convert, judged by the binder's own conversions (invariant culture,
-    /// enum names in any case or their numbers), or null. Empty values are left to the binder.
+    /// enum names in any case or their numbers), or that it would convert to something other than what was written
+    /// (a comma list of enum names), or null. Empty values are left to the binder.
     /// </summary>
     internal static MptcpAnycastConfigurationException? CheckText(IConfigurationSection section)
     {
@@ -65,8 +67,14 @@ internal static class MptcpAnycastOptionsBinding
         return string.IsNullOrEmpty(value) || converts(value) ? null : new MptcpAnycastConfigurationException(key, value, problem);
     }
 
+    /// <summary>
+    /// Exactly one defined name (any case) or the number of one. The binder reads <c>A,B</c> as <c>A | B</c> even for
+    /// an enum without [Flags], so two names would become a third value (<c>Userspace,Kernel</c> is <c>None</c>), and an
+    /// undefined number would be reported as that number rather than as the text written.
+    /// </summary>
     private static MptcpAnycastConfigurationException? Enum<T>(IConfigurationSection section, string key) where T : struct, Enum =>
-        Check(section, key, v => System.Enum.TryParse<T>(v, ignoreCase: true, out _), $"must be one of {string.Join(", ", System.Enum.GetNames<T>())}");
+        Check(section, key, static v => !v.Contains(',', StringComparison.Ordinal) && System.Enum.TryParse(v, ignoreCase: true, out T parsed) && System.Enum.IsDefined(parsed),
+            $"must be one of {string.Join(", ", System.Enum.GetNames<T>())}");
 
     /// <summary>A list written as a single value: the binder would drop it without a word.</summary>
     private static MptcpAnycastConfigurationException? List(IConfigurationSection section, string key, string example)

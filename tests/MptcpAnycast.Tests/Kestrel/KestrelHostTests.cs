@@ -171,7 +171,10 @@ public sealed class KestrelHostTests
     [InlineData("--MptcpAnycast:JoinTimeout=00:00:00", "MptcpAnycast:JoinTimeout = '00:00:00': must be more than 0")]
     [InlineData("--MptcpAnycast:JoinTimeout=abc", "MptcpAnycast:JoinTimeout = 'abc': is not a time span; write it as [d.]hh:mm:ss[.fffffff], e.g. 00:00:05")]
     [InlineData("--MptcpAnycast:Mode=Sometimes", "MptcpAnycast:Mode = 'Sometimes': must be one of Auto, Userspace, Kernel, None")]
+    [InlineData("--MptcpAnycast:Mode=Userspace,Kernel", "MptcpAnycast:Mode = 'Userspace,Kernel': must be one of Auto, Userspace, Kernel, None")]
     [InlineData("--MptcpAnycast:UnicastAddresses=192.0.2.10", "MptcpAnycast:UnicastAddresses = '192.0.2.10': is a list: write MptcpAnycast:UnicastAddresses:0=192.0.2.10")]
+    [InlineData("--MptcpAnycast:Mode=Userspace", "MptcpAnycast:UnicastAddresses = '': Mode = Userspace needs at least one unicast address to announce (or 'auto')")]
+    [InlineData("--MptcpAnycast:Mode=Kernel", "MptcpAnycast:UnicastAddresses = '': Mode = Kernel needs at least one unicast address to announce (or 'auto')")]
     [InlineData("--MptcpAnycast:JoinTimeout=5", "MptcpAnycast:JoinTimeout = '5.00:00:00': must be more than 0 and at most 1 hour; write it as [d.]hh:mm:ss[.fffffff], e.g. 00:00:05")]
     public async Task Bad_configuration_fails_start_with_one_message_naming_the_setting_and_binds_nothing(string arg, string message)
     {
@@ -188,6 +191,29 @@ public sealed class KestrelHostTests
         Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
     }
 
+    [Theory]
+    [InlineData("Kernel", "MptcpAnycast:UnicastAddresses = '': Mode = Kernel needs at least one unicast address")]
+    [InlineData("Userspace", "MptcpAnycast:UnicastAddresses = '': Mode = Userspace needs at least one unicast address")]
+    public async Task A_mode_without_a_unicast_address_stops_start_up_before_other_hosted_services_start(string mode, string message)
+    {
+        int port = FreePort();
+        var other = new RecordingHostedService();
+        WebApplicationBuilder builder = WebApplication.CreateSlimBuilder([$"--MptcpAnycast:Mode={mode}"]);
+        builder.Logging.ClearProviders();
+        builder.Services.AddSingleton<Microsoft.Extensions.Hosting.IHostedService>(other);
+        builder.WebHost.UseMptcpAnycast();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(IPAddress.Loopback, port));
+        await using WebApplication app = builder.Build();
+
+        var ex = await Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(() => app.StartAsync().WaitAsync(Timeout));
+
+        Assert.StartsWith(message, Assert.Single(ex.Failures), StringComparison.Ordinal);
+        Assert.False(other.Started); // a rule that waits for Kestrel's first bind would fail only after the other services started
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        var refused = await Assert.ThrowsAsync<SocketException>(async () => await probe.ConnectAsync(IPAddress.Loopback, port));
+        Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
+    }
+
     [Fact]
     public async Task Address_in_use_is_reported_as_kestrel_expects()
     {
@@ -198,6 +224,19 @@ public sealed class KestrelHostTests
 
         var ex = await Assert.ThrowsAnyAsync<IOException>(() => StartAsync(port: port));
         Assert.Contains("address already in use", ex.ToString(), StringComparison.OrdinalIgnoreCase);
+    }
+
+    private sealed class RecordingHostedService : Microsoft.Extensions.Hosting.IHostedService
+    {
+        public bool Started { get; private set; }
+
+        public Task StartAsync(CancellationToken cancellationToken)
+        {
+            Started = true;
+            return Task.CompletedTask;
+        }
+
+        public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
     }
 
     private static int FreePort()

@@ -61,6 +61,13 @@ public sealed class MptcpAnycastOptionsValidatorTests
     [InlineData("Mode", "Sometimes", "MptcpAnycast:Mode = 'Sometimes': must be one of Auto, Userspace, Kernel, None")]
     [InlineData("AnnounceOn", "Later", "MptcpAnycast:AnnounceOn = 'Later': must be one of Accept, Demand")]
     [InlineData("AfterJoin", "Drop", "MptcpAnycast:AfterJoin = 'Drop': must be one of KeepBoth, PreferUnicast, MigrateToUnicast")]
+    // Comma lists: the binder ORs the names even without [Flags] (Userspace|Kernel is None, Accept|Demand is Demand).
+    [InlineData("Mode", "Userspace,Kernel", "MptcpAnycast:Mode = 'Userspace,Kernel': must be one of Auto, Userspace, Kernel, None")]
+    [InlineData("AnnounceOn", "Accept, Demand", "MptcpAnycast:AnnounceOn = 'Accept, Demand': must be one of Accept, Demand")]
+    [InlineData("AfterJoin", "PreferUnicast,MigrateToUnicast", "MptcpAnycast:AfterJoin = 'PreferUnicast,MigrateToUnicast': must be one of KeepBoth")]
+    [InlineData("Mode", "Kernel,", "MptcpAnycast:Mode = 'Kernel,': must be one of")]
+    [InlineData("Mode", "9", "MptcpAnycast:Mode = '9': must be one of Auto, Userspace, Kernel, None")]
+    [InlineData("AnnounceOn", "-1", "MptcpAnycast:AnnounceOn = '-1': must be one of Accept, Demand")]
     [InlineData("JoinTimeout", "5s", "MptcpAnycast:JoinTimeout = '5s': is not a time span; write it as [d.]hh:mm:ss[.fffffff], e.g. 00:00:05 for 5 seconds")]
     [InlineData("AnnounceDelay", "200ms", "MptcpAnycast:AnnounceDelay = '200ms': is not a time span; write it as [d.]hh:mm:ss[.fffffff], e.g. 00:00:00.200 for 200 ms")]
     [InlineData("ConfigureHost", "yes", "MptcpAnycast:ConfigureHost = 'yes': must be true or false")]
@@ -84,6 +91,9 @@ public sealed class MptcpAnycastOptionsValidatorTests
     [Theory]
     [InlineData("Mode", "kernel")] // the binder's conversions: any case, numbers for enums, invariant time spans
     [InlineData("Mode", "3")]
+    [InlineData("Mode", " Userspace ")]
+    [InlineData("AnnounceOn", "demand")]
+    [InlineData("AfterJoin", "2")]
     [InlineData("JoinTimeout", "00:00:02.5")]
     [InlineData("ConfigureHost", "True")]
     [InlineData("EventSocketReceiveBufferSize", "")]
@@ -97,6 +107,29 @@ public sealed class MptcpAnycastOptionsValidatorTests
         var options = new MptcpAnycastOptions();
         MptcpAnycastOptionsBinding.Bind(configuration.GetSection(MptcpAnycastOptions.SectionName), options);
         Assert.Null(options.BindingProblem);
+    }
+
+    [Theory]
+    [InlineData("Mode", "none", "None")]
+    [InlineData("Mode", "0", "Auto")]
+    [InlineData("AnnounceOn", " Demand ", "Demand")]
+    [InlineData("AfterJoin", "MigrateToUnicast", "MigrateToUnicast")]
+    public void One_name_or_number_binds_to_that_value(string key, string value, string bound)
+    {
+        IConfiguration configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { [$"MptcpAnycast:{key}"] = value })
+            .Build();
+        using ServiceProvider services = new ServiceCollection().AddSingleton(configuration).AddMptcpAnycastOptions().Services.BuildServiceProvider();
+
+        MptcpAnycastOptions options = services.GetRequiredService<IOptions<MptcpAnycastOptions>>().Value;
+
+        object actual = key switch
+        {
+            "Mode" => options.Mode,
+            "AnnounceOn" => options.AnnounceOn,
+            _ => options.AfterJoin,
+        };
+        Assert.Equal(bound, actual.ToString());
     }
 
     private static MptcpAnycastOptions Options(string assignment)

@@ -49,6 +49,73 @@ public sealed class MptcpAnycastSettingsTests
         Assert.Contains($"MptcpAnycast:{setting} = '{value}'", ex.Message);
     }
 
+    [Theory]
+    [InlineData("AnycastAddresses", "0.0.0.0", "the unspecified address names no host")]
+    [InlineData("AnycastAddresses", "::", "the unspecified address names no host")]
+    [InlineData("AnycastAddresses", "::ffff:0.0.0.0", "the unspecified address names no host")]
+    [InlineData("AnycastAddresses", "255.255.255.255", "the broadcast address names no host")]
+    [InlineData("AnycastAddresses", "224.0.0.1", "a multicast address")]
+    [InlineData("AnycastAddresses", "239.255.255.250", "a multicast address")]
+    [InlineData("AnycastAddresses", "ff02::1", "a multicast address")]
+    [InlineData("AnycastAddresses", "127.0.0.1", "a loopback address is reachable from this host only")]
+    [InlineData("AnycastAddresses", "127.0.0.2", "a loopback address is reachable from this host only")]
+    [InlineData("AnycastAddresses", "::1", "a loopback address is reachable from this host only")]
+    [InlineData("AnycastAddresses", "::ffff:127.0.0.1", "a loopback address is reachable from this host only")]
+    [InlineData("UnicastAddresses", "0.0.0.0", "the unspecified address names no host")]
+    [InlineData("UnicastAddresses", "0.0.0.0:8443", "the unspecified address names no host")]
+    [InlineData("UnicastAddresses", "::", "the unspecified address names no host")]
+    [InlineData("UnicastAddresses", "[::]:8443", "the unspecified address names no host")]
+    [InlineData("UnicastAddresses", "255.255.255.255", "the broadcast address names no host")]
+    [InlineData("UnicastAddresses", "224.0.0.1", "a multicast address")]
+    [InlineData("UnicastAddresses", "ff02::1", "a multicast address")]
+    [InlineData("UnicastAddresses", "127.0.0.1", "a loopback address is reachable from this host only, not by a client of the anycast addresses")]
+    [InlineData("UnicastAddresses", "[::1]:8443", "a loopback address is reachable from this host only")]
+    public void Addresses_no_client_of_the_anycast_addresses_can_connect_to_are_rejected_even_when_unassigned_ones_are_allowed(string setting, string value, string why)
+    {
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o =>
+        {
+            o.AllowUnassignedUnicastAddresses = true; // so that "no interface has it" is not what rejects them
+            o.AnycastAddresses.Add(setting == "AnycastAddresses" ? value : "203.0.113.1");
+            if (setting == "UnicastAddresses")
+            {
+                o.UnicastAddresses.Add(value);
+            }
+        }));
+
+        Assert.Equal(setting, ex.Setting);
+        Assert.StartsWith($"MptcpAnycast:{setting} = '{value}': {why}", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("203.0.113.1", "203.0.113.1")]
+    [InlineData("203.0.113.1", " ::ffff:203.0.113.1")]
+    [InlineData("2001:db8::1", "2001:DB8:0::1")]
+    public void An_anycast_address_listed_twice_is_rejected_with_both_spellings(string first, string second)
+    {
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o =>
+        {
+            o.AnycastAddresses.Add(first);
+            o.AnycastAddresses.Add("198.51.100.1");
+            o.AnycastAddresses.Add(second);
+        }));
+
+        Assert.Equal("AnycastAddresses", ex.Setting);
+        Assert.Equal(second, ex.Value);
+        Assert.Equal($"MptcpAnycast:AnycastAddresses = '{second}': is already listed (as '{first}'); give each anycast address once", ex.Message);
+    }
+
+    [Fact]
+    public void A_loopback_unicast_address_is_allowed_when_every_connection_counts_as_anycast()
+    {
+        // What single-host tests and benchmarks configure: loopback clients, which can reach the address.
+        Assert.Equal(IPEndPoint.Parse("127.0.0.1:0"), Assert.Single(Validate(o => o.UnicastAddresses.Add("127.0.0.1")).Unicast));
+        Assert.Equal(IPEndPoint.Parse("[::1]:8443"), Assert.Single(Validate(o =>
+        {
+            o.AllowUnassignedUnicastAddresses = true;
+            o.UnicastAddresses.Add("[::1]:8443");
+        }).Unicast));
+    }
+
     [Fact]
     public void Two_unicast_addresses_of_one_family_are_rejected()
     {
@@ -123,6 +190,102 @@ public sealed class MptcpAnycastSettingsTests
     public void Event_socket_receive_buffer_unset_is_4_MiB()
     {
         Assert.Equal(4 * 1024 * 1024, Validate(o => o.EventSocketReceiveBufferSize = null).EventSocketReceiveBufferSize);
+    }
+
+    [Theory]
+    [InlineData(AnnouncementMode.Userspace)]
+    [InlineData(AnnouncementMode.Kernel)]
+    public void Userspace_or_kernel_mode_without_a_unicast_address_is_rejected_without_looking_at_the_host(AnnouncementMode mode)
+    {
+        var options = new MptcpAnycastOptions { Mode = mode };
+        options.AnycastAddresses.Add("203.0.113.1");
+
+        // No host addresses at all: the rule must not need them.
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => MptcpAnycastSettings.Validate(options, []));
+
+        Assert.Equal("UnicastAddresses", ex.Setting);
+        Assert.Equal("", ex.Value);
+        Assert.Equal($"MptcpAnycast:UnicastAddresses = '': Mode = {mode} needs at least one unicast address to announce (or 'auto')", ex.Message);
+    }
+
+    [Theory]
+    [InlineData(AnnouncementMode.Auto)]
+    [InlineData(AnnouncementMode.None)]
+    public void Auto_or_none_mode_without_a_unicast_address_is_accepted(AnnouncementMode mode)
+    {
+        Assert.Empty(Validate(o => o.Mode = mode).Unicast);
+    }
+
+    [Theory]
+    [InlineData(AnnouncementMode.Userspace)]
+    [InlineData(AnnouncementMode.Kernel)]
+    public void Userspace_or_kernel_mode_with_auto_is_left_to_the_host(AnnouncementMode mode)
+    {
+        var options = new MptcpAnycastOptions { Mode = mode };
+        options.UnicastAddresses.Add("auto");
+
+        // Whether auto finds an address depends on the host: decided when the transport starts.
+        Assert.True(MptcpAnycastSettings.Validate(options, [IPAddress.Loopback]).UnicastFromAuto);
+        Assert.Equal(2, MptcpAnycastSettings.Validate(options, Host).Unicast.Count);
+    }
+
+    [Fact]
+    public void Kernel_mode_with_announce_on_demand_is_rejected_naming_both()
+    {
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o =>
+        {
+            o.Mode = AnnouncementMode.Kernel;
+            o.AnnounceOn = AnnounceOn.Demand;
+            o.UnicastAddresses.Add("192.0.2.10");
+        }));
+
+        Assert.Equal("AnnounceOn", ex.Setting);
+        Assert.Equal("Demand", ex.Value);
+        Assert.StartsWith("MptcpAnycast:AnnounceOn = 'Demand': needs Mode = Userspace; with Mode = Kernel", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Kernel_mode_with_a_rate_limit_is_rejected_naming_both()
+    {
+        var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o =>
+        {
+            o.Mode = AnnouncementMode.Kernel;
+            o.AnnouncementsPerClientPerMinute = 10;
+            o.UnicastAddresses.Add("192.0.2.10");
+        }));
+
+        Assert.Equal("AnnouncementsPerClientPerMinute", ex.Setting);
+        Assert.Equal("10", ex.Value);
+        Assert.StartsWith("MptcpAnycast:AnnouncementsPerClientPerMinute = '10': needs Mode = Userspace; with Mode = Kernel", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(AnnouncementMode.Userspace)]
+    [InlineData(AnnouncementMode.Auto)] // may resolve to Kernel; the transport warns then (events 26, 27)
+    public void Demand_and_a_rate_limit_are_accepted_where_userspace_may_run(AnnouncementMode mode)
+    {
+        MptcpAnycastSettings settings = Validate(o =>
+        {
+            o.Mode = mode;
+            o.AnnounceOn = AnnounceOn.Demand;
+            o.AnnouncementsPerClientPerMinute = 10;
+            o.UnicastAddresses.Add("192.0.2.10");
+        });
+
+        Assert.Equal(AnnounceOn.Demand, settings.AnnounceOn);
+        Assert.Equal(10, settings.AnnouncementsPerClientPerMinute);
+    }
+
+    [Fact]
+    public void Kernel_mode_with_accept_and_no_limit_is_accepted()
+    {
+        MptcpAnycastSettings settings = Validate(o =>
+        {
+            o.Mode = AnnouncementMode.Kernel;
+            o.UnicastAddresses.Add("192.0.2.10");
+        });
+
+        Assert.Equal(AnnouncementMode.Kernel, settings.Mode);
     }
 
     [Fact]

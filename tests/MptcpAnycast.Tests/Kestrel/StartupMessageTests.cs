@@ -1,6 +1,10 @@
 using System.Net;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Logging;
 using MptcpAnycast.Kestrel;
 using MptcpAnycast.Kestrel.Hosting;
+using MptcpAnycast.Tests.Control;
 
 namespace MptcpAnycast.Tests.Kestrel;
 
@@ -59,6 +63,49 @@ public sealed class StartupMessageTests
         Assert.Contains("run 'ip mptcp endpoint add 192.0.2.10 dev eth0 signal'", ex.Message);
         Assert.Contains("set MptcpAnycast:ConfigureHost = true", ex.Message);
         Assert.Contains("sysctl -w net.mptcp.path_manager=userspace", ex.Message);
+    }
+
+    /// <summary>
+    /// Mode = Auto with settings that only the userspace path manager honours: Validate cannot refuse them (the mode is
+    /// not known yet), so the transport warns once it has chosen Kernel mode, and says nothing when it chose Userspace.
+    /// </summary>
+    [Theory]
+    [InlineData(AnnouncementMode.Kernel, 1)]
+    [InlineData(AnnouncementMode.Userspace, 0)]
+    public async Task Auto_that_chose_kernel_mode_warns_about_demand_a_rate_limit_and_a_delay(AnnouncementMode chosen, int warnings)
+    {
+        var demand = new MptcpAnycastOptions { AnnounceOn = AnnounceOn.Demand, AnnouncementsPerClientPerMinute = 10 };
+        demand.UnicastAddresses.Add("127.0.0.2"); // Userspace mode listens for joins on it: an address this host can bind
+        var delayed = new MptcpAnycastOptions { AnnounceDelay = TimeSpan.FromMilliseconds(200) };
+        delayed.UnicastAddresses.Add("127.0.0.2");
+
+        RecordingLogger onDemand = await StartAsync(MptcpAnycastSettings.Validate(demand, [ControlPathHarness.UnicastAddress]), chosen);
+        RecordingLogger onDelay = await StartAsync(MptcpAnycastSettings.Validate(delayed, [ControlPathHarness.UnicastAddress]), chosen);
+
+        Assert.Equal(warnings, onDemand.Count(26));
+        Assert.Equal(warnings, onDemand.Count(27));
+        Assert.Equal(0, onDemand.Count(23));
+        Assert.Equal(warnings, onDelay.Count(23));
+        Assert.Equal(0, onDelay.Count(26) + onDelay.Count(27));
+        if (warnings > 0)
+        {
+            Assert.Equal(LogLevel.Warning, Assert.Single(onDemand.Entries, e => e.EventId == 26).Level);
+            Assert.Contains("AnnounceOn = Demand needs the userspace path manager; Mode = Auto chose Kernel mode", Assert.Single(onDemand.Messages(26)));
+            Assert.Contains("AnnouncementsPerClientPerMinute = 10 needs the userspace path manager", Assert.Single(onDemand.Messages(27)));
+        }
+
+        static async Task<RecordingLogger> StartAsync(MptcpAnycastSettings settings, AnnouncementMode chosen)
+        {
+            var logger = new RecordingLogger();
+            using var loggers = new LoggerFactory([logger]);
+            var pathManager = new FakePathManager();
+            await using var factory = new MptcpTransportFactory(settings, new SocketTransportOptions(), loggers, MetricRecorder.CreateFactory(), TimeProvider.System,
+                _ => Task.FromResult(new HostPreparation { Mode = chosen, MptcpSupported = true, PathManager = pathManager }));
+            IConnectionListener listener = await factory.BindAsync(new IPEndPoint(IPAddress.Loopback, 0)).AsTask().WaitAsync(TaskTimeoutExtensions.Within());
+            await listener.DisposeAsync();
+            Assert.Equal(1, logger.Count(4)); // started
+            return logger;
+        }
     }
 
     [Fact]
