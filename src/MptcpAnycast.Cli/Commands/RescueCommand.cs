@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.Globalization;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
 using MptcpAnycast.Cli.CommandLine;
 using MptcpAnycast.Rescue;
@@ -64,7 +66,7 @@ internal static class RescueCommand
 
     private static async Task<int> RunAgentAsync(string path, bool verbose, string? logPath, TextWriter output)
     {
-        using StreamWriter? log = logPath is not null ? new StreamWriter(logPath, append: true) { AutoFlush = true } : null;
+        using StreamWriter? log = logPath is not null ? ToolFiles.OpenAppend("--log", logPath) : null;
         output = log ?? output;
         RescueOptions options = Load(path, out string prefix);
 
@@ -125,13 +127,31 @@ internal static class RescueCommand
     internal static RescueOptions Load(string path, out string prefix)
     {
         IConfigurationRoot configuration;
-        try
+        using (FileStream file = ToolFiles.OpenRead("--config", path))
         {
-            configuration = new ConfigurationBuilder().AddJsonFile(Path.GetFullPath(path), optional: false).Build();
-        }
-        catch (Exception e) when (e is FileNotFoundException or IOException or FormatException or InvalidDataException)
-        {
-            throw new UsageException($"--config {path}: {e.Message}");
+            try
+            {
+                // From the stream, not AddJsonFile: the file provider takes a file whose name starts with a dot
+                // (.rescue.json) for a missing one.
+                configuration = new ConfigurationBuilder().AddJsonStream(file).Build();
+            }
+            catch (JsonException) when (file.Length == 0)
+            {
+                throw new UsageException($"--config {path}: the file is empty");
+            }
+            catch (JsonException e)
+            {
+                throw new UsageException($"--config {path}: not JSON: {JsonProblem(e)}");
+            }
+            catch (FormatException e)
+            {
+                // JSON that is not one object, or a key given twice.
+                throw new UsageException($"--config {path}: {e.Message}");
+            }
+            catch (IOException e)
+            {
+                throw new UsageException($"option '--config': cannot read '{path}': {e.Message}");
+            }
         }
 
         IConfigurationSection nested = configuration.GetSection(RescueOptions.SectionName);
@@ -144,10 +164,44 @@ internal static class RescueCommand
         }
         catch (InvalidOperationException e)
         {
-            throw new UsageException($"--config {path}: {e.InnerException?.Message ?? e.Message}");
+            throw new UsageException($"--config {path}: {BindProblem(e, configuration, nested.Exists() ? "" : prefix + ":")}");
         }
 
         return options;
+    }
+
+    /// <summary>The parser's reason and where, counted from 1 as an editor counts: <c>... (line 4, byte 2)</c>.</summary>
+    private static string JsonProblem(JsonException e)
+    {
+        string reason = e.Message;
+        int details = reason.IndexOf(" Path: ", StringComparison.Ordinal);
+        details = details >= 0 ? details : reason.IndexOf(" LineNumber: ", StringComparison.Ordinal);
+        reason = details >= 0 ? reason[..details] : reason;
+        return e.LineNumber is long line ? $"{reason} (line {line + 1}, byte {e.BytePositionInLine + 1})" : reason;
+    }
+
+    /// <summary>
+    /// A value the binder could not convert, named as the agent names a bad setting (<c>rescue:Port 'abc' is not a whole
+    /// number</c>). The binder's own message names the key and the type; the inner one, which the binder wraps, names
+    /// only the value.
+    /// </summary>
+    private static string BindProblem(InvalidOperationException e, IConfiguration configuration, string prefix)
+    {
+        Match failed = Regex.Match(e.Message, "^Failed to convert configuration value (?:'.*' )?at '(?<key>[^']*)' to type '(?<type>[^']*)'");
+        if (!failed.Success)
+        {
+            return e.InnerException is null ? e.Message : $"{e.Message} {e.InnerException.Message}";
+        }
+
+        string key = failed.Groups["key"].Value;
+        string expected = failed.Groups["type"].Value switch
+        {
+            "System.Int32" => string.Create(CultureInfo.InvariantCulture, $"a whole number from {int.MinValue} to {int.MaxValue}"),
+            "System.TimeSpan" => "a time span as hh:mm:ss.fff (00:00:00.250)",
+            "System.Boolean" => "true or false",
+            string type => $"a {type}",
+        };
+        return $"{prefix}{key} '{configuration[key]}' is not {expected}";
     }
 
     private static int Status(string directory, string? name, bool json, TextWriter output)
