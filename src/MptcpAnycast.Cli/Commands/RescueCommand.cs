@@ -60,7 +60,8 @@ internal static class RescueCommand
             json,
             dir,
         };
-        status.SetAction(parse => Status(parse.GetValue(dir)!, parse.GetValue(name), parse.GetValue(json), parse.InvocationConfiguration.Output));
+        status.SetAction(parse => Status(parse.GetValue(dir)!, parse.GetValue(name), parse.GetValue(json),
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
         return status;
     }
 
@@ -171,7 +172,7 @@ internal static class RescueCommand
     }
 
     /// <summary>The parser's reason and where, counted from 1 as an editor counts: <c>... (line 4, byte 2)</c>.</summary>
-    private static string JsonProblem(JsonException e)
+    internal static string JsonProblem(JsonException e)
     {
         string reason = e.Message;
         int details = reason.IndexOf(" Path: ", StringComparison.Ordinal);
@@ -204,11 +205,34 @@ internal static class RescueCommand
         return $"{prefix}{key} '{configuration[key]}' is not {expected}";
     }
 
-    private static int Status(string directory, string? name, bool json, TextWriter output)
+    private static int Status(string directory, string? name, bool json, TextWriter output, TextWriter error)
     {
-        string[] files = Directory.Exists(directory)
-            ? [.. Directory.GetFiles(directory, "*.json").Where(f => name is null || Path.GetFileNameWithoutExtension(f) == name).Order(StringComparer.Ordinal)]
-            : [];
+        if (directory.Length == 0)
+        {
+            throw new UsageException("option '--dir' must name a directory (got '')");
+        }
+
+        if (File.Exists(directory))
+        {
+            throw new UsageException($"option '--dir': '{directory}' is a file, not a directory");
+        }
+
+        string[] files;
+        try
+        {
+            files = Directory.Exists(directory)
+                ? [.. Directory.GetFiles(directory, "*.json").Where(f => name is null || Path.GetFileNameWithoutExtension(f) == name).Order(StringComparer.Ordinal)]
+                : [];
+        }
+        catch (UnauthorizedAccessException)
+        {
+            throw new CommandFailedException($"cannot read the directory {directory}: permission denied");
+        }
+        catch (IOException e)
+        {
+            throw new CommandFailedException($"cannot read the directory {directory}: {e.Message}");
+        }
+
         if (files.Length == 0)
         {
             throw new CommandFailedException(name is null
@@ -216,33 +240,49 @@ internal static class RescueCommand
                 : $"no rescue agent named '{name}' runs on this host (no {RescueAgent.StatusPath(directory, name)})");
         }
 
+        // A damaged file is reported by name and the others are still shown: one agent's file says nothing of another's.
+        var agents = new List<RescueStatusFile>();
+        foreach (string file in files)
+        {
+            try
+            {
+                agents.Add(RescueStatusFile.Read(file));
+            }
+            catch (InvalidDataException e)
+            {
+                error.WriteLine($"mptcp-anycast rescue status: {file}: {e.Message}");
+            }
+        }
+
+        if (agents.Count == 0)
+        {
+            throw new CommandFailedException(files.Length == 1 ? $"no status could be read from {files[0]}" : $"none of the {files.Length} status files in {directory} could be read");
+        }
+
         if (json)
         {
-            output.WriteLine(files.Length == 1 ? File.ReadAllText(files[0]) : $"[{string.Join(",", files.Select(File.ReadAllText))}]");
+            output.WriteLine(agents.Count == 1 ? agents[0].Json : $"[{string.Join(",", agents.Select(a => a.Json))}]");
             return 0;
         }
 
-        foreach (string file in files)
+        foreach (RescueStatusFile agent in agents)
         {
-            using JsonDocument document = JsonDocument.Parse(File.ReadAllText(file));
-            JsonElement root = document.RootElement;
-            DateTimeOffset written = root.GetProperty("writtenAt").GetDateTimeOffset();
-            double age = (DateTimeOffset.UtcNow - written).TotalSeconds;
-            output.WriteLine($"rescue agent {root.GetProperty("name").GetString()} on {root.GetProperty("interface").GetString()}" +
+            double age = (DateTimeOffset.UtcNow - agent.WrittenAt).TotalSeconds;
+            output.WriteLine($"rescue agent {agent.Name} on {agent.Interface}" +
                 (age > 5 ? $"  (status is {age:F0} s old: the agent is probably not running)" : ""));
-            output.WriteLine($"  anycast  {string.Join(", ", root.GetProperty("anycast").EnumerateArray().Select(e => e.GetString()))}");
-            output.WriteLine($"  unicast  {string.Join(", ", root.GetProperty("unicast").EnumerateArray().Select(e => e.GetString()))}");
-            output.WriteLine($"  peers    {string.Join(", ", root.GetProperty("peers").EnumerateArray().Select(e => e.GetString()))}");
-            output.WriteLine($"  owner map {root.GetProperty("owners").GetArrayLength()} shown of capacity {root.GetProperty("ownerCapacity").GetInt32()}; lookups pending {root.GetProperty("pendingLookups").GetInt32()}");
-            foreach (JsonElement owner in root.GetProperty("owners").EnumerateArray())
+            output.WriteLine($"  anycast  {string.Join(", ", agent.Anycast)}");
+            output.WriteLine($"  unicast  {string.Join(", ", agent.Unicast)}");
+            output.WriteLine($"  peers    {string.Join(", ", agent.Peers)}");
+            output.WriteLine($"  owner map {agent.Owners.Count} shown of capacity {agent.OwnerCapacity}; lookups pending {agent.PendingLookups}");
+            foreach (string owner in agent.Owners)
             {
-                output.WriteLine($"    {owner.GetString()}");
+                output.WriteLine($"    {owner}");
             }
 
             output.WriteLine("  counters");
-            foreach (JsonProperty counter in root.GetProperty("counters").EnumerateObject())
+            foreach ((string counter, long value) in agent.Counters)
             {
-                output.WriteLine($"    {counter.Name,-36} {counter.Value.GetInt64(),12}");
+                output.WriteLine($"    {counter,-36} {value,12}");
             }
         }
 

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json;
 using MptcpAnycast.Cli.CommandLine;
 
 namespace MptcpAnycast.Tests.Cli;
@@ -156,6 +157,80 @@ public sealed class RescueCommandLineTests : IDisposable
         Assert.Matches(@"program\.tunnelled\s+42", stdout);
         Assert.DoesNotContain("not running", stdout);
     }
+
+    [Theory]
+    [InlineData("{ \"name\": ", "not JSON: ")]
+    [InlineData("", "the file is empty")]
+    [InlineData("[ ]", "not a rescue agent's status: an array, not an object")]
+    [InlineData("""{ "name": "pop-b" }""", "not a rescue agent's status: no 'interface'")]
+    [InlineData("""{ "name": "pop-b", "interface": "eth0", "writtenAt": "yesterday" }""", "not a rescue agent's status: 'writtenAt' must be a time (got \"yesterday\")")]
+    [InlineData("""{ "name": 7 }""", "not a rescue agent's status: 'name' must be a string (got 7)")]
+    public async Task A_damaged_status_file_is_named_with_what_is_wrong_and_the_other_agents_are_shown(string text, string expected)
+    {
+        WriteStatus("pop-a");
+        string damaged = Path.Combine(_directory, "pop-b.json");
+        File.WriteAllText(damaged, text);
+
+        (int code, string stdout, string stderr) = await RunAsync(["rescue", "status", "--dir", _directory]);
+        Assert.Equal(0, code);
+        Assert.Contains("rescue agent pop-a on eth0", stdout);
+        Assert.Contains($"mptcp-anycast rescue status: {damaged}: {expected}", stderr);
+        Assert.DoesNotContain("   at ", stderr);
+
+        (code, stdout, stderr) = await RunAsync(["rescue", "status", "--dir", _directory, "--json"]);
+        Assert.Equal(0, code);
+        using JsonDocument json = JsonDocument.Parse(stdout);
+        Assert.Equal("pop-a", json.RootElement.GetProperty("name").GetString());
+        Assert.Contains($"{damaged}: {expected}", stderr);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Status_exits_1_when_no_status_file_can_be_read(bool json)
+    {
+        string damaged = Path.Combine(_directory, "pop-a.json");
+        File.WriteAllText(damaged, "{");
+        (int code, string stdout, string stderr) = await RunAsync(["rescue", "status", "--dir", _directory, .. json ? ["--json"] : Array.Empty<string>()]);
+        Assert.Equal(1, code);
+        Assert.Equal("", stdout);
+        Assert.Contains($"{damaged}: not JSON: ", stderr);
+        Assert.Contains($"no status could be read from {damaged}", stderr);
+    }
+
+    [Fact]
+    public async Task Status_json_prints_each_agent_on_one_line()
+    {
+        WriteStatus("pop-a");
+        WriteStatus("pop-b");
+        (int code, string stdout, _) = await RunAsync(["rescue", "status", "--dir", _directory, "--json"]);
+        Assert.Equal(0, code);
+        Assert.Equal(1, stdout.Count(c => c == '\n'));
+        using JsonDocument json = JsonDocument.Parse(stdout);
+        Assert.Equal(["pop-a", "pop-b"], json.RootElement.EnumerateArray().Select(a => a.GetProperty("name").GetString()));
+    }
+
+    [Fact]
+    public async Task Status_dir_must_name_a_directory()
+    {
+        (int code, _, string stderr) = await RunAsync(["rescue", "status", "--dir", ""]);
+        Assert.Equal(2, code);
+        Assert.Contains("option '--dir' must name a directory (got '')", stderr);
+
+        string file = Settings("rescue.json");
+        (code, _, stderr) = await RunAsync(["rescue", "status", "--dir", file]);
+        Assert.Equal(2, code);
+        Assert.Contains($"option '--dir': '{file}' is a file, not a directory", stderr);
+    }
+
+    /// <summary>Writes what a running agent named <paramref name="name"/> writes, indented as the agent does.</summary>
+    private void WriteStatus(string name) => File.WriteAllText(Path.Combine(_directory, name + ".json"), $$"""
+        {
+          "name": "{{name}}", "interface": "eth0", "startedAt": "{{DateTimeOffset.UtcNow:O}}", "writtenAt": "{{DateTimeOffset.UtcNow:O}}",
+          "anycast": [ "192.0.2.100" ], "unicast": [ "198.51.100.2" ], "peers": [ ],
+          "ownerCapacity": 65536, "pendingLookups": 0, "owners": [ ], "counters": { "program.tunnelled": 42 }
+        }
+        """);
 
     /// <summary>Writes settings the agent refuses (no such interface) before it loads anything into the kernel.</summary>
     private string Settings(string name)
