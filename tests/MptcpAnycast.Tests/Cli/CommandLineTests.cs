@@ -188,6 +188,24 @@ public sealed class CommandLineTests
         Assert.DoesNotContain("refused", stderr);
     }
 
+    [Theory]
+    [InlineData("notaurl", "option '--urls' must be http:// or https:// addresses separated by ';', such as http://[::]:8080 (got 'notaurl')")]
+    [InlineData("http://127.0.0.1:99999", "option '--urls' must have ports from 0 to 65535 (got 'http://127.0.0.1:99999')")]
+    [InlineData("http://127.0.0.1:0;http://[::1]:-1", "option '--urls' must have ports from 0 to 65535 (got 'http://[::1]:-1')")]
+    [InlineData("ftp://127.0.0.1:21", "option '--urls' must be http:// or https:// addresses (got 'ftp://127.0.0.1:21')")]
+    [InlineData(";", "option '--urls' needs at least one address")]
+    public async Task Lab_serve_checks_its_urls_before_it_starts_naming_the_address(string urls, string message)
+    {
+        // The sockets transport: a check that let the address through would start plain Kestrel, which changes nothing on the host.
+        foreach (string[] args in new[] { new[] { "lab", "serve", "--Transport", "sockets", "--urls", urls }, ["lab", "serve", "--Transport", "sockets", $"--urls={urls}"] })
+        {
+            (int code, string stdout, string stderr) = await Tool.RunAsync(args);
+            Assert.Equal(2, code);
+            Assert.Equal("", stdout);
+            Assert.StartsWith($"mptcp-anycast lab serve: {message}", stderr);
+        }
+    }
+
     [Fact]
     public async Task Choices_complete_in_the_shell_through_the_suggest_directive()
     {
