@@ -17,6 +17,37 @@ internal static class Program
     /// <param name="lab">The <c>lab</c> command to run (tests pass one that is not root); null: as this process is.</param>
     internal static async Task<int> RunAsync(string[] args, TextWriter stdout, TextWriter stderr, LabCommand? lab = null)
     {
+        try
+        {
+            return await RunCommandAsync(args, new OutputWriter(stdout), stderr, lab).ConfigureAwait(false);
+        }
+        catch (OutputFailedException ex)
+        {
+            return Failed(stderr, $"{ToolCommandLine.ToolName}: {ex.Message}");
+        }
+        catch (IOException ex)
+        {
+            // stderr failed, or a command met an I/O error it does not expect.
+            return Failed(stderr, $"{ToolCommandLine.ToolName}: {ex.Message}");
+        }
+    }
+
+    private static int Failed(TextWriter stderr, string message)
+    {
+        try
+        {
+            stderr.WriteLine(message);
+        }
+        catch (IOException)
+        {
+            // stderr cannot be written either: the exit code is all that is left to say it.
+        }
+
+        return 1;
+    }
+
+    private static async Task<int> RunCommandAsync(string[] args, TextWriter stdout, TextWriter stderr, LabCommand? lab)
+    {
         RootCommand root = ToolCommandLine.Create(lab ?? LabCommand.ForThisProcess());
         ParseResult parse = root.Parse(args, ToolCommandLine.Parsing);
         if (parse.Action is ParseErrorAction)

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using MptcpAnycast.Lab;
 
 namespace MptcpAnycast.Cli.CommandLine;
@@ -57,7 +58,7 @@ internal static class ToolOptions
     /// <summary>A default that is not a value (<c>no limit</c>), written as --help writes a value's: <c>[default: no limit]</c>.</summary>
     public static string DefaultText(string whenAbsent) => $"[default: {whenAbsent}]";
 
-    /// <summary>An IPv4 or IPv6 address, or null when not given.</summary>
+    /// <summary>An IPv4 or IPv6 address as <see cref="IPAddressText.TryParseStrict"/> reads it, or null when not given.</summary>
     public static Option<IPAddress?> Address(string name, string description) => new(name)
     {
         Description = description,
@@ -120,12 +121,15 @@ internal static class ToolOptions
     private static IPAddress? ParseAddress(ArgumentResult result, string what)
     {
         string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
-        if (IPAddress.TryParse(text, out IPAddress? address))
+        // TryParseStrict lets a leading zero through ("017.0.0.1"), which IPAddress reads as octal (15.0.0.1): an IPv4
+        // address is taken only as it prints, as inet_pton takes it.
+        if (IPAddressText.TryParseStrict(text, out IPAddress? address)
+            && (address.AddressFamily != AddressFamily.InterNetwork || address.ToString() == text))
         {
             return address;
         }
 
-        result.AddError($"{what} must be an IPv4 or IPv6 address (got '{text}')");
+        result.AddError($"{what} must be an IPv4 or IPv6 address (got '{text}'): IPv4 is four decimal numbers without leading zeros, IPv6 has no brackets, port or scope");
         return null;
     }
 

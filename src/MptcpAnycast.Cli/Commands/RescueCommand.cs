@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.Globalization;
 using System.Text.Json;
+using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
 using MptcpAnycast.Cli.CommandLine;
 using MptcpAnycast.Rescue;
@@ -58,13 +60,14 @@ internal static class RescueCommand
             json,
             dir,
         };
-        status.SetAction(parse => Status(parse.GetValue(dir)!, parse.GetValue(name), parse.GetValue(json), parse.InvocationConfiguration.Output));
+        status.SetAction(parse => Status(parse.GetValue(dir)!, parse.GetValue(name), parse.GetValue(json),
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
         return status;
     }
 
     private static async Task<int> RunAgentAsync(string path, bool verbose, string? logPath, TextWriter output)
     {
-        using StreamWriter? log = logPath is not null ? new StreamWriter(logPath, append: true) { AutoFlush = true } : null;
+        using StreamWriter? log = logPath is not null ? ToolFiles.OpenAppend("--log", logPath) : null;
         output = log ?? output;
         RescueOptions options = Load(path, out string prefix);
 
@@ -125,13 +128,31 @@ internal static class RescueCommand
     internal static RescueOptions Load(string path, out string prefix)
     {
         IConfigurationRoot configuration;
-        try
+        using (FileStream file = ToolFiles.OpenRead("--config", path))
         {
-            configuration = new ConfigurationBuilder().AddJsonFile(Path.GetFullPath(path), optional: false).Build();
-        }
-        catch (Exception e) when (e is FileNotFoundException or IOException or FormatException or InvalidDataException)
-        {
-            throw new UsageException($"--config {path}: {e.Message}");
+            try
+            {
+                // From the stream, not AddJsonFile: the file provider takes a file whose name starts with a dot
+                // (.rescue.json) for a missing one.
+                configuration = new ConfigurationBuilder().AddJsonStream(file).Build();
+            }
+            catch (JsonException) when (file.Length == 0)
+            {
+                throw new UsageException($"--config {path}: the file is empty");
+            }
+            catch (JsonException e)
+            {
+                throw new UsageException($"--config {path}: not JSON: {JsonProblem(e)}");
+            }
+            catch (FormatException e)
+            {
+                // JSON that is not one object, or a key given twice.
+                throw new UsageException($"--config {path}: {e.Message}");
+            }
+            catch (IOException e)
+            {
+                throw new UsageException($"option '--config': cannot read '{path}': {e.Message}");
+            }
         }
 
         IConfigurationSection nested = configuration.GetSection(RescueOptions.SectionName);
@@ -144,17 +165,74 @@ internal static class RescueCommand
         }
         catch (InvalidOperationException e)
         {
-            throw new UsageException($"--config {path}: {e.InnerException?.Message ?? e.Message}");
+            throw new UsageException($"--config {path}: {BindProblem(e, configuration, nested.Exists() ? "" : prefix + ":")}");
         }
 
         return options;
     }
 
-    private static int Status(string directory, string? name, bool json, TextWriter output)
+    /// <summary>The parser's reason and where, counted from 1 as an editor counts: <c>... (line 4, byte 2)</c>.</summary>
+    internal static string JsonProblem(JsonException e)
     {
-        string[] files = Directory.Exists(directory)
-            ? [.. Directory.GetFiles(directory, "*.json").Where(f => name is null || Path.GetFileNameWithoutExtension(f) == name).Order(StringComparer.Ordinal)]
-            : [];
+        string reason = e.Message;
+        int details = reason.IndexOf(" Path: ", StringComparison.Ordinal);
+        details = details >= 0 ? details : reason.IndexOf(" LineNumber: ", StringComparison.Ordinal);
+        reason = details >= 0 ? reason[..details] : reason;
+        return e.LineNumber is long line ? $"{reason} (line {line + 1}, byte {e.BytePositionInLine + 1})" : reason;
+    }
+
+    /// <summary>
+    /// A value the binder could not convert, named as the agent names a bad setting (<c>rescue:Port 'abc' is not a whole
+    /// number</c>). The binder's own message names the key and the type; the inner one, which the binder wraps, names
+    /// only the value.
+    /// </summary>
+    private static string BindProblem(InvalidOperationException e, IConfiguration configuration, string prefix)
+    {
+        Match failed = Regex.Match(e.Message, "^Failed to convert configuration value (?:'.*' )?at '(?<key>[^']*)' to type '(?<type>[^']*)'");
+        if (!failed.Success)
+        {
+            return e.InnerException is null ? e.Message : $"{e.Message} {e.InnerException.Message}";
+        }
+
+        string key = failed.Groups["key"].Value;
+        string expected = failed.Groups["type"].Value switch
+        {
+            "System.Int32" => string.Create(CultureInfo.InvariantCulture, $"a whole number from {int.MinValue} to {int.MaxValue}"),
+            "System.TimeSpan" => "a time span as hh:mm:ss.fff (00:00:00.250)",
+            "System.Boolean" => "true or false",
+            string type => $"a {type}",
+        };
+        return $"{prefix}{key} '{configuration[key]}' is not {expected}";
+    }
+
+    private static int Status(string directory, string? name, bool json, TextWriter output, TextWriter error)
+    {
+        if (directory.Length == 0)
+        {
+            throw new UsageException("option '--dir' must name a directory (got '')");
+        }
+
+        if (File.Exists(directory))
+        {
+            throw new UsageException($"option '--dir': '{directory}' is a file, not a directory");
+        }
+
+        string[] files;
+        try
+        {
+            files = Directory.Exists(directory)
+                ? [.. Directory.GetFiles(directory, "*.json").Where(f => name is null || Path.GetFileNameWithoutExtension(f) == name).Order(StringComparer.Ordinal)]
+                : [];
+        }
+        catch (UnauthorizedAccessException)
+        {
+            throw new CommandFailedException($"cannot read the directory {directory}: permission denied");
+        }
+        catch (IOException e)
+        {
+            throw new CommandFailedException($"cannot read the directory {directory}: {e.Message}");
+        }
+
         if (files.Length == 0)
         {
             throw new CommandFailedException(name is null
@@ -162,33 +240,49 @@ internal static class RescueCommand
                 : $"no rescue agent named '{name}' runs on this host (no {RescueAgent.StatusPath(directory, name)})");
         }
 
+        // A damaged file is reported by name and the others are still shown: one agent's file says nothing of another's.
+        var agents = new List<RescueStatusFile>();
+        foreach (string file in files)
+        {
+            try
+            {
+                agents.Add(RescueStatusFile.Read(file));
+            }
+            catch (InvalidDataException e)
+            {
+                error.WriteLine($"mptcp-anycast rescue status: {file}: {e.Message}");
+            }
+        }
+
+        if (agents.Count == 0)
+        {
+            throw new CommandFailedException(files.Length == 1 ? $"no status could be read from {files[0]}" : $"none of the {files.Length} status files in {directory} could be read");
+        }
+
         if (json)
         {
-            output.WriteLine(files.Length == 1 ? File.ReadAllText(files[0]) : $"[{string.Join(",", files.Select(File.ReadAllText))}]");
+            output.WriteLine(agents.Count == 1 ? agents[0].Json : $"[{string.Join(",", agents.Select(a => a.Json))}]");
             return 0;
         }
 
-        foreach (string file in files)
+        foreach (RescueStatusFile agent in agents)
         {
-            using JsonDocument document = JsonDocument.Parse(File.ReadAllText(file));
-            JsonElement root = document.RootElement;
-            DateTimeOffset written = root.GetProperty("writtenAt").GetDateTimeOffset();
-            double age = (DateTimeOffset.UtcNow - written).TotalSeconds;
-            output.WriteLine($"rescue agent {root.GetProperty("name").GetString()} on {root.GetProperty("interface").GetString()}" +
+            double age = (DateTimeOffset.UtcNow - agent.WrittenAt).TotalSeconds;
+            output.WriteLine($"rescue agent {agent.Name} on {agent.Interface}" +
                 (age > 5 ? $"  (status is {age:F0} s old: the agent is probably not running)" : ""));
-            output.WriteLine($"  anycast  {string.Join(", ", root.GetProperty("anycast").EnumerateArray().Select(e => e.GetString()))}");
-            output.WriteLine($"  unicast  {string.Join(", ", root.GetProperty("unicast").EnumerateArray().Select(e => e.GetString()))}");
-            output.WriteLine($"  peers    {string.Join(", ", root.GetProperty("peers").EnumerateArray().Select(e => e.GetString()))}");
-            output.WriteLine($"  owner map {root.GetProperty("owners").GetArrayLength()} shown of capacity {root.GetProperty("ownerCapacity").GetInt32()}; lookups pending {root.GetProperty("pendingLookups").GetInt32()}");
-            foreach (JsonElement owner in root.GetProperty("owners").EnumerateArray())
+            output.WriteLine($"  anycast  {string.Join(", ", agent.Anycast)}");
+            output.WriteLine($"  unicast  {string.Join(", ", agent.Unicast)}");
+            output.WriteLine($"  peers    {string.Join(", ", agent.Peers)}");
+            output.WriteLine($"  owner map {agent.Owners.Count} shown of capacity {agent.OwnerCapacity}; lookups pending {agent.PendingLookups}");
+            foreach (string owner in agent.Owners)
             {
-                output.WriteLine($"    {owner.GetString()}");
+                output.WriteLine($"    {owner}");
             }
 
             output.WriteLine("  counters");
-            foreach (JsonProperty counter in root.GetProperty("counters").EnumerateObject())
+            foreach ((string counter, long value) in agent.Counters)
             {
-                output.WriteLine($"    {counter.Name,-36} {counter.Value.GetInt64(),12}");
+                output.WriteLine($"    {counter,-36} {value,12}");
             }
         }
 

@@ -68,6 +68,50 @@ public static class PopServerApp
             {
                 return $"option '--Transport' must be one of {string.Join('|', Transports)} (got '{value}')";
             }
+
+            if (key.Equals("urls", StringComparison.OrdinalIgnoreCase) && CheckUrls(value) is string urlsProblem)
+            {
+                return urlsProblem;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Why Kestrel would not start on <paramref name="urls"/> (<c>--urls</c>: addresses separated by ';', as ASP.NET Core
+    /// splits them), or null. Kestrel finds a bad address only when it starts, and throws an exception that names
+    /// neither the option nor the address.
+    /// </summary>
+    private static string? CheckUrls(string urls)
+    {
+        string[] addresses = urls.Split(';', StringSplitOptions.RemoveEmptyEntries);
+        if (addresses.Length == 0)
+        {
+            return $"option '--urls' needs at least one address, such as http://[::]:8080 (got '{urls}')";
+        }
+
+        foreach (string address in addresses)
+        {
+            BindingAddress binding;
+            try
+            {
+                binding = BindingAddress.Parse(address);
+            }
+            catch (FormatException)
+            {
+                return $"option '--urls' must be http:// or https:// addresses separated by ';', such as http://[::]:8080 (got '{address}')";
+            }
+
+            if (!binding.Scheme.Equals("http", StringComparison.OrdinalIgnoreCase) && !binding.Scheme.Equals("https", StringComparison.OrdinalIgnoreCase))
+            {
+                return $"option '--urls' must be http:// or https:// addresses (got '{address}')";
+            }
+
+            if (!binding.IsUnixPipe && !binding.IsNamedPipe && binding.Port is < 0 or > IPEndPoint.MaxPort)
+            {
+                return $"option '--urls' must have ports from 0 to {IPEndPoint.MaxPort} (got '{address}')";
+            }
         }
 
         return null;

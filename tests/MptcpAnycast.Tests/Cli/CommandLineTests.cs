@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Reflection;
 using System.Text.Json;
+using MptcpAnycast.Cli;
 using MptcpAnycast.Cli.CommandLine;
 using MptcpAnycast.Cli.Commands;
 using MptcpAnycast.Host;
@@ -188,6 +189,24 @@ public sealed class CommandLineTests
         Assert.DoesNotContain("refused", stderr);
     }
 
+    [Theory]
+    [InlineData("notaurl", "option '--urls' must be http:// or https:// addresses separated by ';', such as http://[::]:8080 (got 'notaurl')")]
+    [InlineData("http://127.0.0.1:99999", "option '--urls' must have ports from 0 to 65535 (got 'http://127.0.0.1:99999')")]
+    [InlineData("http://127.0.0.1:0;http://[::1]:-1", "option '--urls' must have ports from 0 to 65535 (got 'http://[::1]:-1')")]
+    [InlineData("ftp://127.0.0.1:21", "option '--urls' must be http:// or https:// addresses (got 'ftp://127.0.0.1:21')")]
+    [InlineData(";", "option '--urls' needs at least one address")]
+    public async Task Lab_serve_checks_its_urls_before_it_starts_naming_the_address(string urls, string message)
+    {
+        // The sockets transport: a check that let the address through would start plain Kestrel, which changes nothing on the host.
+        foreach (string[] args in new[] { new[] { "lab", "serve", "--Transport", "sockets", "--urls", urls }, ["lab", "serve", "--Transport", "sockets", $"--urls={urls}"] })
+        {
+            (int code, string stdout, string stderr) = await Tool.RunAsync(args);
+            Assert.Equal(2, code);
+            Assert.Equal("", stdout);
+            Assert.StartsWith($"mptcp-anycast lab serve: {message}", stderr);
+        }
+    }
+
     [Fact]
     public async Task Choices_complete_in_the_shell_through_the_suggest_directive()
     {
@@ -257,6 +276,26 @@ public sealed class CommandLineTests
         Assert.Equal(JsonValueKind.Null, doc.RootElement.GetProperty("host").GetProperty("endpoints").ValueKind);
     }
 
+    [Theory]
+    [InlineData("--version")]
+    [InlineData("--help")]
+    [InlineData("check")]
+    [InlineData("check", "--json")]
+    public async Task A_stdout_that_cannot_be_written_is_one_line_on_stderr_and_exit_1(params string[] args)
+    {
+        var stderr = new StringWriter();
+        int code = await Program.RunAsync(args, new FullWriter(), stderr, Tool.NotRootLab).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(1, code);
+        Assert.Equal("mptcp-anycast: cannot write to stdout: No space left on device" + Environment.NewLine, stderr.ToString());
+    }
+
+    [Fact]
+    public async Task A_stderr_that_cannot_be_written_is_exit_1_without_an_exception()
+    {
+        int code = await Program.RunAsync(["bogus"], new StringWriter(), new FullWriter(), Tool.NotRootLab).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(1, code);
+    }
+
     /// <summary>Whether a help line is the row of <paramref name="option"/>: its first column names it (<c>-?, -h, --help</c>, <c>--rate &lt;bytes/s&gt;</c>).</summary>
     private static bool IsRowOf(string line, string option)
     {
@@ -266,4 +305,12 @@ public sealed class CommandLineTests
     }
 
     private static string Normalize(string text) => string.Join(' ', text.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries));
+
+    /// <summary>A stdout redirected to /dev/full: every write fails as the console's stream then fails.</summary>
+    private sealed class FullWriter : TextWriter
+    {
+        public override System.Text.Encoding Encoding => System.Text.Encoding.UTF8;
+
+        public override void Write(char value) => throw new IOException("No space left on device");
+    }
 }

@@ -21,6 +21,12 @@ public sealed class EndpointsChangeTests
     [InlineData("endpoints change --id 2 --port 443 --backup", "option '--port' needs ADDRESS")]
     [InlineData("endpoints change --id 0 --backup", "option '--id' must be a whole number from 1 to 255 (got '0')")]
     [InlineData("endpoints change 192.0.2.300 --backup", "ADDRESS must be an IPv4 or IPv6 address (got '192.0.2.300')")]
+    [InlineData("endpoints change 017.0.0.1 --backup", "ADDRESS must be an IPv4 or IPv6 address (got '017.0.0.1')")]
+    [InlineData("endpoints change 1 --backup", "ADDRESS must be an IPv4 or IPv6 address (got '1')")]
+    [InlineData("endpoints change 0x7f.1 --backup", "ADDRESS must be an IPv4 or IPv6 address (got '0x7f.1')")]
+    [InlineData("endpoints change 192.0.2 --backup", "ADDRESS must be an IPv4 or IPv6 address (got '192.0.2')")]
+    [InlineData("endpoints change [::1]:80 --backup", "ADDRESS must be an IPv4 or IPv6 address (got '[::1]:80')")]
+    [InlineData("endpoints change fe80::1%lo --backup", "ADDRESS must be an IPv4 or IPv6 address (got 'fe80::1%lo')")]
     [InlineData("endpoints change 192.0.2.1 --backup --backup", "option '--backup' is given twice")]
     [InlineData("endpoints change 192.0.2.1 backup", "'backup'")]
     [InlineData("endpoints change 192.0.2.1 --flags backup", "'--flags'")]
@@ -31,6 +37,19 @@ public sealed class EndpointsChangeTests
         Assert.Equal("", stdout);
         Assert.Contains(expected, stderr);
         Assert.Contains("usage: mptcp-anycast endpoints change [ADDRESS] [options]", stderr);
+    }
+
+    [Theory]
+    [InlineData("192.0.2.1")]
+    [InlineData("0.0.0.0")]
+    [InlineData("2001:db8::1")]
+    [InlineData("2001:0db8:0000::0001")]
+    [InlineData("::ffff:192.0.2.3")]
+    public void An_address_is_the_one_written(string text)
+    {
+        System.CommandLine.ParseResult parse = ToolCommandLine.Create(Tool.NotRootLab).Parse(["endpoints", "change", text, "--backup"], ToolCommandLine.Parsing);
+        Assert.Empty(parse.Errors);
+        Assert.Equal(IPAddress.Parse(text), parse.GetValue<IPAddress?>("ADDRESS"));
     }
 
     [Theory]

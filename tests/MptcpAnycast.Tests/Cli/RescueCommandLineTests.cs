@@ -1,3 +1,7 @@
+using System.Globalization;
+using System.Text.Json;
+using MptcpAnycast.Cli.CommandLine;
+
 namespace MptcpAnycast.Tests.Cli;
 
 public sealed class RescueCommandLineTests : IDisposable
@@ -49,6 +53,85 @@ public sealed class RescueCommandLineTests : IDisposable
         Assert.Contains("MptcpAnycast:Rescue:Interface 'nosuch0'", stderr);
     }
 
+    [Theory]
+    [InlineData("nosuchdir/agent.log", "cannot open '{0}/nosuchdir/agent.log': no such directory '{0}/nosuchdir'")]
+    [InlineData("", "cannot open '{0}': it is a directory")]
+    public async Task A_log_that_cannot_be_opened_exits_2_naming_the_file_before_the_settings_are_read(string name, string expected)
+    {
+        // The settings would fail too (no such interface): the log is the first thing the command opens.
+        string config = Settings("rescue.json");
+        string log = name.Length == 0 ? _directory : Path.Combine(_directory, name);
+        (int code, string stdout, string stderr) = await RunAsync(["rescue", "run", "--config", config, "--log", log]);
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        Assert.Contains($"mptcp-anycast rescue run: option '--log': {string.Format(CultureInfo.InvariantCulture, expected, _directory)}", stderr);
+        Assert.DoesNotContain("nosuch0", stderr);
+        Assert.DoesNotContain("   at ", stderr);
+    }
+
+    [Theory]
+    [InlineData("--log", "option '--log': cannot open '': the name is empty")]
+    [InlineData("--config", "option '--config': cannot open '': the name is empty")]
+    public async Task An_empty_file_name_exits_2_naming_the_option(string option, string expected)
+    {
+        string[] args = option == "--log" ? ["rescue", "run", "--config", Settings("rescue.json"), "--log", ""] : ["rescue", "run", "--config", ""];
+        (int code, _, string stderr) = await RunAsync(args);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, stderr);
+        Assert.Contains("usage: mptcp-anycast rescue run", stderr);
+    }
+
+    [Fact]
+    public async Task A_directory_as_the_configuration_file_is_named_as_a_directory()
+    {
+        string path = Path.Combine(_directory, "rescue.json");
+        Directory.CreateDirectory(path);
+        (int code, _, string stderr) = await RunAsync(["rescue", "run", "--config", path]);
+        Assert.Equal(2, code);
+        Assert.Contains($"option '--config': cannot open '{path}': it is a directory", stderr);
+    }
+
+    [Fact]
+    public async Task A_configuration_file_whose_name_starts_with_a_dot_is_read()
+    {
+        // The settings are read (their interface is refused), not reported missing.
+        string path = Settings(".rescue.json");
+        (int code, _, string stderr) = await RunAsync(["rescue", "run", "--config", path]);
+        Assert.Equal(2, code);
+        Assert.Contains("rescue:Interface 'nosuch0'", stderr);
+        Assert.DoesNotContain("not found", stderr);
+    }
+
+    [Fact]
+    public void Why_a_file_cannot_be_opened_is_said_in_words()
+    {
+        // Permissions cannot be tried in a test that runs as root, whom they do not stop.
+        Assert.Equal("permission denied", ToolFiles.Problem("/etc/shadow", new UnauthorizedAccessException("Access to the path '/etc/shadow' is denied.")));
+        Assert.Equal("it is a directory", ToolFiles.Problem(_directory, new UnauthorizedAccessException()));
+        Assert.Equal("no such file", ToolFiles.Problem("/x.json", new FileNotFoundException()));
+        Assert.Null(ToolFiles.Problem("/x.json", new InvalidOperationException()));
+    }
+
+    [Theory]
+    [InlineData("""{ "Name": "pop-a", "Port": "abc" }""", "rescue:Port 'abc' is not a whole number")]
+    [InlineData("""{ "Name": "pop-a", "Port": "99999999999" }""", "rescue:Port '99999999999' is not a whole number")]
+    [InlineData("""{ "MptcpAnycast": { "Rescue": { "Name": "pop-a", "LookupTimeout": "250ms" } } }""", "MptcpAnycast:Rescue:LookupTimeout '250ms' is not a time span")]
+    [InlineData("{\n  \"Name\": \"pop-a\",\n}}", "not JSON: '}' is invalid after a single JSON value. Expected end of data. (line 3, byte 2)")]
+    [InlineData("{ \"Name\": ", "not JSON: Expected depth to be zero at the end of the JSON payload. There is an open JSON object or array that should be closed. (line 1, byte 11)")]
+    [InlineData("", "the file is empty")]
+    [InlineData("[ 1, 2 ]", "Top-level JSON element must be an object")]
+    public async Task A_file_the_settings_cannot_be_read_from_exits_2_saying_where(string text, string expected)
+    {
+        string path = Path.Combine(_directory, "rescue.json");
+        File.WriteAllText(path, text);
+        (int code, string stdout, string stderr) = await RunAsync(["rescue", "run", "--config", path]);
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        Assert.Contains($"--config {path}: ", stderr);
+        Assert.Contains(expected, stderr);
+        Assert.DoesNotContain("Failed to", stderr);
+    }
+
     [Fact]
     public async Task Status_without_a_running_agent_exits_1_and_says_so()
     {
@@ -73,6 +156,88 @@ public sealed class RescueCommandLineTests : IDisposable
         Assert.Contains("192.0.2.2:40000 -> 192.0.2.100:443 => 203.0.113.2", stdout);
         Assert.Matches(@"program\.tunnelled\s+42", stdout);
         Assert.DoesNotContain("not running", stdout);
+    }
+
+    [Theory]
+    [InlineData("{ \"name\": ", "not JSON: ")]
+    [InlineData("", "the file is empty")]
+    [InlineData("[ ]", "not a rescue agent's status: an array, not an object")]
+    [InlineData("""{ "name": "pop-b" }""", "not a rescue agent's status: no 'interface'")]
+    [InlineData("""{ "name": "pop-b", "interface": "eth0", "writtenAt": "yesterday" }""", "not a rescue agent's status: 'writtenAt' must be a time (got \"yesterday\")")]
+    [InlineData("""{ "name": 7 }""", "not a rescue agent's status: 'name' must be a string (got 7)")]
+    public async Task A_damaged_status_file_is_named_with_what_is_wrong_and_the_other_agents_are_shown(string text, string expected)
+    {
+        WriteStatus("pop-a");
+        string damaged = Path.Combine(_directory, "pop-b.json");
+        File.WriteAllText(damaged, text);
+
+        (int code, string stdout, string stderr) = await RunAsync(["rescue", "status", "--dir", _directory]);
+        Assert.Equal(0, code);
+        Assert.Contains("rescue agent pop-a on eth0", stdout);
+        Assert.Contains($"mptcp-anycast rescue status: {damaged}: {expected}", stderr);
+        Assert.DoesNotContain("   at ", stderr);
+
+        (code, stdout, stderr) = await RunAsync(["rescue", "status", "--dir", _directory, "--json"]);
+        Assert.Equal(0, code);
+        using JsonDocument json = JsonDocument.Parse(stdout);
+        Assert.Equal("pop-a", json.RootElement.GetProperty("name").GetString());
+        Assert.Contains($"{damaged}: {expected}", stderr);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Status_exits_1_when_no_status_file_can_be_read(bool json)
+    {
+        string damaged = Path.Combine(_directory, "pop-a.json");
+        File.WriteAllText(damaged, "{");
+        (int code, string stdout, string stderr) = await RunAsync(["rescue", "status", "--dir", _directory, .. json ? ["--json"] : Array.Empty<string>()]);
+        Assert.Equal(1, code);
+        Assert.Equal("", stdout);
+        Assert.Contains($"{damaged}: not JSON: ", stderr);
+        Assert.Contains($"no status could be read from {damaged}", stderr);
+    }
+
+    [Fact]
+    public async Task Status_json_prints_each_agent_on_one_line()
+    {
+        WriteStatus("pop-a");
+        WriteStatus("pop-b");
+        (int code, string stdout, _) = await RunAsync(["rescue", "status", "--dir", _directory, "--json"]);
+        Assert.Equal(0, code);
+        Assert.Equal(1, stdout.Count(c => c == '\n'));
+        using JsonDocument json = JsonDocument.Parse(stdout);
+        Assert.Equal(["pop-a", "pop-b"], json.RootElement.EnumerateArray().Select(a => a.GetProperty("name").GetString()));
+    }
+
+    [Fact]
+    public async Task Status_dir_must_name_a_directory()
+    {
+        (int code, _, string stderr) = await RunAsync(["rescue", "status", "--dir", ""]);
+        Assert.Equal(2, code);
+        Assert.Contains("option '--dir' must name a directory (got '')", stderr);
+
+        string file = Settings("rescue.json");
+        (code, _, stderr) = await RunAsync(["rescue", "status", "--dir", file]);
+        Assert.Equal(2, code);
+        Assert.Contains($"option '--dir': '{file}' is a file, not a directory", stderr);
+    }
+
+    /// <summary>Writes what a running agent named <paramref name="name"/> writes, indented as the agent does.</summary>
+    private void WriteStatus(string name) => File.WriteAllText(Path.Combine(_directory, name + ".json"), $$"""
+        {
+          "name": "{{name}}", "interface": "eth0", "startedAt": "{{DateTimeOffset.UtcNow:O}}", "writtenAt": "{{DateTimeOffset.UtcNow:O}}",
+          "anycast": [ "192.0.2.100" ], "unicast": [ "198.51.100.2" ], "peers": [ ],
+          "ownerCapacity": 65536, "pendingLookups": 0, "owners": [ ], "counters": { "program.tunnelled": 42 }
+        }
+        """);
+
+    /// <summary>Writes settings the agent refuses (no such interface) before it loads anything into the kernel.</summary>
+    private string Settings(string name)
+    {
+        string path = Path.Combine(_directory, name);
+        File.WriteAllText(path, """{ "Name": "pop-a", "Interface": "nosuch0", "AnycastAddresses": [ "192.0.2.100" ], "UnicastIPv4": "198.51.100.2" }""");
+        return path;
     }
 
     private static Task<(int Code, string Out, string Err)> RunAsync(string[] args) => Tool.RunAsync(args);

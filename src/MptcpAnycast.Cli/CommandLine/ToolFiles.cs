@@ -1,0 +1,56 @@
+namespace MptcpAnycast.Cli.CommandLine;
+
+/// <summary>
+/// Files named by an option, opened when the command starts and before it does anything else: one that cannot be
+/// opened is a usage error (exit 2) naming the option, the file and why, <c>option '--log': cannot open
+/// '/nonexistent/log.txt': no such directory '/nonexistent'</c>, not an exception.
+/// </summary>
+internal static class ToolFiles
+{
+    /// <summary>Opens <paramref name="path"/> to read it, or throws a <see cref="UsageException"/> naming <paramref name="option"/>.</summary>
+    public static FileStream OpenRead(string option, string path) =>
+        Open(option, path, () => new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete));
+
+    /// <summary>Opens <paramref name="path"/> to append lines to it (made when missing), or throws a <see cref="UsageException"/>.</summary>
+    public static StreamWriter OpenAppend(string option, string path) =>
+        Open(option, path, () => new StreamWriter(path, append: true) { AutoFlush = true });
+
+    /// <summary>
+    /// Why <paramref name="path"/> could not be opened or read, in a few words and without the path (the caller names
+    /// it); null when <paramref name="e"/> is not a failure to open a file.
+    /// </summary>
+    public static string? Problem(string path, Exception e) => e switch
+    {
+        ArgumentException or NotSupportedException => "not a file name",
+        // A directory is refused with "access denied" on open (even to root), which would send the reader to the permissions.
+        UnauthorizedAccessException or IOException when Directory.Exists(path) => "it is a directory",
+        UnauthorizedAccessException => "permission denied",
+        FileNotFoundException => "no such file",
+        DirectoryNotFoundException => $"no such directory '{DirectoryOf(path)}'",
+        PathTooLongException => "the name is too long",
+        IOException => e.Message,
+        _ => null,
+    };
+
+    private static T Open<T>(string option, string path, Func<T> open)
+    {
+        if (path.Length == 0)
+        {
+            throw CannotOpen(option, path, "the name is empty");
+        }
+
+        try
+        {
+            return open();
+        }
+        catch (Exception e) when (Problem(path, e) is string problem)
+        {
+            throw CannotOpen(option, path, problem);
+        }
+    }
+
+    private static UsageException CannotOpen(string option, string path, string problem) =>
+        new($"option '{option}': cannot open '{path}': {problem}");
+
+    private static string DirectoryOf(string path) => Path.GetDirectoryName(Path.GetFullPath(path)) ?? path;
+}

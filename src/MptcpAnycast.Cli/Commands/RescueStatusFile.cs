@@ -1,0 +1,130 @@
+using System.Text;
+using System.Text.Json;
+using MptcpAnycast.Cli.CommandLine;
+
+namespace MptcpAnycast.Cli.Commands;
+
+/// <summary>
+/// One agent's status file (<c>DIR/NAME.json</c>, what <see cref="Rescue.RescueStatus.ToJson"/> wrote), read whole
+/// before anything of it is printed: a file that is damaged (not JSON, a member missing or of the wrong type), or that
+/// cannot be read, is a <see cref="InvalidDataException"/> whose message says what, so that <c>rescue status</c>
+/// reports it by name and shows the other agents.
+/// </summary>
+internal sealed record RescueStatusFile(
+    string Name,
+    string Interface,
+    DateTimeOffset WrittenAt,
+    IReadOnlyList<string> Anycast,
+    IReadOnlyList<string> Unicast,
+    IReadOnlyList<string> Peers,
+    int OwnerCapacity,
+    int PendingLookups,
+    IReadOnlyList<string> Owners,
+    IReadOnlyList<KeyValuePair<string, long>> Counters,
+    string Json)
+{
+    public static RescueStatusFile Read(string path)
+    {
+        byte[] bytes;
+        try
+        {
+            bytes = File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (ToolFiles.Problem(path, e) is string problem)
+        {
+            throw new InvalidDataException($"cannot read: {problem}", e);
+        }
+
+        if (bytes.Length == 0)
+        {
+            throw new InvalidDataException("the file is empty");
+        }
+
+        JsonDocument document;
+        try
+        {
+            document = JsonDocument.Parse(bytes);
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"not JSON: {RescueCommand.JsonProblem(e)}", e);
+        }
+
+        using (document)
+        {
+            JsonElement root = document.RootElement;
+            if (root.ValueKind != JsonValueKind.Object)
+            {
+                throw new InvalidDataException($"not a rescue agent's status: {Kind(root.ValueKind)}, not an object");
+            }
+
+            return new RescueStatusFile(
+                Text(root, "name"),
+                Text(root, "interface"),
+                Time(root, "writtenAt"),
+                Texts(root, "anycast"),
+                Texts(root, "unicast"),
+                Texts(root, "peers"),
+                Int(root, "ownerCapacity"),
+                Int(root, "pendingLookups"),
+                Texts(root, "owners"),
+                [.. Member(root, "counters", JsonValueKind.Object).EnumerateObject().Select(c => KeyValuePair.Create(c.Name, Long(c)))],
+                Compact(root));
+        }
+    }
+
+    private static JsonElement Member(JsonElement root, string name, JsonValueKind kind)
+    {
+        if (!root.TryGetProperty(name, out JsonElement value))
+        {
+            throw new InvalidDataException($"not a rescue agent's status: no '{name}'");
+        }
+
+        return value.ValueKind == kind ? value : throw WrongType(name, value, Kind(kind));
+    }
+
+    private static string Text(JsonElement root, string name) => Member(root, name, JsonValueKind.String).GetString()!;
+
+    private static IReadOnlyList<string> Texts(JsonElement root, string name) =>
+        [.. Member(root, name, JsonValueKind.Array).EnumerateArray().Select((e, i) =>
+            e.ValueKind == JsonValueKind.String ? e.GetString()! : throw WrongType($"{name}[{i}]", e, "a string"))];
+
+    private static DateTimeOffset Time(JsonElement root, string name) =>
+        Member(root, name, JsonValueKind.String).TryGetDateTimeOffset(out DateTimeOffset time) ? time : throw WrongType(name, root.GetProperty(name), "a time");
+
+    private static int Int(JsonElement root, string name) =>
+        Member(root, name, JsonValueKind.Number).TryGetInt32(out int value) ? value : throw WrongType(name, root.GetProperty(name), "a whole number");
+
+    private static long Long(JsonProperty counter) =>
+        counter.Value.ValueKind == JsonValueKind.Number && counter.Value.TryGetInt64(out long value)
+            ? value
+            : throw WrongType($"counters.{counter.Name}", counter.Value, "a whole number");
+
+    private static InvalidDataException WrongType(string name, JsonElement value, string expected)
+    {
+        string got = value.GetRawText();
+        return new InvalidDataException($"not a rescue agent's status: '{name}' must be {expected} (got {(got.Length > 40 ? got[..40] + "..." : got)})");
+    }
+
+    private static string Kind(JsonValueKind kind) => kind switch
+    {
+        JsonValueKind.Object => "an object",
+        JsonValueKind.Array => "an array",
+        JsonValueKind.String => "a string",
+        JsonValueKind.Number => "a number",
+        JsonValueKind.True or JsonValueKind.False => "true or false",
+        _ => "null",
+    };
+
+    /// <summary>The file's object on one line, as every <c>--json</c> prints (the agent writes it indented).</summary>
+    private static string Compact(JsonElement root)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = ToolJson.Options.Encoder }))
+        {
+            root.WriteTo(writer);
+        }
+
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+}
