@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.CommandLine.Parsing;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using MptcpAnycast.Lab;
 
 namespace MptcpAnycast.Cli.CommandLine;
@@ -121,10 +120,7 @@ internal static class ToolOptions
     private static IPAddress? ParseAddress(ArgumentResult result, string what)
     {
         string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
-        // TryParseStrict lets a leading zero through ("017.0.0.1"), which IPAddress reads as octal (15.0.0.1): an IPv4
-        // address is taken only as it prints, as inet_pton takes it.
-        if (IPAddressText.TryParseStrict(text, out IPAddress? address)
-            && (address.AddressFamily != AddressFamily.InterNetwork || address.ToString() == text))
+        if (IPAddressText.TryParseStrict(text, out IPAddress? address))
         {
             return address;
         }

@@ -42,8 +42,13 @@ public sealed class RescueOwnerGoneTests(ITestOutputHelper output)
 
         lab.FlipTo(LabPopId.B);
         long atFlip = owner.Received;
-        await Eventually.TrueAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("lookups.found") >= 1 && owner.Received >= atFlip + 8 * 1024,
-            "POP B finds that A owns the flow and the upload goes on through the tunnel");
+        if (!await Eventually.WaitAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("lookups.found") >= 1 && owner.Received >= atFlip + 8 * 1024,
+                TimeSpan.FromSeconds(15)))
+        {
+            Assert.Fail($"POP B did not find within 15 s that A owns the flow, or the upload did not go on through the tunnel " +
+                $"(A received {owner.Received - atFlip} bytes after the flip; client error {client.Error ?? "none"}): {RescueLab.DescribeCounters(lab, rescue.Counters)}");
+        }
+
         Assert.Null(client.Error);
 
         long reference;

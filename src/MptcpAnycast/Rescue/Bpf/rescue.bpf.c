@@ -152,9 +152,10 @@ struct {
 } rescue_owners SEC(".maps");
 
 // A filter in front of the owner map: one bit per hash of a flow (owner_hint_bit), set by userspace before it
-// writes the flow's owner and never cleared by the program. A clear bit proves the owner map lacks the flow, so a
-// local segment pays a hash and an array read instead of an owner-map lookup; a set bit lets a tunnelled segment
-// skip the socket lookup, which fails for it. A stale or colliding bit costs one owner-map miss, nothing else.
+// writes the flow's owner and never cleared by the program. A flow whose bit is clear (every local flow but a few)
+// pays a hash and an array read instead of an owner-map lookup; a set bit lets a tunnelled segment skip the socket
+// lookup, which fails for it, and makes a SYN delete its tuple's owner entry. A stale or colliding bit costs a local
+// segment one owner-map miss.
 #define OWNER_HINT_BITS_LOG2 20
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
