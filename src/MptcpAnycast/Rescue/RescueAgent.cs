@@ -81,10 +81,10 @@ public sealed class RescueAgent : IDisposable
         PeerChannel? channel = null;
         try
         {
-            // Binding the lookup sockets first finds a port in use or an address this host lacks before any program is
-            // loaded, and names the setting.
-            socketTable = SocketTableLookup.Open();
-            channel = OpenChannel(settings, settingsPrefix, socketTable);
+            // Binding the lookup port once before any program is loaded finds a port in use or an address this host lacks,
+            // and names the setting. The channel itself opens after the load, as the load's verification keeps the CPUs
+            // busy: a peer's query answered meanwhile could come too late for its lookup.
+            CheckLookupPort(settings, settingsPrefix);
             string? pin = settings.PinDirectory is null ? null : Path.Combine(settings.PinDirectory, $"rescue_owners_{settings.Name}");
             dataplane = RescueDataplane.Load(pin);
             var config = new RescueDataplaneConfig
@@ -106,6 +106,8 @@ public sealed class RescueAgent : IDisposable
                 throw new RescueDataplaneException("cannot open the raw sockets for held segments and RSTs (needs CAP_NET_RAW)", e.ErrorCode, e);
             }
 
+            socketTable = SocketTableLookup.Open();
+            channel = OpenChannel(settings, settingsPrefix, socketTable);
             dataplane.Attach(settings.InterfaceIndex);
             dataplane.Configure(config, enabled: true);
             var agent = new RescueAgent(settings, report, dataplane, sender, socketTable, channel);
@@ -151,20 +153,42 @@ public sealed class RescueAgent : IDisposable
         }
         catch (PeerChannelBindException e)
         {
-            IPAddress address = e.EndPoint.Address;
-            string setting = $"{settingsPrefix}:{(address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? "UnicastIPv4" : "UnicastIPv6")}";
-            string port = e.EndPoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            throw e.SocketError switch
-            {
-                System.Net.Sockets.SocketError.AddressNotAvailable => new RescueConfigurationException(
-                    $"{setting} '{address}' is not an address of this host (or is still tentative while duplicate address detection runs): " +
-                    "the lookup protocol cannot bind to it; assign it to an interface first"),
-                System.Net.Sockets.SocketError.AddressAlreadyInUse => new RescueConfigurationException(
-                    $"{settingsPrefix}:Port {port}: UDP port {port} on {address} ({setting}) is already in use, by another rescue agent or " +
-                    "another program; stop it or choose another port (the same on every POP)"),
-                _ => new RescueConfigurationException($"{settingsPrefix}:Port {port} on {setting} '{address}': {e.Message}"),
-            };
+            throw BindFailure(settingsPrefix, e.EndPoint, e.SocketError, e.Message);
         }
+    }
+
+    /// <summary>Binds the lookup port on each unicast address and lets it go again: the channel's binds will work.</summary>
+    internal static void CheckLookupPort(RescueSettings settings, string settingsPrefix)
+    {
+        foreach (IPAddress address in new[] { settings.UnicastIPv4, settings.UnicastIPv6 }.OfType<IPAddress>())
+        {
+            using var probe = new System.Net.Sockets.Socket(address.AddressFamily, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+            try
+            {
+                probe.Bind(new IPEndPoint(address, settings.Port));
+            }
+            catch (System.Net.Sockets.SocketException e)
+            {
+                throw BindFailure(settingsPrefix, new IPEndPoint(address, settings.Port), e.SocketErrorCode, e.Message);
+            }
+        }
+    }
+
+    private static RescueConfigurationException BindFailure(string settingsPrefix, IPEndPoint endPoint, System.Net.Sockets.SocketError error, string message)
+    {
+        IPAddress address = endPoint.Address;
+        string setting = $"{settingsPrefix}:{(address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? "UnicastIPv4" : "UnicastIPv6")}";
+        string port = endPoint.Port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return error switch
+        {
+            System.Net.Sockets.SocketError.AddressNotAvailable => new RescueConfigurationException(
+                $"{setting} '{address}' is not an address of this host (or is still tentative while duplicate address detection runs): " +
+                "the lookup protocol cannot bind to it; assign it to an interface first"),
+            System.Net.Sockets.SocketError.AddressAlreadyInUse => new RescueConfigurationException(
+                $"{settingsPrefix}:Port {port}: UDP port {port} on {address} ({setting}) is already in use, by another rescue agent or " +
+                "another program; stop it or choose another port (the same on every POP)"),
+            _ => new RescueConfigurationException($"{settingsPrefix}:Port {port} on {setting} '{address}': {message}"),
+        };
     }
 
     /// <summary>Every counter by name: <c>program.*</c>, <c>lookups.*</c>, <c>peers.*</c> (see <see cref="RescueStatus.Counters"/>).</summary>

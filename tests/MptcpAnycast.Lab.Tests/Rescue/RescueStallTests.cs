@@ -43,7 +43,11 @@ public sealed class RescueStallTests(ITestOutputHelper output)
             Assert.True(await receiver.WaitForAsync(Spec.TotalBytes / 3, TimeSpan.FromSeconds(5)), $"round {round}: the stream did not start");
             lab.FlipTo(LabPopId.B);
             StreamOutcome outcome = await receiver.Completion.WaitAsync(TimeSpan.FromSeconds(15));
-            Assert.True(outcome.Complete, $"round {round}: not rescued: {outcome}");
+            if (!outcome.Complete)
+            {
+                await Task.Delay(1200); // the status file is written once a second
+                Assert.Fail($"round {round}: not rescued: {outcome}; {RescueLab.DescribeCounters(lab, rescue.Counters)}; B said: {rescue.Output(LabPopId.B)}");
+            }
             gaps.Add(outcome.LongestGapMs);
             string line = string.Create(CultureInfo.InvariantCulture,
                 $"rescue stall | round {round} | longest gap {outcome.LongestGapMs:0.0} ms | A: {Tcp(lab.Pop(LabPopId.A).Namespace)} | client: {Tcp(lab.Client)}");
