@@ -1,7 +1,5 @@
 using System.CommandLine;
-using System.Globalization;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using Microsoft.Extensions.Configuration;
 using MptcpAnycast.Cli.CommandLine;
 using MptcpAnycast.Rescue;
@@ -158,6 +156,12 @@ internal static class RescueCommand
         IConfigurationSection nested = configuration.GetSection(RescueOptions.SectionName);
         IConfiguration source = nested.Exists() ? nested : configuration;
         prefix = nested.Exists() ? RescueOptions.SectionName : "rescue";
+        // The transport's check, so that a bad value reads the same in a file as in an app's configuration.
+        if (RescueSettingsText.Check(key => source[key], prefix) is string problem)
+        {
+            throw new UsageException($"--config {path}: {problem}");
+        }
+
         var options = new RescueOptions();
         try
         {
@@ -165,7 +169,8 @@ internal static class RescueCommand
         }
         catch (InvalidOperationException e)
         {
-            throw new UsageException($"--config {path}: {BindProblem(e, configuration, nested.Exists() ? "" : prefix + ":")}");
+            // A conversion the check does not foresee; the binder's message names the key and the value.
+            throw new UsageException($"--config {path}: {e.Message}");
         }
 
         return options;
@@ -181,29 +186,6 @@ internal static class RescueCommand
         return e.LineNumber is long line ? $"{reason} (line {line + 1}, byte {e.BytePositionInLine + 1})" : reason;
     }
 
-    /// <summary>
-    /// A value the binder could not convert, named as the agent names a bad setting (<c>rescue:Port 'abc' is not a whole
-    /// number</c>). The binder's own message names the key and the type; the inner one, which the binder wraps, names
-    /// only the value.
-    /// </summary>
-    private static string BindProblem(InvalidOperationException e, IConfiguration configuration, string prefix)
-    {
-        Match failed = Regex.Match(e.Message, "^Failed to convert configuration value (?:'.*' )?at '(?<key>[^']*)' to type '(?<type>[^']*)'");
-        if (!failed.Success)
-        {
-            return e.InnerException is null ? e.Message : $"{e.Message} {e.InnerException.Message}";
-        }
-
-        string key = failed.Groups["key"].Value;
-        string expected = failed.Groups["type"].Value switch
-        {
-            "System.Int32" => string.Create(CultureInfo.InvariantCulture, $"a whole number from {int.MinValue} to {int.MaxValue}"),
-            "System.TimeSpan" => "a time span as hh:mm:ss.fff (00:00:00.250)",
-            "System.Boolean" => "true or false",
-            string type => $"a {type}",
-        };
-        return $"{prefix}{key} '{configuration[key]}' is not {expected}";
-    }
 
     private static int Status(string directory, string? name, bool json, TextWriter output, TextWriter error)
     {

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -56,21 +55,7 @@ internal static class RescueOptionsBinding
     public static string? BindingProblem(RescueOptions options) => Problems.TryGetValue(options, out string? problem) ? problem : null;
 
     /// <summary>The first value the binder would fail to convert, or a list written as one value; null when there is none.</summary>
-    internal static string? CheckText(IConfigurationSection section)
-    {
-        CultureInfo c = CultureInfo.InvariantCulture;
-        return Check(section, nameof(RescueOptions.Port), v => int.TryParse(v, NumberStyles.Integer, c, out _), "is not a UDP port (1-65535)")
-            ?? Check(section, nameof(RescueOptions.LookupsPerSecond), v => int.TryParse(v, NumberStyles.Integer, c, out _),
-                "is not a whole number (1-1000000)")
-            ?? Check(section, nameof(RescueOptions.MssIPv4), v => int.TryParse(v, NumberStyles.Integer, c, out _),
-                "is not a whole number (536-65495, or 0 for the interface's MTU less the tunnel header)")
-            ?? Check(section, nameof(RescueOptions.MssIPv6), v => int.TryParse(v, NumberStyles.Integer, c, out _),
-                "is not a whole number (536-65495, or 0 for the interface's MTU less the tunnel header)")
-            ?? Check(section, nameof(RescueOptions.LookupTimeout), v => TimeSpan.TryParse(v, c, out _),
-                "is not a time span; write it as hh:mm:ss.fff, e.g. 00:00:00.250 for 250 ms")
-            ?? List(section, nameof(RescueOptions.AnycastAddresses), "AnycastAddresses:0=192.0.2.100")
-            ?? List(section, nameof(RescueOptions.Peers), "Peers:0:Name=pop-b");
-    }
+    internal static string? CheckText(IConfigurationSection section) => RescueSettingsText.Check(key => section[key], Section);
 
     /// <summary>
     /// The settings given, by name: every key of <paramref name="section"/> with a value, and every property of
@@ -139,20 +124,5 @@ internal static class RescueOptionsBinding
         }
 
         return missing;
-    }
-
-    private static string? Check(IConfigurationSection section, string key, Func<string, bool> converts, string problem)
-    {
-        string? value = section[key];
-        return string.IsNullOrEmpty(value) || converts(value) ? null : $"{Section}:{key} '{value}' {problem}";
-    }
-
-    /// <summary>A list written as a single value: the binder would drop it without a word.</summary>
-    private static string? List(IConfigurationSection section, string key, string entry)
-    {
-        string? value = section[key];
-        return string.IsNullOrEmpty(value) ? null
-            : $"{Section}:{key} '{value}' is a list: write {Section}:{entry} (command line --{Section}:{entry}, environment "
-                + $"{Section.Replace(":", "__", StringComparison.Ordinal)}__{entry.Replace(":", "__", StringComparison.Ordinal)}), and :1 for a second entry";
     }
 }

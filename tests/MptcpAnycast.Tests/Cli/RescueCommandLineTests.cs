@@ -113,8 +113,9 @@ public sealed class RescueCommandLineTests : IDisposable
     }
 
     [Theory]
-    [InlineData("""{ "Name": "pop-a", "Port": "abc" }""", "rescue:Port 'abc' is not a whole number")]
-    [InlineData("""{ "Name": "pop-a", "Port": "99999999999" }""", "rescue:Port '99999999999' is not a whole number")]
+    [InlineData("""{ "Name": "pop-a", "Port": "abc" }""", "rescue:Port 'abc' is not a UDP port (1-65535)")]
+    [InlineData("""{ "Name": "pop-a", "Port": "99999999999" }""", "rescue:Port '99999999999' is not a UDP port (1-65535)")]
+    [InlineData("""{ "Name": "pop-a", "AnycastAddresses": "192.0.2.100" }""", "rescue:AnycastAddresses '192.0.2.100' is a list: write rescue:AnycastAddresses:0=192.0.2.100")]
     [InlineData("""{ "MptcpAnycast": { "Rescue": { "Name": "pop-a", "LookupTimeout": "250ms" } } }""", "MptcpAnycast:Rescue:LookupTimeout '250ms' is not a time span")]
     [InlineData("{\n  \"Name\": \"pop-a\",\n}}", "not JSON: '}' is invalid after a single JSON value. Expected end of data. (line 3, byte 2)")]
     [InlineData("{ \"Name\": ", "not JSON: Expected depth to be zero at the end of the JSON payload. There is an open JSON object or array that should be closed. (line 1, byte 11)")]
