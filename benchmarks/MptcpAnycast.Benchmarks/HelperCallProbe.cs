@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using MptcpAnycast.Interop;
+using MptcpAnycast.Rescue.Bpf;
 
 namespace MptcpAnycast.Benchmarks;
 
@@ -66,18 +66,8 @@ internal sealed unsafe partial class HelperCallProbe : IDisposable
 
     private static double Run(int programFd, ReadOnlySpan<byte> frame, int repeat)
     {
-        fixed (byte* input = frame)
-        {
-            var opts = new Libbpf.TestRunOpts
-            {
-                sz = (nuint)sizeof(Libbpf.TestRunOpts),
-                data_in = input,
-                data_size_in = (uint)frame.Length,
-                repeat = repeat,
-            };
-            int ran = Libbpf.bpf_prog_test_run_opts(programFd, &opts);
-            return ran >= 0 ? opts.duration : throw new InvalidOperationException($"BPF_PROG_TEST_RUN of a call probe failed: errno {-ran}");
-        }
+        RescueDataplane.TestRun(programFd, frame, new byte[frame.Length], out _, repeat, out uint nanoseconds);
+        return nanoseconds;
     }
 
     [LibraryImport("libbpf.so.1", StringMarshalling = StringMarshalling.Utf8)]

@@ -132,7 +132,7 @@ internal sealed unsafe class OwnerHint
             }
 
             var wanted = new ulong[Words];
-            bool walked = TryCollectBatched(wanted) || TryCollectOneByOne(wanted);
+            bool walked = TryCollect(wanted);
             lock (_gate)
             {
                 List<uint> recorded = _recordedDuringWalk!;
@@ -200,8 +200,11 @@ internal sealed unsafe class OwnerHint
         _rebuilds++;
     }
 
-    /// <summary>The owner map's keys in batches (<c>BPF_MAP_LOOKUP_BATCH</c>): a few system calls for a full map.</summary>
-    private bool TryCollectBatched(ulong[] wanted)
+    /// <summary>
+    /// The owner map's keys in batches (<c>BPF_MAP_LOOKUP_BATCH</c>, which LRU hash maps have had since Linux 5.6): a few
+    /// system calls for a full map, where <c>get_next_key</c> would take one per flow.
+    /// </summary>
+    private bool TryCollect(ulong[] wanted)
     {
         var keys = new BpfFlowKey[WalkBatch];
         var values = new BpfOwner[WalkBatch];
@@ -232,34 +235,6 @@ internal sealed unsafe class OwnerHint
 
                 first = false;
             }
-        }
-
-        return false;
-    }
-
-    /// <summary>The owner map's keys one at a time, for a kernel that refuses batches; bounded, as deletions meanwhile restart the walk.</summary>
-    private bool TryCollectOneByOne(ulong[] wanted)
-    {
-        Array.Clear(wanted);
-        BpfFlowKey key, next;
-        BpfFlowKey* previous = null;
-        for (int steps = 0; steps <= 4 * _ownerCapacity; steps++)
-        {
-            int result = Libbpf.bpf_map_get_next_key(_ownersFd, previous, &next);
-            if (result == -ENOENT)
-            {
-                return true;
-            }
-
-            if (result < 0)
-            {
-                return false;
-            }
-
-            key = next;
-            previous = &key;
-            uint bit = key.OwnerHintBit();
-            wanted[bit >> 6] |= 1UL << (int)(bit & 63);
         }
 
         return false;

@@ -267,7 +267,11 @@ internal sealed unsafe class RescueDataplane : IDisposable
     /// attaching it (<c>BPF_PROG_TEST_RUN</c>): the verdict, the frame as the program left it, and the mean time per
     /// run over <paramref name="repeat"/> runs. Socket lookups see the calling thread's network namespace.
     /// </summary>
-    public int TestRun(bool ingress, ReadOnlySpan<byte> frame, Span<byte> output, out int outputLength, int repeat, out uint nanosecondsPerRun)
+    public int TestRun(bool ingress, ReadOnlySpan<byte> frame, Span<byte> output, out int outputLength, int repeat, out uint nanosecondsPerRun) =>
+        TestRun(ingress ? _ingressFd : _egressFd, frame, output, out outputLength, repeat, out nanosecondsPerRun);
+
+    /// <summary><c>BPF_PROG_TEST_RUN</c> of any tc program, <paramref name="programFd"/> (the benchmarks' probes use it too).</summary>
+    internal static int TestRun(int programFd, ReadOnlySpan<byte> frame, Span<byte> output, out int outputLength, int repeat, out uint nanosecondsPerRun)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(repeat);
         fixed (byte* input = frame, result = output)
@@ -281,7 +285,7 @@ internal sealed unsafe class RescueDataplane : IDisposable
                 data_size_out = (uint)output.Length,
                 repeat = repeat,
             };
-            int ran = Libbpf.bpf_prog_test_run_opts(ingress ? _ingressFd : _egressFd, &opts);
+            int ran = Libbpf.bpf_prog_test_run_opts(programFd, &opts);
             if (ran < 0)
             {
                 throw new RescueDataplaneException("BPF_PROG_TEST_RUN failed", -ran);
