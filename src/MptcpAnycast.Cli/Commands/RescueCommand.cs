@@ -186,7 +186,6 @@ internal static class RescueCommand
         return e.LineNumber is long line ? $"{reason} (line {line + 1}, byte {e.BytePositionInLine + 1})" : reason;
     }
 
-
     private static int Status(string directory, string? name, bool json, TextWriter output, TextWriter error)
     {
         if (directory.Length == 0)

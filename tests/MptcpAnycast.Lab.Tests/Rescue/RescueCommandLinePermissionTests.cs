@@ -12,14 +12,14 @@ namespace MptcpAnycast.Lab.Tests.Rescue;
 [System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public sealed class RescueCommandLinePermissionTests(ITestOutputHelper output) : IDisposable
 {
-    private readonly string _directory = Directory.CreateTempSubdirectory("rescue-perm").FullName;
+    private readonly string _directory = Reachable(Directory.CreateTempSubdirectory("rescue-perm").FullName);
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
     [LabFact]
     public void A_configuration_file_the_user_cannot_read_exits_2_naming_it()
     {
-        string config = File(".rescue.json", """{ "Name": "pop-a" }""", UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        string config = WriteFile(".rescue.json", """{ "Name": "pop-a" }""", UnixFileMode.UserRead | UnixFileMode.UserWrite);
 
         CommandResult result = AsNobody("rescue", "run", "--config", config);
 
@@ -31,7 +31,7 @@ public sealed class RescueCommandLinePermissionTests(ITestOutputHelper output) :
     [LabFact]
     public void A_log_the_user_cannot_create_exits_2_naming_it_before_the_settings_are_read()
     {
-        string config = File("rescue.json", """{ "Name": "pop-a" }""", UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
+        string config = WriteFile("rescue.json", """{ "Name": "pop-a" }""", UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
         string log = Path.Combine(_directory, "rescue.log"); // the directory is root's, 0755
 
         CommandResult result = AsNobody("rescue", "run", "--config", config, "--log", log);
@@ -39,7 +39,7 @@ public sealed class RescueCommandLinePermissionTests(ITestOutputHelper output) :
         Assert.Equal(2, result.ExitCode);
         Assert.Contains($"option '--log': cannot open '{log}': permission denied", result.Output);
         Assert.DoesNotContain("Interface", result.Output); // the settings (which lack it) were not read yet
-        Assert.False(System.IO.File.Exists(log));
+        Assert.False(File.Exists(log));
     }
 
     [LabFact]
@@ -47,12 +47,12 @@ public sealed class RescueCommandLinePermissionTests(ITestOutputHelper output) :
     {
         string status = Directory.CreateDirectory(Path.Combine(_directory, "status")).FullName;
         string now = DateTimeOffset.UtcNow.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
-        File(Path.Combine("status", "pop-a.json"), $$"""
+        WriteFile(Path.Combine("status", "pop-a.json"), $$"""
             { "name": "pop-a", "interface": "eth0", "startedAt": "{{now}}", "writtenAt": "{{now}}",
               "anycast": [ "192.0.2.100" ], "unicast": [ "198.51.100.2" ], "peers": [ ], "ownerCapacity": 65536,
               "pendingLookups": 0, "owners": [ ], "counters": { "program.tunnelled": 7 } }
             """, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
-        string closed = File(Path.Combine("status", "pop-b.json"), """{ "name": "pop-b" }""", UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        string closed = WriteFile(Path.Combine("status", "pop-b.json"), """{ "name": "pop-b" }""", UnixFileMode.UserRead | UnixFileMode.UserWrite);
 
         CommandResult result = AsNobody("rescue", "status", "--dir", status);
 
@@ -66,7 +66,7 @@ public sealed class RescueCommandLinePermissionTests(ITestOutputHelper output) :
     public void Status_of_a_directory_the_user_cannot_read_exits_1_saying_so()
     {
         string closed = Directory.CreateDirectory(Path.Combine(_directory, "closed")).FullName;
-        System.IO.File.SetUnixFileMode(closed, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        File.SetUnixFileMode(closed, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
 
         CommandResult result = AsNobody("rescue", "status", "--dir", closed);
 
@@ -75,18 +75,23 @@ public sealed class RescueCommandLinePermissionTests(ITestOutputHelper output) :
         Assert.DoesNotContain("   at ", result.Output);
     }
 
-    private string File(string name, string text, UnixFileMode mode)
+    /// <summary>Made 0755: a temporary directory is its owner's alone, and nobody must reach the files in it.</summary>
+    private static string Reachable(string directory)
+    {
+        File.SetUnixFileMode(directory, (UnixFileMode)0b111_101_101);
+        return directory;
+    }
+
+    private string WriteFile(string name, string text, UnixFileMode mode)
     {
         string path = Path.Combine(_directory, name);
-        System.IO.File.WriteAllText(path, text);
-        System.IO.File.SetUnixFileMode(path, mode);
+        File.WriteAllText(path, text);
+        File.SetUnixFileMode(path, mode);
         return path;
     }
 
     private CommandResult AsNobody(params string[] arguments)
     {
-        // The temporary directory's parents must let nobody reach it, or every case would read "permission denied".
-        System.IO.File.SetUnixFileMode(_directory, (UnixFileMode)0b111_101_101);
         CommandResult result = CommandRunner.TryRun("setpriv",
             ["--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", "dotnet", LabTool.AssemblyPath, .. arguments],
             timeout: TimeSpan.FromSeconds(60));

@@ -105,7 +105,7 @@ public sealed class RescueCommandLineTests : IDisposable
     [Fact]
     public void Why_a_file_cannot_be_opened_is_said_in_words()
     {
-        // Permissions cannot be tried in a test that runs as root, whom they do not stop.
+        // Root is not stopped by permissions: RescueCommandLinePermissionTests (lab) runs the tool as nobody for those.
         Assert.Equal("permission denied", ToolFiles.Problem("/etc/shadow", new UnauthorizedAccessException("Access to the path '/etc/shadow' is denied.")));
         Assert.Equal("it is a directory", ToolFiles.Problem(_directory, new UnauthorizedAccessException()));
         Assert.Equal("no such file", ToolFiles.Problem("/x.json", new FileNotFoundException()));
