@@ -36,7 +36,7 @@ namespace MptcpAnycast.Benchmarks;
 /// </summary>
 internal static class RescueDecision
 {
-    private const int TcActOk = 0, TcActShot = 2, TcActRedirect = 7;
+    private const int TcActPass = -1, TcActShot = 2, TcActRedirect = 7;
     private const int Payload4 = 1400, Payload6 = 1380;
 
     private static readonly IPAddress Client4 = IPAddress.Parse("203.0.113.7");
@@ -115,27 +115,27 @@ internal static class RescueDecision
         dataplane.SetOwner(new TcpFlow(Client6, 40009, IPAddress.IPv6Loopback, 443), Owner4);
 
         const int ack = TestPackets.Ack;
-        Case notAnycast = new("not anycast", TestPackets.Tcp(Client4, 40000, IPAddress.Parse("192.0.2.9"), 80, ack, payload: Payload4), TcActOk, 0, false);
-        Case floor = new("not IP (ARP): entry and exit", Arp(), TcActOk, -1, false);
+        Case notAnycast = new("not anycast", TestPackets.Tcp(Client4, 40000, IPAddress.Parse("192.0.2.9"), 80, ack, payload: Payload4), TcActPass, 0, false);
+        Case floor = new("not IP (ARP): entry and exit", Arp(), TcActPass, -1, false);
         Case[] cases =
         [
             floor,
             notAnycast,
-            new("SYN, local (IPv4)", TestPackets.Tcp(Client4, 40001, IPAddress.Loopback, 443, TestPackets.Syn, payload: 0, options: [2, 4, 0x05, 0xb4]), TcActOk, 1, false),
-            new("established socket (IPv4)", pair4.Segment(Payload4), TcActOk, 2, false),
-            new("established socket (IPv6)", pair6.Segment(Payload6), TcActOk, 2, false),
-            new("established, hint bit set (IPv4)", stale4.Segment(Payload4), TcActOk, 2, false),
+            new("SYN, local (IPv4)", TestPackets.Tcp(Client4, 40001, IPAddress.Loopback, 443, TestPackets.Syn, payload: 0, options: [2, 4, 0x05, 0xb4]), TcActPass, 1, false),
+            new("established socket (IPv4)", pair4.Segment(Payload4), TcActPass, 2, false),
+            new("established socket (IPv6)", pair6.Segment(Payload6), TcActPass, 2, false),
+            new("established, hint bit set (IPv4)", stale4.Segment(Payload4), TcActPass, 2, false),
             new("tunnelled (IPv4 in IPv4)", TestPackets.Tcp(Client4, 40005, IPAddress.Loopback, 443, ack, payload: Payload4), TcActRedirect, 4, true),
             new("tunnelled (IPv6 in IPv6)", TestPackets.Tcp(Client6, 40005, IPAddress.IPv6Loopback, 443, ack, payload: Payload6), TcActRedirect, 4, true),
             new("tunnel decided (IPv4), no header", TestPackets.Tcp(Client4, 40009, IPAddress.Loopback, 443, ack, payload: Payload4), TcActShot, 4, false),
             new("tunnel decided (IPv6), no header", TestPackets.Tcp(Client6, 40009, IPAddress.IPv6Loopback, 443, ack, payload: Payload6), TcActShot, 4, false),
-            new("decapsulated (IPv4)", Encapsulated(Owner4, Local4, TestPackets.Tcp(Client4, 40006, IPAddress.Loopback, 443, ack, payload: Payload4)), TcActOk, 5, true),
-            new("decapsulated (IPv6)", Encapsulated(Owner6, Local6, TestPackets.Tcp(Client6, 40006, IPAddress.IPv6Loopback, 443, ack, payload: Payload6)), TcActOk, 5, true),
+            new("decapsulated (IPv4)", Encapsulated(Owner4, Local4, TestPackets.Tcp(Client4, 40006, IPAddress.Loopback, 443, ack, payload: Payload4)), TcActPass, 5, true),
+            new("decapsulated (IPv6)", Encapsulated(Owner6, Local6, TestPackets.Tcp(Client6, 40006, IPAddress.IPv6Loopback, 443, ack, payload: Payload6)), TcActPass, 5, true),
             new("miss, report suppressed (IPv4)", TestPackets.Tcp(Client4, 40007, IPAddress.Loopback, 443, ack, payload: Payload4), TcActShot, 7, false),
             new("miss, reported (IPv4)", TestPackets.Tcp(Client4, 40008, IPAddress.Loopback, 443, ack, payload: Payload4), TcActShot, 6, true, Reported: true),
             // The egress program sees every segment the server sends; it changes only SYN-ACKs above the MSS budget.
-            new("egress: data from anycast", TestPackets.Tcp(IPAddress.Loopback, 443, Client4, 40010, ack, payload: Payload4), TcActOk, -1, false, Egress: true),
-            new("egress: SYN-ACK within budget", TestPackets.Tcp(IPAddress.Loopback, 443, Client4, 40010, TestPackets.Syn | ack, payload: 0, options: [2, 4, 0x05, 0x78]), TcActOk, -1, false, Egress: true),
+            new("egress: data from anycast", TestPackets.Tcp(IPAddress.Loopback, 443, Client4, 40010, ack, payload: Payload4), TcActPass, -1, false, Egress: true),
+            new("egress: SYN-ACK within budget", TestPackets.Tcp(IPAddress.Loopback, 443, Client4, 40010, TestPackets.Syn | ack, payload: 0, options: [2, 4, 0x05, 0x78]), TcActPass, -1, false, Egress: true),
         ];
 
         long reports = 0;

@@ -249,7 +249,7 @@ internal static class RescueCommand
         foreach (RescueStatusFile agent in agents)
         {
             double age = (DateTimeOffset.UtcNow - agent.WrittenAt).TotalSeconds;
-            output.WriteLine($"rescue agent {agent.Name} on {agent.Interface}" +
+            output.WriteLine($"rescue agent {agent.Name} on {agent.Interface}{(agent.Attachment is null ? "" : $" ({agent.Attachment})")}" +
                 (age > 5 ? $"  (status is {age:F0} s old: the agent is probably not running)" : ""));
             output.WriteLine($"  anycast  {string.Join(", ", agent.Anycast)}");
             output.WriteLine($"  unicast  {string.Join(", ", agent.Unicast)}");

@@ -13,6 +13,7 @@ namespace MptcpAnycast.Cli.Commands;
 internal sealed record RescueStatusFile(
     string Name,
     string Interface,
+    string? Attachment,
     DateTimeOffset WrittenAt,
     IReadOnlyList<string> Anycast,
     IReadOnlyList<string> Unicast,
@@ -61,6 +62,7 @@ internal sealed record RescueStatusFile(
             return new RescueStatusFile(
                 Text(root, "name"),
                 Text(root, "interface"),
+                OptionalText(root, "attachment"),
                 Time(root, "writtenAt"),
                 Texts(root, "anycast"),
                 Texts(root, "unicast"),
@@ -84,6 +86,10 @@ internal sealed record RescueStatusFile(
     }
 
     private static string Text(JsonElement root, string name) => Member(root, name, JsonValueKind.String).GetString()!;
+
+    /// <summary>A member that agents before it did not write: null when absent.</summary>
+    private static string? OptionalText(JsonElement root, string name) =>
+        root.TryGetProperty(name, out _) ? Text(root, name) : null;
 
     private static IReadOnlyList<string> Texts(JsonElement root, string name) =>
         [.. Member(root, name, JsonValueKind.Array).EnumerateArray().Select((e, i) =>

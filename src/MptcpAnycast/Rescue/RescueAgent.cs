@@ -28,12 +28,14 @@ public sealed class RescueAgent : IDisposable
     private readonly MissReader _reader;
     private readonly DateTimeOffset _started = DateTimeOffset.UtcNow;
     private readonly Timer? _statusTimer;
+    private readonly string _attachment;
     private int _disposed;
     private int _statusFailed;
 
     private RescueAgent(RescueSettings settings, Action<RescueEvent> report, RescueDataplane dataplane, RawPacketSender sender,
-        SocketTableLookup socketTable, PeerChannel channel)
+        SocketTableLookup socketTable, PeerChannel channel, string attachment)
     {
+        _attachment = attachment;
         _settings = settings;
         _report = report;
         _dataplane = dataplane;
@@ -108,17 +110,22 @@ public sealed class RescueAgent : IDisposable
 
             socketTable = SocketTableLookup.Open();
             channel = OpenChannel(settings, settingsPrefix, socketTable);
-            dataplane.Attach(settings.InterfaceIndex);
+            (string attachment, IReadOnlyList<string> warnings) = dataplane.Attach(settings.InterfaceIndex);
             dataplane.Configure(config, enabled: true);
-            var agent = new RescueAgent(settings, report, dataplane, sender, socketTable, channel);
+            var agent = new RescueAgent(settings, report, dataplane, sender, socketTable, channel, attachment);
             int forgotten = agent._owners.ForgetLocal();
             _ = agent.WarmUpAsync();
             agent.Report(RescueEventKind.Started,
-                $"rescue agent {settings.Name} on {settings.Interface}: anycast {string.Join(", ", settings.Anycast)}; " +
+                $"rescue agent {settings.Name} on {settings.Interface} ({attachment}): anycast {string.Join(", ", settings.Anycast)}; " +
                 (forgotten == 0 ? "" : $"{forgotten} owner entries of connections opened here meanwhile taken back; ") +
                 $"unicast {string.Join(", ", new[] { settings.UnicastIPv4, settings.UnicastIPv6 }.OfType<IPAddress>())}; " +
                 $"peers {(settings.Peers.Count == 0 ? "none" : string.Join(", ", settings.Peers.Select(p => p.Name)))}; " +
                 $"MSS budget {settings.MssIPv4}/{settings.MssIPv6}; lookup timeout {settings.LookupTimeout.TotalMilliseconds} ms");
+            foreach (string warning in warnings)
+            {
+                agent.Report(RescueEventKind.Failed, warning);
+            }
+
             return agent;
         }
         catch
@@ -227,6 +234,7 @@ public sealed class RescueAgent : IDisposable
         {
             Name = _settings.Name,
             Interface = _settings.Interface,
+            Attachment = _attachment,
             Anycast = [.. _settings.Anycast.Select(a => a.ToString())],
             Unicast = [.. new[] { _settings.UnicastIPv4, _settings.UnicastIPv6 }.OfType<IPAddress>().Select(a => a.ToString())],
             Peers = [.. _settings.Peers.Select(p => $"{p.Name} ({string.Join(", ", new[] { p.UnicastIPv4, p.UnicastIPv6 }.OfType<IPAddress>())})")],

@@ -15,7 +15,7 @@ public enum RescueEventKind
     /// <summary>No POP owns a flow that reached this one: the client was sent a RST.</summary>
     FlowReset,
 
-    /// <summary>A lookup, a send or a status write failed.</summary>
+    /// <summary>A lookup, a send or a status write failed, or the attachment found something the operator should see.</summary>
     Failed,
 }
 

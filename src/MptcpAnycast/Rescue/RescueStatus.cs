@@ -11,6 +11,9 @@ public sealed record RescueStatus
     /// <summary>The uplink the program is attached to.</summary>
     public required string Interface { get; init; }
 
+    /// <summary>How the programs are attached to <see cref="Interface"/>: <c>tcx</c> (Linux 6.6+) or <c>clsact</c> (a qdisc's filters).</summary>
+    public required string Attachment { get; init; }
+
     /// <summary>The anycast addresses whose segments are steered.</summary>
     public required IReadOnlyList<string> Anycast { get; init; }
 
@@ -44,6 +47,7 @@ public sealed record RescueStatus
             json.WriteStartObject();
             json.WriteString("name", Name);
             json.WriteString("interface", Interface);
+            json.WriteString("attachment", Attachment);
             json.WriteString("startedAt", StartedAt);
             json.WriteString("writtenAt", DateTimeOffset.UtcNow);
             Strings(json, "anycast", Anycast);

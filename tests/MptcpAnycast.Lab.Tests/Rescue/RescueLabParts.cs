@@ -407,5 +407,16 @@ internal static class RescueLab
             $"POP {p.Id}: {string.Join(", ", counters(p.Id).Where(c => c.Value != 0).Select(c => $"{c.Key}={c.Value}"))}"));
 
     /// <summary>Milliseconds between two <see cref="Stopwatch"/> timestamps.</summary>
+    /// <summary>
+    /// The programs on <paramref name="interface"/>'s tcx hooks and at the rescue handle of its clsact qdisc, as the
+    /// kernel of <paramref name="ns"/> reports them ("tcx-ingress ID rescue_ingress", ...).
+    /// </summary>
+    public static List<string> AttachedPrograms(LabNamespace ns, string @interface)
+    {
+        using JsonDocument link = JsonDocument.Parse(ns.Ip("-j", "link", "show", @interface));
+        int ifindex = link.RootElement[0].GetProperty("ifindex").GetInt32();
+        return ns.Run(() => MptcpAnycast.Rescue.Bpf.TcAttachment.Describe(ifindex));
+    }
+
     public static double Milliseconds(long from, long to) => (to - from) * 1000.0 / Stopwatch.Frequency;
 }

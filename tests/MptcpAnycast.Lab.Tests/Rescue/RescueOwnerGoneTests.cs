@@ -161,14 +161,15 @@ public sealed class RescueOwnerGoneTests(ITestOutputHelper output)
             await Eventually.TrueAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("lookups.found") >= 1 && flow1.Received >= atFlip + 32 * 1024,
                 "POP B tunnels flow 1 to A");
 
-            // SIGKILL: the process's descriptors close, but the tc filter holds the program and the program its maps.
+            // SIGKILL: the process's descriptors close, but the tcx hook holds the program and the program its maps.
             rescue.Kill(LabPopId.B);
-            string filters = popB.Namespace.Exec("tc", "filter", "show", "dev", popB.Interface, "ingress");
+            string filters = string.Join("; ", RescueLab.AttachedPrograms(popB.Namespace, popB.Interface));
             long k0 = flow1.Received;
             await Task.Delay(3000);
             long k1 = flow1.Received;
-            output.WriteLine($"after SIGKILL of B's agent: B's ingress filters: {filters.Trim().Replace('\n', ' ')}");
+            output.WriteLine($"after SIGKILL of B's agent, B's uplink holds: {filters}");
             output.WriteLine($"flow 1 moved {(k1 - k0) / 1024} KiB in the 3 s after the kill (sent at {rate / 1024} KiB/s)");
+            Assert.Contains("tcx-ingress", filters);
             Assert.Contains("rescue_ingress", filters);
             Assert.True(k1 - k0 >= 64 * 1024, $"flow 1 stalled after the agent was killed: {k1 - k0} bytes in 3 s");
             Assert.Null(uploads[0].Error);
@@ -189,9 +190,13 @@ public sealed class RescueOwnerGoneTests(ITestOutputHelper output)
             Assert.Null(uploads[1].Error);
             Assert.True(f1 - f0 >= 32 * 1024, $"flow 1 stalled after the flips A and B while the agent was dead: {f1 - f0} bytes in 2 s");
 
-            // The agent starts again: a new program replaces the old one at the same tc handle, with an empty owner map.
+            // The agent starts again: a new program replaces the old one on the tcx hooks, with an empty owner map.
             restarted = await RescueLab.RestartAgentAsync(lab, LabPopId.B);
             long restart = Stopwatch.GetTimestamp();
+            List<string> replaced = RescueLab.AttachedPrograms(popB.Namespace, popB.Interface);
+            output.WriteLine($"after the restart, B's uplink holds: {string.Join("; ", replaced)}");
+            Assert.Equal(["tcx-ingress", "tcx-egress"], replaced.Select(p => p.Split(' ')[0]));
+            Assert.DoesNotContain(filters.Split("; ")[0], replaced);
             long r1 = flow1.Received, r2 = flow2.Received;
             await Eventually.TrueAsync(() => flow2.Received >= r2 + 16 * 1024, "flow 2 resumes after the restart (at its next retransmission)",
                 TimeSpan.FromSeconds(30));

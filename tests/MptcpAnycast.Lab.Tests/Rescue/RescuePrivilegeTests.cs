@@ -61,7 +61,7 @@ public sealed class RescuePrivilegeTests(ITestOutputHelper output)
         Assert.Equal(1, agent.ExitCode);
         Assert.Contains("needs CAP_BPF and CAP_NET_ADMIN", agent.Output);
         Assert.DoesNotContain("Unhandled exception", agent.Output);
-        Assert.Empty(lab.Pop(LabPopId.B).Namespace.Exec("tc", "filter", "show", "dev", LabTopology.UplinkInterface, "ingress").Trim());
+        Assert.Empty(RescueLab.AttachedPrograms(lab.Pop(LabPopId.B).Namespace, LabTopology.UplinkInterface));
     }
 
     [LabFact]

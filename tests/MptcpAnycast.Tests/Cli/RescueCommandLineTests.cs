@@ -146,14 +146,14 @@ public sealed class RescueCommandLineTests : IDisposable
     public async Task Status_prints_what_an_agent_wrote()
     {
         File.WriteAllText(Path.Combine(_directory, "pop-a.json"), $$"""
-            { "name": "pop-a", "interface": "eth0", "startedAt": "{{DateTimeOffset.UtcNow:O}}", "writtenAt": "{{DateTimeOffset.UtcNow:O}}",
+            { "name": "pop-a", "interface": "eth0", "attachment": "tcx", "startedAt": "{{DateTimeOffset.UtcNow:O}}", "writtenAt": "{{DateTimeOffset.UtcNow:O}}",
               "anycast": [ "192.0.2.100" ], "unicast": [ "198.51.100.2" ], "peers": [ "pop-b (203.0.113.2)" ],
               "ownerCapacity": 65536, "pendingLookups": 0, "owners": [ "192.0.2.2:40000 -> 192.0.2.100:443 => 203.0.113.2" ],
               "counters": { "program.tunnelled": 42 } }
             """);
         (int code, string stdout, _) = await RunAsync(["rescue", "status", "--dir", _directory]);
         Assert.Equal(0, code);
-        Assert.Contains("rescue agent pop-a on eth0", stdout);
+        Assert.Contains("rescue agent pop-a on eth0 (tcx)", stdout);
         Assert.Contains("192.0.2.2:40000 -> 192.0.2.100:443 => 203.0.113.2", stdout);
         Assert.Matches(@"program\.tunnelled\s+42", stdout);
         Assert.DoesNotContain("not running", stdout);
@@ -166,6 +166,7 @@ public sealed class RescueCommandLineTests : IDisposable
     [InlineData("""{ "name": "pop-b" }""", "not a rescue agent's status: no 'interface'")]
     [InlineData("""{ "name": "pop-b", "interface": "eth0", "writtenAt": "yesterday" }""", "not a rescue agent's status: 'writtenAt' must be a time (got \"yesterday\")")]
     [InlineData("""{ "name": 7 }""", "not a rescue agent's status: 'name' must be a string (got 7)")]
+    [InlineData("""{ "name": "pop-b", "interface": "eth0", "attachment": 3 }""", "not a rescue agent's status: 'attachment' must be a string (got 3)")]
     public async Task A_damaged_status_file_is_named_with_what_is_wrong_and_the_other_agents_are_shown(string text, string expected)
     {
         WriteStatus("pop-a");

@@ -7,7 +7,7 @@ namespace MptcpAnycast.Rescue.Bpf;
 
 /// <summary>
 /// The rescue program (<c>rescue.bpf.c</c>, compiled at build time and embedded) loaded into the kernel through
-/// libbpf and attached to one interface's tc ingress and egress hooks, plus its maps: the configuration, the
+/// libbpf and attached to one interface's tc ingress and egress (through tcx, or a <c>clsact</c> qdisc), plus its maps: the configuration, the
 /// anycast and peer addresses, the owner map and its hint, the per-CPU counters and the ring buffer of misses. It belongs to the
 /// network namespace of the thread that loads it. Disposing detaches the programs; the kernel frees the maps with
 /// the last reference.
@@ -138,10 +138,12 @@ internal sealed unsafe class RescueDataplane : IDisposable
     }
 
     /// <summary>
-    /// Attaches the ingress and egress programs to <paramref name="ifindex"/> (making its <c>clsact</c> qdisc when it
-    /// has none). An earlier agent's programs at the same handle and priority are replaced in one step.
+    /// Attaches the ingress and egress programs to <paramref name="ifindex"/>: through tcx when the kernel has it
+    /// (Linux 6.6+) and <paramref name="tcx"/> is true, else as filters of its <c>clsact</c> qdisc (made when it has
+    /// none). An earlier agent's programs are replaced in one step.
     /// </summary>
-    public void Attach(int ifindex)
+    /// <returns>How they are attached (<c>tcx</c> or <c>clsact</c>) and what the operator should know about it.</returns>
+    public (string Kind, IReadOnlyList<string> Warnings) Attach(int ifindex, bool tcx = true)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(ifindex);
         lock (_gate)
@@ -152,7 +154,8 @@ internal sealed unsafe class RescueDataplane : IDisposable
                 throw new InvalidOperationException($"already attached to interface {_attachment.InterfaceIndex}");
             }
 
-            _attachment = TcAttachment.Attach(ifindex, _ingressFd, _egressFd);
+            _attachment = TcAttachment.Attach(ifindex, _ingressFd, _egressFd, tcx);
+            return (_attachment.Kind, _attachment.Warnings);
         }
     }
 

@@ -3,82 +3,96 @@ using MptcpAnycast.Interop;
 namespace MptcpAnycast.Rescue.Bpf;
 
 /// <summary>
-/// The rescue programs on one interface's tc ingress and egress hooks (its <c>clsact</c> qdisc), at a fixed handle and
-/// priority, so that attaching again (a restarted agent) replaces the programs in place.
+/// The rescue programs on one interface's tc ingress and egress: through tcx where the kernel has it (Linux 6.6+),
+/// else as filters of a <c>clsact</c> qdisc. Either way the kernel holds the programs, not the agent's descriptors, so a
+/// killed agent's program goes on tunnelling the flows it knows, and a new agent replaces it in place.
 /// </summary>
-internal sealed unsafe class TcAttachment
+internal abstract unsafe class TcAttachment
 {
-    /// <summary>The tc filter's handle and priority.</summary>
-    public const uint FilterHandle = 0x52;
-    public const uint FilterPriority = 0x5200;
-
-    private readonly bool _createdHook;
-
-    private TcAttachment(int ifindex, bool createdHook)
-    {
-        InterfaceIndex = ifindex;
-        _createdHook = createdHook;
-    }
+    protected TcAttachment(int ifindex) => InterfaceIndex = ifindex;
 
     public int InterfaceIndex { get; }
 
-    /// <summary>Attaches both programs to <paramref name="ifindex"/>, making its <c>clsact</c> qdisc when it has none.</summary>
-    public static TcAttachment Attach(int ifindex, int ingressFd, int egressFd)
+    /// <summary>How the programs are attached: <c>tcx</c> or <c>clsact</c>.</summary>
+    public abstract string Kind { get; }
+
+    /// <summary>What the operator should know about the attachment (an earlier program that could not be replaced).</summary>
+    public virtual IReadOnlyList<string> Warnings => [];
+
+    /// <summary>Takes both programs off the interface.</summary>
+    public abstract void Detach();
+
+    /// <summary>
+    /// Attaches the programs through tcx, or through a <c>clsact</c> qdisc when the kernel has no tcx or
+    /// <paramref name="tcx"/> is false.
+    /// </summary>
+    public static TcAttachment Attach(int ifindex, int ingressFd, int egressFd, bool tcx = true) =>
+        (tcx ? TcxAttachment.TryAttach(ifindex, ingressFd, egressFd) : null) ?? (TcAttachment)ClsactAttachment.Attach(ifindex, ingressFd, egressFd);
+
+    /// <summary>
+    /// The programs attached to <paramref name="ifindex"/> now, as the kernel reports them, one "hook id name" each
+    /// (hook <c>tcx-ingress</c>, <c>tcx-egress</c>, <c>clsact-ingress</c> or <c>clsact-egress</c>; only the filter at
+    /// the rescue handle of a qdisc). A name is "?" when the program cannot be read (no <c>CAP_SYS_ADMIN</c>).
+    /// </summary>
+    public static List<string> Describe(int ifindex)
     {
-        Libbpf.TcHook hook = Hook(ifindex, Libbpf.BPF_TC_INGRESS | Libbpf.BPF_TC_EGRESS);
-        int created = Libbpf.bpf_tc_hook_create(&hook);
-        if (created < 0 && -created != Errno.EEXIST)
+        var found = new List<string>();
+        foreach (bool ingress in (bool[])[true, false])
         {
-            throw new RescueDataplaneException($"cannot make the clsact qdisc on interface {ifindex}", -created);
+            string direction = ingress ? "ingress" : "egress";
+            foreach (uint id in TcxAttachment.Query(ifindex, ingress) ?? [])
+            {
+                found.Add($"tcx-{direction} {id} {ProgramName(id) ?? "?"}");
+            }
+
+            if (ClsactAttachment.FindProgram(ifindex, ingress) is uint filter and not 0)
+            {
+                found.Add($"clsact-{direction} {filter} {ProgramName(filter) ?? "?"}");
+            }
         }
 
-        var attachment = new TcAttachment(ifindex, created == 0);
+        return found;
+    }
+
+    /// <summary>The name the kernel holds for program <paramref name="id"/>, or null when it cannot be read.</summary>
+    internal static string? ProgramName(uint id)
+    {
+        int fd = Libbpf.bpf_prog_get_fd_by_id(id);
+        if (fd < 0)
+        {
+            return null;
+        }
+
         try
         {
-            AttachOne(ifindex, Libbpf.BPF_TC_INGRESS, ingressFd);
-            AttachOne(ifindex, Libbpf.BPF_TC_EGRESS, egressFd);
+            return ProgramNameOf(fd);
         }
-        catch
+        finally
         {
-            attachment.Detach();
-            throw;
+            Tmds.Linux.LibC.close(fd);
         }
-
-        return attachment;
     }
 
-    /// <summary>Removes both filters, and the <c>clsact</c> qdisc when <see cref="Attach"/> made it.</summary>
-    public void Detach()
+    /// <summary>The name of the program behind <paramref name="fd"/>, or null.</summary>
+    internal static string? ProgramNameOf(int fd)
     {
-        foreach (uint point in (uint[])[Libbpf.BPF_TC_INGRESS, Libbpf.BPF_TC_EGRESS])
+        Libbpf.ProgInfo info = default;
+        uint length = (uint)sizeof(Libbpf.ProgInfo);
+        if (Libbpf.bpf_obj_get_info_by_fd(fd, &info, &length) < 0)
         {
-            Libbpf.TcHook hook = Hook(InterfaceIndex, point);
-            Libbpf.TcOpts opts = Opts(0, 0);
-            Libbpf.bpf_tc_detach(&hook, &opts); // gone already when the interface went away: nothing to undo
+            return null;
         }
 
-        if (_createdHook)
-        {
-            Libbpf.TcHook both = Hook(InterfaceIndex, Libbpf.BPF_TC_INGRESS | Libbpf.BPF_TC_EGRESS);
-            Libbpf.bpf_tc_hook_destroy(&both);
-        }
+        var name = new ReadOnlySpan<byte>(info.name, 16);
+        int end = name.IndexOf((byte)0);
+        return System.Text.Encoding.ASCII.GetString(end < 0 ? name : name[..end]);
     }
 
-    private static void AttachOne(int ifindex, uint point, int programFd)
+    /// <summary>The kernel's id of the program behind <paramref name="fd"/>, or 0.</summary>
+    internal static uint ProgramId(int fd)
     {
-        Libbpf.TcHook hook = Hook(ifindex, point);
-        Libbpf.TcOpts opts = Opts(programFd, Libbpf.BPF_TC_F_REPLACE);
-        int attached = Libbpf.bpf_tc_attach(&hook, &opts);
-        if (attached < 0)
-        {
-            string where = point == Libbpf.BPF_TC_INGRESS ? "ingress" : "egress";
-            throw new RescueDataplaneException($"cannot attach the rescue program to the tc {where} of interface {ifindex}", -attached);
-        }
+        Libbpf.ProgInfo info = default;
+        uint length = (uint)sizeof(Libbpf.ProgInfo);
+        return Libbpf.bpf_obj_get_info_by_fd(fd, &info, &length) < 0 ? 0 : info.id;
     }
-
-    private static Libbpf.TcHook Hook(int ifindex, uint point) =>
-        new() { sz = (nuint)sizeof(Libbpf.TcHook), ifindex = ifindex, attach_point = point };
-
-    private static Libbpf.TcOpts Opts(int programFd, uint flags) =>
-        new() { sz = (nuint)sizeof(Libbpf.TcOpts), prog_fd = programFd, flags = flags, handle = FilterHandle, priority = FilterPriority };
 }

@@ -16,9 +16,11 @@ done
 target="$out"
 [ "$check" = 1 ] && target="$(mktemp --suffix=.bpf.o)"
 multiarch="$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)"
+# -no-stack-slot-sharing: clang may reuse a dead pointer's spill slot for a 32-bit value, which the verifier refuses
+# ("attempt to corrupt spilled pointer on stack") unless the loader has CAP_PERFMON, and the agent may run without it.
 # -g gives the BTF that libbpf needs for the maps; the DWARF is stripped again and the source directory is
 # mapped away, so the object is the same on every machine with the same clang.
-(cd "$here" && clang -O2 -g -target bpf -mcpu=v3 -Wall -Werror -I"/usr/include/$multiarch" \
+(cd "$here" && clang -O2 -g -target bpf -mcpu=v3 -mllvm -no-stack-slot-sharing -Wall -Werror -I"/usr/include/$multiarch" \
     -fdebug-prefix-map="$here"=. -fdebug-compilation-dir=. \
     -c rescue.bpf.c -o "$target")
 llvm-strip -g "$target"

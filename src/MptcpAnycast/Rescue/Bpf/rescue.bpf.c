@@ -49,6 +49,10 @@ struct icmp_error {
 	__be32 rest;
 };
 
+// A packet the programs leave alone gets no verdict (TC_ACT_UNSPEC, tcx's TCX_NEXT): the tcx programs after this
+// one and the interface's own tc filters still see it, where TC_ACT_OK would end the chain and skip them.
+#define PASS TC_ACT_UNSPEC
+
 #define MAX_HELD_BYTES 1600
 #define OUTER_TTL 64
 // Up to this many anycast addresses per family are compared in place, out of the configuration; a hash lookup
@@ -369,7 +373,7 @@ static __always_inline int decapsulate(struct __sk_buff *skb, __u32 outer_len, _
 		return TC_ACT_SHOT;
 	}
 	count(RC_DECAPSULATED);
-	return TC_ACT_OK;
+	return PASS;
 }
 
 // The owner map's key for the flow of tuple.
@@ -468,13 +472,13 @@ static __always_inline int steer_tcp(struct __sk_buff *skb, const struct rescue_
 				count(RC_OWNER_FORGOTTEN);
 		}
 		count(RC_LOCAL_SYN);
-		return TC_ACT_OK;
+		return PASS;
 	}
 
 	struct owner *owner = hinted ? owner_of(&key, tuple, is_ipv6) : NULL;
 	if (!owner) {
 		if (is_local(skb, tcp, iph, iph_len, tuple, tuple_len))
-			return TC_ACT_OK;
+			return PASS;
 		// An entry whose bit is clear (the hint was rebuilt while userspace wrote it) is still found here.
 		if (!hinted)
 			owner = owner_of(&key, tuple, is_ipv6);
@@ -500,7 +504,7 @@ static __always_inline int forward_icmp(struct __sk_buff *skb, const struct resc
 {
 	struct owner *owner = bpf_map_lookup_elem(&rescue_owners, key);
 	if (!owner)
-		return TC_ACT_OK;
+		return PASS;
 	count(RC_ICMP_FORWARDED);
 	return tunnel(skb, cfg, owner, is_ipv6);
 }
@@ -511,9 +515,9 @@ static __always_inline int ingress_ipv4(struct __sk_buff *skb, const struct resc
 	void *data_end = (void *)(long)skb->data_end;
 	struct iphdr *ip = data + ETH_HLEN;
 	if ((void *)(ip + 1) > data_end)
-		return TC_ACT_OK;
+		return PASS;
 	if (ip->ihl != 5)
-		return TC_ACT_OK;	// IP options: not a packet this program steers
+		return PASS;	// IP options: not a packet this program steers
 
 	if (ip->protocol == IPPROTO_IPIP) {
 		__u8 from[16];
@@ -528,7 +532,7 @@ static __always_inline int ingress_ipv4(struct __sk_buff *skb, const struct resc
 	if (ip->protocol == IPPROTO_TCP) {
 		if (!is_anycast_ipv4(cfg, ip->daddr)) {
 			count(RC_NOT_ANYCAST);
-			return TC_ACT_OK;
+			return PASS;
 		}
 		if (ip->frag_off & bpf_htons(0x3fff)) {
 			count(RC_MALFORMED);	// a fragment has no TCP header to decide on
@@ -549,17 +553,17 @@ static __always_inline int ingress_ipv4(struct __sk_buff *skb, const struct resc
 
 	if (ip->protocol == IPPROTO_ICMP) {
 		if (!is_anycast_ipv4(cfg, ip->daddr))
-			return TC_ACT_OK;
+			return PASS;
 		struct icmp_error *icmp = (void *)(ip + 1);
 		struct iphdr *inner = (void *)(icmp + 1);
 		struct tcphdr *inner_tcp = (void *)(inner + 1);
 		// RFC 792: the error quotes the IP header and at least 8 bytes, which hold both ports.
 		if ((void *)inner_tcp + 8 > data_end)
-			return TC_ACT_OK;
+			return PASS;
 		if (icmp->type != ICMP_DEST_UNREACH && icmp->type != ICMP_TIME_EXCEEDED)
-			return TC_ACT_OK;
+			return PASS;
 		if (inner->ihl != 5 || inner->protocol != IPPROTO_TCP || inner->saddr != ip->daddr)
-			return TC_ACT_OK;
+			return PASS;
 		struct flow_key key = {};
 		key.family = 4;
 		ipv4_key(key.server, ip->daddr);
@@ -570,7 +574,7 @@ static __always_inline int ingress_ipv4(struct __sk_buff *skb, const struct resc
 	}
 
 	count(RC_NOT_ANYCAST);
-	return TC_ACT_OK;
+	return PASS;
 }
 
 static __always_inline int ingress_ipv6(struct __sk_buff *skb, const struct rescue_config *cfg)
@@ -579,7 +583,7 @@ static __always_inline int ingress_ipv6(struct __sk_buff *skb, const struct resc
 	void *data_end = (void *)(long)skb->data_end;
 	struct ipv6hdr *ip6 = data + ETH_HLEN;
 	if ((void *)(ip6 + 1) > data_end)
-		return TC_ACT_OK;
+		return PASS;
 
 	if (ip6->nexthdr == IPPROTO_IPV6) {
 		if (!same_ipv6(&ip6->daddr, cfg->local_ipv6) || !is_peer((const __u8 *)&ip6->saddr)) {
@@ -592,7 +596,7 @@ static __always_inline int ingress_ipv6(struct __sk_buff *skb, const struct resc
 	if (ip6->nexthdr == IPPROTO_TCP) {
 		if (!is_anycast_ipv6(cfg, &ip6->daddr)) {
 			count(RC_NOT_ANYCAST);
-			return TC_ACT_OK;
+			return PASS;
 		}
 		struct tcphdr *tcp = (void *)(ip6 + 1);
 		if ((void *)(tcp + 1) > data_end) {
@@ -609,17 +613,17 @@ static __always_inline int ingress_ipv6(struct __sk_buff *skb, const struct resc
 
 	if (ip6->nexthdr == IPPROTO_ICMPV6) {
 		if (!is_anycast_ipv6(cfg, &ip6->daddr))
-			return TC_ACT_OK;
+			return PASS;
 		struct icmp_error *icmp = (void *)(ip6 + 1);
 		struct ipv6hdr *inner = (void *)(icmp + 1);
 		struct tcphdr *inner_tcp = (void *)(inner + 1);
 		if ((void *)inner_tcp + 8 > data_end)
-			return TC_ACT_OK;
+			return PASS;
 		if (icmp->type != ICMPV6_DEST_UNREACH && icmp->type != ICMPV6_PKT_TOOBIG &&
 		    icmp->type != ICMPV6_TIME_EXCEED)
-			return TC_ACT_OK;
+			return PASS;
 		if (inner->nexthdr != IPPROTO_TCP || !same_ipv6(&inner->saddr, &ip6->daddr))
-			return TC_ACT_OK;
+			return PASS;
 		struct flow_key key = {};
 		key.family = 6;
 		__builtin_memcpy(key.server, &ip6->daddr, 16);
@@ -630,7 +634,7 @@ static __always_inline int ingress_ipv6(struct __sk_buff *skb, const struct resc
 	}
 
 	count(RC_NOT_ANYCAST);
-	return TC_ACT_OK;
+	return PASS;
 }
 
 SEC("tc")
@@ -638,12 +642,12 @@ int rescue_ingress(struct __sk_buff *skb)
 {
 	struct rescue_config *cfg = config();
 	if (!cfg || !cfg->enabled)
-		return TC_ACT_OK;
+		return PASS;
 	if (skb->protocol == bpf_htons(ETH_P_IP))
 		return ingress_ipv4(skb, cfg);
 	if (skb->protocol == bpf_htons(ETH_P_IPV6))
 		return ingress_ipv6(skb, cfg);
-	return TC_ACT_OK;
+	return PASS;
 }
 
 // Lowers the MSS option of a SYN-ACK to the budget. Linux puts MSS first; a few options are walked in case
@@ -653,18 +657,18 @@ static __always_inline int clamp_mss(struct __sk_buff *skb, __u32 tcp_offset, __
 {
 	struct tcphdr tcp;
 	if (bpf_skb_load_bytes(skb, tcp_offset, &tcp, sizeof(tcp)))
-		return TC_ACT_OK;
+		return PASS;
 	if (!tcp.syn || !tcp.ack)
-		return TC_ACT_OK;
+		return PASS;
 	__u32 options_end = tcp_offset + tcp.doff * 4;
 	__u32 offset = tcp_offset + sizeof(tcp);
 	// A bounded loop (kernel >= 5.3), not unrolled: the verifier follows each iteration.
 	for (int i = 0; i < 8; i++) {
 		__u8 option[4];
 		if (offset + 4 > options_end || bpf_skb_load_bytes(skb, offset, option, sizeof(option)))
-			return TC_ACT_OK;
+			return PASS;
 		if (option[0] == 0)	// end of options
-			return TC_ACT_OK;
+			return PASS;
 		if (option[0] == 1) {	// no-op
 			offset += 1;
 			continue;
@@ -673,22 +677,22 @@ static __always_inline int clamp_mss(struct __sk_buff *skb, __u32 tcp_offset, __
 			__be16 old_mss;
 			__builtin_memcpy(&old_mss, option + 2, sizeof(old_mss));
 			if (bpf_ntohs(old_mss) <= budget)
-				return TC_ACT_OK;
+				return PASS;
 			__be16 new_mss = bpf_htons(budget);
 			__u32 csum_offset = tcp_offset + __builtin_offsetof(struct tcphdr, check);
 			if (bpf_skb_store_bytes(skb, offset + 2, &new_mss, sizeof(new_mss), 0) ||
 			    bpf_l4_csum_replace(skb, csum_offset, old_mss, new_mss, sizeof(new_mss))) {
 				count(RC_ERROR);
-				return TC_ACT_OK;
+				return PASS;
 			}
 			count(RC_MSS_CLAMPED);
-			return TC_ACT_OK;
+			return PASS;
 		}
 		if (option[1] < 2)
-			return TC_ACT_OK;	// a malformed length would loop
+			return PASS;	// a malformed length would loop
 		offset += option[1];
 	}
-	return TC_ACT_OK;
+	return PASS;
 }
 
 // Whether a segment may be a SYN-ACK, read in place when the TCP header is in the linear part (where the stack
@@ -705,26 +709,26 @@ int rescue_egress(struct __sk_buff *skb)
 {
 	struct rescue_config *cfg = config();
 	if (!cfg || !cfg->enabled)
-		return TC_ACT_OK;
+		return PASS;
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	if (skb->protocol == bpf_htons(ETH_P_IP) && cfg->mss_ipv4) {
 		struct iphdr *ip = data + ETH_HLEN;
 		if ((void *)(ip + 1) > data_end || ip->ihl != 5 || ip->protocol != IPPROTO_TCP)
-			return TC_ACT_OK;
+			return PASS;
 		if (!is_anycast_ipv4(cfg, ip->saddr) || !may_be_syn_ack((void *)(ip + 1), data_end))
-			return TC_ACT_OK;
+			return PASS;
 		return clamp_mss(skb, ETH_HLEN + sizeof(*ip), cfg->mss_ipv4);
 	}
 	if (skb->protocol == bpf_htons(ETH_P_IPV6) && cfg->mss_ipv6) {
 		struct ipv6hdr *ip6 = data + ETH_HLEN;
 		if ((void *)(ip6 + 1) > data_end || ip6->nexthdr != IPPROTO_TCP)
-			return TC_ACT_OK;
+			return PASS;
 		if (!is_anycast_ipv6(cfg, &ip6->saddr) || !may_be_syn_ack((void *)(ip6 + 1), data_end))
-			return TC_ACT_OK;
+			return PASS;
 		return clamp_mss(skb, ETH_HLEN + sizeof(*ip6), cfg->mss_ipv6);
 	}
-	return TC_ACT_OK;
+	return PASS;
 }
 
 char LICENSE[] SEC("license") = "Dual MIT/GPL";

@@ -14,7 +14,7 @@ namespace MptcpAnycast.Tests.Rescue.Agent;
 /// </summary>
 public sealed class OwnerRecorderTests : IDisposable
 {
-    private const int TcActOk = 0, TcActRedirect = 7;
+    private const int TcActPass = -1, TcActRedirect = 7;
     private static readonly IPAddress Owner4 = IPAddress.Parse("198.51.100.1");
 
     private readonly RescueDataplane _dataplane = RescueDataplane.Load();
@@ -45,7 +45,7 @@ public sealed class OwnerRecorderTests : IDisposable
 
         Assert.False(_recorder.Record(flow, Owner4));
         Assert.Null(_dataplane.GetOwner(flow));
-        Assert.Equal(TcActOk, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Ack)));
+        Assert.Equal(TcActPass, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Ack)));
         Assert.Equal(1UL, _dataplane.ReadCounters().LocalSocket);
     }
 
@@ -76,7 +76,7 @@ public sealed class OwnerRecorderTests : IDisposable
         Assert.Equal(1, _recorder.ForgetLocal());
         Assert.Null(_dataplane.GetOwner(local));
         Assert.Equal(Owner4, _dataplane.GetOwner(elsewhere));
-        Assert.Equal(TcActOk, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Ack)));
+        Assert.Equal(TcActPass, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Ack)));
         Assert.Equal(TcActRedirect, Run(Tcp(IPAddress.Loopback, 1, IPAddress.Loopback, server.Port, Ack)));
     }
 

@@ -14,7 +14,7 @@ namespace MptcpAnycast.Tests.Rescue.Bpf;
 /// </summary>
 public sealed class RescueProgramTests : IDisposable
 {
-    private const int TcActOk = 0, TcActShot = 2, TcActRedirect = 7;
+    private const int TcActPass = -1, TcActShot = 2, TcActRedirect = 7;
 
     private static readonly IPAddress Client4 = IPAddress.Parse("203.0.113.7");
     private static readonly IPAddress Client6 = IPAddress.Parse("2001:db8:c::7");
@@ -39,7 +39,7 @@ public sealed class RescueProgramTests : IDisposable
     {
         byte[] frame = Tcp(Client4, 40000, IPAddress.Parse("192.0.2.9"), 80, Ack);
         (int verdict, byte[] output) = Run(frame);
-        Assert.Equal(TcActOk, verdict);
+        Assert.Equal(TcActPass, verdict);
         Assert.Equal(frame, output);
         Assert.Equal(1UL, _dataplane.ReadCounters().NotAnycast);
     }
@@ -59,8 +59,8 @@ public sealed class RescueProgramTests : IDisposable
         _dataplane.SetAnycast([other, .. Enumerable.Range(0, count - 1).Select(i => Nth(ipv6, i)), loopback]);
         IPAddress client = ipv6 ? Client6 : Client4;
 
-        Assert.Equal(TcActOk, Run(Tcp(client, 40030, loopback, 443, Syn)).Verdict);
-        Assert.Equal(TcActOk, Run(Tcp(client, 40030, Nth(ipv6, count), 443, Syn)).Verdict);
+        Assert.Equal(TcActPass, Run(Tcp(client, 40030, loopback, 443, Syn)).Verdict);
+        Assert.Equal(TcActPass, Run(Tcp(client, 40030, Nth(ipv6, count), 443, Syn)).Verdict);
         Assert.Equal(TcActShot, Run(Tcp(client, 40031, loopback, 443, Ack)).Verdict); // a miss: steered, not passed
         RescueDataplaneCounters counters = _dataplane.ReadCounters();
         Assert.Equal((1UL, 1UL, 1UL), (counters.LocalSyn, counters.NotAnycast, counters.MissUnreported + counters.Miss));
@@ -85,7 +85,7 @@ public sealed class RescueProgramTests : IDisposable
     {
         _dataplane.Configure(new RescueDataplaneConfig { LocalIPv4 = Local4 }, enabled: false);
         _dataplane.SetOwner(new TcpFlow(Client4, 40001, IPAddress.Loopback, 80), Owner4);
-        Assert.Equal(TcActOk, Run(Tcp(Client4, 40001, IPAddress.Loopback, 80, Ack)).Verdict);
+        Assert.Equal(TcActPass, Run(Tcp(Client4, 40001, IPAddress.Loopback, 80, Ack)).Verdict);
     }
 
     [Theory]
@@ -105,7 +105,7 @@ public sealed class RescueProgramTests : IDisposable
                 : IPAddress.Parse($"203.0.113.{random.Next(1, 255)}");
             var flow = new TcpFlow(client, random.Next(1024, 65536), anycast, random.Next(1, 65536));
             _dataplane.SetOwner(flow, owner);
-            Assert.Equal(TcActOk, Run(Tcp(client, flow.ClientPort, anycast, flow.ServerPort, Syn)).Verdict);
+            Assert.Equal(TcActPass, Run(Tcp(client, flow.ClientPort, anycast, flow.ServerPort, Syn)).Verdict);
             Assert.Null(_dataplane.GetOwner(flow));
         }
 
@@ -164,9 +164,9 @@ public sealed class RescueProgramTests : IDisposable
 
         // The program reads the owner map first for a hinted flow, so the new connection's SYN must clear the way;
         // it does so only where the program finds the bit userspace set: the two compute the same hash.
-        Assert.Equal(TcActOk, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Syn)).Verdict);
+        Assert.Equal(TcActPass, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Syn)).Verdict);
         Assert.Null(_dataplane.GetOwner(flow));
-        Assert.Equal(TcActOk, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Ack)).Verdict);
+        Assert.Equal(TcActPass, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Ack)).Verdict);
         RescueDataplaneCounters counters = _dataplane.ReadCounters();
         Assert.Equal((1UL, 1UL, 1UL, 0UL), (counters.LocalSyn, counters.OwnerForgotten, counters.LocalSocket, counters.Tunnelled));
     }
@@ -181,7 +181,7 @@ public sealed class RescueProgramTests : IDisposable
         TcpFlow other = CollidingFlow(local);
         _dataplane.SetOwner(other, Owner4);
 
-        Assert.Equal(TcActOk, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Ack)).Verdict);
+        Assert.Equal(TcActPass, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Ack)).Verdict);
         Assert.Equal(TcActRedirect, Run(Tcp(other.ClientAddress, other.ClientPort, other.ServerAddress, other.ServerPort, Ack)).Verdict);
         RescueDataplaneCounters counters = _dataplane.ReadCounters();
         Assert.Equal((1UL, 1UL), (counters.LocalSocket, counters.Tunnelled));
@@ -315,7 +315,7 @@ public sealed class RescueProgramTests : IDisposable
 
         (int verdict, byte[] output) = Run(frame);
 
-        Assert.Equal(TcActOk, verdict);
+        Assert.Equal(TcActPass, verdict);
         Assert.Equal(inner, output.AsSpan(EthernetLength).ToArray());
         Assert.Equal(ipv6 ? 0x86dd : 0x0800, BinaryPrimitives.ReadUInt16BigEndian(output.AsSpan(12)));
         Assert.Equal(1UL, _dataplane.ReadCounters().Decapsulated);
@@ -338,7 +338,7 @@ public sealed class RescueProgramTests : IDisposable
         var flow = new TcpFlow(Client4, 40008, IPAddress.Loopback, 80);
         _dataplane.SetOwner(flow, Owner4);
         byte[] inner = Tcp(Client4, 40008, IPAddress.Loopback, 80, Ack).AsSpan(EthernetLength).ToArray();
-        Assert.Equal(TcActOk, Run(Ip(Owner4, Local4, 4, inner)).Verdict);
+        Assert.Equal(TcActPass, Run(Ip(Owner4, Local4, 4, inner)).Verdict);
         Assert.Equal(0UL, _dataplane.ReadCounters().Tunnelled);
     }
 
@@ -369,7 +369,7 @@ public sealed class RescueProgramTests : IDisposable
     public void An_ICMP_error_about_a_flow_that_is_not_tunnelled_passes()
     {
         byte[] quoted = Tcp(IPAddress.Loopback, 443, Client4, 40011, Ack, payload: 0).AsSpan(EthernetLength).ToArray();
-        Assert.Equal(TcActOk, Run(IcmpError(IPAddress.Parse("192.0.2.254"), IPAddress.Loopback, 3, 4, quoted)).Verdict);
+        Assert.Equal(TcActPass, Run(IcmpError(IPAddress.Parse("192.0.2.254"), IPAddress.Loopback, 3, 4, quoted)).Verdict);
     }
 
     [Theory]
@@ -385,7 +385,7 @@ public sealed class RescueProgramTests : IDisposable
 
         (int verdict, byte[] output) = Run(frame, ingress: false);
 
-        Assert.Equal(TcActOk, verdict);
+        Assert.Equal(TcActPass, verdict);
         int tcp = EthernetLength + (ipv6 ? 40 : 20);
         Assert.Equal(expected, BinaryPrimitives.ReadUInt16BigEndian(output.AsSpan(tcp + 22)));
         ushort stored = BinaryPrimitives.ReadUInt16BigEndian(output.AsSpan(tcp + 16));

@@ -1,0 +1,110 @@
+using MptcpAnycast.Lab.Tests.Infrastructure;
+using MptcpAnycast.Rescue.Bpf;
+using Xunit.Abstractions;
+
+namespace MptcpAnycast.Lab.Tests.Rescue;
+
+/// <summary>
+/// How the rescue programs sit on an interface, as the kernel reports it (<c>BPF_PROG_QUERY</c> on the tcx hooks, the
+/// filter at the rescue handle of a <c>clsact</c> qdisc): through tcx on this kernel, replaced in place by a second load
+/// (a restarted agent), never twice, and gone after detaching. Each test has a namespace of its own with one veth.
+/// </summary>
+public sealed class RescueAttachmentTests(ITestOutputHelper output) : IDisposable
+{
+    private const string Uplink = "up0";
+    private readonly LabNamespace _host = CreateHost();
+    private int _ifindex;
+
+    public void Dispose() => _host.Dispose();
+
+    [LabFact]
+    public void The_programs_go_on_the_tcx_hooks_and_come_off_again()
+    {
+        List<string> attached = _host.Run(() =>
+        {
+            using RescueDataplane dataplane = RescueDataplane.Load();
+            (string kind, IReadOnlyList<string> warnings) = dataplane.Attach(Ifindex());
+            Assert.Equal("tcx", kind);
+            Assert.Empty(warnings);
+            List<string> found = TcAttachment.Describe(_ifindex);
+            Assert.Equal(Expected("tcx", dataplane), found);
+            return found;
+        });
+
+        output.WriteLine(string.Join("; ", attached));
+        Assert.Empty(_host.Run(() => TcAttachment.Describe(_ifindex)));
+        // tc sees no qdisc of ours: tcx needs none.
+        Assert.DoesNotContain("clsact", _host.Exec("tc", "qdisc", "show", "dev", Uplink));
+    }
+
+    [LabFact]
+    public void A_second_agent_replaces_the_first_ones_programs_in_place_and_the_first_one_stopping_leaves_them()
+    {
+        _host.Run(() =>
+        {
+            RescueDataplane first = RescueDataplane.Load();
+            try
+            {
+                first.Attach(Ifindex());
+                using RescueDataplane second = RescueDataplane.Load();
+                second.Attach(_ifindex);
+                output.WriteLine(string.Join("; ", TcAttachment.Describe(_ifindex)));
+                Assert.Equal(Expected("tcx", second), TcAttachment.Describe(_ifindex));
+
+                first.Dispose(); // its detach names its own programs, which are no longer there
+                Assert.Equal(Expected("tcx", second), TcAttachment.Describe(_ifindex));
+            }
+            finally
+            {
+                first.Dispose();
+            }
+
+            Assert.Empty(TcAttachment.Describe(_ifindex));
+        });
+    }
+
+    [LabFact]
+    public void Attaching_through_tcx_takes_the_filters_an_earlier_clsact_attachment_left()
+    {
+        _host.Run(() =>
+        {
+            using RescueDataplane earlier = RescueDataplane.Load();
+            Assert.Equal("clsact", earlier.Attach(Ifindex(), tcx: false).Kind);
+            Assert.Equal(Expected("clsact", earlier), TcAttachment.Describe(_ifindex));
+
+            using RescueDataplane later = RescueDataplane.Load();
+            Assert.Equal("tcx", later.Attach(_ifindex).Kind);
+            output.WriteLine(string.Join("; ", TcAttachment.Describe(_ifindex)));
+            Assert.Equal(Expected("tcx", later), TcAttachment.Describe(_ifindex));
+        });
+    }
+
+    private int Ifindex()
+    {
+        using var link = System.Text.Json.JsonDocument.Parse(_host.Ip("-j", "link", "show", Uplink));
+        return _ifindex = link.RootElement[0].GetProperty("ifindex").GetInt32();
+    }
+
+    private static List<string> Expected(string kind, RescueDataplane dataplane) =>
+    [
+        $"{kind}-ingress {TcAttachment.ProgramId(dataplane.IngressProgramFd)} rescue_ingress",
+        $"{kind}-egress {TcAttachment.ProgramId(dataplane.EgressProgramFd)} rescue_egress",
+    ];
+
+    private static LabNamespace CreateHost()
+    {
+        LabNamespace host = Topology.Single("attach");
+        try
+        {
+            host.Ip("link", "add", Uplink, "type", "veth", "peer", "name", "up1");
+            host.Ip("link", "set", Uplink, "up");
+            host.Ip("link", "set", "up1", "up");
+            return host;
+        }
+        catch
+        {
+            host.Dispose();
+            throw;
+        }
+    }
+}
