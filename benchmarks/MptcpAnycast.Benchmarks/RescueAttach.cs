@@ -27,8 +27,9 @@ namespace MptcpAnycast.Benchmarks;
 /// segments in for keep-alive) and prints the rates, then the per-pair ratios on/off. Adjacent slices share the
 /// machine's slow swings, which are what makes separate runs of several seconds differ by 20%. With <c>--toggle</c>
 /// the program stays attached for the whole run and a slice turns it on or off through its configuration instead, so
-/// that both sides carry the tc hooks and the ratio is the program's work alone. With <c>--tcx</c> the slices attach
-/// the programs through tcx links instead of <c>clsact</c> and <c>cls_bpf</c> (<see cref="TcxLinks"/>).
+/// that both sides carry the tc hooks and the ratio is the program's work alone. The programs are attached as the agent
+/// attaches them (through tcx where the kernel has it); with <c>--clsact</c>, as <c>cls_bpf</c> filters of a
+/// <c>clsact</c> qdisc, the way for kernels before 6.6.
 /// </para>
 /// </summary>
 internal static class RescueAttach
@@ -38,7 +39,7 @@ internal static class RescueAttach
         string? name = null, unicast4 = null, unicast6 = null;
         var anycast = new List<IPAddress>();
         int maxSeconds = 600, slices = 0, sliceMs = 1000, mss = -1;
-        bool commands = false, disabled = false, toggle = false, tcx = false;
+        bool commands = false, disabled = false, toggle = false, clsact = false;
         for (int i = 0; i < args.Length; i++)
         {
             string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"rescue-attach: {args[i]} needs a value");
@@ -65,8 +66,8 @@ internal static class RescueAttach
                 case "--toggle":
                     toggle = true;
                     continue;
-                case "--tcx":
-                    tcx = true;
+                case "--clsact":
+                    clsact = true;
                     continue;
                 case "--slices":
                     slices = Arguments.Int("rescue-attach", args[i], value, 1, 1000);
@@ -83,7 +84,7 @@ internal static class RescueAttach
                     maxSeconds = Arguments.Int("rescue-attach", args[i], value, 1, 3600);
                     break;
                 default:
-                    throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds, --commands, --disabled, --toggle, --tcx, --slices, --slice-ms, --mss; got '{args[i]}'");
+                    throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds, --commands, --disabled, --toggle, --clsact, --slices, --slice-ms, --mss; got '{args[i]}'");
             }
 
             i++;
@@ -121,12 +122,12 @@ internal static class RescueAttach
                 throw new ArgumentException("rescue-attach: --toggle turns the program on and off itself; --disabled would keep it off");
             }
 
-            return RunSlices(config, anycast, ifindex, disabled, toggle, tcx, slices, sliceMs, stop.Token);
+            return RunSlices(config, anycast, ifindex, disabled, toggle, clsact, slices, sliceMs, stop.Token);
         }
 
-        if (toggle || tcx)
+        if (toggle || clsact)
         {
-            throw new ArgumentException("rescue-attach: --toggle and --tcx need --slices");
+            throw new ArgumentException("rescue-attach: --toggle and --clsact need --slices");
         }
 
         if (!commands)
@@ -184,37 +185,16 @@ internal static class RescueAttach
         return 0;
     }
 
-    private static int RunSlices(RescueDataplaneConfig config, IReadOnlyList<IPAddress> anycast, int ifindex, bool disabled, bool toggle, bool tcx, int pairs, int sliceMs, CancellationToken stop)
+    private static int RunSlices(RescueDataplaneConfig config, IReadOnlyList<IPAddress> anycast, int ifindex, bool disabled, bool toggle, bool clsact, int pairs, int sliceMs, CancellationToken stop)
     {
         using RescueDataplane dataplane = RescueDataplane.Load();
         dataplane.Configure(config, enabled: !disabled && !toggle);
         dataplane.SetAnycast(anycast);
         dataplane.SetPeers([]);
-        TcxLinks? links = null;
-        void Attach()
-        {
-            if (tcx)
-            {
-                links = TcxLinks.Attach(dataplane, ifindex);
-            }
-            else
-            {
-                dataplane.Attach(ifindex);
-            }
-        }
+        string kind = "";
+        void Attach() => kind = dataplane.Attach(ifindex, tcx: !clsact).Kind;
 
-        void Detach()
-        {
-            if (tcx)
-            {
-                links?.Dispose();
-                links = null;
-            }
-            else
-            {
-                dataplane.Detach();
-            }
-        }
+        void Detach() => dataplane.Detach();
 
         if (toggle)
         {
@@ -266,10 +246,9 @@ internal static class RescueAttach
             }
         }
 
-        links?.Dispose();
         Console.WriteLine(dataplane.ReadCounters().All().Where(c => c.Value != 0).Aggregate("counters:", (line, c) => $"{line} {c.Name}={c.Value}"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{ratios.Values.Max(v => v.Count)} pairs of {sliceMs} ms{(tcx ? " (tcx links)" : "")}{(disabled ? " (attached, configured off)" : toggle ? " (attached throughout, turned on and off)" : "")}; ratio on/off per pair, median (interquartile range; min-max), and the median rates off vs on:"));
+            $"{ratios.Values.Max(v => v.Count)} pairs of {sliceMs} ms ({kind}){(disabled ? " (attached, configured off)" : toggle ? " (attached throughout, turned on and off)" : "")}; ratio on/off per pair, median (interquartile range; min-max), and the median rates off vs on:"));
         foreach ((string counter, List<double> values) in ratios)
         {
             if (values.Count == 0)
