@@ -21,6 +21,7 @@ internal static class Errno
     public const int ENFILE = 23;
     public const int EMFILE = 24;
     public const int ENOSPC = 28;
+    public const int ESTALE = 116;
     public const int EBADMSG = 74;
     public const int ENOPROTOOPT = 92;
     public const int EPROTONOSUPPORT = 93;

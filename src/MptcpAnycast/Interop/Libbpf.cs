@@ -6,7 +6,7 @@ namespace MptcpAnycast.Interop;
 
 /// <summary>
 /// The part of libbpf (<c>libbpf.so.1</c>, Debian's <c>libbpf1</c>, which <c>iproute2</c> already depends on) that the
-/// rescue dataplane uses: open and load an object from memory, find its programs and maps, attach to tcx or tc, update and
+/// rescue dataplane uses: open and load an object from memory, find its programs and maps, attach to tc, update and
 /// read maps, poll a ring buffer, run a program on a test packet. Since libbpf 1.0 a failing call returns
 /// <c>-errno</c> (or null and sets <c>errno</c>), which is what the wrappers expect.
 /// </summary>
@@ -19,14 +19,6 @@ internal static unsafe partial class Libbpf
     public const uint BPF_TC_F_REPLACE = 1 << 0;
 
     public const ulong BPF_ANY = 0;
-
-    // enum bpf_attach_type (linux/bpf.h, Linux 6.6): a tcx hook takes programs without a qdisc.
-    public const int BPF_TCX_INGRESS = 46;
-    public const int BPF_TCX_EGRESS = 47;
-
-    // BPF_PROG_ATTACH flags (linux/bpf.h).
-    public const uint BPF_F_REPLACE = 1 << 2;
-    public const uint BPF_F_BEFORE = 1 << 3;
 
     public const int LIBBPF_WARN = 0;
     public const int LIBBPF_INFO = 1;
@@ -54,27 +46,6 @@ internal static unsafe partial class Libbpf
         public uint handle;
         public uint priority;
         private readonly uint _pad;
-    }
-
-    /// <summary><c>struct bpf_prog_attach_opts</c> (bpf.h, libbpf 1.1: later versions append fields and accept this size).</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    public struct ProgAttachOpts
-    {
-        public nuint sz;
-        public uint flags;
-        public int replace_prog_fd;
-    }
-
-    /// <summary><c>struct bpf_prog_query_opts</c> (bpf.h, libbpf 1.1).</summary>
-    [StructLayout(LayoutKind.Sequential)]
-    public struct ProgQueryOpts
-    {
-        public nuint sz;
-        public uint query_flags;
-        public uint attach_flags;
-        public uint* prog_ids;
-        public uint prog_cnt;
-        public uint* prog_attach_flags;
     }
 
     /// <summary>The head of <c>struct bpf_prog_info</c> (linux/bpf.h), up to the program's name; the kernel fills what fits.</summary>
@@ -169,15 +140,6 @@ internal static unsafe partial class Libbpf
 
     [LibraryImport(Library)]
     public static partial int bpf_tc_query(TcHook* hook, TcOpts* opts);
-
-    [LibraryImport(Library)]
-    public static partial int bpf_prog_attach_opts(int prog_fd, int target, int type, ProgAttachOpts* opts);
-
-    [LibraryImport(Library)]
-    public static partial int bpf_prog_detach2(int prog_fd, int target, int type);
-
-    [LibraryImport(Library)]
-    public static partial int bpf_prog_query_opts(int target, int type, ProgQueryOpts* opts);
 
     [LibraryImport(Library)]
     public static partial int bpf_prog_get_fd_by_id(uint id);

@@ -110,7 +110,7 @@ public sealed class RescueAgent : IDisposable
 
             socketTable = SocketTableLookup.Open();
             channel = OpenChannel(settings, settingsPrefix, socketTable);
-            (string attachment, IReadOnlyList<string> warnings) = dataplane.Attach(settings.InterfaceIndex);
+            (string attachment, IReadOnlyList<string> warnings) = dataplane.Attach(settings.InterfaceIndex, earlier: EarlierPrograms(settings));
             dataplane.Configure(config, enabled: true);
             var agent = new RescueAgent(settings, report, dataplane, sender, socketTable, channel, attachment);
             int forgotten = agent._owners.ForgetLocal();
@@ -136,6 +136,39 @@ public sealed class RescueAgent : IDisposable
             dataplane?.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// The ids of the programs that this agent's status file says an agent of the same name had attached to the same
+    /// interface (a killed agent leaves its file behind), or zeros: how a restarted agent finds its predecessor's
+    /// programs on a tcx hook without CAP_SYS_ADMIN.
+    /// </summary>
+    internal static (uint Ingress, uint Egress) EarlierPrograms(RescueSettings settings)
+    {
+        if (settings.StatusDirectory is null)
+        {
+            return default;
+        }
+
+        try
+        {
+            using JsonDocument status = JsonDocument.Parse(File.ReadAllBytes(StatusPath(settings.StatusDirectory, settings.Name)));
+            JsonElement root = status.RootElement;
+            if (root.ValueKind == JsonValueKind.Object
+                && root.TryGetProperty("interface", out JsonElement name) && name.ValueKind == JsonValueKind.String && name.GetString() == settings.Interface
+                && root.TryGetProperty("programIds", out JsonElement ids) && ids.ValueKind == JsonValueKind.Array && ids.GetArrayLength() == 2
+                && ids[0].ValueKind == JsonValueKind.Number && ids[0].TryGetUInt32(out uint ingress)
+                && ids[1].ValueKind == JsonValueKind.Number && ids[1].TryGetUInt32(out uint egress))
+            {
+                return (ingress, egress);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        {
+            // No earlier agent, or a file it did not finish: the programs are found by name, or put first.
+        }
+
+        return default;
     }
 
     internal static PeerChannel OpenChannel(RescueSettings settings, string settingsPrefix, SocketTableLookup table)
@@ -235,6 +268,7 @@ public sealed class RescueAgent : IDisposable
             Name = _settings.Name,
             Interface = _settings.Interface,
             Attachment = _attachment,
+            ProgramIds = [_dataplane.ProgramIds.Ingress, _dataplane.ProgramIds.Egress],
             Anycast = [.. _settings.Anycast.Select(a => a.ToString())],
             Unicast = [.. new[] { _settings.UnicastIPv4, _settings.UnicastIPv6 }.OfType<IPAddress>().Select(a => a.ToString())],
             Peers = [.. _settings.Peers.Select(p => $"{p.Name} ({string.Join(", ", new[] { p.UnicastIPv4, p.UnicastIPv6 }.OfType<IPAddress>())})")],

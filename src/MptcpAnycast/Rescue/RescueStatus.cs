@@ -14,6 +14,9 @@ public sealed record RescueStatus
     /// <summary>How the programs are attached to <see cref="Interface"/>: <c>tcx</c> (Linux 6.6+) or <c>clsact</c> (a qdisc's filters).</summary>
     public required string Attachment { get; init; }
 
+    /// <summary>The kernel's ids of the ingress and egress programs, in that order (<c>bpftool prog show id N</c>).</summary>
+    public required IReadOnlyList<long> ProgramIds { get; init; }
+
     /// <summary>The anycast addresses whose segments are steered.</summary>
     public required IReadOnlyList<string> Anycast { get; init; }
 
@@ -48,6 +51,13 @@ public sealed record RescueStatus
             json.WriteString("name", Name);
             json.WriteString("interface", Interface);
             json.WriteString("attachment", Attachment);
+            json.WriteStartArray("programIds");
+            foreach (long id in ProgramIds)
+            {
+                json.WriteNumberValue(id);
+            }
+
+            json.WriteEndArray();
             json.WriteString("startedAt", StartedAt);
             json.WriteString("writtenAt", DateTimeOffset.UtcNow);
             Strings(json, "anycast", Anycast);

@@ -79,6 +79,43 @@ public sealed class RescueAttachmentTests(ITestOutputHelper output) : IDisposabl
         });
     }
 
+    [LabFact]
+    public void The_interfaces_own_tc_filters_still_see_what_the_program_passes()
+    {
+        // Datagrams sent out of the other end arrive on the uplink's ingress: to an on-link neighbour that never answers.
+        _host.Ip("addr", "add", "198.51.100.2/24", "dev", "up1");
+        _host.Ip("neigh", "add", "198.51.100.99", "lladdr", "02:00:00:00:00:99", "dev", "up1");
+        const int Sent = 20;
+
+        (ulong rescue, ulong filter) = _host.Run(() =>
+        {
+            using RescueDataplane dataplane = Configured(RescueDataplane.Load());
+            Assert.Equal("tcx", dataplane.Attach(Ifindex()).Kind);
+            // The operator's own filter on the clsact qdisc, after tcx: a second copy of the program, which counts what it sees.
+            using RescueDataplane operatorsFilter = Configured(RescueDataplane.Load());
+            Assert.Equal("clsact", operatorsFilter.Attach(_ifindex, tcx: false).Kind);
+            using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+            for (int i = 0; i < Sent; i++)
+            {
+                socket.SendTo(new byte[32], new System.Net.IPEndPoint(System.Net.IPAddress.Parse("198.51.100.99"), 9));
+            }
+
+            Thread.Sleep(200);
+            return (dataplane.ReadCounters().NotAnycast, operatorsFilter.ReadCounters().NotAnycast);
+        });
+
+        output.WriteLine($"datagrams seen by the program on tcx: {rescue}; by the filter on the clsact qdisc: {filter}");
+        Assert.True(rescue >= Sent, $"the program saw {rescue} of the {Sent} datagrams");
+        Assert.True(filter >= Sent, $"the interface's own filter saw {filter} of the {Sent} datagrams the program passed");
+    }
+
+    private static RescueDataplane Configured(RescueDataplane dataplane)
+    {
+        dataplane.Configure(new RescueDataplaneConfig { LocalIPv4 = System.Net.IPAddress.Parse("198.51.100.1"), MssIPv4 = 1400 }, enabled: true);
+        dataplane.SetAnycast([System.Net.IPAddress.Parse("192.0.2.100")]);
+        return dataplane;
+    }
+
     private int Ifindex()
     {
         using var link = System.Text.Json.JsonDocument.Parse(_host.Ip("-j", "link", "show", Uplink));

@@ -377,16 +377,18 @@ internal static class RescueLab
     /// <summary>
     /// Starts the agent of <paramref name="pop"/> again from the configuration the lab's agents were started with (the
     /// same key; <see cref="LabRescue.StartAsync"/> would write new configurations with a new key, which the running
-    /// agents of the other POPs do not know) and waits until it writes its status.
+    /// agents of the other POPs do not know), under <paramref name="wrapper"/> if given, and waits until it writes its
+    /// status. The status file a killed agent left stays until then: the new agent reads its predecessor's program ids
+    /// from it.
     /// </summary>
-    public static async Task<ChildProcess> RestartAgentAsync(LabTopology lab, LabPopId pop)
+    public static async Task<ChildProcess> RestartAgentAsync(LabTopology lab, LabPopId pop, IReadOnlyList<string>? wrapper = null)
     {
         string config = Path.Combine(LabRescue.DirectoryOf(lab.Options.Prefix), LabRescue.AgentName(pop) + ".json");
         string status = LabRescue.StatusPathOf(lab.Options.Prefix, pop);
-        File.Delete(status);
-        ChildProcess agent = lab.Pop(pop).Namespace.Start(LabTool.Command.With(["rescue", "run", "--config", config, "--verbose"]));
+        DateTime restarted = DateTime.UtcNow;
+        ChildProcess agent = lab.Pop(pop).Namespace.Start([.. wrapper ?? [], .. LabTool.Command.With(["rescue", "run", "--config", config, "--verbose"])]);
         var clock = Stopwatch.StartNew();
-        while (!File.Exists(status))
+        while (!File.Exists(status) || File.GetLastWriteTimeUtc(status) < restarted)
         {
             if (agent.HasExited || clock.Elapsed > LabRescue.StartTimeout)
             {

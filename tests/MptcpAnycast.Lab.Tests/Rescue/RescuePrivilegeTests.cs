@@ -1,5 +1,7 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Text.Json;
 using MptcpAnycast.Lab.Tests.Infrastructure;
 using MptcpAnycast.Lab.Tests.Lab;
 using Xunit.Abstractions;
@@ -46,6 +48,34 @@ public sealed class RescuePrivilegeTests(ITestOutputHelper output)
 
         Assert.True(outcome.Complete, $"not rescued: {outcome}\n{rescue.Output(LabPopId.B)}");
         await Eventually.TrueAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("program.tunnelled") > 0, "B tunnelled");
+    }
+
+    [LabFact]
+    public async Task An_agent_restarted_after_SIGKILL_without_CAP_SYS_ADMIN_takes_its_predecessors_programs_off()
+    {
+        // Without CAP_SYS_ADMIN the new agent cannot open the old programs to read their names: it finds them by the ids
+        // the killed agent left in its status file.
+        using LabTopology lab = LabTool.Up(new LabOptions());
+        using LabRescue rescue = await LabRescue.StartAsync(lab, LabTool.Command, pops: [LabPopId.B], wrapper: NobodyWithRescueCapabilities);
+        LabPop b = lab.Pop(LabPopId.B);
+        List<string> before = RescueLab.AttachedPrograms(b.Namespace, b.Interface);
+        rescue.Kill(LabPopId.B);
+        Assert.Equal(before, RescueLab.AttachedPrograms(b.Namespace, b.Interface));
+
+        using ChildProcess restarted = await RescueLab.RestartAgentAsync(lab, LabPopId.B, NobodyWithRescueCapabilities);
+        List<string> after = RescueLab.AttachedPrograms(b.Namespace, b.Interface);
+        output.WriteLine($"before the kill: {string.Join("; ", before)}");
+        output.WriteLine($"after the restart: {string.Join("; ", after)}");
+        output.WriteLine(restarted.Output);
+
+        Assert.Equal(["tcx-ingress", "tcx-egress"], before.Select(p => p.Split(' ')[0]));
+        Assert.Equal(["tcx-ingress", "tcx-egress"], after.Select(p => p.Split(' ')[0]));
+        Assert.Empty(before.Intersect(after));
+        using JsonDocument status = JsonDocument.Parse(File.ReadAllText(LabRescue.StatusPathOf(lab.Options.Prefix, LabPopId.B)));
+        Assert.Equal(after.Select(p => long.Parse(p.Split(' ')[1], CultureInfo.InvariantCulture)),
+            status.RootElement.GetProperty("programIds").EnumerateArray().Select(id => id.GetInt64()));
+        Assert.DoesNotContain("cannot be read", restarted.Output);
+        Assert.DoesNotContain("stays on the tcx", restarted.Output);
     }
 
     [LabFact]

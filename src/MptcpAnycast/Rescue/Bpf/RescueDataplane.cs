@@ -60,6 +60,9 @@ internal sealed unsafe class RescueDataplane : IDisposable
     /// <summary>The owner hint's bits and rebuilds (for tests).</summary>
     internal OwnerHint Hint => _hint;
 
+    /// <summary>The kernel's ids of the ingress and egress programs (<c>bpftool prog show id N</c>).</summary>
+    public (uint Ingress, uint Egress) ProgramIds => (TcAttachment.ProgramId(_ingressFd), TcAttachment.ProgramId(_egressFd));
+
     /// <summary>The program fd of the ingress decision (for <c>BPF_PROG_TEST_RUN</c>).</summary>
     internal int IngressProgramFd => _ingressFd;
 
@@ -140,10 +143,11 @@ internal sealed unsafe class RescueDataplane : IDisposable
     /// <summary>
     /// Attaches the ingress and egress programs to <paramref name="ifindex"/>: through tcx when the kernel has it
     /// (Linux 6.6+) and <paramref name="tcx"/> is true, else as filters of its <c>clsact</c> qdisc (made when it has
-    /// none). An earlier agent's programs are replaced in one step.
+    /// none). An earlier agent's programs are replaced; <paramref name="earlier"/> are the ids it recorded (0 when none),
+    /// which find them on a tcx hook when this process may not open other programs.
     /// </summary>
     /// <returns>How they are attached (<c>tcx</c> or <c>clsact</c>) and what the operator should know about it.</returns>
-    public (string Kind, IReadOnlyList<string> Warnings) Attach(int ifindex, bool tcx = true)
+    public (string Kind, IReadOnlyList<string> Warnings) Attach(int ifindex, bool tcx = true, (uint Ingress, uint Egress) earlier = default)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(ifindex);
         lock (_gate)
@@ -154,7 +158,7 @@ internal sealed unsafe class RescueDataplane : IDisposable
                 throw new InvalidOperationException($"already attached to interface {_attachment.InterfaceIndex}");
             }
 
-            _attachment = TcAttachment.Attach(ifindex, _ingressFd, _egressFd, tcx);
+            _attachment = TcAttachment.Attach(ifindex, _ingressFd, _egressFd, tcx, earlier);
             return (_attachment.Kind, _attachment.Warnings);
         }
     }

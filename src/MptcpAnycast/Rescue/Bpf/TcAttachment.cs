@@ -24,10 +24,11 @@ internal abstract unsafe class TcAttachment
 
     /// <summary>
     /// Attaches the programs through tcx, or through a <c>clsact</c> qdisc when the kernel has no tcx or
-    /// <paramref name="tcx"/> is false.
+    /// <paramref name="tcx"/> is false. <paramref name="earlier"/>: the ids of the programs an earlier agent on this
+    /// interface recorded (0 when none).
     /// </summary>
-    public static TcAttachment Attach(int ifindex, int ingressFd, int egressFd, bool tcx = true) =>
-        (tcx ? TcxAttachment.TryAttach(ifindex, ingressFd, egressFd) : null) ?? (TcAttachment)ClsactAttachment.Attach(ifindex, ingressFd, egressFd);
+    public static TcAttachment Attach(int ifindex, int ingressFd, int egressFd, bool tcx = true, (uint Ingress, uint Egress) earlier = default) =>
+        (tcx ? TcxAttachment.TryAttach(ifindex, ingressFd, egressFd, earlier) : null) ?? (TcAttachment)ClsactAttachment.Attach(ifindex, ingressFd, egressFd);
 
     /// <summary>
     /// The programs attached to <paramref name="ifindex"/> now, as the kernel reports them, one "hook id name" each
@@ -40,7 +41,7 @@ internal abstract unsafe class TcAttachment
         foreach (bool ingress in (bool[])[true, false])
         {
             string direction = ingress ? "ingress" : "egress";
-            foreach (uint id in TcxAttachment.Query(ifindex, ingress) ?? [])
+            foreach (uint id in TcxAttachment.Query(ifindex, ingress)?.Ids ?? [])
             {
                 found.Add($"tcx-{direction} {id} {ProgramName(id) ?? "?"}");
             }
