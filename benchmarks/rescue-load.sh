@@ -19,6 +19,7 @@
 #   --clsact (with --slices): the programs are attached as cls_bpf filters of a clsact qdisc (how the agent attaches
 #     them on kernels before 6.6), not through tcx.
 #   --mss N: the program's MSS budget for SYN-ACKs instead of the MTU's (0: it leaves them alone).
+# rescue-attach fails when the kernel still reports the program on the link after a detach (tc does not show tcx).
 # Needs: wrk (and mptcpize for --mptcp), the .NET SDK. Bounded: rounds x 2 sides x 2 modes x (duration + 20 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -113,7 +114,6 @@ if [ "$SLICES" -gt 0 ]; then
             --anycast "$ANYCAST" --unicast4 "$UNICAST" --max-seconds "$SLICE_SECONDS" >"/tmp/$PREFIX-slices-$mode.log" 2>&1 \
             || { echo "rescue-attach failed:"; cat "/tmp/$PREFIX-slices-$mode.log"; exit 1; }
         wait "$WRK" || true
-        if tc -n "$S" filter show dev uplink ingress | grep -q bpf; then echo "the program is still attached after the slices" >&2; exit 1; fi
         grep '^counters' "/tmp/$PREFIX-slices-$mode.log" >&2
         echo "$mode (wrk -t1 -c$CONNS${WRAP:+ under $WRAP}):"
         # Churn is rated by passive opens, keep-alive by segments in: the other line is printed for completeness.
@@ -143,7 +143,6 @@ attach() {
 detach() { # sets COUNTERS
     echo detach >&3
     wait_line "$ATTACHES" '^detached'
-    if tc -n "$S" filter show dev uplink ingress | grep -q bpf; then echo "the program is still attached after detach" >&2; exit 1; fi
     COUNTERS=$(grep '^counters' "/tmp/$PREFIX-attach.log" | tail -n 1)
 }
 

@@ -163,6 +163,7 @@ internal static class RescueAttach
                         string counters = current.Counters();
                         current.Dispose();
                         current = null;
+                        CheckDetached(ifindex);
                         Console.WriteLine(counters);
                         Console.WriteLine("detached");
                         break;
@@ -194,7 +195,11 @@ internal static class RescueAttach
         string kind = "";
         void Attach() => kind = dataplane.Attach(ifindex, tcx: !clsact).Kind;
 
-        void Detach() => dataplane.Detach();
+        void Detach()
+        {
+            dataplane.Detach();
+            CheckDetached(ifindex);
+        }
 
         if (toggle)
         {
@@ -247,6 +252,11 @@ internal static class RescueAttach
         }
 
         Console.WriteLine(dataplane.ReadCounters().All().Where(c => c.Value != 0).Aggregate("counters:", (line, c) => $"{line} {c.Name}={c.Value}"));
+        if (toggle)
+        {
+            Detach();
+        }
+
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{ratios.Values.Max(v => v.Count)} pairs of {sliceMs} ms ({kind}){(disabled ? " (attached, configured off)" : toggle ? " (attached throughout, turned on and off)" : "")}; ratio on/off per pair, median (interquartile range; min-max), and the median rates off vs on:"));
         foreach ((string counter, List<double> values) in ratios)
@@ -285,6 +295,16 @@ internal static class RescueAttach
         }
 
         return counters;
+    }
+
+    /// <summary>Fails when the kernel still reports a rescue program on the interface (tcx or clsact) after a detach.</summary>
+    private static void CheckDetached(int ifindex)
+    {
+        List<string> left = TcAttachment.Describe(ifindex);
+        if (left.Count > 0)
+        {
+            throw new InvalidOperationException($"the program is still attached after detach: {string.Join("; ", left)}");
+        }
     }
 
     /// <summary>The program loaded, configured and attached; disposing detaches it and frees it.</summary>

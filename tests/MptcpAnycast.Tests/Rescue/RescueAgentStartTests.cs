@@ -109,4 +109,48 @@ public sealed class RescueAgentStartTests
                 message, StringComparison.Ordinal);
         }
     }
+
+    [Theory]
+    [InlineData("""{ "interface": "eth0", "programIds": [ 103, 104 ] }""", 103u, 104u)]
+    [InlineData("""{ "interface": "eth1", "programIds": [ 103, 104 ] }""", 0u, 0u)] // another interface: not these hooks
+    [InlineData("""{ "interface": "eth0" }""", 0u, 0u)] // an agent from before the ids were recorded
+    [InlineData("""{ "interface": "eth0", "programIds": [ 103 ] }""", 0u, 0u)]
+    [InlineData("""{ "interface": "eth0", "programIds": [ -1, 104 ] }""", 0u, 0u)]
+    [InlineData("""{ "interface": "eth0", "programIds": [ "103", "104" ] }""", 0u, 0u)]
+    [InlineData("""{ "interface": 7, "programIds": [ 103, 104 ] }""", 0u, 0u)]
+    [InlineData("""[ 103, 104 ]""", 0u, 0u)]
+    [InlineData("""{ "interface": "eth0", "programIds": [ 103, 1""", 0u, 0u)] // cut off while being written
+    [InlineData("", 0u, 0u)]
+    public void A_restarted_agent_takes_its_predecessors_program_ids_only_from_a_whole_status_file_of_the_same_interface(string text, uint ingress, uint egress)
+    {
+        string directory = Directory.CreateTempSubdirectory("mptcp-anycast-status-").FullName;
+        try
+        {
+            var settings = new RescueSettings
+            {
+                Name = "pop-a",
+                Interface = "eth0",
+                InterfaceIndex = 2,
+                Anycast = [IPAddress.Parse("192.0.2.100")],
+                UnicastIPv4 = IPAddress.Parse(Unassigned4),
+                Peers = [],
+                Port = 62201,
+                LookupTimeout = TimeSpan.FromMilliseconds(250),
+                LookupsPerSecond = 2000,
+                MssIPv4 = 1400,
+                MssIPv6 = 1400,
+                StatusDirectory = directory,
+            };
+            Assert.Equal((0u, 0u), RescueAgent.EarlierPrograms(settings)); // no file yet
+
+            File.WriteAllText(RescueAgent.StatusPath(directory, "pop-a"), text);
+
+            Assert.Equal((ingress, egress), RescueAgent.EarlierPrograms(settings));
+            Assert.Equal((0u, 0u), RescueAgent.EarlierPrograms(settings with { StatusDirectory = null }));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
 }
