@@ -297,7 +297,7 @@ internal static class RescueAttach
         return counters;
     }
 
-    /// <summary>Fails when the kernel still reports a rescue program on the interface (tcx or clsact) after a detach.</summary>
+    /// <summary>Fails when the kernel still reports a program on the interface's tcx hooks or at the rescue handle of its clsact qdisc after a detach.</summary>
     private static void CheckDetached(int ifindex)
     {
         List<string> left = TcAttachment.Describe(ifindex);

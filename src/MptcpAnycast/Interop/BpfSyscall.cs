@@ -21,8 +21,7 @@ internal static unsafe partial class BpfSyscall
     public const int BPF_TCX_INGRESS = 46;
     public const int BPF_TCX_EGRESS = 47;
 
-    // Attach flags (linux/bpf.h; those after BPF_F_REPLACE: Linux 6.6, multi-program hooks).
-    public const uint BPF_F_REPLACE = 1 << 2;
+    // Attach flags of multi-program hooks (linux/bpf.h, Linux 6.6).
     public const uint BPF_F_BEFORE = 1 << 3;
     public const uint BPF_F_AFTER = 1 << 4;
     public const uint BPF_F_ID = 1 << 5;
@@ -61,7 +60,9 @@ internal static unsafe partial class BpfSyscall
     private static readonly long Number = RuntimeInformation.ProcessArchitecture switch
     {
         Architecture.X64 => 321,
-        Architecture.Arm64 => 280,
+        Architecture.Arm64 or Architecture.RiscV64 or Architecture.LoongArch64 => 280, // asm-generic/unistd.h
+        Architecture.Ppc64le => 361,
+        Architecture.S390x => 351,
         _ => -1,
     };
 

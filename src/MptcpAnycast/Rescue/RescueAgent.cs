@@ -140,8 +140,8 @@ public sealed class RescueAgent : IDisposable
 
     /// <summary>
     /// The ids of the programs that this agent's status file says an agent of the same name had attached to the same
-    /// interface (a killed agent leaves its file behind), or zeros: how a restarted agent finds its predecessor's
-    /// programs on a tcx hook without CAP_SYS_ADMIN.
+    /// interface since this host booted (a killed agent leaves its file behind), or zeros: how a restarted agent finds
+    /// its predecessor's programs on a tcx hook without CAP_SYS_ADMIN.
     /// </summary>
     internal static (uint Ingress, uint Egress) EarlierPrograms(RescueSettings settings)
     {
@@ -154,7 +154,10 @@ public sealed class RescueAgent : IDisposable
         {
             using JsonDocument status = JsonDocument.Parse(File.ReadAllBytes(StatusPath(settings.StatusDirectory, settings.Name)));
             JsonElement root = status.RootElement;
+            // Program ids start again at every boot: a file from before this boot names someone else's programs.
             if (root.ValueKind == JsonValueKind.Object
+                && root.TryGetProperty("writtenAt", out JsonElement written) && written.ValueKind == JsonValueKind.String
+                && written.TryGetDateTimeOffset(out DateTimeOffset writtenAt) && writtenAt > BootTime()
                 && root.TryGetProperty("interface", out JsonElement name) && name.ValueKind == JsonValueKind.String && name.GetString() == settings.Interface
                 && root.TryGetProperty("programIds", out JsonElement ids) && ids.ValueKind == JsonValueKind.Array && ids.GetArrayLength() == 2
                 && ids[0].ValueKind == JsonValueKind.Number && ids[0].TryGetUInt32(out uint ingress)
@@ -169,6 +172,27 @@ public sealed class RescueAgent : IDisposable
         }
 
         return default;
+    }
+
+    /// <summary>When this host booted (<c>btime</c> in <c>/proc/stat</c>); the epoch when that cannot be read.</summary>
+    private static DateTimeOffset BootTime()
+    {
+        try
+        {
+            foreach (string line in File.ReadLines("/proc/stat"))
+            {
+                if (line.StartsWith("btime ", StringComparison.Ordinal)
+                    && long.TryParse(line.AsSpan(6), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long seconds))
+                {
+                    return DateTimeOffset.FromUnixTimeSeconds(seconds);
+                }
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+        }
+
+        return DateTimeOffset.UnixEpoch;
     }
 
     internal static PeerChannel OpenChannel(RescueSettings settings, string settingsPrefix, SocketTableLookup table)
@@ -263,12 +287,13 @@ public sealed class RescueAgent : IDisposable
     public RescueStatus GetStatus()
     {
         IReadOnlyDictionary<string, long> counters = ReadCounters();
+        (uint Ingress, uint Egress) ids = _dataplane.ProgramIds;
         return new RescueStatus
         {
             Name = _settings.Name,
             Interface = _settings.Interface,
             Attachment = _attachment,
-            ProgramIds = [_dataplane.ProgramIds.Ingress, _dataplane.ProgramIds.Egress],
+            ProgramIds = [ids.Ingress, ids.Egress],
             Anycast = [.. _settings.Anycast.Select(a => a.ToString())],
             Unicast = [.. new[] { _settings.UnicastIPv4, _settings.UnicastIPv6 }.OfType<IPAddress>().Select(a => a.ToString())],
             Peers = [.. _settings.Peers.Select(p => $"{p.Name} ({string.Join(", ", new[] { p.UnicastIPv4, p.UnicastIPv6 }.OfType<IPAddress>())})")],

@@ -408,7 +408,6 @@ internal static class RescueLab
         string.Join(Environment.NewLine, lab.Pops.Select(p =>
             $"POP {p.Id}: {string.Join(", ", counters(p.Id).Where(c => c.Value != 0).Select(c => $"{c.Key}={c.Value}"))}"));
 
-    /// <summary>Milliseconds between two <see cref="Stopwatch"/> timestamps.</summary>
     /// <summary>
     /// The programs on <paramref name="interface"/>'s tcx hooks and at the rescue handle of its clsact qdisc, as the
     /// kernel of <paramref name="ns"/> reports them ("tcx-ingress ID rescue_ingress", ...).
@@ -420,5 +419,6 @@ internal static class RescueLab
         return ns.Run(() => MptcpAnycast.Rescue.Bpf.TcAttachment.Describe(ifindex));
     }
 
+    /// <summary>Milliseconds between two <see cref="Stopwatch"/> timestamps.</summary>
     public static double Milliseconds(long from, long to) => (to - from) * 1000.0 / Stopwatch.Frequency;
 }

@@ -111,17 +111,19 @@ public sealed class RescueAgentStartTests
     }
 
     [Theory]
-    [InlineData("""{ "interface": "eth0", "programIds": [ 103, 104 ] }""", 103u, 104u)]
-    [InlineData("""{ "interface": "eth1", "programIds": [ 103, 104 ] }""", 0u, 0u)] // another interface: not these hooks
-    [InlineData("""{ "interface": "eth0" }""", 0u, 0u)] // an agent from before the ids were recorded
-    [InlineData("""{ "interface": "eth0", "programIds": [ 103 ] }""", 0u, 0u)]
-    [InlineData("""{ "interface": "eth0", "programIds": [ -1, 104 ] }""", 0u, 0u)]
-    [InlineData("""{ "interface": "eth0", "programIds": [ "103", "104" ] }""", 0u, 0u)]
-    [InlineData("""{ "interface": 7, "programIds": [ 103, 104 ] }""", 0u, 0u)]
+    [InlineData("""{ "writtenAt": "NOW", "interface": "eth0", "programIds": [ 103, 104 ] }""", 103u, 104u)]
+    [InlineData("""{ "writtenAt": "2000-01-01T00:00:00+00:00", "interface": "eth0", "programIds": [ 103, 104 ] }""", 0u, 0u)] // before this boot
+    [InlineData("""{ "interface": "eth0", "programIds": [ 103, 104 ] }""", 0u, 0u)] // no time
+    [InlineData("""{ "writtenAt": "NOW", "interface": "eth1", "programIds": [ 103, 104 ] }""", 0u, 0u)] // another interface: not these hooks
+    [InlineData("""{ "writtenAt": "NOW", "interface": "eth0" }""", 0u, 0u)] // an agent from before the ids were recorded
+    [InlineData("""{ "writtenAt": "NOW", "interface": "eth0", "programIds": [ 103 ] }""", 0u, 0u)]
+    [InlineData("""{ "writtenAt": "NOW", "interface": "eth0", "programIds": [ -1, 104 ] }""", 0u, 0u)]
+    [InlineData("""{ "writtenAt": "NOW", "interface": "eth0", "programIds": [ "103", "104" ] }""", 0u, 0u)]
+    [InlineData("""{ "writtenAt": "NOW", "interface": 7, "programIds": [ 103, 104 ] }""", 0u, 0u)]
     [InlineData("""[ 103, 104 ]""", 0u, 0u)]
-    [InlineData("""{ "interface": "eth0", "programIds": [ 103, 1""", 0u, 0u)] // cut off while being written
+    [InlineData("""{ "writtenAt": "NOW", "interface": "eth0", "programIds": [ 103, 1""", 0u, 0u)] // cut off while being written
     [InlineData("", 0u, 0u)]
-    public void A_restarted_agent_takes_its_predecessors_program_ids_only_from_a_whole_status_file_of_the_same_interface(string text, uint ingress, uint egress)
+    public void A_restarted_agent_takes_its_predecessors_program_ids_only_from_a_whole_status_file_of_the_same_interface_written_since_boot(string text, uint ingress, uint egress)
     {
         string directory = Directory.CreateTempSubdirectory("mptcp-anycast-status-").FullName;
         try
@@ -143,7 +145,7 @@ public sealed class RescueAgentStartTests
             };
             Assert.Equal((0u, 0u), RescueAgent.EarlierPrograms(settings)); // no file yet
 
-            File.WriteAllText(RescueAgent.StatusPath(directory, "pop-a"), text);
+            File.WriteAllText(RescueAgent.StatusPath(directory, "pop-a"), text.Replace("NOW", DateTimeOffset.UtcNow.ToString("O"), StringComparison.Ordinal));
 
             Assert.Equal((ingress, egress), RescueAgent.EarlierPrograms(settings));
             Assert.Equal((0u, 0u), RescueAgent.EarlierPrograms(settings with { StatusDirectory = null }));

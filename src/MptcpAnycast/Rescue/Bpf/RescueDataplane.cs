@@ -66,7 +66,7 @@ internal sealed unsafe class RescueDataplane : IDisposable
     /// <summary>The program fd of the ingress decision (for <c>BPF_PROG_TEST_RUN</c>).</summary>
     internal int IngressProgramFd => _ingressFd;
 
-    /// <summary>The program fd of the egress MSS clamp (for attaching it another way in the benchmarks).</summary>
+    /// <summary>The program fd of the egress MSS clamp (for tests that read its id).</summary>
     internal int EgressProgramFd => _egressFd;
 
     /// <summary>The ring buffer of misses, for <see cref="MissReader"/>.</summary>

@@ -5,17 +5,19 @@ namespace MptcpAnycast.Rescue.Bpf;
 /// <summary>
 /// The rescue programs on one interface's tcx ingress and egress hooks (Linux 6.6+: no qdisc, no classifier), attached
 /// with <c>BPF_PROG_ATTACH</c> rather than a link so that they stay when the agent's process dies, as tc filters do.
-/// An earlier agent's program on the hook is replaced: found by its name when this process may open other programs
-/// (CAP_SYS_ADMIN) and swapped in one step, else found by the id that agent recorded, the new program put right before
-/// it and the old one then taken off (each step checked against the hook's revision, so nothing else moves meanwhile).
-/// Otherwise the program goes first, before any other tcx program on the hook.
+/// An earlier agent's programs on the hooks are replaced in two phases: both new programs go in first, each right
+/// before its predecessor, then both predecessors come off; a failure in the first phase takes the new ones off again
+/// and leaves the hooks as they were. A predecessor is found by its name when this process may open programs by id
+/// (CAP_SYS_ADMIN), else by the id that agent recorded; with neither, the new program goes first on its hook.
+/// Each change names the hook revision it was decided on, so a change made meanwhile by someone else makes it fail
+/// (and be decided again) instead of hitting the wrong program.
 /// </summary>
 internal sealed unsafe class TcxAttachment : TcAttachment
 {
     /// <summary>How many programs on one hook are looked at; the kernel allows 64.</summary>
     private const int MaxListed = 64;
 
-    /// <summary>How often a change is tried again when the hook changed between reading it and changing it.</summary>
+    /// <summary>How often a change is decided again when the hook changed between reading it and changing it.</summary>
     private const int Attempts = 3;
 
     private readonly int _ingressFd, _egressFd;
@@ -45,17 +47,21 @@ internal sealed unsafe class TcxAttachment : TcAttachment
         }
 
         var warnings = new List<string>();
-        AttachOne(ifindex, ingress: true, ingressFd, earlier.Ingress, warnings);
+        Predecessor ingress = Place(ifindex, ingress: true, ingressFd, earlier.Ingress, warnings);
+        Predecessor egress;
         try
         {
-            AttachOne(ifindex, ingress: false, egressFd, earlier.Egress, warnings);
+            egress = Place(ifindex, ingress: false, egressFd, earlier.Egress, warnings);
         }
         catch
         {
             DetachOne(ifindex, ingress: true, ingressFd);
+            ingress.Close();
             throw;
         }
 
+        TakeOff(ifindex, ingress: true, ingressFd, ingress, warnings);
+        TakeOff(ifindex, ingress: false, egressFd, egress, warnings);
         // An earlier agent's filters at the rescue handle of a clsact qdisc would still see what these programs pass.
         ClsactAttachment.RemoveFilters(ifindex);
         return new TcxAttachment(ifindex, ingressFd, egressFd, warnings);
@@ -76,7 +82,7 @@ internal sealed unsafe class TcxAttachment : TcAttachment
         int result = BpfSyscall.Query(&attr);
         if (result is -Errno.EINVAL or -Errno.EOPNOTSUPP)
         {
-            return null; // an attach type the kernel does not know
+            return null; // an attach type the kernel does not know, or no bpf(2) number for this architecture
         }
 
         if (result < 0 && result != -Errno.ENOSPC)
@@ -87,107 +93,137 @@ internal sealed unsafe class TcxAttachment : TcAttachment
         return (new ReadOnlySpan<uint>(ids, (int)Math.Min(attr.count, MaxListed)).ToArray(), attr.revision);
     }
 
-    private static void AttachOne(int ifindex, bool ingress, int programFd, uint earlierId, List<string> warnings)
+    /// <summary>Puts the new program on the hook, right before its predecessor when there is one, and says which that is.</summary>
+    private static Predecessor Place(int ifindex, bool ingress, int programFd, uint earlierId, List<string> warnings)
     {
+        string? name = ProgramNameOf(programFd);
         for (int attempt = 1; ; attempt++)
         {
-            int result = TryAttachOne(ifindex, ingress, programFd, earlierId, warnings);
-            if (result >= 0)
+            (uint[] ids, ulong revision) = Query(ifindex, ingress)
+                ?? throw new RescueDataplaneException($"interface {ifindex} lost its tcx {Direction(ingress)} hook", 0);
+            int sameName = -1;
+            var unreadable = new List<uint>();
+            foreach (uint id in ids)
             {
-                return;
+                int fd = Libbpf.bpf_prog_get_fd_by_id(id);
+                if (fd < 0)
+                {
+                    if (fd is -Errno.EPERM or -Errno.EACCES)
+                    {
+                        unreadable.Add(id); // opening a program by id needs CAP_SYS_ADMIN
+                    }
+
+                    continue; // or it went away meanwhile
+                }
+
+                if (sameName < 0 && name is not null && ProgramNameOf(fd) == name)
+                {
+                    sameName = fd;
+                    continue;
+                }
+
+                Tmds.Linux.LibC.close(fd);
             }
 
-            if (result != -Errno.ESTALE || attempt == Attempts)
+            var predecessor = sameName >= 0 ? new Predecessor(sameName, 0)
+                : earlierId != 0 && ids.Contains(earlierId) ? new Predecessor(-1, earlierId)
+                : new Predecessor(-1, 0);
+            var attr = new BpfSyscall.AttachAttr
             {
-                throw new RescueDataplaneException($"cannot attach the rescue program to the tcx {Direction(ingress)} of interface {ifindex}", -result);
+                target_ifindex = (uint)ifindex,
+                attach_bpf_fd = (uint)programFd,
+                attach_type = (uint)AttachType(ingress),
+                attach_flags = BpfSyscall.BPF_F_BEFORE | (predecessor.Fd < 0 && predecessor.Id != 0 ? BpfSyscall.BPF_F_ID : 0),
+                relative_fd_or_id = predecessor.Fd >= 0 ? (uint)predecessor.Fd : predecessor.Id, // 0: before every program
+                expected_revision = revision,
+            };
+            int attached = BpfSyscall.Attach(&attr);
+            if (attached >= 0)
+            {
+                if (predecessor.Fd < 0 && predecessor.Id == 0 && earlierId == 0 && unreadable.Count > 0)
+                {
+                    warnings.Add($"the tcx {Direction(ingress)} of interface {ifindex} already holds program(s) {string.Join(", ", unreadable)}, " +
+                        "which cannot be read without CAP_SYS_ADMIN, and no earlier agent's ids were found in the status directory; if one of " +
+                        "them is an earlier rescue agent's, it now runs after this agent's and sees only what this one passes, until it is " +
+                        "detached or the interface is recreated");
+                }
+
+                return predecessor;
+            }
+
+            predecessor.Close();
+            if (attached != -Errno.ESTALE || attempt == Attempts)
+            {
+                throw new RescueDataplaneException($"cannot attach the rescue program to the tcx {Direction(ingress)} of interface {ifindex}", -attached);
             }
         }
     }
 
-    private static int TryAttachOne(int ifindex, bool ingress, int programFd, uint earlierId, List<string> warnings)
+    /// <summary>Takes the predecessor that <see cref="Place"/> put the new program before off the hook.</summary>
+    private static void TakeOff(int ifindex, bool ingress, int programFd, Predecessor predecessor, List<string> warnings)
     {
-        (uint[] ids, ulong revision) = Query(ifindex, ingress) ?? throw new RescueDataplaneException($"interface {ifindex} lost its tcx {Direction(ingress)} hook", 0);
-        string? name = ProgramNameOf(programFd);
-        int replaced = -1;
-        var unreadable = new List<uint>();
-        foreach (uint id in ids)
+        int result = 0;
+        if (predecessor.Fd >= 0)
         {
-            int fd = Libbpf.bpf_prog_get_fd_by_id(id);
-            if (fd < 0)
+            var exact = new BpfSyscall.AttachAttr { target_ifindex = (uint)ifindex, attach_bpf_fd = (uint)predecessor.Fd, attach_type = (uint)AttachType(ingress) };
+            result = BpfSyscall.Detach(&exact);
+            uint id = ProgramId(predecessor.Fd);
+            predecessor.Close();
+            if (result < 0 && result != -Errno.ENOENT)
             {
-                if (fd is -Errno.EPERM or -Errno.EACCES)
-                {
-                    unreadable.Add(id); // opening another process's program needs CAP_SYS_ADMIN
-                }
-
-                continue; // or it went away meanwhile
+                warnings.Add(StaysWarning(ifindex, ingress, id, result));
             }
 
-            if (replaced < 0 && name is not null && ProgramNameOf(fd) == name)
-            {
-                replaced = fd;
-                continue;
-            }
-
-            Tmds.Linux.LibC.close(fd);
+            return;
         }
 
-        var attr = new BpfSyscall.AttachAttr
+        if (predecessor.Id == 0)
         {
-            target_ifindex = (uint)ifindex,
-            attach_bpf_fd = (uint)programFd,
-            attach_type = (uint)AttachType(ingress),
-            expected_revision = revision,
-        };
-        if (replaced >= 0)
-        {
-            attr.attach_flags = BpfSyscall.BPF_F_REPLACE;
-            attr.replace_bpf_fd = (uint)replaced;
-            int swapped = BpfSyscall.Attach(&attr);
-            Tmds.Linux.LibC.close(replaced);
-            return swapped;
+            return;
         }
 
-        if (earlierId != 0 && ids.Contains(earlierId))
+        // Without a descriptor of it: the program right after the new one, as long as the hook says that is still it.
+        uint ours = ProgramId(programFd);
+        for (int attempt = 1; attempt <= Attempts; attempt++)
         {
-            attr.attach_flags = BpfSyscall.BPF_F_BEFORE | BpfSyscall.BPF_F_ID;
-            attr.relative_fd_or_id = earlierId;
-            int placed = BpfSyscall.Attach(&attr);
-            if (placed < 0)
+            (uint[] ids, ulong revision) = Query(ifindex, ingress) ?? ([], 0);
+            int at = Array.IndexOf(ids, ours);
+            if (!ids.Contains(predecessor.Id))
             {
-                return placed;
+                return; // gone meanwhile
             }
 
-            // The program right after the new one is the earlier agent's, unless the hook changed since (the revision says).
-            var off = new BpfSyscall.AttachAttr
+            if (at < 0 || at + 1 >= ids.Length || ids[at + 1] != predecessor.Id)
+            {
+                warnings.Add($"the earlier rescue agent's program {predecessor.Id} on the tcx {Direction(ingress)} of interface {ifindex} is no " +
+                    "longer right after this agent's (someone changed the hook), so it stays, after this one; it sees only what this one passes");
+                return;
+            }
+
+            var after = new BpfSyscall.AttachAttr
             {
                 target_ifindex = (uint)ifindex,
                 attach_type = (uint)AttachType(ingress),
                 attach_flags = BpfSyscall.BPF_F_AFTER,
                 relative_fd_or_id = (uint)programFd,
-                expected_revision = revision + 1,
+                expected_revision = revision,
             };
-            int detached = BpfSyscall.Detach(&off);
-            if (detached < 0)
+            result = BpfSyscall.Detach(&after);
+            if (result >= 0 || result != -Errno.ESTALE)
             {
-                warnings.Add($"the earlier rescue agent's program {earlierId} stays on the tcx {Direction(ingress)} of interface {ifindex}, " +
-                    $"after this agent's (taking it off failed: {NativeSocket.DescribeErrno(-detached)}, errno {-detached}); it sees only what this one passes");
+                break;
             }
-
-            return 0;
         }
 
-        attr.attach_flags = BpfSyscall.BPF_F_BEFORE;
-        int attached = BpfSyscall.Attach(&attr);
-        if (attached >= 0 && unreadable.Count > 0)
+        if (result < 0)
         {
-            warnings.Add($"the tcx {Direction(ingress)} of interface {ifindex} already holds program(s) {string.Join(", ", unreadable)}, " +
-                "which cannot be read without CAP_SYS_ADMIN and which no earlier agent recorded in the status directory; if one is an " +
-                "earlier rescue agent's, it now runs after this agent's and sees only what this one passes, until it is detached or the interface is recreated");
+            warnings.Add(StaysWarning(ifindex, ingress, predecessor.Id, result));
         }
-
-        return attached;
     }
+
+    private static string StaysWarning(int ifindex, bool ingress, uint id, int result) =>
+        $"the earlier rescue agent's program {id} stays on the tcx {Direction(ingress)} of interface {ifindex}, after this agent's " +
+        $"(taking it off failed: {NativeSocket.DescribeErrno(-result)}, errno {-result}); it sees only what this one passes";
 
     private static void DetachOne(int ifindex, bool ingress, int programFd)
     {
@@ -198,4 +234,16 @@ internal sealed unsafe class TcxAttachment : TcAttachment
     private static int AttachType(bool ingress) => ingress ? BpfSyscall.BPF_TCX_INGRESS : BpfSyscall.BPF_TCX_EGRESS;
 
     private static string Direction(bool ingress) => ingress ? "ingress" : "egress";
+
+    /// <summary>An earlier agent's program on a hook: a descriptor of it (found by name), or its recorded id, or neither.</summary>
+    private readonly record struct Predecessor(int Fd, uint Id)
+    {
+        public void Close()
+        {
+            if (Fd >= 0)
+            {
+                Tmds.Linux.LibC.close(Fd);
+            }
+        }
+    }
 }
