@@ -6,8 +6,7 @@ namespace MptcpAnycast.Interop;
 
 /// <summary>
 /// The <c>bpf(2)</c> commands that attach programs to tcx hooks, called directly: libbpf 1.1 (Debian 12) predates tcx
-/// and passes neither a relative program nor the hook's revision, which a restarted agent needs to put its program
-/// next to an earlier agent's and take that one off without a descriptor of it (which only CAP_SYS_ADMIN may get).
+/// and passes neither the new attach flags' relative program nor the hook's revision.
 /// A failing call returns <c>-errno</c>.
 /// </summary>
 internal static unsafe partial class BpfSyscall
@@ -21,10 +20,9 @@ internal static unsafe partial class BpfSyscall
     public const int BPF_TCX_INGRESS = 46;
     public const int BPF_TCX_EGRESS = 47;
 
-    // Attach flags of multi-program hooks (linux/bpf.h, Linux 6.6).
+    // Attach flags (linux/bpf.h; those after BPF_F_REPLACE: Linux 6.6, multi-program hooks).
+    public const uint BPF_F_REPLACE = 1 << 2;
     public const uint BPF_F_BEFORE = 1 << 3;
-    public const uint BPF_F_AFTER = 1 << 4;
-    public const uint BPF_F_ID = 1 << 5;
 
     /// <summary>The attributes of <c>BPF_PROG_ATTACH</c> and <c>BPF_PROG_DETACH</c> (linux/bpf.h, Linux 6.6).</summary>
     [StructLayout(LayoutKind.Sequential)]

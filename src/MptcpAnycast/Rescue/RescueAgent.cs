@@ -140,8 +140,8 @@ public sealed class RescueAgent : IDisposable
 
     /// <summary>
     /// The ids of the programs that this agent's status file says an agent of the same name had attached to the same
-    /// interface since this host booted (a killed agent leaves its file behind), or zeros: how a restarted agent finds
-    /// its predecessor's programs on a tcx hook without CAP_SYS_ADMIN.
+    /// interface since this host booted (a killed agent leaves its file behind), or zeros: how a restarted agent without
+    /// CAP_SYS_ADMIN, which cannot open its predecessor's programs, still names them.
     /// </summary>
     internal static (uint Ingress, uint Egress) EarlierPrograms(RescueSettings settings)
     {

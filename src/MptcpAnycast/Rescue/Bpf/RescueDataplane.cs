@@ -143,8 +143,8 @@ internal sealed unsafe class RescueDataplane : IDisposable
     /// <summary>
     /// Attaches the ingress and egress programs to <paramref name="ifindex"/>: through tcx when the kernel has it
     /// (Linux 6.6+) and <paramref name="tcx"/> is true, else as filters of its <c>clsact</c> qdisc (made when it has
-    /// none). An earlier agent's programs are replaced; <paramref name="earlier"/> are the ids it recorded (0 when none),
-    /// which find them on a tcx hook when this process may not open other programs.
+    /// none). An earlier agent's programs are replaced where this process can find them (see <see cref="TcxAttachment"/>);
+    /// <paramref name="earlier"/> are the ids it recorded (0 when none), named in a warning when they cannot be.
     /// </summary>
     /// <returns>How they are attached (<c>tcx</c> or <c>clsact</c>) and what the operator should know about it.</returns>
     public (string Kind, IReadOnlyList<string> Warnings) Attach(int ifindex, bool tcx = true, (uint Ingress, uint Egress) earlier = default)

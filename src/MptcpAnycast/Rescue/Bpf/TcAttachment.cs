@@ -5,7 +5,7 @@ namespace MptcpAnycast.Rescue.Bpf;
 /// <summary>
 /// The rescue programs on one interface's tc ingress and egress: through tcx where the kernel has it (Linux 6.6+),
 /// else as filters of a <c>clsact</c> qdisc. Either way the kernel holds the programs, not the agent's descriptors, so a
-/// killed agent's program goes on tunnelling the flows it knows, and a new agent replaces it in place.
+/// killed agent's program goes on tunnelling the flows it knows, and a new agent replaces it (see the two kinds).
 /// </summary>
 internal abstract unsafe class TcAttachment
 {
