@@ -116,16 +116,12 @@ public sealed class RescueAttachmentTests(ITestOutputHelper output) : IDisposabl
         return dataplane;
     }
 
-    private int Ifindex()
-    {
-        using var link = System.Text.Json.JsonDocument.Parse(_host.Ip("-j", "link", "show", Uplink));
-        return _ifindex = link.RootElement[0].GetProperty("ifindex").GetInt32();
-    }
+    private int Ifindex() => _ifindex = RescueLab.InterfaceIndex(_host, Uplink);
 
     private static List<string> Expected(string kind, RescueDataplane dataplane) =>
     [
-        $"{kind}-ingress {TcAttachment.ProgramId(dataplane.IngressProgramFd)} rescue_ingress",
-        $"{kind}-egress {TcAttachment.ProgramId(dataplane.EgressProgramFd)} rescue_egress",
+        $"{kind}-ingress {dataplane.ProgramIds.Ingress} rescue_ingress",
+        $"{kind}-egress {dataplane.ProgramIds.Egress} rescue_egress",
     ];
 
     private static LabNamespace CreateHost()

@@ -414,9 +414,15 @@ internal static class RescueLab
     /// </summary>
     public static List<string> AttachedPrograms(LabNamespace ns, string @interface)
     {
-        using JsonDocument link = JsonDocument.Parse(ns.Ip("-j", "link", "show", @interface));
-        int ifindex = link.RootElement[0].GetProperty("ifindex").GetInt32();
+        int ifindex = InterfaceIndex(ns, @interface);
         return ns.Run(() => MptcpAnycast.Rescue.Bpf.TcAttachment.Describe(ifindex));
+    }
+
+    /// <summary>The index of <paramref name="interface"/> in <paramref name="ns"/> (<c>ip -j link show</c>).</summary>
+    public static int InterfaceIndex(LabNamespace ns, string @interface)
+    {
+        using JsonDocument link = JsonDocument.Parse(ns.Ip("-j", "link", "show", @interface));
+        return link.RootElement[0].GetProperty("ifindex").GetInt32();
     }
 
     /// <summary>Milliseconds between two <see cref="Stopwatch"/> timestamps.</summary>

@@ -52,6 +52,7 @@ internal sealed unsafe class RescueDataplane : IDisposable
         }
         _ingressFd = ProgramFd("rescue_ingress");
         _egressFd = ProgramFd("rescue_egress");
+        ProgramIds = (TcAttachment.ProgramId(_ingressFd), TcAttachment.ProgramId(_egressFd));
     }
 
     /// <summary>How many flows the owner map holds; beyond that the least recently used entry goes.</summary>
@@ -60,14 +61,8 @@ internal sealed unsafe class RescueDataplane : IDisposable
     /// <summary>The owner hint's bits and rebuilds (for tests).</summary>
     internal OwnerHint Hint => _hint;
 
-    /// <summary>The kernel's ids of the ingress and egress programs (<c>bpftool prog show id N</c>).</summary>
-    public (uint Ingress, uint Egress) ProgramIds => (TcAttachment.ProgramId(_ingressFd), TcAttachment.ProgramId(_egressFd));
-
-    /// <summary>The program fd of the ingress decision (for <c>BPF_PROG_TEST_RUN</c>).</summary>
-    internal int IngressProgramFd => _ingressFd;
-
-    /// <summary>The program fd of the egress MSS clamp (for tests that read its id).</summary>
-    internal int EgressProgramFd => _egressFd;
+    /// <summary>The kernel's ids of the ingress and egress programs (<c>bpftool prog show id N</c>), fixed at load.</summary>
+    public (uint Ingress, uint Egress) ProgramIds { get; }
 
     /// <summary>The ring buffer of misses, for <see cref="MissReader"/>.</summary>
     internal int MissesFd => _missesFd;

@@ -77,9 +77,7 @@ internal abstract unsafe class TcAttachment
     /// <summary>The name of the program behind <paramref name="fd"/>, or null.</summary>
     internal static string? ProgramNameOf(int fd)
     {
-        Libbpf.ProgInfo info = default;
-        uint length = (uint)sizeof(Libbpf.ProgInfo);
-        if (Libbpf.bpf_obj_get_info_by_fd(fd, &info, &length) < 0)
+        if (!TryInfo(fd, out Libbpf.ProgInfo info))
         {
             return null;
         }
@@ -90,10 +88,15 @@ internal abstract unsafe class TcAttachment
     }
 
     /// <summary>The kernel's id of the program behind <paramref name="fd"/>, or 0.</summary>
-    internal static uint ProgramId(int fd)
+    internal static uint ProgramId(int fd) => TryInfo(fd, out Libbpf.ProgInfo info) ? info.id : 0;
+
+    private static bool TryInfo(int fd, out Libbpf.ProgInfo info)
     {
-        Libbpf.ProgInfo info = default;
+        info = default;
         uint length = (uint)sizeof(Libbpf.ProgInfo);
-        return Libbpf.bpf_obj_get_info_by_fd(fd, &info, &length) < 0 ? 0 : info.id;
+        fixed (Libbpf.ProgInfo* p = &info)
+        {
+            return Libbpf.bpf_obj_get_info_by_fd(fd, p, &length) >= 0;
+        }
     }
 }
