@@ -147,6 +147,12 @@ internal static unsafe partial class Libbpf
     [LibraryImport(Library)]
     public static partial int bpf_obj_get_info_by_fd(int bpf_fd, void* info, uint* info_len);
 
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int bpf_obj_pin(int fd, string pathname);
+
+    [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int bpf_obj_get(string pathname);
+
     [LibraryImport(Library, SetLastError = true)]
     public static partial nint ring_buffer__new(int map_fd, delegate* unmanaged<nint, void*, nuint, int> sample_cb, nint ctx, void* opts);
 

@@ -110,7 +110,8 @@ public sealed class RescueAgent : IDisposable
 
             socketTable = SocketTableLookup.Open();
             channel = OpenChannel(settings, settingsPrefix, socketTable);
-            (string attachment, IReadOnlyList<string> warnings) = dataplane.Attach(settings.InterfaceIndex, earlier: EarlierPrograms(settings));
+            (string attachment, IReadOnlyList<string> warnings) = dataplane.Attach(
+                settings.InterfaceIndex, earlier: EarlierPrograms(settings), pinDirectory: settings.PinDirectory, agentName: settings.Name);
             dataplane.Configure(config, enabled: true);
             var agent = new RescueAgent(settings, report, dataplane, sender, socketTable, channel, attachment);
             int forgotten = agent._owners.ForgetLocal();

@@ -60,8 +60,10 @@ public sealed class RescueOptions
     public int MssIPv6 { get; set; }
 
     /// <summary>
-    /// A directory on a bpffs mount where the owner map is pinned, so that an agent that restarts keeps the flows it was
-    /// rescuing. Default none: the map goes with the agent.
+    /// A directory on a bpffs mount where the owner map (<c>rescue_owners_NAME</c>) and the attached tcx programs
+    /// (<c>rescue_ingress_NAME</c>, <c>rescue_egress_NAME</c>) are pinned, so that an agent that restarts after a crash
+    /// keeps the flows it was rescuing and, even without CAP_SYS_ADMIN, replaces its predecessor's programs in place.
+    /// The name may not then hold a '.'. Default none: the map goes with the agent.
     /// </summary>
     public string? PinDirectory { get; set; }
 

@@ -219,13 +219,49 @@ internal sealed record RescueSettings
             LookupsPerSecond = options.LookupsPerSecond,
             MssIPv4 = mss4,
             MssIPv6 = mss6,
-            PinDirectory = string.IsNullOrWhiteSpace(options.PinDirectory) ? null : options.PinDirectory,
+            PinDirectory = PinDirectoryOf(options.PinDirectory, name, prefix),
             StatusDirectory = string.IsNullOrWhiteSpace(options.StatusDirectory) ? null : options.StatusDirectory,
         };
     }
 
     private static string Required(string? value, string setting, string what) =>
         string.IsNullOrWhiteSpace(value) ? throw new RescueConfigurationException($"{setting} is empty; set {what}") : value.Trim();
+
+    /// <summary>The pin directory: an existing directory on a bpffs mount, for an agent whose name bpffs takes in a pin's name.</summary>
+    private static string? PinDirectoryOf(string? text, string name, string prefix)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return null;
+        }
+
+        string directory = text.Trim();
+        string setting = $"{prefix}:PinDirectory";
+        if (!Path.IsPathFullyQualified(directory))
+        {
+            throw new RescueConfigurationException($"{setting} '{directory}' is not an absolute path; give the directory of a bpffs mount, such as /sys/fs/bpf");
+        }
+
+        if (!Directory.Exists(directory))
+        {
+            throw new RescueConfigurationException($"{setting} '{directory}' does not exist; mount a bpffs there (mount -t bpf bpf {directory}) or leave it empty");
+        }
+
+        if (name.Contains('.', StringComparison.Ordinal))
+        {
+            throw new RescueConfigurationException(
+                $"{prefix}:Name '{name}' has a '.', which bpffs refuses in the names of pins ({setting} is set); choose a name without '.'");
+        }
+
+        string? fileSystem = Interop.ProcFiles.FileSystemOf(directory);
+        if (fileSystem is not null and not "bpf")
+        {
+            throw new RescueConfigurationException(
+                $"{setting} '{directory}' is on a {fileSystem} file system, not bpffs; mount one there (mount -t bpf bpf {directory}) or leave it empty");
+        }
+
+        return directory;
+    }
 
     private static string PopName(string name, string setting) =>
         PeerMessageCodec.IsValidName(name)

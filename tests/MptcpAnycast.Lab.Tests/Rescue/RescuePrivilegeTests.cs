@@ -80,6 +80,60 @@ public sealed class RescuePrivilegeTests(ITestOutputHelper output)
     }
 
     [LabFact]
+    public async Task With_a_pin_directory_an_agent_restarted_after_SIGKILL_without_CAP_SYS_ADMIN_replaces_its_predecessors_programs_in_place()
+    {
+        // The pins let the new agent open the old programs by path, where opening them by id needs CAP_SYS_ADMIN.
+        using LabTopology lab = LabTool.Up(new LabOptions());
+        string bpffs = Path.Combine(Path.GetTempPath(), lab.Options.Prefix + "-bpffs");
+        Directory.CreateDirectory(bpffs);
+        CommandRunner.Run("mount", ["-t", "bpf", "bpf", bpffs]);
+        ChildProcess? restarted = null;
+        try
+        {
+            CommandRunner.Run("chown", ["65534:65534", bpffs]);
+            using LabRescue rescue = await LabRescue.StartAsync(lab, LabTool.Command, pops: [LabPopId.B], wrapper: NobodyWithRescueCapabilities,
+                extra: new Dictionary<string, object> { ["PinDirectory"] = bpffs });
+            LabPop b = lab.Pop(LabPopId.B);
+            string name = LabRescue.AgentName(LabPopId.B);
+            string[] pins = [Path.Combine(bpffs, "rescue_ingress_" + name), Path.Combine(bpffs, "rescue_egress_" + name)];
+            Assert.All(pins, pin => Assert.True(File.Exists(pin), $"the agent did not pin its program at {pin}"));
+            List<string> before = RescueLab.AttachedPrograms(b.Namespace, b.Interface);
+            rescue.Kill(LabPopId.B);
+
+            restarted = await RescueLab.RestartAgentAsync(lab, LabPopId.B, NobodyWithRescueCapabilities);
+            List<string> after = RescueLab.AttachedPrograms(b.Namespace, b.Interface);
+            output.WriteLine($"before the kill: {string.Join("; ", before)}");
+            output.WriteLine($"after the restart: {string.Join("; ", after)}");
+            output.WriteLine(restarted.Output);
+
+            using (JsonDocument status = JsonDocument.Parse(File.ReadAllText(LabRescue.StatusPathOf(lab.Options.Prefix, LabPopId.B))))
+            {
+                long[] ids = [.. status.RootElement.GetProperty("programIds").EnumerateArray().Select(id => id.GetInt64())];
+                // Each hook holds the new program alone: the old one was swapped out, not left behind it.
+                Assert.Equal([$"tcx-ingress {ids[0]} rescue_ingress", $"tcx-egress {ids[1]} rescue_egress"], after);
+            }
+
+            Assert.DoesNotContain("stays on the tcx", restarted.Output);
+            Assert.DoesNotContain("cannot be read without CAP_SYS_ADMIN", restarted.Output);
+            // With their pins renamed over, nothing holds the old programs: the kernel frees them.
+            uint[] old = [.. before.Select(p => uint.Parse(p.Split(' ')[1], CultureInfo.InvariantCulture))];
+            await Eventually.TrueAsync(() => old.All(id => MptcpAnycast.Rescue.Bpf.TcAttachment.ProgramName(id) is null), "the old programs are freed");
+
+            // A clean stop detaches the programs and removes their pins (a pin would keep a detached program loaded).
+            Assert.True(restarted.Stop(TimeSpan.FromSeconds(20)), "the restarted agent did not stop");
+            Assert.Empty(RescueLab.AttachedPrograms(b.Namespace, b.Interface));
+            Assert.All(pins, pin => Assert.False(File.Exists(pin), $"the stopped agent left its pin {pin}"));
+            Assert.True(File.Exists(Path.Combine(bpffs, "rescue_owners_" + name)), "the owner map's pin outlives the agent");
+        }
+        finally
+        {
+            restarted?.Dispose();
+            CommandRunner.TryRun("umount", [bpffs]);
+            Directory.Delete(bpffs);
+        }
+    }
+
+    [LabFact]
     public async Task Without_CAP_BPF_the_agent_says_which_capabilities_it_needs_and_exits_1()
     {
         using LabTopology lab = LabTool.Up(new LabOptions());

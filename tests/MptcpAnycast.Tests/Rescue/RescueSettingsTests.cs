@@ -43,6 +43,13 @@ public sealed class RescueSettingsTests
         { "bad port", o => o.Port = 70000, "MptcpAnycast:Rescue:Port 70000 is not a UDP port" },
         { "zero timeout", o => o.LookupTimeout = TimeSpan.Zero, "MptcpAnycast:Rescue:LookupTimeout '00:00:00' must be between" },
         { "bad MSS", o => o.MssIPv4 = 100, "MptcpAnycast:Rescue:MssIPv4 100 must be between 536 and 65495" },
+        { "relative pin directory", o => o.PinDirectory = "bpf", "MptcpAnycast:Rescue:PinDirectory 'bpf' is not an absolute path" },
+        { "missing pin directory", o => o.PinDirectory = "/nonexistent/bpf", "MptcpAnycast:Rescue:PinDirectory '/nonexistent/bpf' does not exist; mount a bpffs there" },
+        { "pin directory not on bpffs", o => o.PinDirectory = "/proc", "MptcpAnycast:Rescue:PinDirectory '/proc' is on a proc file system, not bpffs" },
+        {
+            "a '.' in the name of an agent that pins", o => { o.Name = "pop.a"; o.PinDirectory = "/proc"; },
+            "MptcpAnycast:Rescue:Name 'pop.a' has a '.', which bpffs refuses in the names of pins"
+        },
         {
             "too many anycast addresses", o => o.AnycastAddresses = [.. Enumerable.Range(0, 257).Select(i => $"2001:db8:ac::{i:x}")],
             "MptcpAnycast:Rescue:AnycastAddresses lists 257 addresses; the rescue program holds at most 256"

@@ -25,10 +25,11 @@ internal abstract unsafe class TcAttachment
     /// <summary>
     /// Attaches the programs through tcx, or through a <c>clsact</c> qdisc when the kernel has no tcx or
     /// <paramref name="tcx"/> is false. <paramref name="earlier"/>: the ids of the programs an earlier agent on this
-    /// interface recorded (0 when none).
+    /// interface recorded (0 when none). <paramref name="pins"/>: where tcx programs are pinned (null: not pinned; a
+    /// clsact filter needs no pin, its handle finds it).
     /// </summary>
-    public static TcAttachment Attach(int ifindex, int ingressFd, int egressFd, bool tcx = true, (uint Ingress, uint Egress) earlier = default) =>
-        (tcx ? TcxAttachment.TryAttach(ifindex, ingressFd, egressFd, earlier) : null) ?? (TcAttachment)ClsactAttachment.Attach(ifindex, ingressFd, egressFd);
+    public static TcAttachment Attach(int ifindex, int ingressFd, int egressFd, bool tcx = true, (uint Ingress, uint Egress) earlier = default, ProgramPins? pins = null) =>
+        (tcx ? TcxAttachment.TryAttach(ifindex, ingressFd, egressFd, earlier, pins) : null) ?? (TcAttachment)ClsactAttachment.Attach(ifindex, ingressFd, egressFd);
 
     /// <summary>
     /// The programs attached to <paramref name="ifindex"/> now, as the kernel reports them, one "hook id name" each

@@ -5,8 +5,9 @@ namespace MptcpAnycast.Rescue.Bpf;
 /// <summary>
 /// The rescue programs on one interface's tcx ingress and egress hooks (Linux 6.6+: no qdisc, no classifier), attached
 /// with <c>BPF_PROG_ATTACH</c> rather than a link so that they stay when the agent's process dies, as tc filters do.
-/// An earlier agent's program of the same name is swapped for the new one in one step (<c>BPF_F_REPLACE</c>) when
-/// this process may open programs by id (CAP_SYS_ADMIN). Otherwise the new program goes first, before any other tcx
+/// An earlier agent's program is swapped for the new one in one step (<c>BPF_F_REPLACE</c>) when this process can open
+/// it: from its pin (<see cref="ProgramPins"/>, with a pin directory configured), or by id when this process has
+/// CAP_SYS_ADMIN (then a program of the same name is taken for it). Otherwise the new program goes first, before any other tcx
 /// program on the hook, and an earlier agent's program (known by the id it recorded, or not readable) stays after it
 /// with a warning: it sees only what the new one passes. Taking it off by position instead (insert the new program
 /// before it, then detach the one after the new) stopped all traffic through the new program in 2 of 3 lab runs on
@@ -21,13 +22,15 @@ internal sealed unsafe class TcxAttachment : TcAttachment
     private const int Attempts = 3;
 
     private readonly int _ingressFd, _egressFd;
+    private readonly ProgramPins? _pins;
     private readonly List<string> _warnings;
 
-    private TcxAttachment(int ifindex, int ingressFd, int egressFd, List<string> warnings)
+    private TcxAttachment(int ifindex, int ingressFd, int egressFd, ProgramPins? pins, List<string> warnings)
         : base(ifindex)
     {
         _ingressFd = ingressFd;
         _egressFd = egressFd;
+        _pins = pins;
         _warnings = warnings;
     }
 
@@ -37,9 +40,10 @@ internal sealed unsafe class TcxAttachment : TcAttachment
 
     /// <summary>
     /// Attaches both programs, or returns null when the kernel has no tcx (before 6.6). <paramref name="earlier"/>: the
-    /// ids of the programs an earlier agent on this interface recorded (0 when none).
+    /// ids of the programs an earlier agent on this interface recorded (0 when none). <paramref name="pins"/>: where
+    /// an earlier agent pinned its programs and this one pins its own (null: no pins).
     /// </summary>
-    public static TcxAttachment? TryAttach(int ifindex, int ingressFd, int egressFd, (uint Ingress, uint Egress) earlier)
+    public static TcxAttachment? TryAttach(int ifindex, int ingressFd, int egressFd, (uint Ingress, uint Egress) earlier, ProgramPins? pins)
     {
         if (Query(ifindex, ingress: true) is null)
         {
@@ -47,10 +51,10 @@ internal sealed unsafe class TcxAttachment : TcAttachment
         }
 
         var warnings = new List<string>();
-        Place(ifindex, ingress: true, ingressFd, earlier.Ingress, warnings);
+        PlaceFromPin(ifindex, ingress: true, ingressFd, earlier.Ingress, pins, warnings);
         try
         {
-            Place(ifindex, ingress: false, egressFd, earlier.Egress, warnings);
+            PlaceFromPin(ifindex, ingress: false, egressFd, earlier.Egress, pins, warnings);
         }
         catch
         {
@@ -58,16 +62,43 @@ internal sealed unsafe class TcxAttachment : TcAttachment
             throw;
         }
 
+        if (pins is not null)
+        {
+            ProgramPins.Pin(pins.Ingress, ingressFd, warnings);
+            ProgramPins.Pin(pins.Egress, egressFd, warnings);
+        }
+
         // An earlier agent's filters at the rescue handle of a clsact qdisc would still see what these programs pass.
         ClsactAttachment.RemoveFilters(ifindex);
-        return new TcxAttachment(ifindex, ingressFd, egressFd, warnings);
+        return new TcxAttachment(ifindex, ingressFd, egressFd, pins, warnings);
     }
 
-    /// <summary>Detaches this attachment's programs; one that a later agent has replaced meanwhile is not touched.</summary>
+    /// <summary>Detaches this attachment's programs and removes their pins; what a later agent has replaced meanwhile is not touched.</summary>
     public override void Detach()
     {
         DetachOne(InterfaceIndex, ingress: true, _ingressFd);
         DetachOne(InterfaceIndex, ingress: false, _egressFd);
+        if (_pins is not null)
+        {
+            ProgramPins.Remove(_pins.Ingress, ProgramId(_ingressFd));
+            ProgramPins.Remove(_pins.Egress, ProgramId(_egressFd));
+        }
+    }
+
+    private static void PlaceFromPin(int ifindex, bool ingress, int programFd, uint earlierId, ProgramPins? pins, List<string> warnings)
+    {
+        int pinnedFd = pins is null ? -1 : ProgramPins.Open(pins.PathOf(ingress), warnings);
+        try
+        {
+            Place(ifindex, ingress, programFd, earlierId, pinnedFd, warnings);
+        }
+        finally
+        {
+            if (pinnedFd >= 0)
+            {
+                Tmds.Linux.LibC.close(pinnedFd);
+            }
+        }
     }
 
     /// <summary>The ids of the programs on a tcx hook, first to last, with the hook's revision; null when the kernel has no tcx.</summary>
@@ -89,17 +120,23 @@ internal sealed unsafe class TcxAttachment : TcAttachment
         return (new ReadOnlySpan<uint>(ids, (int)Math.Min(attr.count, MaxListed)).ToArray(), attr.revision);
     }
 
-    /// <summary>Puts the new program on the hook: in place of its predecessor when this process can find it by name, else first.</summary>
-    private static void Place(int ifindex, bool ingress, int programFd, uint earlierId, List<string> warnings)
+    /// <summary>
+    /// Puts the new program on the hook: in place of its predecessor when this process can find it (the pinned program
+    /// <paramref name="pinnedFd"/>, or -1; else by name), else first.
+    /// </summary>
+    private static void Place(int ifindex, bool ingress, int programFd, uint earlierId, int pinnedFd, List<string> warnings)
     {
         string? name = ProgramNameOf(programFd);
+        // A pin of another kind of object, or of a program that is not the rescue one, is not taken for the predecessor.
+        uint pinnedId = pinnedFd >= 0 && name is not null && ProgramNameOf(pinnedFd) == name ? ProgramId(pinnedFd) : 0;
         for (int attempt = 1; ; attempt++)
         {
             (uint[] ids, ulong revision) = Query(ifindex, ingress)
                 ?? throw new RescueDataplaneException($"interface {ifindex} lost its tcx {Direction(ingress)} hook", 0);
-            int sameName = -1;
+            bool fromPin = pinnedId != 0 && ids.Contains(pinnedId);
+            int predecessor = fromPin ? pinnedFd : -1;
             var unreadable = new List<uint>();
-            foreach (uint id in ids)
+            foreach (uint id in fromPin ? [] : ids)
             {
                 int fd = Libbpf.bpf_prog_get_fd_by_id(id);
                 if (fd < 0)
@@ -112,9 +149,9 @@ internal sealed unsafe class TcxAttachment : TcAttachment
                     continue; // or it went away meanwhile
                 }
 
-                if (sameName < 0 && name is not null && ProgramNameOf(fd) == name)
+                if (predecessor < 0 && name is not null && ProgramNameOf(fd) == name)
                 {
-                    sameName = fd;
+                    predecessor = fd;
                     continue;
                 }
 
@@ -126,25 +163,25 @@ internal sealed unsafe class TcxAttachment : TcAttachment
                 target_ifindex = (uint)ifindex,
                 attach_bpf_fd = (uint)programFd,
                 attach_type = (uint)AttachType(ingress),
-                attach_flags = sameName >= 0 ? BpfSyscall.BPF_F_REPLACE : BpfSyscall.BPF_F_BEFORE, // before every program
-                replace_bpf_fd = sameName >= 0 ? (uint)sameName : 0,
+                attach_flags = predecessor >= 0 ? BpfSyscall.BPF_F_REPLACE : BpfSyscall.BPF_F_BEFORE, // before every program
+                replace_bpf_fd = predecessor >= 0 ? (uint)predecessor : 0,
                 expected_revision = revision,
             };
             int attached = BpfSyscall.Attach(&attr);
-            if (sameName >= 0)
+            if (predecessor >= 0 && !fromPin)
             {
-                Tmds.Linux.LibC.close(sameName);
+                Tmds.Linux.LibC.close(predecessor);
             }
 
             if (attached >= 0)
             {
-                if (sameName < 0 && earlierId != 0 && ids.Contains(earlierId))
+                if (predecessor < 0 && earlierId != 0 && ids.Contains(earlierId))
                 {
                     warnings.Add($"the earlier rescue agent's program {earlierId} (its status file says) stays on the tcx {Direction(ingress)} of " +
                         $"interface {ifindex}, after this agent's: replacing it needs CAP_SYS_ADMIN; it sees only what this one passes, " +
                         "until the interface is recreated or an agent with CAP_SYS_ADMIN starts");
                 }
-                else if (sameName < 0 && unreadable.Count > 0)
+                else if (predecessor < 0 && unreadable.Count > 0)
                 {
                     warnings.Add($"the tcx {Direction(ingress)} of interface {ifindex} already holds program(s) {string.Join(", ", unreadable)}, " +
                         "which cannot be read without CAP_SYS_ADMIN; if one of them is an earlier rescue agent's, it stays, after this " +
