@@ -428,3 +428,29 @@ internal static class RescueLab
     /// <summary>Milliseconds between two <see cref="Stopwatch"/> timestamps.</summary>
     public static double Milliseconds(long from, long to) => (to - from) * 1000.0 / Stopwatch.Frequency;
 }
+
+/// <summary>
+/// A bpffs of the test's own, for <c>PinDirectory</c> (<c>ip netns exec</c> gives each agent a fresh /sys, without the
+/// host's /sys/fs/bpf); unmounted and removed on dispose.
+/// </summary>
+internal sealed class TestBpffs : IDisposable
+{
+    public TestBpffs(LabTopology lab, string? owner = null)
+    {
+        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), lab.Options.Prefix + "-bpffs");
+        Directory.CreateDirectory(Path);
+        CommandRunner.Run("mount", ["-t", "bpf", "bpf", Path]);
+        if (owner is not null)
+        {
+            CommandRunner.Run("chown", [owner, Path]);
+        }
+    }
+
+    public string Path { get; }
+
+    public void Dispose()
+    {
+        CommandRunner.TryRun("umount", [Path]);
+        Directory.Delete(Path);
+    }
+}

@@ -234,10 +234,8 @@ public sealed class RescueOwnerGoneTests(ITestOutputHelper output)
         const int rate = 64 * 1024;
         using var headroom = new ThreadPoolHeadroom(16);
         using LabTopology lab = LabTool.Up(new LabOptions());
-        // A bpffs of the test's own: `ip netns exec` gives each agent a fresh /sys, without the host's /sys/fs/bpf.
-        string bpffs = Path.Combine(Path.GetTempPath(), lab.Options.Prefix + "-bpffs");
-        Directory.CreateDirectory(bpffs);
-        CommandRunner.Run("mount", ["-t", "bpf", "bpf", bpffs]);
+        using var pins = new TestBpffs(lab);
+        string bpffs = pins.Path;
         ChildProcess? restarted = null;
         PacedUpload? upload = null;
         try
@@ -308,8 +306,6 @@ public sealed class RescueOwnerGoneTests(ITestOutputHelper output)
         {
             upload?.Dispose();
             restarted?.Dispose();
-            CommandRunner.TryRun("umount", [bpffs]);
-            Directory.Delete(bpffs);
         }
     }
 }

@@ -84,13 +84,11 @@ public sealed class RescuePrivilegeTests(ITestOutputHelper output)
     {
         // The pins let the new agent open the old programs by path, where opening them by id needs CAP_SYS_ADMIN.
         using LabTopology lab = LabTool.Up(new LabOptions());
-        string bpffs = Path.Combine(Path.GetTempPath(), lab.Options.Prefix + "-bpffs");
-        Directory.CreateDirectory(bpffs);
-        CommandRunner.Run("mount", ["-t", "bpf", "bpf", bpffs]);
+        using var pinDirectory = new TestBpffs(lab, owner: "65534:65534");
+        string bpffs = pinDirectory.Path;
         ChildProcess? restarted = null;
         try
         {
-            CommandRunner.Run("chown", ["65534:65534", bpffs]);
             using LabRescue rescue = await LabRescue.StartAsync(lab, LabTool.Command, pops: [LabPopId.B], wrapper: NobodyWithRescueCapabilities,
                 extra: new Dictionary<string, object> { ["PinDirectory"] = bpffs });
             LabPop b = lab.Pop(LabPopId.B);
@@ -128,8 +126,6 @@ public sealed class RescuePrivilegeTests(ITestOutputHelper output)
         finally
         {
             restarted?.Dispose();
-            CommandRunner.TryRun("umount", [bpffs]);
-            Directory.Delete(bpffs);
         }
     }
 
