@@ -87,8 +87,8 @@ public sealed class RescueAgent : IDisposable
             // and names the setting. The channel itself opens after the load, as the load's verification keeps the CPUs
             // busy: a peer's query answered meanwhile could come too late for its lookup.
             CheckLookupPort(settings, settingsPrefix);
-            string? pin = settings.PinDirectory is null ? null : Path.Combine(settings.PinDirectory, $"rescue_owners_{settings.Name}");
-            dataplane = RescueDataplane.Load(pin);
+            RescuePins? pins = settings.PinDirectory is null ? null : RescuePins.In(settings.PinDirectory, settings.Name);
+            dataplane = RescueDataplane.Load(pins?.Owners);
             var config = new RescueDataplaneConfig
             {
                 LocalIPv4 = settings.UnicastIPv4,
@@ -110,8 +110,7 @@ public sealed class RescueAgent : IDisposable
 
             socketTable = SocketTableLookup.Open();
             channel = OpenChannel(settings, settingsPrefix, socketTable);
-            (string attachment, IReadOnlyList<string> warnings) = dataplane.Attach(
-                settings.InterfaceIndex, earlier: EarlierPrograms(settings), pinDirectory: settings.PinDirectory, agentName: settings.Name);
+            (string attachment, IReadOnlyList<string> warnings) = dataplane.Attach(settings.InterfaceIndex, earlier: EarlierPrograms(settings), pins: pins);
             dataplane.Configure(config, enabled: true);
             var agent = new RescueAgent(settings, report, dataplane, sender, socketTable, channel, attachment);
             int forgotten = agent._owners.ForgetLocal();

@@ -140,12 +140,11 @@ internal sealed unsafe class RescueDataplane : IDisposable
     /// (Linux 6.6+) and <paramref name="tcx"/> is true, else as filters of its <c>clsact</c> qdisc (made when it has
     /// none). An earlier agent's programs are replaced where this process can find them (see <see cref="TcxAttachment"/>);
     /// <paramref name="earlier"/> are the ids it recorded (0 when none), named in a warning when they cannot be;
-    /// <paramref name="pinDirectory"/> and <paramref name="agentName"/>, when given, say where tcx programs are pinned
-    /// (<see cref="ProgramPins"/>) so that an agent restarted without CAP_SYS_ADMIN can replace them.
+    /// <paramref name="pins"/>, when given, say where tcx programs are pinned so that an agent restarted without
+    /// CAP_SYS_ADMIN can replace them.
     /// </summary>
     /// <returns>How they are attached (<c>tcx</c> or <c>clsact</c>) and what the operator should know about it.</returns>
-    public (string Kind, IReadOnlyList<string> Warnings) Attach(
-        int ifindex, bool tcx = true, (uint Ingress, uint Egress) earlier = default, string? pinDirectory = null, string? agentName = null)
+    public (string Kind, IReadOnlyList<string> Warnings) Attach(int ifindex, bool tcx = true, (uint Ingress, uint Egress) earlier = default, RescuePins? pins = null)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(ifindex);
         lock (_gate)
@@ -156,7 +155,6 @@ internal sealed unsafe class RescueDataplane : IDisposable
                 throw new InvalidOperationException($"already attached to interface {_attachment.InterfaceIndex}");
             }
 
-            ProgramPins? pins = pinDirectory is null ? null : ProgramPins.In(pinDirectory, agentName ?? throw new ArgumentNullException(nameof(agentName)));
             _attachment = TcAttachment.Attach(ifindex, _ingressFd, _egressFd, tcx, earlier, pins);
             return (_attachment.Kind, _attachment.Warnings);
         }

@@ -28,7 +28,7 @@ internal abstract unsafe class TcAttachment
     /// interface recorded (0 when none). <paramref name="pins"/>: where tcx programs are pinned (null: not pinned; a
     /// clsact filter needs no pin, its handle finds it).
     /// </summary>
-    public static TcAttachment Attach(int ifindex, int ingressFd, int egressFd, bool tcx = true, (uint Ingress, uint Egress) earlier = default, ProgramPins? pins = null) =>
+    public static TcAttachment Attach(int ifindex, int ingressFd, int egressFd, bool tcx = true, (uint Ingress, uint Egress) earlier = default, RescuePins? pins = null) =>
         (tcx ? TcxAttachment.TryAttach(ifindex, ingressFd, egressFd, earlier, pins) : null) ?? (TcAttachment)ClsactAttachment.Attach(ifindex, ingressFd, egressFd);
 
     /// <summary>

@@ -6,7 +6,7 @@ namespace MptcpAnycast.Rescue.Bpf;
 /// The rescue programs on one interface's tcx ingress and egress hooks (Linux 6.6+: no qdisc, no classifier), attached
 /// with <c>BPF_PROG_ATTACH</c> rather than a link so that they stay when the agent's process dies, as tc filters do.
 /// An earlier agent's program is swapped for the new one in one step (<c>BPF_F_REPLACE</c>) when this process can open
-/// it: from its pin (<see cref="ProgramPins"/>, with a pin directory configured), or by id when this process has
+/// it: from its pin (<see cref="RescuePins"/>, with a pin directory configured), or by id when this process has
 /// CAP_SYS_ADMIN (then a program of the same name is taken for it). Otherwise the new program goes first, before any other tcx
 /// program on the hook, and an earlier agent's program (known by the id it recorded, or not readable) stays after it
 /// with a warning: it sees only what the new one passes. Taking it off by position instead (insert the new program
@@ -22,10 +22,10 @@ internal sealed unsafe class TcxAttachment : TcAttachment
     private const int Attempts = 3;
 
     private readonly int _ingressFd, _egressFd;
-    private readonly ProgramPins? _pins;
+    private readonly RescuePins? _pins;
     private readonly List<string> _warnings;
 
-    private TcxAttachment(int ifindex, int ingressFd, int egressFd, ProgramPins? pins, List<string> warnings)
+    private TcxAttachment(int ifindex, int ingressFd, int egressFd, RescuePins? pins, List<string> warnings)
         : base(ifindex)
     {
         _ingressFd = ingressFd;
@@ -43,7 +43,7 @@ internal sealed unsafe class TcxAttachment : TcAttachment
     /// ids of the programs an earlier agent on this interface recorded (0 when none). <paramref name="pins"/>: where
     /// an earlier agent pinned its programs and this one pins its own (null: no pins).
     /// </summary>
-    public static TcxAttachment? TryAttach(int ifindex, int ingressFd, int egressFd, (uint Ingress, uint Egress) earlier, ProgramPins? pins)
+    public static TcxAttachment? TryAttach(int ifindex, int ingressFd, int egressFd, (uint Ingress, uint Egress) earlier, RescuePins? pins)
     {
         if (Query(ifindex, ingress: true) is null)
         {
@@ -64,8 +64,8 @@ internal sealed unsafe class TcxAttachment : TcAttachment
 
         if (pins is not null)
         {
-            ProgramPins.Pin(pins.Ingress, ingressFd, warnings);
-            ProgramPins.Pin(pins.Egress, egressFd, warnings);
+            RescuePins.Pin(pins.Ingress, ingressFd, warnings);
+            RescuePins.Pin(pins.Egress, egressFd, warnings);
         }
 
         // An earlier agent's filters at the rescue handle of a clsact qdisc would still see what these programs pass.
@@ -80,14 +80,14 @@ internal sealed unsafe class TcxAttachment : TcAttachment
         DetachOne(InterfaceIndex, ingress: false, _egressFd);
         if (_pins is not null)
         {
-            ProgramPins.Remove(_pins.Ingress, ProgramId(_ingressFd));
-            ProgramPins.Remove(_pins.Egress, ProgramId(_egressFd));
+            RescuePins.Remove(_pins.Ingress, ProgramId(_ingressFd));
+            RescuePins.Remove(_pins.Egress, ProgramId(_egressFd));
         }
     }
 
-    private static void PlaceFromPin(int ifindex, bool ingress, int programFd, uint earlierId, ProgramPins? pins, List<string> warnings)
+    private static void PlaceFromPin(int ifindex, bool ingress, int programFd, uint earlierId, RescuePins? pins, List<string> warnings)
     {
-        int pinnedFd = pins is null ? -1 : ProgramPins.Open(pins.PathOf(ingress), warnings);
+        int pinnedFd = pins is null ? -1 : RescuePins.Open(pins.PathOf(ingress), warnings);
         try
         {
             Place(ifindex, ingress, programFd, earlierId, pinnedFd, warnings);

@@ -3,16 +3,19 @@ using MptcpAnycast.Interop;
 namespace MptcpAnycast.Rescue.Bpf;
 
 /// <summary>
-/// The agent's tcx programs pinned in its bpffs directory, beside the owner map. An agent started after a crash opens
+/// What an agent pins in its bpffs directory: the owner map (libbpf pins it at load and hands a restarted agent the same
+/// map) and the attached tcx programs. An agent started after a crash opens
 /// its predecessor's programs from these files, which needs only permission on the files, where opening them by id
 /// needs CAP_SYS_ADMIN, and so swaps them for its own in one step. A clean stop detaches the programs and removes the
 /// pins, which would otherwise keep the detached programs loaded.
 /// </summary>
-internal sealed record ProgramPins(string Ingress, string Egress)
+internal sealed record RescuePins(string Owners, string Ingress, string Egress)
 {
     /// <summary>The pins of agent <paramref name="agentName"/> in <paramref name="directory"/>.</summary>
-    public static ProgramPins In(string directory, string agentName) =>
-        new(Path.Combine(directory, $"rescue_ingress_{agentName}"), Path.Combine(directory, $"rescue_egress_{agentName}"));
+    public static RescuePins In(string directory, string agentName) => new(
+        Path.Combine(directory, $"rescue_owners_{agentName}"),
+        Path.Combine(directory, $"rescue_ingress_{agentName}"),
+        Path.Combine(directory, $"rescue_egress_{agentName}"));
 
     public string PathOf(bool ingress) => ingress ? Ingress : Egress;
 
