@@ -109,6 +109,97 @@ public sealed class RescueAttachmentTests(ITestOutputHelper output) : IDisposabl
         Assert.True(filter >= Sent, $"the interface's own filter saw {filter} of the {Sent} datagrams the program passed");
     }
 
+    [LabFact]
+    public void A_hook_that_changes_between_reading_it_and_attaching_is_read_again()
+    {
+        _host.Run(() =>
+        {
+            using RescueDataplane dataplane = RescueDataplane.Load();
+            using RescueDataplane other = RescueDataplane.Load();
+            var reads = new List<bool>();
+            AttachWithHook(dataplane, ingress =>
+            {
+                reads.Add(ingress);
+                if (reads.Count == 1)
+                {
+                    other.Attach(_ifindex); // another agent attaches meanwhile: the kernel refuses the revision read before it
+                }
+            }, attach =>
+            {
+                TcxAttachment attachment = attach();
+                try
+                {
+                    output.WriteLine($"hooks read before each attach (true: ingress): {string.Join(", ", reads)}");
+                    Assert.Equal([true, true, false], reads);
+                    Assert.Empty(attachment.Warnings);
+                    // The second read found the other agent's programs and replaced them in place.
+                    Assert.Equal(Expected("tcx", dataplane), TcAttachment.Describe(_ifindex));
+                }
+                finally
+                {
+                    attachment.Detach();
+                }
+            });
+            Assert.Empty(TcAttachment.Describe(_ifindex));
+        });
+    }
+
+    [LabFact]
+    public void A_hook_that_changes_before_every_attach_gives_up_after_three_reads_and_names_the_hook()
+    {
+        _host.Run(() =>
+        {
+            using RescueDataplane dataplane = RescueDataplane.Load();
+            using RescueDataplane other = RescueDataplane.Load();
+            int reads = 0;
+            bool otherAttached = false;
+            MptcpAnycast.Rescue.RescueDataplaneException? error = null;
+            AttachWithHook(dataplane, _ =>
+            {
+                reads++;
+                if (otherAttached)
+                {
+                    other.Detach();
+                }
+                else
+                {
+                    other.Attach(_ifindex);
+                }
+
+                otherAttached = !otherAttached;
+            }, attach => error = Assert.Throws<MptcpAnycast.Rescue.RescueDataplaneException>(() => attach()));
+            Assert.NotNull(error);
+            output.WriteLine(error.Message);
+            Assert.Equal(3, reads);
+            Assert.Equal(MptcpAnycast.Interop.Errno.ESTALE, error.Errno);
+            Assert.Contains($"cannot attach the rescue program to the tcx ingress of interface {_ifindex}", error.Message);
+            // Nothing of this attachment stays: only what the other agent holds after its last change.
+            Assert.Equal(Expected("tcx", other), TcAttachment.Describe(_ifindex));
+        });
+    }
+
+    /// <summary>
+    /// Attaches the dataplane's programs through tcx as <see cref="RescueDataplane.Attach"/> does, with
+    /// <paramref name="beforeAttach"/> called before each change of a hook; the descriptors stay open until
+    /// <paramref name="use"/> returns (a tcx detach names the program by one).
+    /// </summary>
+    private void AttachWithHook(RescueDataplane dataplane, Action<bool> beforeAttach, Action<Func<TcxAttachment>> use)
+    {
+        int ingress = MptcpAnycast.Interop.Libbpf.bpf_prog_get_fd_by_id(dataplane.ProgramIds.Ingress);
+        int egress = MptcpAnycast.Interop.Libbpf.bpf_prog_get_fd_by_id(dataplane.ProgramIds.Egress);
+        try
+        {
+            Assert.True(ingress >= 0 && egress >= 0, $"cannot open the programs by id: {ingress}, {egress}");
+            use(() => TcxAttachment.TryAttach(Ifindex(), ingress, egress, default, null, beforeAttach)
+                ?? throw new Xunit.Sdk.XunitException("this kernel has no tcx"));
+        }
+        finally
+        {
+            Tmds.Linux.LibC.close(ingress);
+            Tmds.Linux.LibC.close(egress);
+        }
+    }
+
     private static RescueDataplane Configured(RescueDataplane dataplane)
     {
         dataplane.Configure(new RescueDataplaneConfig { LocalIPv4 = System.Net.IPAddress.Parse("198.51.100.1"), MssIPv4 = 1400 }, enabled: true);

@@ -41,9 +41,11 @@ internal sealed unsafe class TcxAttachment : TcAttachment
     /// <summary>
     /// Attaches both programs, or returns null when the kernel has no tcx (before 6.6). <paramref name="earlier"/>: the
     /// ids of the programs an earlier agent on this interface recorded (0 when none). <paramref name="pins"/>: where
-    /// an earlier agent pinned its programs and this one pins its own (null: no pins).
+    /// an earlier agent pinned its programs and this one pins its own (null: no pins). <paramref name="beforeAttach"/>:
+    /// called with the direction after a hook has been read and before it is changed (tests change the hook there).
     /// </summary>
-    public static TcxAttachment? TryAttach(int ifindex, int ingressFd, int egressFd, (uint Ingress, uint Egress) earlier, RescuePins? pins)
+    public static TcxAttachment? TryAttach(int ifindex, int ingressFd, int egressFd, (uint Ingress, uint Egress) earlier, RescuePins? pins,
+        Action<bool>? beforeAttach = null)
     {
         if (Query(ifindex, ingress: true) is null)
         {
@@ -51,10 +53,10 @@ internal sealed unsafe class TcxAttachment : TcAttachment
         }
 
         var warnings = new List<string>();
-        PlaceFromPin(ifindex, ingress: true, ingressFd, earlier.Ingress, pins, warnings);
+        PlaceFromPin(ifindex, ingress: true, ingressFd, earlier.Ingress, pins, warnings, beforeAttach);
         try
         {
-            PlaceFromPin(ifindex, ingress: false, egressFd, earlier.Egress, pins, warnings);
+            PlaceFromPin(ifindex, ingress: false, egressFd, earlier.Egress, pins, warnings, beforeAttach);
         }
         catch
         {
@@ -85,12 +87,13 @@ internal sealed unsafe class TcxAttachment : TcAttachment
         }
     }
 
-    private static void PlaceFromPin(int ifindex, bool ingress, int programFd, uint earlierId, RescuePins? pins, List<string> warnings)
+    private static void PlaceFromPin(int ifindex, bool ingress, int programFd, uint earlierId, RescuePins? pins, List<string> warnings,
+        Action<bool>? beforeAttach)
     {
         int pinnedFd = pins is null ? -1 : RescuePins.Open(pins.PathOf(ingress), warnings);
         try
         {
-            Place(ifindex, ingress, programFd, earlierId, pinnedFd, warnings);
+            Place(ifindex, ingress, programFd, earlierId, pinnedFd, warnings, beforeAttach);
         }
         finally
         {
@@ -124,7 +127,7 @@ internal sealed unsafe class TcxAttachment : TcAttachment
     /// Puts the new program on the hook: in place of its predecessor when this process can find it (the pinned program
     /// <paramref name="pinnedFd"/>, or -1; else by name), else first.
     /// </summary>
-    private static void Place(int ifindex, bool ingress, int programFd, uint earlierId, int pinnedFd, List<string> warnings)
+    private static void Place(int ifindex, bool ingress, int programFd, uint earlierId, int pinnedFd, List<string> warnings, Action<bool>? beforeAttach)
     {
         string? name = ProgramNameOf(programFd);
         // A pin of another kind of object, or of a program that is not the rescue one, is not taken for the predecessor.
@@ -167,6 +170,7 @@ internal sealed unsafe class TcxAttachment : TcAttachment
                 replace_bpf_fd = predecessor >= 0 ? (uint)predecessor : 0,
                 expected_revision = revision,
             };
+            beforeAttach?.Invoke(ingress);
             int attached = BpfSyscall.Attach(&attr);
             if (predecessor >= 0 && !fromPin)
             {
