@@ -425,6 +425,47 @@ internal static class RescueLab
         return link.RootElement[0].GetProperty("ifindex").GetInt32();
     }
 
+    private static readonly Lazy<string> NoTcx = new(() => Compile("no-tcx"));
+
+    /// <summary>
+    /// A wrapper that runs a command as if on a kernel without tcx, before Linux 6.6 (<c>Rescue/no-tcx.c</c>: a seccomp
+    /// filter refuses the tcx commands of bpf(2) with EINVAL), built with gcc on first use.
+    /// </summary>
+    public static string[] WithoutTcx => [NoTcx.Value];
+
+    private static string Compile(string name)
+    {
+        string source = Path.Combine(AppContext.BaseDirectory, "Rescue", name + ".c");
+        string output = Path.Combine(AppContext.BaseDirectory, name);
+        var psi = new ProcessStartInfo("gcc")
+        {
+            ArgumentList = { "-O2", "-Wall", "-Wextra", "-Werror", "-o", output, source },
+            RedirectStandardError = true,
+            RedirectStandardOutput = true,
+        };
+        Process gcc;
+        try
+        {
+            gcc = Process.Start(psi)!;
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException($"cannot run gcc to build {source} (apt-get install gcc libc6-dev linux-libc-dev)", e);
+        }
+
+        using (gcc)
+        {
+            Task<string> errors = gcc.StandardError.ReadToEndAsync();
+            gcc.StandardOutput.ReadToEnd();
+            if (!gcc.WaitForExit(60_000) || gcc.ExitCode != 0)
+            {
+                throw new InvalidOperationException($"gcc could not build {source}:\n{errors.Result}");
+            }
+        }
+
+        return output;
+    }
+
     /// <summary>Milliseconds between two <see cref="Stopwatch"/> timestamps.</summary>
     public static double Milliseconds(long from, long to) => (to - from) * 1000.0 / Stopwatch.Frequency;
 }
