@@ -84,6 +84,7 @@ internal static class RescueOptionsBinding
         Add(options.Port != defaults.Port, nameof(RescueOptions.Port));
         Add(options.LookupTimeout != defaults.LookupTimeout, nameof(RescueOptions.LookupTimeout));
         Add(options.LookupsPerSecond != defaults.LookupsPerSecond, nameof(RescueOptions.LookupsPerSecond));
+        Add(options.OwnerIdleTimeout != defaults.OwnerIdleTimeout, nameof(RescueOptions.OwnerIdleTimeout));
         Add(options.MssIPv4 != defaults.MssIPv4, nameof(RescueOptions.MssIPv4));
         Add(options.MssIPv6 != defaults.MssIPv6, nameof(RescueOptions.MssIPv6));
         Add(!string.IsNullOrWhiteSpace(options.PinDirectory), nameof(RescueOptions.PinDirectory));

@@ -28,6 +28,8 @@ public sealed class RescueAgent : IDisposable
     private readonly MissReader _reader;
     private readonly DateTimeOffset _started = DateTimeOffset.UtcNow;
     private readonly Timer? _statusTimer;
+    private readonly Timer _expiryTimer;
+    private long _ownersExpired;
     private readonly string _attachment;
     private int _disposed;
     private int _statusFailed;
@@ -55,7 +57,14 @@ public sealed class RescueAgent : IDisposable
         {
             _statusTimer = new Timer(_ => WriteStatus(), null, TimeSpan.Zero, TimeSpan.FromSeconds(1));
         }
+
+        TimeSpan every = ExpiryInterval(settings.OwnerIdleTimeout);
+        _expiryTimer = new Timer(_ => ExpireIdleOwners(), null, every, every);
     }
+
+    /// <summary>How often idle owner entries are looked for: a quarter of the timeout, between 1 and 30 seconds.</summary>
+    internal static TimeSpan ExpiryInterval(TimeSpan idleTimeout) =>
+        TimeSpan.FromSeconds(Math.Clamp(idleTimeout.TotalSeconds / 4, 1, 30));
 
     /// <summary>The status file of the agent named <paramref name="name"/> in <paramref name="directory"/>.</summary>
     public static string StatusPath(string directory, string name) => Path.Combine(directory, name + ".json");
@@ -255,7 +264,7 @@ public sealed class RescueAgent : IDisposable
         };
     }
 
-    /// <summary>Every counter by name: <c>program.*</c>, <c>lookups.*</c>, <c>peers.*</c> (see <see cref="RescueStatus.Counters"/>).</summary>
+    /// <summary>Every counter by name: <c>program.*</c>, <c>lookups.*</c>, <c>peers.*</c>, <c>owners.expired</c> (see <see cref="RescueStatus.Counters"/>).</summary>
     public IReadOnlyDictionary<string, long> ReadCounters()
     {
         RescueDataplaneCounters program = _dataplane.ReadCounters();
@@ -280,6 +289,7 @@ public sealed class RescueAgent : IDisposable
             }
         }
 
+        counters["owners.expired"] = Interlocked.Read(ref _ownersExpired);
         return counters;
     }
 
@@ -314,6 +324,7 @@ public sealed class RescueAgent : IDisposable
         }
 
         _statusTimer?.Dispose();
+        _expiryTimer.Dispose();
         if (_settings.StatusDirectory is not null)
         {
             try
@@ -380,6 +391,31 @@ public sealed class RescueAgent : IDisposable
             {
                 Report(RescueEventKind.Failed, $"cannot write the status file in {_settings.StatusDirectory} (reported once)", e);
             }
+        }
+    }
+
+    private void ExpireIdleOwners()
+    {
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            return;
+        }
+
+        try
+        {
+            int expired = _dataplane.ExpireIdleOwners(_settings.OwnerIdleTimeout);
+            if (expired > 0)
+            {
+                Interlocked.Add(ref _ownersExpired, expired);
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            // Stopping.
+        }
+        catch (RescueDataplaneException e)
+        {
+            Report(RescueEventKind.Failed, "cannot expire idle owner entries; they stay until the owner map makes room", e);
         }
     }
 

@@ -51,6 +51,13 @@ public sealed class RescueOptions
     public int LookupsPerSecond { get; set; } = 2000;
 
     /// <summary>
+    /// How long a rescued flow's owner is kept after the last segment tunnelled to it. Default 10 minutes. A segment
+    /// after that is a miss again: held while the owner is looked up anew (a round trip to the peers), then sent on.
+    /// Once no owner is left, local segments no longer read the owner hint. Between 1 second and 1 day.
+    /// </summary>
+    public TimeSpan OwnerIdleTimeout { get; set; } = TimeSpan.FromMinutes(10);
+
+    /// <summary>
     /// The MSS that SYN-ACKs from an anycast address carry at most, so that a client's full-size segment still fits the
     /// tunnel. Default (0): the interface's MTU minus 60 (IPv4 in IPv4) and minus 100 (IPv6 in IPv6).
     /// </summary>

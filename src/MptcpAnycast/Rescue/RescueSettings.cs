@@ -22,6 +22,7 @@ internal sealed record RescueSettings
     public required int Port { get; init; }
     public required TimeSpan LookupTimeout { get; init; }
     public required int LookupsPerSecond { get; init; }
+    public required TimeSpan OwnerIdleTimeout { get; init; }
     public required int MssIPv4 { get; init; }
     public required int MssIPv6 { get; init; }
     public string? PinDirectory { get; init; }
@@ -203,6 +204,12 @@ internal sealed record RescueSettings
             throw new RescueConfigurationException($"{prefix}:LookupsPerSecond {options.LookupsPerSecond} must be between 1 and 1000000");
         }
 
+        if (options.OwnerIdleTimeout < TimeSpan.FromSeconds(1) || options.OwnerIdleTimeout > TimeSpan.FromDays(1))
+        {
+            throw new RescueConfigurationException(
+                $"{prefix}:OwnerIdleTimeout '{options.OwnerIdleTimeout}' must be between 00:00:01 and 1.00:00:00 (format d.hh:mm:ss)");
+        }
+
         int mss4 = Mss(options.MssIPv4, mtu - 60, $"{prefix}:MssIPv4");
         int mss6 = Mss(options.MssIPv6, mtu - 100, $"{prefix}:MssIPv6");
         return new RescueSettings
@@ -217,6 +224,7 @@ internal sealed record RescueSettings
             Port = options.Port,
             LookupTimeout = options.LookupTimeout,
             LookupsPerSecond = options.LookupsPerSecond,
+            OwnerIdleTimeout = options.OwnerIdleTimeout,
             MssIPv4 = mss4,
             MssIPv6 = mss6,
             PinDirectory = PinDirectoryOf(options.PinDirectory, name, prefix),

@@ -38,7 +38,7 @@ public sealed record RescueStatus
     /// <summary>Flows whose owner is being looked up now.</summary>
     public required int PendingLookups { get; init; }
 
-    /// <summary>Counters by name: <c>program.*</c> (the BPF program's), <c>lookups.*</c> (the agent's), <c>peers.*</c> (the lookup protocol's).</summary>
+    /// <summary>Counters by name: <c>program.*</c> (the BPF program's), <c>lookups.*</c> (the agent's), <c>peers.*</c> (the lookup protocol's), <c>owners.expired</c> (owner entries deleted after <see cref="RescueOptions.OwnerIdleTimeout"/>).</summary>
     public required IReadOnlyDictionary<string, long> Counters { get; init; }
 
     /// <summary>The status as one JSON object (what <c>mptcp-anycast rescue status --json</c> prints).</summary>

@@ -466,6 +466,14 @@ internal static class RescueLab
         return output;
     }
 
+    /// <summary>Sends <paramref name="length"/> bytes of the lab's pattern from stream offset <paramref name="offset"/>.</summary>
+    public static async Task SendPatternAsync(Socket socket, long offset, int length)
+    {
+        byte[] chunk = new byte[length];
+        StreamPattern.Fill(chunk, offset);
+        await socket.SendAsync(chunk, SocketFlags.None).WithTimeout(TimeSpan.FromSeconds(5), "send to the anycast address");
+    }
+
     /// <summary>Milliseconds between two <see cref="Stopwatch"/> timestamps.</summary>
     public static double Milliseconds(long from, long to) => (to - from) * 1000.0 / Stopwatch.Frequency;
 }

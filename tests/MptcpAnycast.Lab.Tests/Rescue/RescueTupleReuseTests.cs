@@ -33,11 +33,11 @@ public sealed class RescueTupleReuseTests(ITestOutputHelper output)
         // its side, so the tuple is free at once).
         using (Socket first = await ConnectFromAsync(lab, anycast, any))
         {
-            await SendAsync(first, 0, Chunk);
+            await RescueLab.SendPatternAsync(first, 0, Chunk);
             SinkConnection atA = await a.WaitForConnectionAsync(1, TimeSpan.FromSeconds(5));
             await Eventually.TrueAsync(() => atA.Received >= Chunk, "the first connection reaches A");
             lab.FlipTo(LabPopId.B);
-            await SendAsync(first, Chunk, Chunk);
+            await RescueLab.SendPatternAsync(first, Chunk, Chunk);
             await Eventually.TrueAsync(() => atA.Received >= 2 * Chunk, "B tunnels the first connection to A", TimeSpan.FromSeconds(5));
             // The counters come from the status file each agent writes every second.
             await Eventually.TrueAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("program.tunnelled") > 0, "B's status shows tunnelled segments");
@@ -51,7 +51,7 @@ public sealed class RescueTupleReuseTests(ITestOutputHelper output)
         const int Total = 256 * 1024;
         for (int sent = 0; sent < Total; sent += Chunk)
         {
-            await SendAsync(second, sent, Chunk);
+            await RescueLab.SendPatternAsync(second, sent, Chunk);
         }
 
         SinkConnection atB = await b.WaitForConnectionAsync(1, TimeSpan.FromSeconds(5));
@@ -80,12 +80,5 @@ public sealed class RescueTupleReuseTests(ITestOutputHelper output)
             socket.Dispose();
             throw;
         }
-    }
-
-    private static async Task SendAsync(Socket socket, long offset, int length)
-    {
-        byte[] chunk = new byte[length];
-        StreamPattern.Fill(chunk, offset);
-        await socket.SendAsync(chunk, SocketFlags.None).WithTimeout(TimeSpan.FromSeconds(5), "send to the anycast address");
     }
 }

@@ -20,6 +20,13 @@ public sealed class RescueAgentStartTests
     private const string Unassigned4 = "198.51.100.77";
     private const string Unassigned6 = "2001:db8:77::77";
 
+    [Theory]
+    [InlineData(1, 1)] // a quarter would be under a second
+    [InlineData(8, 2)]
+    [InlineData(600, 30)] // the default timeout: at most 30 s between walks of the owner map
+    public void Idle_owner_entries_are_looked_for_every_quarter_of_the_timeout_between_1_and_30_seconds(int timeoutSeconds, int everySeconds) =>
+        Assert.Equal(TimeSpan.FromSeconds(everySeconds), RescueAgent.ExpiryInterval(TimeSpan.FromSeconds(timeoutSeconds)));
+
     private static RescueOptions Valid() => new()
     {
         Name = "pop-a",
@@ -94,6 +101,7 @@ public sealed class RescueAgentStartTests
             Port = port,
             LookupTimeout = TimeSpan.FromMilliseconds(250),
             LookupsPerSecond = 2000,
+            OwnerIdleTimeout = TimeSpan.FromMinutes(10),
             MssIPv4 = 1400,
             MssIPv6 = 1400,
         };
@@ -139,6 +147,7 @@ public sealed class RescueAgentStartTests
                 Port = 62201,
                 LookupTimeout = TimeSpan.FromMilliseconds(250),
                 LookupsPerSecond = 2000,
+                OwnerIdleTimeout = TimeSpan.FromMinutes(10),
                 MssIPv4 = 1400,
                 MssIPv6 = 1400,
                 StatusDirectory = directory,

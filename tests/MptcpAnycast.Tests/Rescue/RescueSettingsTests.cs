@@ -42,6 +42,8 @@ public sealed class RescueSettingsTests
         { "short key", o => o.Peers[0].Key = "AAAA", "MptcpAnycast:Rescue:Peers:0:Key has 3 bytes; at least 16" },
         { "bad port", o => o.Port = 70000, "MptcpAnycast:Rescue:Port 70000 is not a UDP port" },
         { "zero timeout", o => o.LookupTimeout = TimeSpan.Zero, "MptcpAnycast:Rescue:LookupTimeout '00:00:00' must be between" },
+        { "sub-second idle timeout", o => o.OwnerIdleTimeout = TimeSpan.FromMilliseconds(500), "MptcpAnycast:Rescue:OwnerIdleTimeout '00:00:00.5000000' must be between 00:00:01 and 1.00:00:00" },
+        { "idle timeout over a day", o => o.OwnerIdleTimeout = TimeSpan.FromDays(2), "MptcpAnycast:Rescue:OwnerIdleTimeout '2.00:00:00' must be between" },
         { "bad MSS", o => o.MssIPv4 = 100, "MptcpAnycast:Rescue:MssIPv4 100 must be between 536 and 65495" },
         { "relative pin directory", o => o.PinDirectory = "bpf", "MptcpAnycast:Rescue:PinDirectory 'bpf' is not an absolute path" },
         { "missing pin directory", o => o.PinDirectory = "/nonexistent/bpf", "MptcpAnycast:Rescue:PinDirectory '/nonexistent/bpf' does not exist; mount a bpffs there" },

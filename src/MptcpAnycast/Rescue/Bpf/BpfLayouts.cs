@@ -14,6 +14,8 @@ namespace MptcpAnycast.Rescue.Bpf;
 internal unsafe struct BpfRescueConfig
 {
     public uint Enabled;
+    public uint OwnerHintActive;
+    public uint NowSeconds;
     public uint LocalIPv4;
     public fixed byte LocalIPv6[16];
     public ushort MssIPv4;
@@ -32,11 +34,13 @@ internal unsafe struct BpfRescueConfig
     /// The map value for <paramref name="config"/> and the anycast set: up to <see cref="InlineAnycast"/> addresses per
     /// family in place; a larger count tells the program to ask the anycast map instead.
     /// </summary>
-    public static BpfRescueConfig From(RescueDataplaneConfig config, bool enabled, IReadOnlyList<IPAddress> anycast)
+    public static BpfRescueConfig From(RescueDataplaneConfig config, bool enabled, IReadOnlyList<IPAddress> anycast, bool ownerHintActive, uint nowSeconds)
     {
         var value = new BpfRescueConfig
         {
             Enabled = enabled ? 1u : 0u,
+            OwnerHintActive = ownerHintActive ? 1u : 0u,
+            NowSeconds = nowSeconds,
             MssIPv4 = (ushort)config.MssIPv4,
             MssIPv6 = (ushort)config.MssIPv6,
             MissReportsPerWindow = (uint)config.MissReportsPerWindow,
@@ -130,6 +134,7 @@ internal unsafe struct BpfOwner
     public byte Family;
     private fixed byte _pad[3];
     public fixed byte Address[16];
+    public uint UsedSeconds;
     public ulong LearnedNanoseconds;
 }
 

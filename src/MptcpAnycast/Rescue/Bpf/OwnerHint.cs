@@ -13,7 +13,11 @@ namespace MptcpAnycast.Rescue.Bpf;
 /// flow costs one hint write at most, and rebuilds once stale bits (of flows the LRU evicted or a SYN forgot) fill an
 /// eighth of the hint. Such a rebuild runs in the background, since walking a full owner map takes a
 /// tenth of a second or more: the flows recorded meanwhile keep their bits. A bit that is set without an entry costs
-/// a local segment one owner-map miss.
+/// a local segment one owner-map miss. While no bit is set the program does not read the hint at all
+/// (<c>owner_hint_active</c> in its configuration, which this class has set before the first bit and clears after the
+/// last): the hint's words are read at random, a cache miss per segment on a busy host. Entries that no segment used for
+/// longer than the agent's idle timeout are deleted (<see cref="ExpireIdle"/>), so that the owner map, and with it the
+/// hint, empties once the rescued flows are gone.
 /// </summary>
 internal sealed unsafe class OwnerHint
 {
@@ -30,18 +34,38 @@ internal sealed unsafe class OwnerHint
     private const uint WalkBatch = 4096;
 
     private readonly int _hintFd, _ownersFd, _ownerCapacity;
+    private readonly Action<bool> _activeChanged;
     private readonly ulong[] _words = new ulong[Words];
     private readonly Lock _gate = new();
     private readonly Lock _walkGate = new();
     private int _set, _nextRebuild = RebuildAt;
+    private bool _active;
     private List<uint>? _recordedDuringWalk;
     private Task? _background;
 
-    public OwnerHint(int hintFd, int ownersFd, int ownerCapacity)
+    /// <param name="hintFd">The hint map.</param>
+    /// <param name="ownersFd">The owner map.</param>
+    /// <param name="ownerCapacity">The owner map's size.</param>
+    /// <param name="activeChanged">Writes the program's <c>owner_hint_active</c>: called with true before the first bit is
+    /// set, with false after the last is cleared, under this class's lock (it must not call back into it).</param>
+    public OwnerHint(int hintFd, int ownersFd, int ownerCapacity, Action<bool> activeChanged)
     {
         _hintFd = hintFd;
         _ownersFd = ownersFd;
         _ownerCapacity = ownerCapacity;
+        _activeChanged = activeChanged;
+    }
+
+    /// <summary>Whether the program reads the hint (some bit is set).</summary>
+    public bool Active
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _active;
+            }
+        }
     }
 
     /// <summary>How many bits are set now.</summary>
@@ -81,6 +105,7 @@ internal sealed unsafe class OwnerHint
             ulong mask = 1UL << (int)(bit & 63);
             if ((_words[word] & mask) == 0)
             {
+                SetActiveLocked(true);
                 ulong value = _words[word] | mask;
                 Write(word, value);
                 _words[word] = value;
@@ -183,6 +208,16 @@ internal sealed unsafe class OwnerHint
     private void ApplyLocked(ulong[] wanted)
     {
         int set = 0;
+        foreach (ulong bits in wanted)
+        {
+            set += BitOperations.PopCount(bits);
+        }
+
+        if (set > 0)
+        {
+            SetActiveLocked(true);
+        }
+
         for (uint word = 0; word < Words; word++)
         {
             if (wanted[word] != _words[word])
@@ -191,8 +226,11 @@ internal sealed unsafe class OwnerHint
                 Write(word, wanted[word]);
                 _words[word] = wanted[word];
             }
+        }
 
-            set += BitOperations.PopCount(wanted[word]);
+        if (set == 0)
+        {
+            SetActiveLocked(false);
         }
 
         _set = set;
@@ -200,11 +238,87 @@ internal sealed unsafe class OwnerHint
         _rebuilds++;
     }
 
+    private void SetActiveLocked(bool active)
+    {
+        if (_active != active)
+        {
+            _activeChanged(active);
+            _active = active;
+        }
+    }
+
     /// <summary>
-    /// The owner map's keys in batches (<c>BPF_MAP_LOOKUP_BATCH</c>, which LRU hash maps have had since Linux 5.6): a few
-    /// system calls for a full map, where <c>get_next_key</c> would take one per flow.
+    /// Deletes the owner entries that no segment has used for more than <paramref name="idleSeconds"/> by
+    /// <paramref name="nowSeconds"/> (CLOCK_MONOTONIC seconds, as <c>used_seconds</c> holds them), and rebuilds the hint
+    /// when that leaves the owner map empty, which switches the program's reads of it off. An entry written or used
+    /// again between the walk and its deletion is kept. Returns how many entries were deleted, or -1 when the owner
+    /// map could not be read to the end (nothing is deleted then).
     /// </summary>
-    private bool TryCollect(ulong[] wanted)
+    public int ExpireIdle(uint nowSeconds, uint idleSeconds)
+    {
+        var idle = new List<BpfFlowKey>();
+        int held = 0;
+        bool walked = TryWalk((keys, values) =>
+        {
+            held += keys.Length;
+            for (int i = 0; i < keys.Length; i++)
+            {
+                if (nowSeconds - values[i].UsedSeconds > idleSeconds)
+                {
+                    idle.Add(keys[i]);
+                }
+            }
+        });
+        if (!walked)
+        {
+            return -1;
+        }
+
+        int deleted = 0;
+        // In slices, so that recording a new owner never waits long behind a large expiry.
+        for (int start = 0; start < idle.Count; start += 256)
+        {
+            lock (_gate)
+            {
+                for (int i = start; i < idle.Count && i < start + 256; i++)
+                {
+                    BpfFlowKey key = idle[i];
+                    BpfOwner value;
+                    if (Libbpf.bpf_map_lookup_elem(_ownersFd, &key, &value) == 0 && nowSeconds - value.UsedSeconds > idleSeconds
+                        && Libbpf.bpf_map_delete_elem(_ownersFd, &key) == 0)
+                    {
+                        deleted++;
+                    }
+                }
+            }
+        }
+
+        // Nothing left (or only the stale bits of entries the LRU evicted or a SYN forgot): the bits can all go.
+        if (deleted == held && BitsSet > 0)
+        {
+            Rebuild();
+        }
+
+        return deleted;
+    }
+
+    private delegate void BatchVisitor(ReadOnlySpan<BpfFlowKey> keys, ReadOnlySpan<BpfOwner> values);
+
+    private bool TryCollect(ulong[] wanted) => TryWalk((keys, _) =>
+    {
+        foreach (BpfFlowKey key in keys)
+        {
+            uint bit = key.OwnerHintBit();
+            wanted[bit >> 6] |= 1UL << (int)(bit & 63);
+        }
+    });
+
+    /// <summary>
+    /// The owner map's entries in batches (<c>BPF_MAP_LOOKUP_BATCH</c>, which LRU hash maps have had since Linux 5.6): a
+    /// few system calls for a full map, where <c>get_next_key</c> would take one per flow. False when a call failed
+    /// midway.
+    /// </summary>
+    private bool TryWalk(BatchVisitor visit)
     {
         var keys = new BpfFlowKey[WalkBatch];
         var values = new BpfOwner[WalkBatch];
@@ -222,12 +336,7 @@ internal sealed unsafe class OwnerHint
                     return false;
                 }
 
-                for (uint i = 0; i < count; i++)
-                {
-                    uint bit = keys[i].OwnerHintBit();
-                    wanted[bit >> 6] |= 1UL << (int)(bit & 63);
-                }
-
+                visit(keys.AsSpan(0, (int)count), values.AsSpan(0, (int)count));
                 if (result == -ENOENT)
                 {
                     return true;

@@ -21,10 +21,14 @@ internal sealed unsafe class RescueDataplane : IDisposable
     private readonly int _ingressFd, _egressFd;
     private readonly OwnerHint _hint;
     private readonly Lock _gate = new();
+    // Innermost: held only while the configuration is written, so the owner hint can switch its flag from under its lock.
+    private readonly Lock _configWrite = new();
     private TcAttachment? _attachment;
     private RescueDataplaneConfig _config = new();
     private bool _enabled;
     private IPAddress[] _anycast = [];
+    private bool _hintActive;
+    private uint _nowSeconds = NowSeconds();
     private bool _disposed;
 
     private RescueDataplane(nint obj)
@@ -44,7 +48,11 @@ internal sealed unsafe class RescueDataplane : IDisposable
             throw new RescueDataplaneException($"map rescue_owner_hint has {hintWords} words, the agent expects {OwnerHint.Words}", 0);
         }
 
-        _hint = new OwnerHint(hintFd, _ownersFd, OwnerCapacity);
+        _hint = new OwnerHint(hintFd, _ownersFd, OwnerCapacity, active =>
+        {
+            _hintActive = active;
+            WriteConfig();
+        });
         // An owner map pinned by an earlier agent comes with flows; the hint is new and empty.
         if (!_hint.Rebuild())
         {
@@ -190,11 +198,41 @@ internal sealed unsafe class RescueDataplane : IDisposable
         }
     }
 
+    /// <summary>
+    /// Advances the program's clock (what a tunnelled segment stamps on its owner entry) and deletes the owner entries no
+    /// segment used for longer than <paramref name="idleTimeout"/>; when none is left, the program stops reading the owner
+    /// hint. Returns how many entries went (-1: the owner map could not be read to the end, nothing deleted).
+    /// </summary>
+    public int ExpireIdleOwners(TimeSpan idleTimeout) => ExpireIdleOwners(idleTimeout, NowSeconds());
+
+    /// <summary><see cref="ExpireIdleOwners(TimeSpan)"/> as if the clock read <paramref name="now"/> (tests move it on).</summary>
+    internal int ExpireIdleOwners(TimeSpan idleTimeout, uint now)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(idleTimeout, TimeSpan.FromSeconds(1));
+        lock (_gate)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            lock (_configWrite)
+            {
+                if (now != _nowSeconds)
+                {
+                    _nowSeconds = now;
+                    WriteConfig();
+                }
+            }
+
+            return _hint.ExpireIdle(now, (uint)Math.Min(idleTimeout.TotalSeconds, uint.MaxValue / 2));
+        }
+    }
+
     private void WriteConfig()
     {
-        BpfRescueConfig value = BpfRescueConfig.From(_config, _enabled, _anycast);
-        uint zero = 0;
-        Check(Libbpf.bpf_map_update_elem(_configFd, &zero, &value, Libbpf.BPF_ANY), "write the configuration");
+        lock (_configWrite)
+        {
+            BpfRescueConfig value = BpfRescueConfig.From(_config, _enabled, _anycast, _hintActive, _nowSeconds);
+            uint zero = 0;
+            Check(Libbpf.bpf_map_update_elem(_configFd, &zero, &value, Libbpf.BPF_ANY), "write the configuration");
+        }
     }
 
     /// <summary>Makes <paramref name="addresses"/> the peers whose encapsulated packets are accepted.</summary>
@@ -204,7 +242,7 @@ internal sealed unsafe class RescueDataplane : IDisposable
     public void SetOwner(TcpFlow flow, IPAddress owner)
     {
         BpfFlowKey key = BpfFlowKey.From(flow);
-        var value = new BpfOwner { Family = BpfAddress.FamilyOf(owner), LearnedNanoseconds = MonotonicNanoseconds() };
+        var value = new BpfOwner { Family = BpfAddress.FamilyOf(owner), UsedSeconds = NowSeconds(), LearnedNanoseconds = MonotonicNanoseconds() };
         BpfAddress.Write(owner, new Span<byte>(value.Address, 16));
         _hint.Record(key, value);
     }
@@ -410,4 +448,7 @@ internal sealed unsafe class RescueDataplane : IDisposable
     /// <summary>CLOCK_MONOTONIC in nanoseconds: the clock of <c>bpf_ktime_get_ns</c>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static ulong MonotonicNanoseconds() => (ulong)(Environment.TickCount64 * 1_000_000);
+
+    /// <summary>CLOCK_MONOTONIC in whole seconds, the owner entries' <c>used_seconds</c>: the same in every process of the host.</summary>
+    internal static uint NowSeconds() => (uint)(Environment.TickCount64 / 1000);
 }

@@ -80,6 +80,11 @@ enum rescue_counter {
 
 struct rescue_config {
 	__u32 enabled;		// 0: every packet passes (the agent is stopping or configuring)
+	// 0 while no bit of rescue_owner_hint is set (no owner entry: nothing rescued, or every rescued flow gone idle):
+	// then no segment reads the hint, whose words, read at random, are a cache miss on a busy host. Userspace sets
+	// it before the first bit and clears it after the last.
+	__u32 owner_hint_active;
+	__u32 now_seconds;	// CLOCK_MONOTONIC seconds, advanced by userspace: what a tunnelled segment stamps on its owner
 	__u32 local_ipv4;	// this POP's unicast IPv4, network order: the tunnel's source and decap destination
 	__u8 local_ipv6[16];
 	__u16 mss_ipv4;		// the MSS budget advertised in SYN-ACKs (0: leave the MSS alone)
@@ -108,6 +113,9 @@ struct owner {
 	__u8 family;		// of the owner's unicast address: 4 or 6
 	__u8 pad[3];
 	__u8 address[16];
+	// rescue_config.now_seconds when a segment was last tunnelled on this entry (or it was written): userspace
+	// deletes entries idle for longer than its timeout, so the owner map empties once the rescued flows are gone.
+	__u32 used_seconds;
 	__u64 learned_ns;	// bpf_ktime_get_ns() when userspace learned it (for status and eviction policy)
 };
 
@@ -462,7 +470,7 @@ static __always_inline int steer_tcp(struct __sk_buff *skb, const struct rescue_
 				     __u32 l3_offset, int is_ipv6)
 {
 	struct flow_key key;
-	int hinted = owner_hinted(owner_hint_bit(tuple, is_ipv6));
+	int hinted = cfg->owner_hint_active && owner_hinted(owner_hint_bit(tuple, is_ipv6));
 
 	if (tcp->syn && !tcp->ack) {
 		// The client opens a new connection from the tuple of one another POP owned: that one is over.
@@ -484,6 +492,9 @@ static __always_inline int steer_tcp(struct __sk_buff *skb, const struct rescue_
 			owner = owner_of(&key, tuple, is_ipv6);
 	}
 	if (owner) {
+		// Written once a second at most: the entry's cache line stays shared between the CPUs that read it.
+		if (owner->used_seconds != cfg->now_seconds)
+			owner->used_seconds = cfg->now_seconds;
 		count(RC_TUNNELLED);
 		return tunnel(skb, cfg, owner, is_ipv6);
 	}

@@ -238,6 +238,59 @@ public sealed class RescueProgramTests : IDisposable
     }
 
     [Fact]
+    public void Owner_entries_idle_beyond_the_timeout_are_deleted_a_tunnelled_segment_keeps_its_own_and_the_last_one_switches_the_hint_off()
+    {
+        var used = new TcpFlow(Client4, 40050, IPAddress.Loopback, 443);
+        var idle = new TcpFlow(Client4, 40051, IPAddress.Loopback, 443);
+        byte[] Segment(TcpFlow flow) => Tcp(flow.ClientAddress, flow.ClientPort, flow.ServerAddress, flow.ServerPort, Ack);
+        TimeSpan timeout = TimeSpan.FromSeconds(60);
+        uint start = RescueDataplane.NowSeconds();
+        Assert.False(_dataplane.Hint.Active); // nothing rescued: local segments do not read the hint
+        _dataplane.SetOwner(used, Owner4);
+        _dataplane.SetOwner(idle, Owner4);
+        Assert.True(_dataplane.Hint.Active);
+
+        Assert.Equal(0, _dataplane.ExpireIdleOwners(timeout, start + 30)); // both written 30 s ago: kept
+        Assert.Equal(TcActRedirect, Run(Segment(used)).Verdict); // stamps the program's clock, start + 30, on its entry
+        Assert.Equal(1, _dataplane.ExpireIdleOwners(timeout, start + 80)); // idle 80 s against 50 s
+        Assert.Null(_dataplane.GetOwner(idle));
+        Assert.NotNull(_dataplane.GetOwner(used));
+        Assert.True(_dataplane.Hint.Active);
+        Assert.Equal(TcActShot, Run(Segment(idle)).Verdict); // a miss again: looked up anew, not tunnelled on a stale entry
+
+        Assert.Equal(1, _dataplane.ExpireIdleOwners(timeout, start + 200));
+        Assert.Empty(_dataplane.ListOwners());
+        Assert.Equal((0, false), (_dataplane.Hint.BitsSet, _dataplane.Hint.Active));
+        Assert.Equal(TcActShot, Run(Segment(used)).Verdict);
+
+        _dataplane.SetOwner(used, Owner4); // rescued again
+        Assert.True(_dataplane.Hint.Active);
+        Assert.Equal(TcActRedirect, Run(Segment(used)).Verdict);
+        RescueDataplaneCounters counters = _dataplane.ReadCounters();
+        Assert.Equal((2UL, 2UL), (counters.Tunnelled, counters.Miss + counters.MissUnreported));
+    }
+
+    [Fact]
+    public async Task With_the_hint_switched_off_a_SYN_leaves_no_owner_behind_to_steal_its_connection()
+    {
+        // The flag goes off only once the owner map is empty, so no entry is left for a SYN to forget; check that a
+        // connection opened while it is off stays local once the flag is on again for another flow.
+        using LoopbackPair pair = await LoopbackPair.ConnectAsync(AddressFamily.InterNetwork, mptcpClient: false);
+        var client = (IPEndPoint)pair.Client.LocalEndPoint!;
+        var server = (IPEndPoint)pair.Server.LocalEndPoint!;
+        var flow = new TcpFlow(client.Address, client.Port, server.Address, server.Port);
+        _dataplane.SetOwner(flow, Owner4); // an earlier connection on the tuple, rescued
+        Assert.Equal(1, _dataplane.ExpireIdleOwners(TimeSpan.FromSeconds(1), RescueDataplane.NowSeconds() + 10));
+        Assert.False(_dataplane.Hint.Active);
+
+        Assert.Equal(TcActPass, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Syn)).Verdict);
+        _dataplane.SetOwner(CollidingFlow(flow), Owner4); // the flag on again, and this flow's bit set by another
+        Assert.Equal(TcActPass, Run(Tcp(client.Address, client.Port, server.Address, server.Port, Ack)).Verdict);
+        RescueDataplaneCounters counters = _dataplane.ReadCounters();
+        Assert.Equal((1UL, 0UL, 1UL, 0UL), (counters.LocalSyn, counters.OwnerForgotten, counters.LocalSocket, counters.Tunnelled));
+    }
+
+    [Fact]
     public async Task A_listener_alone_does_not_make_a_segment_local()
     {
         using LoopbackPair pair = await LoopbackPair.ConnectAsync(AddressFamily.InterNetwork, mptcpClient: false);
