@@ -46,8 +46,12 @@ internal static class RescueDecision
     private static readonly IPAddress Owner4 = IPAddress.Parse("198.51.100.1");
     private static readonly IPAddress Owner6 = IPAddress.Parse("2001:db8:a::1");
 
-    /// <summary>One kind of packet: its frame, the verdict and counter it must produce, and whether a run rewrites it.</summary>
-    private sealed record Case(string Name, byte[] Frame, int Verdict, int Counter, bool Rewrites, bool Reported = false, bool Egress = false)
+    /// <summary>
+    /// One kind of packet: its frame, the verdict and counter it must produce, and whether a run rewrites it. Quiet: run
+    /// on a second program whose owner map is empty (a POP that rescues nothing, which does not read the owner hint);
+    /// the others run on one with owner entries (a POP while it rescues).
+    /// </summary>
+    private sealed record Case(string Name, byte[] Frame, int Verdict, int Counter, bool Rewrites, bool Reported = false, bool Egress = false, bool Quiet = false)
     {
         public List<double> Hot { get; } = [];
         public List<double> Single { get; } = [];
@@ -99,6 +103,10 @@ internal static class RescueDecision
         dataplane.Configure(suppressed, enabled: true);
         dataplane.SetAnycast([IPAddress.Loopback, IPAddress.IPv6Loopback]);
         dataplane.SetPeers([Owner4, Owner6]);
+        using RescueDataplane quiet = RescueDataplane.Load();
+        quiet.Configure(suppressed, enabled: true);
+        quiet.SetAnycast([IPAddress.Loopback, IPAddress.IPv6Loopback]);
+        quiet.SetPeers([Owner4, Owner6]);
 
         using var pair4 = LocalConnection.Open(IPAddress.Loopback);
         using var pair6 = LocalConnection.Open(IPAddress.IPv6Loopback);
@@ -114,6 +122,11 @@ internal static class RescueDecision
         dataplane.SetOwner(new TcpFlow(Client4, 40009, IPAddress.Loopback, 443), Owner6);
         dataplane.SetOwner(new TcpFlow(Client6, 40009, IPAddress.IPv6Loopback, 443), Owner4);
 
+        if (!dataplane.Hint.Active || quiet.Hint.Active)
+        {
+            throw new InvalidOperationException("the rescuing program must read its owner hint and the quiet one must not");
+        }
+
         const int ack = TestPackets.Ack;
         Case notAnycast = new("not anycast", TestPackets.Tcp(Client4, 40000, IPAddress.Parse("192.0.2.9"), 80, ack, payload: Payload4), TcActPass, 0, false);
         Case floor = new("not IP (ARP): entry and exit", Arp(), TcActPass, -1, false);
@@ -124,6 +137,9 @@ internal static class RescueDecision
             new("SYN, local (IPv4)", TestPackets.Tcp(Client4, 40001, IPAddress.Loopback, 443, TestPackets.Syn, payload: 0, options: [2, 4, 0x05, 0xb4]), TcActPass, 1, false),
             new("established socket (IPv4)", pair4.Segment(Payload4), TcActPass, 2, false),
             new("established socket (IPv6)", pair6.Segment(Payload6), TcActPass, 2, false),
+            new("SYN, local (IPv4), quiet", TestPackets.Tcp(Client4, 40001, IPAddress.Loopback, 443, TestPackets.Syn, payload: 0, options: [2, 4, 0x05, 0xb4]), TcActPass, 1, false, Quiet: true),
+            new("established (IPv4), quiet", pair4.Segment(Payload4), TcActPass, 2, false, Quiet: true),
+            new("established (IPv6), quiet", pair6.Segment(Payload6), TcActPass, 2, false, Quiet: true),
             new("established, hint bit set (IPv4)", stale4.Segment(Payload4), TcActPass, 2, false),
             new("tunnelled (IPv4 in IPv4)", TestPackets.Tcp(Client4, 40005, IPAddress.Loopback, 443, ack, payload: Payload4), TcActRedirect, 4, true),
             new("tunnelled (IPv6 in IPv6)", TestPackets.Tcp(Client6, 40005, IPAddress.IPv6Loopback, 443, ack, payload: Payload6), TcActRedirect, 4, true),
@@ -149,6 +165,7 @@ internal static class RescueDecision
             IEnumerable<Case> order = round % 2 == 1 ? cases : cases.Reverse();
             foreach (Case c in order)
             {
+                RescueDataplane program = c.Quiet ? quiet : dataplane;
                 if (c.Reported)
                 {
                     dataplane.Configure(reporting, enabled: true);
@@ -159,10 +176,10 @@ internal static class RescueDecision
 
                 if (!c.Rewrites)
                 {
-                    c.Hot.Add(HotRun(dataplane, c, repeat, output));
+                    c.Hot.Add(HotRun(program, c, repeat, output));
                 }
 
-                c.Single.Add(SingleRuns(dataplane, c, single, output, null));
+                c.Single.Add(SingleRuns(program, c, single, output, null));
             }
 
             callCosts.Add(probe.MeasureCall(floor.Frame, repeat));
