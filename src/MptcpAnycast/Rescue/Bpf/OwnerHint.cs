@@ -263,7 +263,7 @@ internal sealed unsafe class OwnerHint
             held += keys.Length;
             for (int i = 0; i < keys.Length; i++)
             {
-                if (nowSeconds - values[i].UsedSeconds > idleSeconds)
+                if (IsIdle(nowSeconds, values[i].UsedSeconds, idleSeconds))
                 {
                     idle.Add(keys[i]);
                 }
@@ -284,7 +284,7 @@ internal sealed unsafe class OwnerHint
                 {
                     BpfFlowKey key = idle[i];
                     BpfOwner value;
-                    if (Libbpf.bpf_map_lookup_elem(_ownersFd, &key, &value) == 0 && nowSeconds - value.UsedSeconds > idleSeconds
+                    if (Libbpf.bpf_map_lookup_elem(_ownersFd, &key, &value) == 0 && IsIdle(nowSeconds, value.UsedSeconds, idleSeconds)
                         && Libbpf.bpf_map_delete_elem(_ownersFd, &key) == 0)
                     {
                         deleted++;
@@ -301,6 +301,9 @@ internal sealed unsafe class OwnerHint
 
         return deleted;
     }
+
+    /// <summary>Whether an entry last used at <paramref name="used"/> has been idle longer than <paramref name="idle"/>; one stamped after <paramref name="now"/> (another process's later clock read) is not.</summary>
+    internal static bool IsIdle(uint now, uint used, uint idle) => unchecked((int)(now - used)) > (long)idle;
 
     private delegate void BatchVisitor(ReadOnlySpan<BpfFlowKey> keys, ReadOnlySpan<BpfOwner> values);
 

@@ -270,6 +270,15 @@ public sealed class RescueProgramTests : IDisposable
         Assert.Equal((2UL, 2UL), (counters.Tunnelled, counters.Miss + counters.MissUnreported));
     }
 
+    [Theory]
+    [InlineData(100u, 40u, 60u, false)] // idle exactly the timeout: kept
+    [InlineData(100u, 39u, 60u, true)]
+    [InlineData(100u, 101u, 60u, false)] // stamped a second after this clock read: fresh, not 2^32 - 1 seconds idle
+    [InlineData(5u, 4294967290u, 3u, true)] // 11 s across the clock's wrap
+    [InlineData(1_000_000u, 0u, 600u, true)] // an entry of an agent that kept no stamp: idle since boot
+    public void An_entry_is_idle_only_when_its_stamp_is_older_than_the_timeout(uint now, uint used, uint idle, bool expected) =>
+        Assert.Equal(expected, OwnerHint.IsIdle(now, used, idle));
+
     [Fact]
     public async Task With_the_hint_switched_off_a_SYN_leaves_no_owner_behind_to_steal_its_connection()
     {
