@@ -466,6 +466,28 @@ internal static class RescueLab
         return output;
     }
 
+    /// <summary>
+    /// A plain TCP client streams 512 KiB from a server in POP A across a flip to B (the lab's route starts at A) and
+    /// returns how the stream ended, once B's agent reports tunnelled segments or within its status's second.
+    /// </summary>
+    public static async Task<StreamOutcome> StreamAcrossFlipToBAsync(LabTopology lab, LabRescue rescue, int port)
+    {
+        var spec = new PacedStreamSpec(512 * 1024, 256 * 1024);
+        await using PacedStreamServer serverA = PacedStreamServer.Start(lab.Pop(LabPopId.A).Namespace, new IPEndPoint(IPAddress.Any, port), spec);
+        using Socket client = lab.Client.Run(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+        await client.ConnectAsync(new IPEndPoint(IPAddress.Parse(lab.Plan.Anycast4), port)).WithTimeout(TimeSpan.FromSeconds(5), "connect");
+        StreamReceiver receiver = StreamReceiver.Start(client, spec, TaskTimeoutExtensions.Within(TimeSpan.FromSeconds(30)));
+        Assert.True(await receiver.WaitForAsync(64 * 1024, TimeSpan.FromSeconds(5)), "the stream did not start");
+        lab.FlipTo(LabPopId.B);
+        StreamOutcome outcome = await receiver.Completion.WaitAsync(TimeSpan.FromSeconds(20));
+        if (outcome.Complete)
+        {
+            await Eventually.TrueAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("program.tunnelled") > 0, "B tunnelled");
+        }
+
+        return outcome;
+    }
+
     /// <summary>Sends <paramref name="length"/> bytes of the lab's pattern from stream offset <paramref name="offset"/>.</summary>
     public static async Task SendPatternAsync(Socket socket, long offset, int length)
     {

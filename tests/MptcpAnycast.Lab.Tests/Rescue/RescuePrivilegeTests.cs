@@ -1,6 +1,4 @@
 using System.Globalization;
-using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 using MptcpAnycast.Lab.Tests.Infrastructure;
 using MptcpAnycast.Lab.Tests.Lab;
@@ -36,18 +34,9 @@ public sealed class RescuePrivilegeTests(ITestOutputHelper output)
             Assert.Matches(@"CapEff:\s+0000008000003000", status);
         }
 
-        var spec = new PacedStreamSpec(512 * 1024, 256 * 1024);
-        await using PacedStreamServer serverA = PacedStreamServer.Start(lab.Pop(LabPopId.A).Namespace, new IPEndPoint(IPAddress.Any, Port), spec);
-        using Socket client = lab.Client.Run(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
-        await client.ConnectAsync(new IPEndPoint(IPAddress.Parse(lab.Plan.Anycast4), Port)).WithTimeout(TimeSpan.FromSeconds(5), "connect");
-        StreamReceiver receiver = StreamReceiver.Start(client, spec, TaskTimeoutExtensions.Within(TimeSpan.FromSeconds(30)));
-        Assert.True(await receiver.WaitForAsync(64 * 1024, TimeSpan.FromSeconds(5)), "the stream did not start");
-        lab.FlipTo(LabPopId.B);
-        StreamOutcome outcome = await receiver.Completion.WaitAsync(TimeSpan.FromSeconds(20));
+        StreamOutcome outcome = await RescueLab.StreamAcrossFlipToBAsync(lab, rescue, Port);
         output.WriteLine(outcome.ToString());
-
         Assert.True(outcome.Complete, $"not rescued: {outcome}\n{rescue.Output(LabPopId.B)}");
-        await Eventually.TrueAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("program.tunnelled") > 0, "B tunnelled");
     }
 
     [LabFact]

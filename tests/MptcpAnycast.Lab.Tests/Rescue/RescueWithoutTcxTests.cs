@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using System.Text.Json;
 using MptcpAnycast.Lab.Tests.Infrastructure;
 using MptcpAnycast.Lab.Tests.Lab;
@@ -32,17 +30,9 @@ public sealed class RescueWithoutTcxTests(ITestOutputHelper output)
                 Assert.Equal(Expected(lab, pop), RescueLab.AttachedPrograms(p.Namespace, p.Interface));
             }
 
-            var spec = new PacedStreamSpec(512 * 1024, 256 * 1024);
-            await using PacedStreamServer serverA = PacedStreamServer.Start(lab.Pop(LabPopId.A).Namespace, new IPEndPoint(IPAddress.Any, Port), spec);
-            using Socket client = lab.Client.Run(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
-            await client.ConnectAsync(new IPEndPoint(IPAddress.Parse(lab.Plan.Anycast4), Port)).WithTimeout(TimeSpan.FromSeconds(5), "connect");
-            StreamReceiver receiver = StreamReceiver.Start(client, spec, TaskTimeoutExtensions.Within(TimeSpan.FromSeconds(30)));
-            Assert.True(await receiver.WaitForAsync(64 * 1024, TimeSpan.FromSeconds(5)), "the stream did not start");
-            lab.FlipTo(LabPopId.B);
-            StreamOutcome outcome = await receiver.Completion.WaitAsync(TimeSpan.FromSeconds(20));
+            StreamOutcome outcome = await RescueLab.StreamAcrossFlipToBAsync(lab, rescue, Port);
             output.WriteLine(outcome.ToString());
             Assert.True(outcome.Complete, $"not rescued: {outcome}\n{rescue.Output(LabPopId.B)}");
-            await Eventually.TrueAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("program.tunnelled") > 0, "B tunnelled");
             await Eventually.TrueAsync(() => rescue.Counters(LabPopId.A).GetValueOrDefault("program.decapsulated") > 0, "A decapsulated");
 
             // A clean stop takes the filters off, and the qdisc with them when the agent made it.
