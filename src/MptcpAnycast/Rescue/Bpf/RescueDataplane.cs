@@ -50,8 +50,11 @@ internal sealed unsafe class RescueDataplane : IDisposable
 
         _hint = new OwnerHint(hintFd, _ownersFd, OwnerCapacity, active =>
         {
-            _hintActive = active;
-            WriteConfig();
+            lock (_configWrite)
+            {
+                _hintActive = active;
+                WriteConfig();
+            }
         });
         // An owner map pinned by an earlier agent comes with flows; the hint is new and empty.
         if (!_hint.Rebuild())
