@@ -105,7 +105,10 @@ public sealed class RescueAgent : IDisposable
                 MssIPv4 = settings.MssIPv4,
                 MssIPv6 = settings.MssIPv6,
             };
-            dataplane.Configure(config, enabled: false);
+            // Enabled before it is attached: from the moment it is on the hook, the program must rescue what an earlier
+            // agent's program rescued. Attached while configured off, it would pass a moved flow's segments to this
+            // host's stack until the start is done, which resets the flow.
+            dataplane.Configure(config, enabled: true);
             dataplane.SetAnycast(settings.Anycast);
             dataplane.SetPeers(settings.Peers.SelectMany(p => new[] { p.UnicastIPv4, p.UnicastIPv6 }).OfType<IPAddress>());
             try
@@ -120,7 +123,6 @@ public sealed class RescueAgent : IDisposable
             socketTable = SocketTableLookup.Open();
             channel = OpenChannel(settings, settingsPrefix, socketTable);
             (string attachment, IReadOnlyList<string> warnings) = dataplane.Attach(settings.InterfaceIndex, earlier: EarlierPrograms(settings), pins: pins);
-            dataplane.Configure(config, enabled: true);
             var agent = new RescueAgent(settings, report, dataplane, sender, socketTable, channel, attachment);
             int forgotten = agent._owners.ForgetLocal();
             _ = agent.WarmUpAsync();

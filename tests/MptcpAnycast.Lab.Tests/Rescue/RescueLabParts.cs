@@ -433,16 +433,32 @@ internal static class RescueLab
     /// </summary>
     public static string[] WithoutTcx => [NoTcx.Value];
 
-    private static string Compile(string name)
+    private static readonly Lazy<string> SlowPin = new(() => Compile("slow-pin", library: true));
+
+    /// <summary>
+    /// A wrapper that makes an agent wait <paramref name="milliseconds"/> before it renames each of its program pins
+    /// (<c>Rescue/slow-pin.c</c>, preloaded), which it does after swapping its programs onto the hooks and before its
+    /// start is done; the agent's output then holds a "slow-pin: held" line per pin.
+    /// </summary>
+    public static string[] WithSlowPins(int milliseconds) =>
+        ["env", "LD_PRELOAD=" + SlowPin.Value, "SLOW_PIN_MS=" + milliseconds.ToString(CultureInfo.InvariantCulture)];
+
+    private static string Compile(string name, bool library = false)
     {
         string source = Path.Combine(AppContext.BaseDirectory, "Rescue", name + ".c");
-        string output = Path.Combine(AppContext.BaseDirectory, name);
+        string output = Path.Combine(AppContext.BaseDirectory, library ? name + ".so" : name);
         var psi = new ProcessStartInfo("gcc")
         {
-            ArgumentList = { "-O2", "-Wall", "-Wextra", "-Werror", "-o", output, source },
             RedirectStandardError = true,
             RedirectStandardOutput = true,
         };
+        string[] arguments = library
+            ? ["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", output, source, "-ldl"]
+            : ["-O2", "-Wall", "-Wextra", "-Werror", "-o", output, source];
+        foreach (string argument in arguments)
+        {
+            psi.ArgumentList.Add(argument);
+        }
         Process gcc;
         try
         {

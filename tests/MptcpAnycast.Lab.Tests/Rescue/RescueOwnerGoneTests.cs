@@ -21,6 +21,7 @@ public sealed class RescueOwnerGoneTests(ITestOutputHelper output)
     private const long Endless = 1L << 40;
     private const string RstTable = "rescue_test_rst";
     private const string CutTable = "rescue_test_cut";
+    private const int SlowPinMilliseconds = 300;
     private static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(50);
 
     /// <summary>What "within a second of the client's next segment" allows, measured from the event: 1 s and one tick.</summary>
@@ -270,7 +271,11 @@ public sealed class RescueOwnerGoneTests(ITestOutputHelper output)
             await Task.Delay(300);
             rescue.Kill(LabPopId.B);
             await Task.Delay(1000);
-            restarted = await RescueLab.RestartAgentAsync(lab, LabPopId.B);
+            // The new agent waits 2 x 300 ms between swapping its programs onto the hooks and the end of its start
+            // (before each pin's rename), so that the flow surely sends segments to the new program meanwhile: the
+            // program must rescue them from the moment it is on the hook, not hand them to B's stack, which resets
+            // the flow.
+            restarted = await RescueLab.RestartAgentAsync(lab, LabPopId.B, RescueLab.WithSlowPins(SlowPinMilliseconds));
             long afterRestart = flow.Received;
             await Task.Delay(3000);
             sampling.Cancel();
@@ -290,6 +295,7 @@ public sealed class RescueOwnerGoneTests(ITestOutputHelper output)
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"kill, 1 s, restart with the pinned map: the flow moved {(flow.Received - afterRestart) / 1024} KiB in the 3 s after the restart, longest gap {longestGap:0} ms over {samples.Count} samples"));
             output.WriteLine("B's restarted agent: " + string.Join(", ", after.Where(c => c.Value != 0).Select(c => $"{c.Key}={c.Value}")));
+            Assert.Equal(2, restarted.Output.Split('\n').Count(l => l.StartsWith("slow-pin: held", StringComparison.Ordinal)));
             // The new program found the flow's owner in the map it was handed: it tunnels without a miss, and the new
             // agent never had to ask (an unpinned restart starts with an empty map: a miss and a lookup per moved flow).
             Assert.True(after.GetValueOrDefault("program.tunnelled") > 0, "B's new program tunnelled nothing");

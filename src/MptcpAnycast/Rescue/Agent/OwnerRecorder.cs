@@ -26,9 +26,9 @@ internal sealed class OwnerRecorder(RescueDataplane dataplane, Func<TcpFlow, boo
     }
 
     /// <summary>
-    /// Takes back every entry whose tuple has a connection on this host, once the program is enabled: an owner map
-    /// pinned by an earlier agent may hold the tuple of a connection that opened while no program was attached or
-    /// while it was configured off, whose SYN therefore deleted nothing. The count taken back.
+    /// Takes back every entry whose tuple has a connection on this host, once the program is on its hook: an owner map
+    /// pinned by an earlier agent may hold the tuple of a connection that opened while no program was attached, whose
+    /// SYN therefore deleted nothing. The count taken back.
     /// </summary>
     public int ForgetLocal()
     {
