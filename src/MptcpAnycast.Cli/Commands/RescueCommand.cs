@@ -119,6 +119,36 @@ internal static class RescueCommand
         }
     }
 
+    /// <summary>The most a configuration file may hold: a real one is a few KiB, and /dev/zero never ends.</summary>
+    internal const int MaxConfigBytes = 1 << 20;
+
+    private static MemoryStream ReadBounded(string path)
+    {
+        using FileStream file = ToolFiles.OpenRead("--config", path);
+        var content = new MemoryStream();
+        byte[] buffer = new byte[64 * 1024];
+        try
+        {
+            int read;
+            while (content.Length <= MaxConfigBytes && (read = file.Read(buffer)) > 0)
+            {
+                content.Write(buffer, 0, read);
+            }
+        }
+        catch (IOException e)
+        {
+            throw new UsageException($"option '--config': cannot read '{path}': {e.Message}");
+        }
+
+        if (content.Length > MaxConfigBytes)
+        {
+            throw new UsageException($"--config {path}: more than {MaxConfigBytes / 1024 / 1024} MiB; a rescue configuration is a few KiB");
+        }
+
+        content.Position = 0;
+        return content;
+    }
+
     /// <summary>
     /// Reads <see cref="RescueOptions"/> from a JSON file: either the options object itself or an appsettings-style file
     /// with them under <c>MptcpAnycast:Rescue</c>. <paramref name="prefix"/> is what error messages call the settings.
@@ -126,7 +156,7 @@ internal static class RescueCommand
     internal static RescueOptions Load(string path, out string prefix)
     {
         IConfigurationRoot configuration;
-        using (FileStream file = ToolFiles.OpenRead("--config", path))
+        using (MemoryStream file = ReadBounded(path))
         {
             try
             {

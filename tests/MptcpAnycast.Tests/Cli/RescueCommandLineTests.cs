@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using MptcpAnycast.Cli.CommandLine;
+using MptcpAnycast.Cli.Commands;
 
 namespace MptcpAnycast.Tests.Cli;
 
@@ -100,6 +101,23 @@ public sealed class RescueCommandLineTests : IDisposable
         Assert.Equal(2, code);
         Assert.Contains("rescue:Interface 'nosuch0'", stderr);
         Assert.DoesNotContain("not found", stderr);
+    }
+
+    [Theory]
+    [InlineData("/dev/zero")]
+    [InlineData("oversized")]
+    public async Task A_configuration_that_does_not_end_or_is_far_too_large_is_refused_after_1_MiB(string which)
+    {
+        string path = which;
+        if (which == "oversized")
+        {
+            path = Path.Combine(_directory, "big.json");
+            File.WriteAllText(path, "{ \"Name\": \"pop-a\"" + new string(' ', RescueCommand.MaxConfigBytes) + "}");
+        }
+
+        (int code, _, string stderr) = await RunAsync(["rescue", "run", "--config", path]);
+        Assert.Equal(2, code);
+        Assert.Contains($"--config {path}: more than 1 MiB; a rescue configuration is a few KiB", stderr);
     }
 
     [Fact]
