@@ -7,6 +7,24 @@ namespace MptcpAnycast.Cli.CommandLine;
 /// </summary>
 internal static class ToolFiles
 {
+    /// <summary>
+    /// Reads at most <paramref name="max"/> bytes of <paramref name="stream"/> (one byte more tells that there was more):
+    /// a file that never ends (<c>/dev/zero</c>, a device) is not read into memory without bound.
+    /// </summary>
+    public static MemoryStream ReadAtMost(Stream stream, int max)
+    {
+        var content = new MemoryStream();
+        byte[] buffer = new byte[64 * 1024];
+        int read;
+        while (content.Length <= max && (read = stream.Read(buffer, 0, (int)Math.Min(buffer.Length, max + 1 - content.Length))) > 0)
+        {
+            content.Write(buffer, 0, read);
+        }
+
+        content.Position = 0;
+        return content;
+    }
+
     /// <summary>Opens <paramref name="path"/> to read it, or throws a <see cref="UsageException"/> naming <paramref name="option"/>.</summary>
     public static FileStream OpenRead(string option, string path) =>
         Open(option, path, () => new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete));

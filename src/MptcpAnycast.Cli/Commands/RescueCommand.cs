@@ -125,15 +125,10 @@ internal static class RescueCommand
     private static MemoryStream ReadBounded(string path)
     {
         using FileStream file = ToolFiles.OpenRead("--config", path);
-        var content = new MemoryStream();
-        byte[] buffer = new byte[64 * 1024];
+        MemoryStream content;
         try
         {
-            int read;
-            while (content.Length <= MaxConfigBytes && (read = file.Read(buffer)) > 0)
-            {
-                content.Write(buffer, 0, read);
-            }
+            content = ToolFiles.ReadAtMost(file, MaxConfigBytes);
         }
         catch (IOException e)
         {
@@ -145,7 +140,6 @@ internal static class RescueCommand
             throw new UsageException($"--config {path}: more than {MaxConfigBytes / 1024 / 1024} MiB; a rescue configuration is a few KiB");
         }
 
-        content.Position = 0;
         return content;
     }
 

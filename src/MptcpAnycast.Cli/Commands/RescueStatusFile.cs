@@ -24,12 +24,16 @@ internal sealed record RescueStatusFile(
     IReadOnlyList<KeyValuePair<string, long>> Counters,
     string Json)
 {
+    /// <summary>The most a status file may hold (an agent writes a few KiB; its owner list is bounded).</summary>
+    internal const int MaxBytes = 16 << 20;
+
     public static RescueStatusFile Read(string path)
     {
         byte[] bytes;
         try
         {
-            bytes = File.ReadAllBytes(path);
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            bytes = ToolFiles.ReadAtMost(file, MaxBytes).ToArray();
         }
         catch (Exception e) when (ToolFiles.Problem(path, e) is string problem)
         {
@@ -39,6 +43,17 @@ internal sealed record RescueStatusFile(
         if (bytes.Length == 0)
         {
             throw new InvalidDataException("the file is empty");
+        }
+
+        if (bytes.Length > MaxBytes)
+        {
+            throw new InvalidDataException($"more than {MaxBytes / 1024 / 1024} MiB, not a rescue agent's status");
+        }
+
+        // JsonDocument checks the UTF-8 of a text only when it is read; a bad byte would then throw mid-way.
+        if (!System.Text.Unicode.Utf8.IsValid(bytes))
+        {
+            throw new InvalidDataException("not a rescue agent's status: not valid UTF-8");
         }
 
         JsonDocument document;
@@ -59,21 +74,32 @@ internal sealed record RescueStatusFile(
                 throw new InvalidDataException($"not a rescue agent's status: {Kind(root.ValueKind)}, not an object");
             }
 
-            return new RescueStatusFile(
-                Text(root, "name"),
-                Text(root, "interface"),
-                OptionalText(root, "attachment"),
-                Time(root, "writtenAt"),
-                Texts(root, "anycast"),
-                Texts(root, "unicast"),
-                Texts(root, "peers"),
-                Int(root, "ownerCapacity"),
-                Int(root, "pendingLookups"),
-                Texts(root, "owners"),
-                [.. Member(root, "counters", JsonValueKind.Object).EnumerateObject().Select(c => KeyValuePair.Create(c.Name, Long(c)))],
-                Compact(root));
+            try
+            {
+                return Parse(root);
+            }
+            catch (InvalidOperationException e)
+            {
+                // A text whose escapes spell no character (a lone surrogate, \ud800).
+                throw new InvalidDataException($"not a rescue agent's status: {e.Message}", e);
+            }
         }
     }
+
+    private static RescueStatusFile Parse(JsonElement root) =>
+        new RescueStatusFile(
+            Text(root, "name"),
+            Text(root, "interface"),
+            OptionalText(root, "attachment"),
+            Time(root, "writtenAt"),
+            Texts(root, "anycast"),
+            Texts(root, "unicast"),
+            Texts(root, "peers"),
+            Int(root, "ownerCapacity"),
+            Int(root, "pendingLookups"),
+            Texts(root, "owners"),
+            [.. Member(root, "counters", JsonValueKind.Object).EnumerateObject().Select(c => KeyValuePair.Create(c.Name, Long(c)))],
+            Compact(root));
 
     private static JsonElement Member(JsonElement root, string name, JsonValueKind kind)
     {

@@ -116,9 +116,10 @@ public sealed partial class RescueAgent
                 return (ingress, egress);
             }
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or JsonException or ArgumentException or InvalidOperationException)
         {
-            // No earlier agent, or a file it did not finish: the programs are found by name, or put first.
+            // No earlier agent, or a file it did not finish (or that is not its: bad UTF-8, a name the file system
+            // refuses): the programs are found by name, or put first.
         }
 
         return default;

@@ -178,6 +178,39 @@ public sealed class RescueCommandLineTests : IDisposable
     }
 
     [Theory]
+    [InlineData("bad UTF-8", "not a rescue agent's status: not valid UTF-8")]
+    [InlineData("lone surrogate", "not a rescue agent's status: ")]
+    [InlineData("endless", "more than 16 MiB, not a rescue agent's status")]
+    public async Task A_status_file_that_cannot_be_text_or_never_ends_is_named_and_the_other_agents_are_shown(string kind, string expected)
+    {
+        WriteStatus("pop-a");
+        WriteStatus("pop-b");
+        string damaged = Path.Combine(_directory, "pop-b.json");
+        byte[] good = File.ReadAllBytes(damaged);
+        int at = Array.IndexOf(good, (byte)'e', Array.IndexOf(good, (byte)'"', 20)); // a byte inside a text
+        switch (kind)
+        {
+            case "bad UTF-8":
+                good[at] = 0xff;
+                File.WriteAllBytes(damaged, good);
+                break;
+            case "lone surrogate":
+                File.WriteAllText(damaged, System.Text.Encoding.UTF8.GetString(good).Replace("\"eth0\"", "\"\\ud800\"", StringComparison.Ordinal));
+                break;
+            default:
+                File.Delete(damaged);
+                File.CreateSymbolicLink(damaged, "/dev/zero");
+                break;
+        }
+
+        (int code, string stdout, string stderr) = await RunAsync(["rescue", "status", "--dir", _directory]);
+        Assert.Equal(0, code);
+        Assert.Contains("rescue agent pop-a on eth0", stdout);
+        Assert.Contains($"mptcp-anycast rescue status: {damaged}: {expected}", stderr);
+        Assert.DoesNotContain("   at ", stderr);
+    }
+
+    [Theory]
     [InlineData("{ \"name\": ", "not JSON: ")]
     [InlineData("", "the file is empty")]
     [InlineData("[ ]", "not a rescue agent's status: an array, not an object")]
