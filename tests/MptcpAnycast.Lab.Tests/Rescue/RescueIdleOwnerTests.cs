@@ -35,15 +35,17 @@ public sealed class RescueIdleOwnerTests(ITestOutputHelper output)
         lab.FlipTo(LabPopId.B);
         await RescueLab.SendPatternAsync(client, Chunk, Chunk);
         await Eventually.TrueAsync(() => atA.Received >= 2 * Chunk, "B tunnels the connection to A", TimeSpan.FromSeconds(5));
-        await Eventually.TrueAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("lookups.found") == 1, "B found the owner once");
+        await Eventually.TrueAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("lookups.found") >= 1, "B found the owner");
 
+        // The status file is written once a second and the entry may go idle within one: the first lookup's count can
+        // be read as 1 or, after a retransmission past an expiry, already as 2; without expiry it would stay at 1.
         // Quiet: no segment from the client (A's delayed ACKs go to the client directly, not through B).
         await Eventually.TrueAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("owners.expired") >= 1,
             "B's agent deletes the idle owner entry", TimeSpan.FromSeconds(10));
 
         await RescueLab.SendPatternAsync(client, 2 * Chunk, Chunk);
         await Eventually.TrueAsync(() => atA.Received >= 3 * Chunk, "the connection goes on after its entry expired", TimeSpan.FromSeconds(5));
-        await Eventually.TrueAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("lookups.found") == 2, "B looked the owner up again");
+        await Eventually.TrueAsync(() => rescue.Counters(LabPopId.B).GetValueOrDefault("lookups.found") >= 2, "B looked the owner up again");
         output.WriteLine(RescueLab.DescribeCounters(lab, rescue.Counters));
         Assert.True(atA.Intact, "the bytes arrived at A corrupted");
         Assert.False(atA.Completion.IsCompleted, $"the connection ended at A: {(atA.Completion.IsCompleted ? await atA.Completion : null)}");
