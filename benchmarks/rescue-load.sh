@@ -8,7 +8,7 @@
 # local socket matched, which the program drops: without an agent nobody answers them).
 #
 # Usage (root): benchmarks/rescue-load.sh [--rounds N] [--duration SECONDS] [--connections C] [--mptcp] [--disabled]
-#                                         [--slices N [--slice-ms M] [--toggle] [--clsact]] [--mss N]
+#                                         [--slices N [--slice-ms M] [--toggle] [--clsact] [--owners N]] [--mss N]
 #   --mptcp: the client is 'mptcpize run wrk' (default plain TCP, the clients rescue is for).
 #   --disabled: the "on" side attaches the program configured off (it passes every packet at once): the hooks' cost.
 #   --slices N: instead of rounds, one long wrk run per mode while rescue-attach attaches and detaches the program
@@ -18,13 +18,15 @@
 #     configuration, so both sides carry the tc hooks: the ratio is the program's work alone.
 #   --clsact (with --slices): the programs are attached as cls_bpf filters of a clsact qdisc (how the agent attaches
 #     them on kernels before 6.6), not through tcx.
+#   --owners N (with --slices): the owner map holds N entries of made-up clients, as on a POP rescuing N flows, so
+#     the server's own segments read the owner hint (without, the program skips it: nothing is rescued).
 #   --mss N: the program's MSS budget for SYN-ACKs instead of the MTU's (0: it leaves them alone).
 # rescue-attach fails when the kernel still reports the program on the link after a detach (tc does not show tcx).
 # Needs: wrk (and mptcpize for --mptcp), the .NET SDK. Bounded: rounds x 2 sides x 2 modes x (duration + 20 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=7 DURATION=4 CONNS=32 WRAP="" DISABLED="" TOGGLE="" ATTACH_MODE="" SLICES=0 SLICE_MS=1000 MSS=()
+ROUNDS=7 DURATION=4 CONNS=32 WRAP="" DISABLED="" TOGGLE="" ATTACH_MODE="" SLICES=0 SLICE_MS=1000 MSS=() OWNERS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --rounds) ROUNDS="$2"; shift 2 ;;
@@ -37,14 +39,15 @@ while [ $# -gt 0 ]; do
         --clsact) ATTACH_MODE="--clsact"; shift ;;
         --slice-ms) SLICE_MS="$2"; shift 2 ;;
         --mss) MSS=(--mss "$2"); shift 2 ;;
-        *) echo "usage: $0 [--rounds N] [--duration SECONDS] [--connections C] [--mptcp] [--disabled] [--slices N [--slice-ms M] [--toggle] [--clsact]] [--mss N]" >&2; exit 2 ;;
+        --owners) OWNERS=(--owners "$2"); shift 2 ;;
+        *) echo "usage: $0 [--rounds N] [--duration SECONDS] [--connections C] [--mptcp] [--disabled] [--slices N [--slice-ms M] [--toggle] [--clsact] [--owners N]] [--mss N]" >&2; exit 2 ;;
     esac
 done
 for n in "$ROUNDS" "$DURATION" "$CONNS"; do
     [[ "$n" =~ ^[0-9]+$ && "$n" -ge 1 && "$n" -le 1000 ]] || { echo "$0: numbers must be 1..1000 (got '$n')" >&2; exit 2; }
 done
 [[ "$SLICES" =~ ^[0-9]+$ && "$SLICES" -le 1000 ]] || { echo "$0: --slices must be 1..1000 (got '$SLICES')" >&2; exit 2; }
-[ -z "$TOGGLE$ATTACH_MODE" ] || [ "$SLICES" -gt 0 ] || { echo "$0: --toggle and --clsact need --slices" >&2; exit 2; }
+[ -z "$TOGGLE$ATTACH_MODE${OWNERS[*]}" ] || [ "$SLICES" -gt 0 ] || { echo "$0: --toggle, --clsact and --owners need --slices" >&2; exit 2; }
 [[ "$SLICE_MS" =~ ^[0-9]+$ && "$SLICE_MS" -ge 100 && "$SLICE_MS" -le 10000 ]] || { echo "$0: --slice-ms must be 100..10000 (got '$SLICE_MS')" >&2; exit 2; }
 # Slices: both modes, each N pairs of two slices plus a few seconds; bounded like the rounds.
 SLICE_SECONDS=$(( (SLICES * 2 * SLICE_MS + 999) / 1000 + 5 ))
@@ -110,7 +113,7 @@ if [ "$SLICES" -gt 0 ]; then
         run_wrk "$mode" $((SLICE_SECONDS + 5)) >/dev/null &
         WRK=$!
         sleep 1
-        ip netns exec "$S" dotnet "$BENCH" rescue-attach --slices "$SLICES" --slice-ms "$SLICE_MS" $DISABLED $TOGGLE $ATTACH_MODE "${MSS[@]}" --interface uplink \
+        ip netns exec "$S" dotnet "$BENCH" rescue-attach --slices "$SLICES" --slice-ms "$SLICE_MS" $DISABLED $TOGGLE $ATTACH_MODE "${MSS[@]}" "${OWNERS[@]}" --interface uplink \
             --anycast "$ANYCAST" --unicast4 "$UNICAST" --max-seconds "$SLICE_SECONDS" >"/tmp/$PREFIX-slices-$mode.log" 2>&1 \
             || { echo "rescue-attach failed:"; cat "/tmp/$PREFIX-slices-$mode.log"; exit 1; }
         wait "$WRK" || true

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Runtime.InteropServices;
+using MptcpAnycast.Rescue;
 using MptcpAnycast.Rescue.Bpf;
 
 namespace MptcpAnycast.Benchmarks;
@@ -29,7 +30,8 @@ namespace MptcpAnycast.Benchmarks;
 /// the program stays attached for the whole run and a slice turns it on or off through its configuration instead, so
 /// that both sides carry the tc hooks and the ratio is the program's work alone. The programs are attached as the agent
 /// attaches them (through tcx where the kernel has it); with <c>--clsact</c>, as <c>cls_bpf</c> filters of a
-/// <c>clsact</c> qdisc, the way for kernels before 6.6.
+/// <c>clsact</c> qdisc, the way for kernels before 6.6. <c>--owners N</c> (with <c>--slices</c>) first gives the owner
+/// map N entries of made-up clients, as on a POP that is rescuing N flows: the local segments then read the owner hint.
 /// </para>
 /// </summary>
 internal static class RescueAttach
@@ -38,7 +40,7 @@ internal static class RescueAttach
     {
         string? name = null, unicast4 = null, unicast6 = null;
         var anycast = new List<IPAddress>();
-        int maxSeconds = 600, slices = 0, sliceMs = 1000, mss = -1;
+        int maxSeconds = 600, slices = 0, sliceMs = 1000, mss = -1, owners = 0;
         bool commands = false, disabled = false, toggle = false, clsact = false;
         for (int i = 0; i < args.Length; i++)
         {
@@ -80,11 +82,14 @@ internal static class RescueAttach
                 case "--slice-ms":
                     sliceMs = Arguments.Int("rescue-attach", args[i], value, 100, 10_000);
                     break;
+                case "--owners":
+                    owners = Arguments.Int("rescue-attach", args[i], value, 0, 1_000_000);
+                    break;
                 case "--max-seconds":
                     maxSeconds = Arguments.Int("rescue-attach", args[i], value, 1, 3600);
                     break;
                 default:
-                    throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds, --commands, --disabled, --toggle, --clsact, --slices, --slice-ms, --mss; got '{args[i]}'");
+                    throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds, --commands, --disabled, --toggle, --clsact, --slices, --slice-ms, --mss, --owners; got '{args[i]}'");
             }
 
             i++;
@@ -122,12 +127,12 @@ internal static class RescueAttach
                 throw new ArgumentException("rescue-attach: --toggle turns the program on and off itself; --disabled would keep it off");
             }
 
-            return RunSlices(config, anycast, ifindex, disabled, toggle, clsact, slices, sliceMs, stop.Token);
+            return RunSlices(config, anycast, ifindex, disabled, toggle, clsact, slices, sliceMs, owners, stop.Token);
         }
 
-        if (toggle || clsact)
+        if (toggle || clsact || owners > 0)
         {
-            throw new ArgumentException("rescue-attach: --toggle and --clsact need --slices");
+            throw new ArgumentException("rescue-attach: --toggle, --clsact and --owners need --slices");
         }
 
         if (!commands)
@@ -186,12 +191,35 @@ internal static class RescueAttach
         return 0;
     }
 
-    private static int RunSlices(RescueDataplaneConfig config, IReadOnlyList<IPAddress> anycast, int ifindex, bool disabled, bool toggle, bool clsact, int pairs, int sliceMs, CancellationToken stop)
+    /// <summary>
+    /// Owner entries for <paramref name="count"/> flows of made-up clients (203.0.113.0/24 or 2001:db8:c::/48, none of
+    /// them the load's) to <paramref name="server"/>, owned by a peer that is never asked: a POP that is rescuing that many
+    /// flows, so that its local segments read the owner hint.
+    /// </summary>
+    private static void AddOwners(RescueDataplane dataplane, IPAddress server, int count)
+    {
+        if (count > dataplane.OwnerCapacity)
+        {
+            throw new ArgumentException($"rescue-attach: --owners {count} is more than the owner map holds ({dataplane.OwnerCapacity})");
+        }
+
+        bool ipv6 = server.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6;
+        IPAddress owner = IPAddress.Parse(ipv6 ? "2001:db8:ffff::1" : "198.51.100.254");
+        for (int i = 0; i < count; i++)
+        {
+            byte host = (byte)(1 + i % 250);
+            IPAddress client = ipv6 ? IPAddress.Parse($"2001:db8:c::{host:x}") : new IPAddress([203, 0, 113, host]);
+            dataplane.SetOwner(new TcpFlow(client, 1024 + i / 250, server, 443), owner);
+        }
+    }
+
+    private static int RunSlices(RescueDataplaneConfig config, IReadOnlyList<IPAddress> anycast, int ifindex, bool disabled, bool toggle, bool clsact, int pairs, int sliceMs, int owners, CancellationToken stop)
     {
         using RescueDataplane dataplane = RescueDataplane.Load();
         dataplane.Configure(config, enabled: !disabled && !toggle);
         dataplane.SetAnycast(anycast);
         dataplane.SetPeers([]);
+        AddOwners(dataplane, anycast[0], owners);
         string kind = "";
         void Attach() => kind = dataplane.Attach(ifindex, tcx: !clsact).Kind;
 
