@@ -15,6 +15,7 @@ namespace MptcpAnycast.Tests.Rescue.Bpf;
 public sealed class RescueProgramTests : IDisposable
 {
     private const int TcActPass = -1, TcActShot = 2, TcActRedirect = 7;
+    private const int OwnerCapacity = 65_536; // rescue_owners' max_entries
 
     private static readonly IPAddress Client4 = IPAddress.Parse("203.0.113.7");
     private static readonly IPAddress Client6 = IPAddress.Parse("2001:db8:c::7");
@@ -464,34 +465,68 @@ public sealed class RescueProgramTests : IDisposable
     }
 
     [Fact]
-    public void A_full_owner_map_forgets_its_least_recently_written_flows_and_keeps_the_recent_ones()
+    public void A_full_owner_map_written_from_one_CPU_forgets_its_least_recently_written_flows_and_keeps_the_recent_ones()
     {
-        const int Capacity = 65_536, Written = 2 * Capacity, Edge = 1_000;
-        static IPAddress Client(int i)
+        using (ThreadCpu.PinTo(ThreadCpu.Allowed()[0]))
         {
-            byte[] address = IPAddress.Parse("2001:db8:c::").GetAddressBytes();
-            BinaryPrimitives.WriteInt32BigEndian(address.AsSpan(12), i);
-            return new IPAddress(address);
+            for (int i = 0; i < 2 * OwnerCapacity; i++)
+            {
+                _dataplane.SetOwner(EvictionFlow(i), Owner6); // never fails for want of room: the map makes room
+            }
         }
 
-        static TcpFlow Flow(int i) => new(Client(i), 40020, IPAddress.IPv6Loopback, 443);
-        for (int i = 0; i < Written; i++)
-        {
-            _dataplane.SetOwner(Flow(i), Owner6); // never fails for want of room: the map makes room
-        }
-
-        int held = _dataplane.ListOwners().Count;
-        Assert.InRange(held, Capacity * 9 / 10, Capacity);
-        Assert.All(Enumerable.Range(Written - Edge, Edge), i => Assert.NotNull(_dataplane.GetOwner(Flow(i))));
-        Assert.All(Enumerable.Range(0, Edge), i => Assert.Null(_dataplane.GetOwner(Flow(i))));
+        const int Edge = 1_000;
+        Assert.Equal(OwnerCapacity, _dataplane.ListOwners().Count);
+        Assert.All(Enumerable.Range(2 * OwnerCapacity - Edge, Edge), i => Assert.NotNull(_dataplane.GetOwner(EvictionFlow(i))));
+        Assert.All(Enumerable.Range(0, Edge), i => Assert.Null(_dataplane.GetOwner(EvictionFlow(i))));
 
         // A recent flow is still tunnelled; an evicted one is a miss again (looked up anew, not reset).
-        Assert.Equal(TcActRedirect, Run(Tcp(Client(Written - 1), 40020, IPAddress.IPv6Loopback, 443, Ack)).Verdict);
-        Assert.Equal(TcActShot, Run(Tcp(Client(0), 40020, IPAddress.IPv6Loopback, 443, Ack)).Verdict);
+        Assert.Equal(TcActRedirect, Run(Tcp(EvictionClient(2 * OwnerCapacity - 1), 40020, IPAddress.IPv6Loopback, 443, Ack)).Verdict);
+        Assert.Equal(TcActShot, Run(Tcp(EvictionClient(0), 40020, IPAddress.IPv6Loopback, 443, Ack)).Verdict);
         RescueDataplaneCounters counters = _dataplane.ReadCounters();
         Assert.Equal(1UL, counters.Tunnelled);
         Assert.Equal(1UL, counters.Miss + counters.MissUnreported);
     }
+
+    [Fact]
+    public void A_full_owner_map_written_from_two_CPUs_outlives_order_only_by_the_last_batch_the_first_CPU_wrote()
+    {
+        IReadOnlyList<int> cpus = ThreadCpu.Allowed();
+        Assert.True(cpus.Count >= 2, $"this test needs two CPUs to write from; the test host may use {cpus.Count}");
+        using (ThreadCpu pin = ThreadCpu.PinTo(cpus[0]))
+        {
+            for (int i = 0; i < OwnerCapacity; i++)
+            {
+                _dataplane.SetOwner(EvictionFlow(i), Owner6);
+            }
+
+            pin.Set(cpus[1]);
+            for (int i = OwnerCapacity; i < 2 * OwnerCapacity; i++)
+            {
+                _dataplane.SetOwner(EvictionFlow(i), Owner6);
+            }
+        }
+
+        // The kernel's LRU hands each CPU its free entries in batches of 128 and puts the ones that CPU wrote into
+        // the shared order only when it next needs a batch: the first CPU's last batch is never put there, so the
+        // second CPU evicts everything else the first one wrote, and not that batch.
+        const int Batch = 128;
+        List<int> survivors = [.. _dataplane.ListOwners().Select(o => EvictionIndex(o.Flow.ClientAddress)).Where(i => i < OwnerCapacity).Order()];
+        Assert.InRange(survivors.Count, 1, Batch);
+        Assert.All(survivors, i => Assert.InRange(i, OwnerCapacity - Batch, OwnerCapacity - 1));
+        Assert.All(Enumerable.Range(2 * OwnerCapacity - 1_000, 1_000), i => Assert.NotNull(_dataplane.GetOwner(EvictionFlow(i))));
+    }
+
+    private static IPAddress EvictionClient(int i)
+    {
+        byte[] address = IPAddress.Parse("2001:db8:c::").GetAddressBytes();
+        BinaryPrimitives.WriteInt32BigEndian(address.AsSpan(12), i);
+        return new IPAddress(address);
+    }
+
+    private static int EvictionIndex(IPAddress client) => BinaryPrimitives.ReadInt32BigEndian(client.GetAddressBytes().AsSpan(12));
+
+    private static TcpFlow EvictionFlow(int i) => new(EvictionClient(i), 40020, IPAddress.IPv6Loopback, 443);
 
     private static (IPAddress Client, IPAddress Anycast, IPAddress Owner) Addresses(bool ipv6) =>
         ipv6 ? (Client6, IPAddress.IPv6Loopback, Owner6) : (Client4, IPAddress.Loopback, Owner4);
