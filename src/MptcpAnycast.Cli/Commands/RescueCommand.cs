@@ -181,7 +181,7 @@ internal static class RescueCommand
         IConfiguration source = nested.Exists() ? nested : configuration;
         prefix = nested.Exists() ? RescueOptions.SectionName : "rescue";
         // The transport's check, so that a bad value reads the same in a file as in an app's configuration.
-        if (RescueSettingsText.Check(key => source[key], prefix) is string problem)
+        if (RescueSettingsText.Check(source, prefix) is string problem)
         {
             throw new UsageException($"--config {path}: {problem}");
         }

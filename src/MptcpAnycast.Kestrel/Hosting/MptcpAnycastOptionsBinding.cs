@@ -3,6 +3,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
+using MptcpAnycast.Rescue;
 
 namespace MptcpAnycast.Kestrel.Hosting;
 
@@ -16,6 +17,21 @@ namespace MptcpAnycast.Kestrel.Hosting;
 /// </summary>
 internal static class MptcpAnycastOptionsBinding
 {
+    // A misspelt key, or a list or an object where one value belongs, would leave the default in place without a word.
+    private static readonly ConfigurationShape Shape = ConfigurationShape.Object("transport setting",
+        (nameof(MptcpAnycastOptions.Mode), ConfigurationShape.Value),
+        (nameof(MptcpAnycastOptions.AnycastAddresses), ConfigurationShape.List(ConfigurationShape.Value, "=203.0.113.1")),
+        (nameof(MptcpAnycastOptions.UnicastAddresses), ConfigurationShape.List(ConfigurationShape.Value, "=192.0.2.10")),
+        (nameof(MptcpAnycastOptions.AnnounceOn), ConfigurationShape.Value),
+        (nameof(MptcpAnycastOptions.AnnounceDelay), ConfigurationShape.Value),
+        (nameof(MptcpAnycastOptions.AfterJoin), ConfigurationShape.Value),
+        (nameof(MptcpAnycastOptions.JoinTimeout), ConfigurationShape.Value),
+        (nameof(MptcpAnycastOptions.ConfigureHost), ConfigurationShape.Value),
+        (nameof(MptcpAnycastOptions.AnnouncementsPerClientPerMinute), ConfigurationShape.Value),
+        (nameof(MptcpAnycastOptions.AllowUnassignedUnicastAddresses), ConfigurationShape.Value),
+        (nameof(MptcpAnycastOptions.EventSocketReceiveBufferSize), ConfigurationShape.Value),
+        (RescueOptions.SectionName.Split(':')[^1], ConfigurationShape.Any)); // the rescue agent's, checked by RescueSettingsText
+
     public static OptionsBuilder<MptcpAnycastOptions> AddMptcpAnycastOptions(this IServiceCollection services)
     {
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<MptcpAnycastOptions>, MptcpAnycastOptionsValidator>());
@@ -27,9 +43,16 @@ internal static class MptcpAnycastOptionsBinding
     /// <summary>Binds <paramref name="section"/> into <paramref name="options"/>, or records why its text cannot be bound.</summary>
     public static void Bind(IConfigurationSection section, MptcpAnycastOptions options)
     {
+        // The text first: a list written as one value gets its own message, with the JSON form.
         if (CheckText(section) is MptcpAnycastConfigurationException problem)
         {
             options.BindingProblem = problem.Message;
+            return;
+        }
+
+        if (Shape.Check(section, MptcpAnycastOptions.SectionName) is string shape)
+        {
+            options.BindingProblem = shape;
             return;
         }
 

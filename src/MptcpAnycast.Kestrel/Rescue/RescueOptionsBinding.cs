@@ -55,7 +55,7 @@ internal static class RescueOptionsBinding
     public static string? BindingProblem(RescueOptions options) => Problems.TryGetValue(options, out string? problem) ? problem : null;
 
     /// <summary>The first value the binder would fail to convert, or a list written as one value; null when there is none.</summary>
-    internal static string? CheckText(IConfigurationSection section) => RescueSettingsText.Check(key => section[key], Section);
+    internal static string? CheckText(IConfigurationSection section) => RescueSettingsText.Check(section, Section);
 
     /// <summary>
     /// The settings given, by name: every key of <paramref name="section"/> with a value, and every property of

@@ -89,6 +89,33 @@ public sealed class MptcpAnycastOptionsValidatorTests
     }
 
     [Theory]
+    [InlineData("MptcpAnycast:JoinTimout", "00:00:05", "MptcpAnycast:JoinTimout is not a transport setting; the transport settings are Mode, AnycastAddresses,")]
+    [InlineData("MptcpAnycast:Mode:0", "Kernel", "MptcpAnycast:Mode takes one value, not a list or an object")]
+    [InlineData("MptcpAnycast:UnicastAddresses:first", "192.0.2.10", "MptcpAnycast:UnicastAddresses is a list, not an object ('first' is not an entry's number)")]
+    [InlineData("MptcpAnycast:AnycastAddresses:0:Address", "203.0.113.1", "MptcpAnycast:AnycastAddresses:0 takes one value, not a list or an object")]
+    public void A_shape_the_binder_would_drop_without_a_word_fails_validation_naming_the_key(string key, string value, string message)
+    {
+        IConfiguration configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { [key] = value, ["MptcpAnycast:Rescue:Name"] = "pop-a" })
+            .Build();
+        using ServiceProvider services = new ServiceCollection().AddSingleton(configuration).AddMptcpAnycastOptions().Services.BuildServiceProvider();
+
+        var ex = Assert.Throws<OptionsValidationException>(() => services.GetRequiredService<IOptions<MptcpAnycastOptions>>().Value);
+
+        Assert.StartsWith(message, Assert.Single(ex.Failures), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_rescue_section_inside_the_transport_s_is_left_to_the_rescue_check()
+    {
+        IConfiguration configuration = new ConfigurationBuilder()
+            .AddInMemoryCollection(new Dictionary<string, string?> { ["MptcpAnycast:Rescue:Peers:0:Name"] = "pop-b", ["MptcpAnycast:mode"] = "none" })
+            .Build();
+        using ServiceProvider services = new ServiceCollection().AddSingleton(configuration).AddMptcpAnycastOptions().Services.BuildServiceProvider();
+        Assert.Equal(AnnouncementMode.None, services.GetRequiredService<IOptions<MptcpAnycastOptions>>().Value.Mode);
+    }
+
+    [Theory]
     [InlineData("Mode", "kernel")] // the binder's conversions: any case, numbers for enums, invariant time spans
     [InlineData("Mode", "3")]
     [InlineData("Mode", " Userspace ")]

@@ -76,6 +76,8 @@ public sealed class RescueHostingTests
             "MptcpAnycast:Rescue:AnycastAddresses '192.0.2.100' is a list: write MptcpAnycast:Rescue:AnycastAddresses:0=192.0.2.100"
         },
         { "bad name", With("--MptcpAnycast:Rescue:Name=pop/a"), "MptcpAnycast:Rescue:Name 'pop/a' is not a POP name" },
+        { "misspelt key", With("--MptcpAnycast:Rescue:LookupTimout=00:00:01"), "MptcpAnycast:Rescue:LookupTimout is not a rescue setting" },
+        { "peer as one value", With("--MptcpAnycast:Rescue:Peers:1=pop-c"), "MptcpAnycast:Rescue:Peers:1 'pop-c' is one value; it is an object with Name" },
         { "lenient address", With("--MptcpAnycast:Rescue:Peers:0:UnicastIPv4=0x7f.1"), "MptcpAnycast:Rescue:Peers:0:UnicastIPv4 '0x7f.1' is not an IP address" },
         {
             "unicast is anycast", With($"--MptcpAnycast:Rescue:UnicastIPv4=192.0.2.100"),
