@@ -38,7 +38,8 @@ internal static class RescueCommand
             verbose,
             log,
         };
-        run.SetAction((parse, _) => RunAgentAsync(parse.GetValue(config)!, parse.GetValue(verbose), parse.GetValue(log), parse.InvocationConfiguration.Output));
+        run.SetAction((parse, _) => RunAgentAsync(parse.GetValue(config)!, parse.GetValue(verbose), parse.GetValue(log),
+            parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
         return run;
     }
 
@@ -63,10 +64,9 @@ internal static class RescueCommand
         return status;
     }
 
-    private static async Task<int> RunAgentAsync(string path, bool verbose, string? logPath, TextWriter output)
+    private static async Task<int> RunAgentAsync(string path, bool verbose, string? logPath, TextWriter output, TextWriter error)
     {
-        using StreamWriter? log = logPath is not null ? ToolFiles.OpenAppend("--log", logPath) : null;
-        output = log ?? output;
+        using var log = new AgentLog(logPath, output, error);
         RescueOptions options = Load(path, out string prefix);
 
         using var stop = new CancellationTokenSource();
@@ -87,16 +87,18 @@ internal static class RescueCommand
             RescueAgent agent;
             try
             {
-                agent = RescueAgent.Start(options, report => Print(output, report, verbose), prefix);
+                agent = RescueAgent.Start(options, report => Print(log, report, verbose), prefix);
             }
             catch (RescueConfigurationException e)
             {
-                log?.WriteLine($"mptcp-anycast rescue run: {path}: {e.Message}");
+                log.WriteProblem($"mptcp-anycast rescue run: {path}: {e.Message}");
+
                 throw new UsageException($"{path}: {e.Message}");
             }
             catch (RescueDataplaneException e)
             {
-                log?.WriteLine($"mptcp-anycast rescue run: {e.Message}");
+                log.WriteProblem($"mptcp-anycast rescue run: {e.Message}");
+
                 throw new CommandFailedException(e.Message);
             }
 
@@ -294,17 +296,13 @@ internal static class RescueCommand
         return 0;
     }
 
-    private static void Print(TextWriter output, RescueEvent report, bool verbose)
+    private static void Print(AgentLog log, RescueEvent report, bool verbose)
     {
         if (!verbose && report.Kind is RescueEventKind.FlowRescued or RescueEventKind.FlowReset)
         {
             return;
         }
 
-        lock (output)
-        {
-            output.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {report.Kind}: {report.Message}{(report.Exception is null ? "" : $": {report.Exception.Message}")}");
-            output.Flush();
-        }
+        log.WriteLine($"{DateTime.UtcNow:HH:mm:ss.fff} {report.Kind}: {report.Message}{(report.Exception is null ? "" : $": {report.Exception.Message}")}");
     }
 }

@@ -120,6 +120,35 @@ public sealed class RescueCommandLineTests : IDisposable
         Assert.Contains($"--config {path}: more than 1 MiB; a rescue configuration is a few KiB", stderr);
     }
 
+    [Theory]
+    [InlineData("/dev/full")] // a full disk
+    [InlineData("/proc/version")] // opens, then refuses every write
+    public async Task A_log_that_refuses_lines_does_not_hide_why_the_agent_did_not_start(string log)
+    {
+        string path = Path.Combine(_directory, "rescue.json");
+        File.WriteAllText(path, """{ "Name": "", "Interface": "eth0" }""");
+        (int code, _, string stderr) = await RunAsync(["rescue", "run", "--config", path, "--log", log]);
+        Assert.Equal(2, code);
+        Assert.Contains($"{path}: rescue:Name is empty", stderr);
+        Assert.Contains($"--log {log}: cannot write: ", stderr);
+    }
+
+    [Fact]
+    public void A_log_that_stops_taking_lines_is_said_once_and_the_lines_go_to_the_console()
+    {
+        var console = new StringWriter();
+        var error = new StringWriter();
+        using (var log = new AgentLog("/dev/full", console, error))
+        {
+            log.WriteLine("first");
+            log.WriteProblem("a problem said on stderr anyway");
+            log.WriteLine("second");
+        }
+
+        Assert.Equal($"first{Environment.NewLine}second{Environment.NewLine}", console.ToString());
+        Assert.Single(error.ToString().Split(Environment.NewLine, StringSplitOptions.RemoveEmptyEntries), l => l.Contains("--log /dev/full: cannot write: ", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void Why_a_file_cannot_be_opened_is_said_in_words()
     {
