@@ -228,7 +228,7 @@ internal sealed record RescueSettings
             MssIPv4 = mss4,
             MssIPv6 = mss6,
             PinDirectory = PinDirectoryOf(options.PinDirectory, name, prefix),
-            StatusDirectory = string.IsNullOrWhiteSpace(options.StatusDirectory) ? null : options.StatusDirectory,
+            StatusDirectory = StatusDirectoryOf(options.StatusDirectory, prefix),
         };
     }
 
@@ -250,6 +250,11 @@ internal sealed record RescueSettings
             throw new RescueConfigurationException($"{setting} '{directory}' is not an absolute path; give the directory of a bpffs mount, such as /sys/fs/bpf");
         }
 
+        if (File.Exists(directory))
+        {
+            throw new RescueConfigurationException($"{setting} '{directory}' is a file, not a directory; give the directory of a bpffs mount, such as /sys/fs/bpf");
+        }
+
         if (!Directory.Exists(directory))
         {
             throw new RescueConfigurationException($"{setting} '{directory}' does not exist; mount a bpffs there (mount -t bpf bpf {directory}) or leave it empty");
@@ -266,6 +271,45 @@ internal sealed record RescueSettings
         {
             throw new RescueConfigurationException(
                 $"{setting} '{directory}' is on a {fileSystem} file system, not bpffs; mount one there (mount -t bpf bpf {directory}) or leave it empty");
+        }
+
+        return directory;
+    }
+
+    /// <summary>
+    /// The status directory: an absolute path that is a directory or can become one (the agent creates it), on a file
+    /// system that keeps files. A bad one would otherwise surface only as a failed write after the program is attached.
+    /// </summary>
+    private static string? StatusDirectoryOf(string? text, string prefix)
+    {
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            return null;
+        }
+
+        string directory = text.Trim();
+        string setting = $"{prefix}:StatusDirectory";
+        if (directory.Contains('\0', StringComparison.Ordinal))
+        {
+            throw new RescueConfigurationException($"{setting} holds a NUL character, which no path can; give a directory such as {RescueOptions.DefaultStatusDirectory}");
+        }
+
+        if (!Path.IsPathFullyQualified(directory))
+        {
+            throw new RescueConfigurationException(
+                $"{setting} '{directory}' is not an absolute path; give a directory such as {RescueOptions.DefaultStatusDirectory}, or leave it empty for no status file");
+        }
+
+        if (File.Exists(directory))
+        {
+            throw new RescueConfigurationException($"{setting} '{directory}' is a file, not a directory");
+        }
+
+        string? fileSystem = Interop.ProcFiles.FileSystemOf(directory);
+        if (fileSystem is "proc" or "sysfs" or "bpf" or "cgroup" or "cgroup2" or "debugfs" or "tracefs" or "securityfs")
+        {
+            throw new RescueConfigurationException(
+                $"{setting} '{directory}' is on a {fileSystem} file system, which does not keep ordinary files; give a directory such as {RescueOptions.DefaultStatusDirectory}");
         }
 
         return directory;

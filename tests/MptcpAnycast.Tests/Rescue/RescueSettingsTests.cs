@@ -48,6 +48,12 @@ public sealed class RescueSettingsTests
         { "relative pin directory", o => o.PinDirectory = "bpf", "MptcpAnycast:Rescue:PinDirectory 'bpf' is not an absolute path" },
         { "missing pin directory", o => o.PinDirectory = "/nonexistent/bpf", "MptcpAnycast:Rescue:PinDirectory '/nonexistent/bpf' does not exist; mount a bpffs there" },
         { "pin directory not on bpffs", o => o.PinDirectory = "/proc", "MptcpAnycast:Rescue:PinDirectory '/proc' is on a proc file system, not bpffs" },
+        { "pin directory a file", o => o.PinDirectory = "/etc/hostname", "MptcpAnycast:Rescue:PinDirectory '/etc/hostname' is a file, not a directory" },
+        { "relative status directory", o => o.StatusDirectory = "run/rescue", "MptcpAnycast:Rescue:StatusDirectory 'run/rescue' is not an absolute path" },
+        { "status directory a file", o => o.StatusDirectory = "/etc/hostname", "MptcpAnycast:Rescue:StatusDirectory '/etc/hostname' is a file, not a directory" },
+        { "status directory with a NUL", o => o.StatusDirectory = "/run/a\0b", "MptcpAnycast:Rescue:StatusDirectory holds a NUL character" },
+        { "status directory in /proc", o => o.StatusDirectory = "/proc/rescue", "MptcpAnycast:Rescue:StatusDirectory '/proc/rescue' is on a proc file system" },
+        { "status directory in /sys", o => o.StatusDirectory = "/sys/kernel/rescue", "MptcpAnycast:Rescue:StatusDirectory '/sys/kernel/rescue' is on a sysfs file system" },
         {
             "a '.' in the name of an agent that pins", o => { o.Name = "pop.a"; o.PinDirectory = "/proc"; },
             "MptcpAnycast:Rescue:Name 'pop.a' has a '.', which bpffs refuses in the names of pins"
