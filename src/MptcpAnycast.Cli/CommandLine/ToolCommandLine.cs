@@ -111,7 +111,7 @@ internal static class ToolCommandLine
         string path = PathOf(command);
         string[] commandNames = [.. command.Subcommands.Where(c => !c.Hidden).SelectMany(c => c.Aliases.Prepend(c.Name))];
         string? unknownCommand = commandNames.Length > 0 ? parse.UnmatchedTokens.FirstOrDefault(t => !t.StartsWith('-')) : null;
-        var messages = new List<string>();
+        var messages = new List<string>(ValueErrors(parse.CommandResult));
         foreach (string message in parse.Errors.Select(e => e.Message).Distinct())
         {
             if (message == RequiredCommandMessage)
@@ -142,6 +142,34 @@ internal static class ToolCommandLine
         {
             WriteCommandList(command, error);
         }
+    }
+
+    /// <summary>
+    /// The check of every value given to the command (<c>option '--id' must be ... (got 'abc')</c>). System.CommandLine
+    /// checks the options only after the command's validators and not at all once one of them found an error, so
+    /// without this <c>--id abc</c> would hide behind "say what to change" and a second bad value behind the first.
+    /// </summary>
+    private static List<string> ValueErrors(System.CommandLine.Parsing.CommandResult command)
+    {
+        var errors = new List<string>();
+        foreach (System.CommandLine.Parsing.SymbolResult child in command.Children)
+        {
+            try
+            {
+                _ = child switch
+                {
+                    System.CommandLine.Parsing.OptionResult option => option.GetValueOrDefault<object?>(),
+                    System.CommandLine.Parsing.ArgumentResult argument => argument.GetValueOrDefault<object?>(),
+                    _ => null,
+                };
+            }
+            catch (InvalidOperationException e)
+            {
+                errors.Add(e.Message);
+            }
+        }
+
+        return errors;
     }
 
     private static void WriteUsage(Command command, TextWriter error)

@@ -44,9 +44,17 @@ internal static class PathManagerArguments
         {
             var flags = MptcpEndpointFlags.None;
             string text = result.Tokens.Count > 0 ? result.Tokens[0].Value : "";
-            foreach (string word in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            string[] words = text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+            if (words.Length == 0)
             {
-                MptcpEndpointFlags? flag = word switch
+                // An empty list is most likely an unset shell variable; an endpoint without flags is one without --flags.
+                result.AddError($"option '--flags' needs one or more of {SettableFlags}, comma-separated (got '{text}'); leave it out for none");
+                return null;
+            }
+
+            foreach (string word in words)
+            {
+                MptcpEndpointFlags? flag = word.ToLowerInvariant() switch
                 {
                     "signal" => MptcpEndpointFlags.Signal,
                     "subflow" => MptcpEndpointFlags.Subflow,

@@ -39,6 +39,44 @@ public sealed class PathManagerCommandLineTests
         Assert.Contains("usage: mptcp-anycast", stderr);
     }
 
+    [Theory]
+    [InlineData("SIGNAL", MptcpEndpointFlags.Signal)]
+    [InlineData("Signal,Backup", MptcpEndpointFlags.Signal | MptcpEndpointFlags.Backup)]
+    [InlineData(" subflow , FullMesh ", MptcpEndpointFlags.Subflow | MptcpEndpointFlags.Fullmesh)]
+    [InlineData("laminar", MptcpEndpointFlags.Laminar)]
+    public void Endpoint_flags_are_read_in_any_case(string text, MptcpEndpointFlags expected)
+    {
+        System.CommandLine.ParseResult parse = MptcpAnycast.Cli.CommandLine.ToolCommandLine.Create(Tool.NotRootLab)
+            .Parse(["endpoints", "add", "192.0.2.1", "--flags", text], MptcpAnycast.Cli.CommandLine.ToolCommandLine.Parsing);
+        Assert.Empty(parse.Errors);
+        Assert.Equal(expected, parse.GetValue<MptcpEndpointFlags?>("--flags"));
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData(",")]
+    [InlineData(" , ")]
+    public async Task An_empty_flag_list_is_refused_not_read_as_no_flags(string text)
+    {
+        (int code, string stdout, string stderr) = await Tool.RunAsync("endpoints", "add", "192.0.2.1", "--flags", text);
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        Assert.Contains($"option '--flags' needs one or more of signal,subflow,backup,fullmesh,laminar, comma-separated (got '{text}')", stderr);
+    }
+
+    [Theory]
+    [InlineData(new[] { "endpoints", "change", "--id", "abc" }, "option '--id' must be a whole number from 1 to 255 (got 'abc')", "say what to change")]
+    [InlineData(new[] { "lab", "demo", "--rate", "0", "--seconds", "700" }, "option '--rate' must be a whole number from 1024 to 67108864 (got '0')", "option '--seconds' must be a whole number from 2 to 600 (got '700')")]
+    [InlineData(new[] { "lab", "demo", "--seconds", "abc", "--flip-after", "0" }, "(got 'abc')", "option '--flip-after' must be a whole number from 1 to 599 (got '0')")]
+    [InlineData(new[] { "endpoints", "change", "1.2.3", "--port", "0" }, "ADDRESS must be an IPv4 or IPv6 address (got '1.2.3')", "option '--port' must be a whole number from 1 to 65535 (got '0')")]
+    public async Task Every_bad_value_is_named_not_only_the_first(string[] args, string first, string second)
+    {
+        (int code, _, string stderr) = await Tool.RunAsync(args);
+        Assert.Equal(2, code);
+        Assert.Contains(first, stderr);
+        Assert.Contains(second, stderr);
+    }
+
     [Fact]
     public async Task The_usage_line_names_the_positional_address()
     {
