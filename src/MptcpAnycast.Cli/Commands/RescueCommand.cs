@@ -257,7 +257,7 @@ internal static class RescueCommand
             }
             catch (InvalidDataException e)
             {
-                error.WriteLine($"mptcp-anycast rescue status: {file}: {e.Message}");
+                error.WriteLine($"mptcp-anycast rescue status: {RescueStatusFile.Printable(file)}: {e.Message}");
             }
         }
 

@@ -56,10 +56,12 @@ internal sealed record RescueStatusFile(
             throw new InvalidDataException("not a rescue agent's status: not valid UTF-8");
         }
 
+        // An editor's byte order mark (a file written by hand, or by a tool other than the agent) is not the document.
+        ReadOnlyMemory<byte> text = bytes.AsSpan().StartsWith(Utf8Bom) ? bytes.AsMemory(Utf8Bom.Length) : bytes;
         JsonDocument document;
         try
         {
-            document = JsonDocument.Parse(bytes);
+            document = JsonDocument.Parse(text);
         }
         catch (JsonException e)
         {
@@ -86,11 +88,37 @@ internal sealed record RescueStatusFile(
         }
     }
 
+    /// <summary>
+    /// <paramref name="text"/> safe to write to a terminal: control characters (an escape sequence that would recolour,
+    /// move the cursor or retitle the window, a carriage return that would overwrite the line) and the bidirectional
+    /// overrides that reorder what is shown are written as <c>\u001b</c>. Text is printed as an agent wrote it only
+    /// through <c>--json</c>, where JSON's own escaping applies.
+    /// </summary>
+    internal static string Printable(string text)
+    {
+        if (!text.Any(NotPrintable))
+        {
+            return text;
+        }
+
+        var printable = new StringBuilder(text.Length + 16);
+        foreach (char c in text)
+        {
+            printable.Append(NotPrintable(c) ? $"\\u{(int)c:x4}" : c);
+        }
+
+        return printable.ToString();
+    }
+
+    private static bool NotPrintable(char c) => char.IsControl(c) || c is >= '\u202a' and <= '\u202e' or >= '\u2066' and <= '\u2069';
+
+    private static ReadOnlySpan<byte> Utf8Bom => [0xef, 0xbb, 0xbf];
+
     private static RescueStatusFile Parse(JsonElement root) =>
         new RescueStatusFile(
-            Text(root, "name"),
-            Text(root, "interface"),
-            OptionalText(root, "attachment"),
+            Printable(Text(root, "name")),
+            Printable(Text(root, "interface")),
+            OptionalText(root, "attachment") is string attachment ? Printable(attachment) : null,
             Time(root, "writtenAt"),
             Texts(root, "anycast"),
             Texts(root, "unicast"),
@@ -98,7 +126,7 @@ internal sealed record RescueStatusFile(
             Int(root, "ownerCapacity"),
             Int(root, "pendingLookups"),
             Texts(root, "owners"),
-            [.. Member(root, "counters", JsonValueKind.Object).EnumerateObject().Select(c => KeyValuePair.Create(c.Name, Long(c)))],
+            [.. Member(root, "counters", JsonValueKind.Object).EnumerateObject().Select(c => KeyValuePair.Create(Printable(c.Name), Long(c)))],
             Compact(root));
 
     private static JsonElement Member(JsonElement root, string name, JsonValueKind kind)
@@ -119,7 +147,7 @@ internal sealed record RescueStatusFile(
 
     private static IReadOnlyList<string> Texts(JsonElement root, string name) =>
         [.. Member(root, name, JsonValueKind.Array).EnumerateArray().Select((e, i) =>
-            e.ValueKind == JsonValueKind.String ? e.GetString()! : throw WrongType($"{name}[{i}]", e, "a string"))];
+            e.ValueKind == JsonValueKind.String ? Printable(e.GetString()!) : throw WrongType($"{name}[{i}]", e, "a string"))];
 
     private static DateTimeOffset Time(JsonElement root, string name) =>
         Member(root, name, JsonValueKind.String).TryGetDateTimeOffset(out DateTimeOffset time) ? time : throw WrongType(name, root.GetProperty(name), "a time");
@@ -135,7 +163,7 @@ internal sealed record RescueStatusFile(
     private static InvalidDataException WrongType(string name, JsonElement value, string expected)
     {
         string got = value.GetRawText();
-        return new InvalidDataException($"not a rescue agent's status: '{name}' must be {expected} (got {(got.Length > 40 ? got[..40] + "..." : got)})");
+        return new InvalidDataException(Printable($"not a rescue agent's status: '{name}' must be {expected} (got {(got.Length > 40 ? got[..40] + "..." : got)})"));
     }
 
     private static string Kind(JsonValueKind kind) => kind switch

@@ -209,6 +209,52 @@ public sealed class RescueCommandLineTests : IDisposable
         Assert.DoesNotContain("not running", stdout);
     }
 
+    [Fact]
+    public async Task Status_prints_no_terminal_control_from_a_status_file()
+    {
+        // An escape sequence (recolour, retitle the window), a C1 CSI, a carriage return and a bidirectional override.
+        File.WriteAllText(Path.Combine(_directory, "pop-a.json"), $$"""
+            { "name": "pop-a\u001b]0;owned\u0007", "interface": "eth0\r", "attachment": "tcx\u009b2J", "writtenAt": "{{DateTimeOffset.UtcNow:O}}",
+              "anycast": [ "192.0.2.100\u202e" ], "unicast": [ "198.51.100.2" ], "peers": [ "pop-b\u001b[31m" ],
+              "ownerCapacity": 65536, "pendingLookups": 0, "owners": [ "\u001b[2K" ],
+              "counters": { "program.\u001b[8mtunnelled": 42 } }
+            """);
+        string badName = Path.Combine(_directory, "pop-\u001b[1m.json");
+        File.WriteAllText(badName, "{");
+
+        (int code, string stdout, string stderr) = await RunAsync(["rescue", "status", "--dir", _directory]);
+        Assert.Equal(0, code);
+        foreach (char c in "\u001b\u0007\r\u009b\u202e")
+        {
+            Assert.DoesNotContain(c, stdout);
+            Assert.DoesNotContain(c, stderr);
+        }
+
+        Assert.Contains(@"rescue agent pop-a\u001b]0;owned\u0007 on eth0\u000d (tcx\u009b2J)", stdout);
+        Assert.Contains(@"192.0.2.100\u202e", stdout);
+        Assert.Contains(@"program.\u001b[8mtunnelled", stdout);
+        Assert.Contains(@"pop-\u001b[1m.json: not JSON", stderr);
+
+        // --json keeps the text as the agent wrote it, in JSON's escapes.
+        (code, stdout, _) = await RunAsync(["rescue", "status", "--dir", _directory, "--json"]);
+        Assert.Equal(0, code);
+        Assert.DoesNotContain('\u001b', stdout);
+        using JsonDocument json = JsonDocument.Parse(stdout);
+        Assert.Equal("pop-a\u001b]0;owned\u0007", json.RootElement.GetProperty("name").GetString());
+    }
+
+    [Fact]
+    public async Task A_status_file_with_a_byte_order_mark_is_read()
+    {
+        WriteStatus("pop-a");
+        string path = Path.Combine(_directory, "pop-a.json");
+        File.WriteAllBytes(path, [0xef, 0xbb, 0xbf, .. File.ReadAllBytes(path)]);
+        (int code, string stdout, string stderr) = await RunAsync(["rescue", "status", "--dir", _directory]);
+        Assert.Equal(0, code);
+        Assert.Equal("", stderr);
+        Assert.Contains("rescue agent pop-a on eth0", stdout);
+    }
+
     [Theory]
     [InlineData("bad UTF-8", "not a rescue agent's status: not valid UTF-8")]
     [InlineData("lone surrogate", "not a rescue agent's status: ")]
