@@ -162,7 +162,7 @@ internal static class RescueCommand
             }
             catch (JsonException) when (file.Length == 0)
             {
-                throw new UsageException($"--config {path}: the file is empty");
+                throw new UsageException($"--config {path}: {ToolFiles.EmptyFile(path)}");
             }
             catch (JsonException e)
             {

@@ -32,7 +32,7 @@ internal sealed record RescueStatusFile(
         byte[] bytes;
         try
         {
-            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using FileStream file = ToolFiles.OpenReadWithoutWaiting(path);
             bytes = ToolFiles.ReadAtMost(file, MaxBytes).ToArray();
         }
         catch (Exception e) when (ToolFiles.Problem(path, e) is string problem)
@@ -42,7 +42,7 @@ internal sealed record RescueStatusFile(
 
         if (bytes.Length == 0)
         {
-            throw new InvalidDataException("the file is empty");
+            throw new InvalidDataException(ToolFiles.EmptyFile(path));
         }
 
         if (bytes.Length > MaxBytes)

@@ -103,6 +103,42 @@ public sealed class RescueCommandLineTests : IDisposable
         Assert.DoesNotContain("not found", stderr);
     }
 
+    [Fact]
+    public async Task A_configuration_FIFO_that_nothing_writes_to_is_refused_at_once_instead_of_waiting_forever()
+    {
+        string fifo = MakeFifo("rescue.fifo");
+        (int code, string stdout, string stderr) = await RunAsync(["rescue", "run", "--config", fifo]);
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        Assert.Contains($"--config {fifo}: the file is empty (a FIFO that nothing wrote to)", stderr);
+    }
+
+    [Fact]
+    public async Task A_configuration_from_a_pipe_is_read_as_a_shells_process_substitution_gives_it()
+    {
+        // <(cat rescue.json) is /dev/fd/N, the read end of a pipe whose writer has written and closed.
+        using var pipe = new System.IO.Pipes.AnonymousPipeServerStream(System.IO.Pipes.PipeDirection.Out);
+        using var reader = new System.IO.Pipes.AnonymousPipeClientStream(System.IO.Pipes.PipeDirection.In, pipe.ClientSafePipeHandle);
+        pipe.Write(File.ReadAllBytes(Settings("rescue.json")));
+        pipe.Close();
+        string path = $"/proc/self/fd/{reader.SafePipeHandle.DangerousGetHandle()}";
+
+        (int code, _, string stderr) = await RunAsync(["rescue", "run", "--config", path]);
+        Assert.Equal(2, code);
+        Assert.Contains("rescue:Interface 'nosuch0'", stderr); // read whole: the settings themselves are judged
+    }
+
+    [Fact]
+    public async Task A_status_FIFO_in_the_status_directory_is_named_and_does_not_hold_the_command()
+    {
+        WriteStatus("pop-a");
+        string fifo = MakeFifo("pop-b.json");
+        (int code, string stdout, string stderr) = await RunAsync(["rescue", "status", "--dir", _directory]);
+        Assert.Equal(0, code);
+        Assert.Contains("rescue agent pop-a on eth0", stdout);
+        Assert.Contains($"{fifo}: the file is empty (a FIFO that nothing wrote to)", stderr);
+    }
+
     [Theory]
     [InlineData("/dev/zero")]
     [InlineData("oversized")]
@@ -368,6 +404,18 @@ public sealed class RescueCommandLineTests : IDisposable
     {
         string path = Path.Combine(_directory, name);
         File.WriteAllText(path, """{ "Name": "pop-a", "Interface": "nosuch0", "AnycastAddresses": [ "192.0.2.100" ], "UnicastIPv4": "198.51.100.2" }""");
+        return path;
+    }
+
+    private unsafe string MakeFifo(string name)
+    {
+        string path = Path.Combine(_directory, name);
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        fixed (byte* p = bytes)
+        {
+            Assert.Equal(0, Tmds.Linux.LibC.mkfifo(p, 0x180)); // 0600
+        }
+
         return path;
     }
 

@@ -15,7 +15,9 @@ internal static class Tool
     {
         var stdout = new StringWriter();
         var stderr = new StringWriter();
-        int code = await Program.RunAsync(args, stdout, stderr, NotRootLab).WaitAsync(TimeSpan.FromSeconds(30));
+        // On a pool thread: a command that blocks before its first await (a read that never returns) fails the test
+        // after the bound instead of holding the test host.
+        int code = await Task.Run(() => Program.RunAsync(args, stdout, stderr, NotRootLab)).WaitAsync(TimeSpan.FromSeconds(30));
         return (code, stdout.ToString(), stderr.ToString());
     }
 
