@@ -37,14 +37,19 @@ internal static class ToolFiles
     /// works, its writer is already there. Failures are the exceptions <see cref="Problem"/> explains.
     /// </summary>
     public static FileStream OpenReadWithoutWaiting(string path) =>
-        IsFifo(path) ? OpenFifo(path) : new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        FileKinds.IsFifo(path) ? FileKinds.OpenFifo(path, FileAccess.Read) : new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
 
     /// <summary>What to say of a file that read as empty: a FIFO's reader cannot tell "empty" from "nobody writes".</summary>
-    public static string EmptyFile(string path) => IsFifo(path) ? "the file is empty (a FIFO that nothing wrote to)" : "the file is empty";
+    public static string EmptyFile(string path) => FileKinds.IsFifo(path) ? "the file is empty (a FIFO that nothing wrote to)" : "the file is empty";
 
-    /// <summary>Opens <paramref name="path"/> to append lines to it (made when missing), or throws a <see cref="UsageException"/>.</summary>
+    /// <summary>
+    /// Opens <paramref name="path"/> to append lines to it (made when missing), or throws a <see cref="UsageException"/>.
+    /// A FIFO must have its reader already (a pipe to a logger): one that nothing reads is refused, not waited on.
+    /// </summary>
     public static StreamWriter OpenAppend(string option, string path) =>
-        Open(option, path, () => new StreamWriter(path, append: true) { AutoFlush = true });
+        Open(option, path, () => FileKinds.IsFifo(path)
+            ? new StreamWriter(FileKinds.OpenFifo(path, FileAccess.Write)) { AutoFlush = true }
+            : new StreamWriter(path, append: true) { AutoFlush = true });
 
     /// <summary>
     /// Why <paramref name="path"/> could not be opened or read, in a few words and without the path (the caller names
@@ -79,51 +84,6 @@ internal static class ToolFiles
             throw CannotOpen(option, path, problem);
         }
     }
-
-    private static unsafe bool IsFifo(string path)
-    {
-        if (path.Contains('\0', StringComparison.Ordinal))
-        {
-            return false; // not a file name: the open says so
-        }
-
-        byte[] name = NulTerminated(path);
-        Tmds.Linux.stat status;
-        fixed (byte* p = name)
-        {
-            // Whatever stat(2) cannot tell, the open that follows says in its own words.
-            return Tmds.Linux.LibC.stat(p, &status) == 0 && Tmds.Linux.LibC.S_ISFIFO(status.st_mode);
-        }
-    }
-
-    private static unsafe FileStream OpenFifo(string path)
-    {
-        byte[] name = NulTerminated(path);
-        int fd;
-        fixed (byte* p = name)
-        {
-            fd = Tmds.Linux.LibC.open(p, Tmds.Linux.LibC.O_RDONLY | Tmds.Linux.LibC.O_NONBLOCK | Tmds.Linux.LibC.O_CLOEXEC, 0);
-        }
-
-        if (fd < 0)
-        {
-            throw new IOException(new System.ComponentModel.Win32Exception(Tmds.Linux.LibC.errno).Message);
-        }
-
-        var handle = new Microsoft.Win32.SafeHandles.SafeFileHandle(fd, ownsHandle: true);
-        // Reads wait for a writer that is there (until it closes); with none there, read(2) says end of file at once.
-        int flags = Tmds.Linux.LibC.fcntl(fd, Tmds.Linux.LibC.F_GETFL, 0);
-        if (flags < 0 || Tmds.Linux.LibC.fcntl(fd, Tmds.Linux.LibC.F_SETFL, flags & ~Tmds.Linux.LibC.O_NONBLOCK) < 0)
-        {
-            int errno = Tmds.Linux.LibC.errno;
-            handle.Dispose();
-            throw new IOException(new System.ComponentModel.Win32Exception(errno).Message);
-        }
-
-        return new FileStream(handle, FileAccess.Read, bufferSize: 0);
-    }
-
-    private static byte[] NulTerminated(string path) => System.Text.Encoding.UTF8.GetBytes(path + "\0");
 
     private static UsageException CannotOpen(string option, string path, string problem) =>
         new($"option '{option}': cannot open '{path}': {problem}");

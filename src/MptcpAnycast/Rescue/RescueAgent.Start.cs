@@ -88,6 +88,9 @@ public sealed partial class RescueAgent
         }
     }
 
+    /// <summary>The largest status file an earlier agent's program ids are read from; an agent writes a few KiB.</summary>
+    private const long MaxStatusBytes = 16 << 20;
+
     /// <summary>
     /// The ids of the programs that this agent's status file says an agent of the same name had attached to the same
     /// interface since this host booted (a killed agent leaves its file behind), or zeros: how a restarted agent without
@@ -100,9 +103,17 @@ public sealed partial class RescueAgent
             return default;
         }
 
+        string path = StatusPath(settings.StatusDirectory, settings.Name);
+        // Only what an agent writes: a regular file of bounded size. A FIFO would hold the start in open(2) (deaf to
+        // SIGTERM, the lookup port bound), a link to a device would never end.
+        if (!FileKinds.IsRegular(path) || new FileInfo(path).Length > MaxStatusBytes)
+        {
+            return default;
+        }
+
         try
         {
-            using JsonDocument status = JsonDocument.Parse(File.ReadAllBytes(StatusPath(settings.StatusDirectory, settings.Name)));
+            using JsonDocument status = JsonDocument.Parse(File.ReadAllBytes(path));
             JsonElement root = status.RootElement;
             // Program ids start again at every boot: a file from before this boot names someone else's programs.
             if (root.ValueKind == JsonValueKind.Object

@@ -104,6 +104,26 @@ public sealed class RescueCommandLineTests : IDisposable
     }
 
     [Fact]
+    public async Task A_log_FIFO_that_nothing_reads_is_refused_at_once_and_one_with_a_reader_takes_the_lines()
+    {
+        string config = Settings("rescue.json");
+        string fifo = MakeFifo("agent.log");
+        (int code, string stdout, string stderr) = await RunAsync(["rescue", "run", "--config", config, "--log", fifo]);
+        Assert.Equal(2, code);
+        Assert.Equal("", stdout);
+        Assert.Contains($"option '--log': cannot open '{fifo}': it is a FIFO that nothing reads from", stderr);
+
+        // A pipe to a logger: the reader is there first, the agent's lines reach it.
+        using var reader = new FileStream(new Microsoft.Win32.SafeHandles.SafeFileHandle(OpenNonBlocking(fifo), ownsHandle: true), FileAccess.Read);
+        (code, _, stderr) = await RunAsync(["rescue", "run", "--config", config, "--log", fifo]);
+        Assert.Equal(2, code);
+        Assert.DoesNotContain("--log", stderr);
+        byte[] buffer = new byte[4096];
+        int read = reader.Read(buffer);
+        Assert.Contains("nosuch0", System.Text.Encoding.UTF8.GetString(buffer, 0, read));
+    }
+
+    [Fact]
     public async Task A_configuration_FIFO_that_nothing_writes_to_is_refused_at_once_instead_of_waiting_forever()
     {
         string fifo = MakeFifo("rescue.fifo");
@@ -405,6 +425,17 @@ public sealed class RescueCommandLineTests : IDisposable
         string path = Path.Combine(_directory, name);
         File.WriteAllText(path, """{ "Name": "pop-a", "Interface": "nosuch0", "AnycastAddresses": [ "192.0.2.100" ], "UnicastIPv4": "198.51.100.2" }""");
         return path;
+    }
+
+    private static unsafe int OpenNonBlocking(string path)
+    {
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        fixed (byte* p = bytes)
+        {
+            int fd = Tmds.Linux.LibC.open(p, Tmds.Linux.LibC.O_RDONLY | Tmds.Linux.LibC.O_NONBLOCK | Tmds.Linux.LibC.O_CLOEXEC, 0);
+            Assert.True(fd >= 0);
+            return fd;
+        }
     }
 
     private unsafe string MakeFifo(string name)

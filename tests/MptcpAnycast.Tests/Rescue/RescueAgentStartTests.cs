@@ -153,6 +153,7 @@ public sealed class RescueAgentStartTests
                 StatusDirectory = directory,
             };
             Assert.Equal((0u, 0u), RescueAgent.EarlierPrograms(settings)); // no file yet
+            AssertNoRegularFileIsRead(settings, RescueAgent.StatusPath(directory, "pop-a"));
 
             File.WriteAllText(RescueAgent.StatusPath(directory, "pop-a"), text.Replace("NOW", DateTimeOffset.UtcNow.ToString("O"), StringComparison.Ordinal));
 
@@ -162,6 +163,37 @@ public sealed class RescueAgentStartTests
         finally
         {
             Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    /// <summary>
+    /// A FIFO where the status file belongs held a starting agent in open(2), deaf to SIGTERM with its lookup port
+    /// bound; a link to /dev/zero would be read without end. Neither is an agent's file: no ids, at once.
+    /// </summary>
+    private static void AssertNoRegularFileIsRead(RescueSettings settings, string path)
+    {
+        foreach (Action make in new Action[] { () => MakeFifo(path), () => File.CreateSymbolicLink(path, "/dev/zero") })
+        {
+            make();
+            try
+            {
+                Task<(uint, uint)> read = Task.Run(() => RescueAgent.EarlierPrograms(settings));
+                Assert.True(read.Wait(TimeSpan.FromSeconds(10)), $"EarlierPrograms did not return for {path}");
+                Assert.Equal((0u, 0u), read.Result);
+            }
+            finally
+            {
+                File.Delete(path);
+            }
+        }
+    }
+
+    private static unsafe void MakeFifo(string path)
+    {
+        byte[] name = System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        fixed (byte* p = name)
+        {
+            Assert.Equal(0, Tmds.Linux.LibC.mkfifo(p, 0x180));
         }
     }
 }
