@@ -97,6 +97,21 @@ internal static class ToolOptions
         }
     }
 
+    /// <summary>For an argument's validator: its value when its own check passed; false when that failed (its error is reported).</summary>
+    public static bool TryGetValue<T>(ArgumentResult argument, out T? value)
+    {
+        value = default;
+        try
+        {
+            value = argument.GetValueOrDefault<T>();
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>How messages call what is being parsed: <c>option '--count'</c>, or an argument's name.</summary>
     internal static string NameOf(ArgumentResult result) =>
         result.Parent is OptionResult option ? $"option '{option.Option.Name}'" : result.Argument.Name;
