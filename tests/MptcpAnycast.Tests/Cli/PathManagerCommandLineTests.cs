@@ -21,11 +21,6 @@ public sealed class PathManagerCommandLineTests
     [InlineData("endpoints add 192.0.2.1 --flags signal,turbo", "option '--flags' takes signal,subflow,backup,fullmesh,laminar (got 'turbo')")]
     [InlineData("endpoints add 192.0.2.1 --dev no-such-if0", "option '--dev': no interface 'no-such-if0' here")]
     [InlineData("endpoints add 192.0.2.300", "ADDRESS must be an IPv4 or IPv6 address (got '192.0.2.300')")]
-    [InlineData("endpoints add 0.0.0.0 --flags signal", "ADDRESS '0.0.0.0' is unspecified; an endpoint is one of this host's unicast addresses")]
-    [InlineData("endpoints add :: --flags subflow", "ADDRESS '::' is unspecified")]
-    [InlineData("endpoints add 224.0.0.1 --flags subflow", "ADDRESS '224.0.0.1' is a multicast address")]
-    [InlineData("endpoints add ff02::1", "ADDRESS 'ff02::1' is a multicast address")]
-    [InlineData("endpoints add 255.255.255.255", "ADDRESS '255.255.255.255' is the broadcast address")]
     [InlineData("endpoints add 10", "ADDRESS must be an IPv4 or IPv6 address (got '10')")]
     [InlineData("endpoints add [2001:db8::1]", "ADDRESS must be an IPv4 or IPv6 address (got '[2001:db8::1]')")]
     [InlineData("endpoints delete", "'--id' is required")]
@@ -42,6 +37,23 @@ public sealed class PathManagerCommandLineTests
         Assert.Equal("", stdout);
         Assert.Contains(expected, stderr);
         Assert.Contains("usage: mptcp-anycast", stderr);
+    }
+
+    /// <summary>
+    /// Parsed only, never run: the tool runs as root in the test host's namespace, and a check that let one of these
+    /// through would add it to this host's endpoints.
+    /// </summary>
+    [Theory]
+    [InlineData("endpoints add 0.0.0.0 --flags signal", "ADDRESS '0.0.0.0' is unspecified; an endpoint is one of this host's unicast addresses")]
+    [InlineData("endpoints add :: --flags subflow", "ADDRESS '::' is unspecified")]
+    [InlineData("endpoints add 224.0.0.1 --flags subflow", "ADDRESS '224.0.0.1' is a multicast address")]
+    [InlineData("endpoints add ff02::1", "ADDRESS 'ff02::1' is a multicast address")]
+    [InlineData("endpoints add 255.255.255.255", "ADDRESS '255.255.255.255' is the broadcast address")]
+    public void Endpoint_addresses_that_are_no_unicast_of_this_host_are_refused(string commandLine, string expected)
+    {
+        System.CommandLine.ParseResult parse = MptcpAnycast.Cli.CommandLine.ToolCommandLine.Create(Tool.NotRootLab)
+            .Parse(commandLine.Split(' '), MptcpAnycast.Cli.CommandLine.ToolCommandLine.Parsing);
+        Assert.Contains(parse.Errors, e => e.Message.Contains(expected, StringComparison.Ordinal));
     }
 
     [Theory]
