@@ -112,7 +112,7 @@ internal sealed class MptcpAnycastSettings
             }
 
             IPAddress address = parsed.Unmapped();
-            if (NotAHost(address) is string why)
+            if (address.NotAHost() is string why)
             {
                 throw new MptcpAnycastConfigurationException(nameof(options.AnycastAddresses), text,
                     $"{why}; write the anycast address clients connect to (192.0.2.1 or 2001:db8::1)");
@@ -157,7 +157,7 @@ internal sealed class MptcpAnycastSettings
 
             IPEndPoint endPoint = ParseUnicast(trimmed, text);
             IPAddress address = endPoint.Address.Unmapped();
-            if (NotAHost(address) is string why)
+            if (address.NotAHost() is string why)
             {
                 throw new MptcpAnycastConfigurationException(nameof(options.UnicastAddresses), text,
                     $"{why}; write this server's own unicast address, or auto");
@@ -299,25 +299,6 @@ internal sealed class MptcpAnycastSettings
 
         byte[] b = address.GetAddressBytes();
         return !(b[0] == 169 && b[1] == 254) && b[0] < 224;
-    }
-
-    /// <summary>Why no client can connect to <paramref name="address"/> (unspecified, broadcast, multicast), or null.</summary>
-    private static string? NotAHost(IPAddress address)
-    {
-        if (address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any))
-        {
-            return "the unspecified address names no host";
-        }
-
-        if (address.Equals(IPAddress.Broadcast))
-        {
-            return "the broadcast address names no host";
-        }
-
-        bool multicast = address.AddressFamily == AddressFamily.InterNetworkV6
-            ? address.IsIPv6Multicast
-            : address.GetAddressBytes()[0] is >= 224 and <= 239;
-        return multicast ? "a multicast address names a group, not a host" : null;
     }
 
     private static void CheckEnum<T>(string setting, T value) where T : struct, Enum

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 
 namespace MptcpAnycast;
 
@@ -17,4 +18,23 @@ internal static class IPAddressExtensions
 
     /// <summary>Whether two addresses are the same once unmapped.</summary>
     public static bool SameAddressAs(this IPAddress address, IPAddress other) => address.Unmapped().Equals(other.Unmapped());
+
+    /// <summary>Why <paramref name="address"/> is no host's address (unspecified, broadcast, multicast), or null.</summary>
+    public static string? NotAHost(this IPAddress address)
+    {
+        if (address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any))
+        {
+            return "the unspecified address names no host";
+        }
+
+        if (address.Equals(IPAddress.Broadcast))
+        {
+            return "the broadcast address names no host";
+        }
+
+        bool multicast = address.AddressFamily == AddressFamily.InterNetworkV6
+            ? address.IsIPv6Multicast
+            : address.GetAddressBytes()[0] is >= 224 and <= 239;
+        return multicast ? "a multicast address names a group, not a host" : null;
+    }
 }

@@ -62,9 +62,9 @@ internal static class EndpointsCommand
         address.Validators.Add(result =>
         {
             // The kernel takes these and would announce 0.0.0.0 to peers or open subflows from a group address.
-            if (ToolOptions.TryGetValue(result, out IPAddress? value) && value is not null && NoEndpoint(value) is string what)
+            if (ToolOptions.TryGetValue(result, out IPAddress? value) && value?.NotAHost() is string why)
             {
-                result.AddError($"ADDRESS '{value}' is {what}; an endpoint is one of this host's unicast addresses");
+                result.AddError($"ADDRESS '{value}': {why}; an endpoint is one of this host's unicast addresses");
             }
         });
         Option<int?> id = ToolOptions.OptionalInt("--id", "id", "The endpoint id.", 1, 255, "the kernel picks one");
@@ -134,12 +134,6 @@ internal static class EndpointsCommand
         });
         return flush;
     }
-
-    private static string? NoEndpoint(IPAddress address) =>
-        address.Equals(IPAddress.Any) || address.Equals(IPAddress.IPv6Any) ? "unspecified"
-        : address.Equals(IPAddress.Broadcast) ? "the broadcast address"
-        : address.IsIPv6Multicast || (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && address.GetAddressBytes()[0] is >= 224 and < 240) ? "a multicast address"
-        : null;
 
     /// <summary>
     /// <c>endpoints change [ADDRESS] [--id N] [--port P] [--backup|--no-backup] [--fullmesh|--no-fullmesh]</c>, as

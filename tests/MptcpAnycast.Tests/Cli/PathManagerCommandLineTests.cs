@@ -44,11 +44,11 @@ public sealed class PathManagerCommandLineTests
     /// through would add it to this host's endpoints.
     /// </summary>
     [Theory]
-    [InlineData("endpoints add 0.0.0.0 --flags signal", "ADDRESS '0.0.0.0' is unspecified; an endpoint is one of this host's unicast addresses")]
-    [InlineData("endpoints add :: --flags subflow", "ADDRESS '::' is unspecified")]
-    [InlineData("endpoints add 224.0.0.1 --flags subflow", "ADDRESS '224.0.0.1' is a multicast address")]
-    [InlineData("endpoints add ff02::1", "ADDRESS 'ff02::1' is a multicast address")]
-    [InlineData("endpoints add 255.255.255.255", "ADDRESS '255.255.255.255' is the broadcast address")]
+    [InlineData("endpoints add 0.0.0.0 --flags signal", "ADDRESS '0.0.0.0': the unspecified address names no host; an endpoint is one of this host's unicast addresses")]
+    [InlineData("endpoints add :: --flags subflow", "ADDRESS '::': the unspecified address names no host")]
+    [InlineData("endpoints add 224.0.0.1 --flags subflow", "ADDRESS '224.0.0.1': a multicast address names a group")]
+    [InlineData("endpoints add ff02::1", "ADDRESS 'ff02::1': a multicast address names a group")]
+    [InlineData("endpoints add 255.255.255.255", "ADDRESS '255.255.255.255': the broadcast address names no host")]
     public void Endpoint_addresses_that_are_no_unicast_of_this_host_are_refused(string commandLine, string expected)
     {
         System.CommandLine.ParseResult parse = MptcpAnycast.Cli.CommandLine.ToolCommandLine.Create(Tool.NotRootLab)
