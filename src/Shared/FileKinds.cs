@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 using Tmds.Linux;
 
@@ -8,7 +9,7 @@ namespace MptcpAnycast;
 /// open waits in open(2) until a FIFO has a partner, which would hold a command or a starting agent forever.
 /// Compiled into each assembly that reads files an operator names.
 /// </summary>
-internal static class FileKinds
+internal static partial class FileKinds
 {
     /// <summary>True when <paramref name="path"/> names a FIFO (or a pipe, as <c>/dev/fd/N</c> does).</summary>
     public static bool IsFifo(string path) => Mode(path) is mode_t mode && LibC.S_ISFIFO(mode);
@@ -43,6 +44,26 @@ internal static class FileKinds
 
         return new FileStream(handle, access == FileAccess.Read ? FileAccess.Read : FileAccess.Write, bufferSize: 0);
     }
+
+    /// <summary>
+    /// The path <paramref name="path"/> leads to, every symbolic link in it resolved (realpath(3)), or null when a part
+    /// of it does not exist or cannot be read. What a path's file system is must be asked of this, not of the text:
+    /// <c>/var/run-link/x</c> may lie on /proc.
+    /// </summary>
+    public static unsafe string? RealPath(string path)
+    {
+        if (path.Length == 0 || path.Contains('\0', StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        const int PathMax = 4096;
+        byte* resolved = stackalloc byte[PathMax];
+        return realpath(path, resolved) is null ? null : Marshal.PtrToStringUTF8((nint)resolved);
+    }
+
+    [LibraryImport("libc", StringMarshalling = StringMarshalling.Utf8)]
+    private static unsafe partial byte* realpath(string path, byte* resolved);
 
     private static unsafe mode_t? Mode(string path)
     {

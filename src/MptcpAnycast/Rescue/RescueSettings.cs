@@ -266,11 +266,13 @@ internal sealed record RescueSettings
                 $"{prefix}:Name '{name}' has a '.', which bpffs refuses in the names of pins ({setting} is set); choose a name without '.'");
         }
 
-        string? fileSystem = Interop.ProcFiles.FileSystemOf(directory);
+        // A link into a bpffs mount serves as well as the mount: the kernel follows it when it pins.
+        string? real = FileKinds.RealPath(directory);
+        string? fileSystem = Interop.ProcFiles.FileSystemOf(real ?? directory);
         if (fileSystem is not null and not "bpf")
         {
             throw new RescueConfigurationException(
-                $"{setting} '{directory}' is on a {fileSystem} file system, not bpffs; mount one there (mount -t bpf bpf {directory}) or leave it empty");
+                $"{setting} '{directory}'{LeadsTo(directory, real)} is on a {fileSystem} file system, not bpffs; mount one there (mount -t bpf bpf {directory}) or leave it empty");
         }
 
         return directory;
@@ -300,20 +302,38 @@ internal sealed record RescueSettings
                 $"{setting} '{directory}' is not an absolute path; give a directory such as {RescueOptions.DefaultStatusDirectory}, or leave it empty for no status file");
         }
 
-        if (File.Exists(directory))
+        // The agent creates the parts that do not exist yet. Those that do must all be directories (one that is a
+        // file fails the agent's first write), and the file system is the one the links lead to, not the text's.
+        string full = Path.TrimEndingDirectorySeparator(Path.GetFullPath(directory));
+        string existing = full;
+        while (!Path.Exists(existing) && Path.GetDirectoryName(existing) is string parent)
         {
-            throw new RescueConfigurationException($"{setting} '{directory}' is a file, not a directory");
+            existing = parent;
         }
 
-        string? fileSystem = Interop.ProcFiles.FileSystemOf(directory);
+        if (!Directory.Exists(existing))
+        {
+            throw new RescueConfigurationException(existing == full
+                ? $"{setting} '{directory}' is a file, not a directory"
+                : $"{setting} '{directory}' lies under '{existing}', which is a file, not a directory");
+        }
+
+        string? real = FileKinds.RealPath(existing) is string resolved
+            ? Path.GetFullPath(Path.Join(resolved, Path.GetRelativePath(existing, full)))
+            : null;
+        string? fileSystem = Interop.ProcFiles.FileSystemOf(real ?? full);
         if (fileSystem is "proc" or "sysfs" or "bpf" or "cgroup" or "cgroup2" or "debugfs" or "tracefs" or "securityfs")
         {
             throw new RescueConfigurationException(
-                $"{setting} '{directory}' is on a {fileSystem} file system, which does not keep ordinary files; give a directory such as {RescueOptions.DefaultStatusDirectory}");
+                $"{setting} '{directory}'{LeadsTo(full, real)} is on a {fileSystem} file system, which does not keep ordinary files; give a directory such as {RescueOptions.DefaultStatusDirectory}");
         }
 
         return directory;
     }
+
+    /// <summary>Where symbolic links take a path, said when they take it somewhere else.</summary>
+    private static string LeadsTo(string path, string? real) =>
+        real is null || real == Path.TrimEndingDirectorySeparator(path) ? "" : $" (its links lead to '{real}')";
 
     private static string PopName(string name, string setting) =>
         PeerMessageCodec.IsValidName(name)

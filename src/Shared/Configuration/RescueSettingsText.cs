@@ -48,10 +48,30 @@ internal static class RescueSettingsText
                 "is not a whole number (1-1000000)")
             ?? Convertible(section, prefix, nameof(RescueOptions.MssIPv4), v => int.TryParse(v, NumberStyles.Integer, c, out _), WholeNumber)
             ?? Convertible(section, prefix, nameof(RescueOptions.MssIPv6), v => int.TryParse(v, NumberStyles.Integer, c, out _), WholeNumber)
-            ?? Convertible(section, prefix, nameof(RescueOptions.LookupTimeout), v => TimeSpan.TryParse(v, c, out _),
-                "is not a time span; write it as hh:mm:ss.fff, e.g. 00:00:00.250 for 250 ms")
-            ?? Convertible(section, prefix, nameof(RescueOptions.OwnerIdleTimeout), v => TimeSpan.TryParse(v, c, out _),
-                "is not a time span; write it as hh:mm:ss, e.g. 00:10:00 for 10 minutes");
+            ?? TimeSpanText(section, prefix, nameof(RescueOptions.LookupTimeout), "hh:mm:ss.fff, e.g. 00:00:00.250 for 250 ms")
+            ?? TimeSpanText(section, prefix, nameof(RescueOptions.OwnerIdleTimeout), "hh:mm:ss, e.g. 00:10:00 for 10 minutes");
+    }
+
+    /// <summary>
+    /// A time span's text: one the binder reads, and not a bare number, which it reads as a count of days
+    /// (<c>OwnerIdleTimeout: 1</c> would be a day, and in range), rarely what was meant.
+    /// </summary>
+    private static string? TimeSpanText(IConfiguration section, string prefix, string key, string format)
+    {
+        string? value = section[key];
+        if (string.IsNullOrEmpty(value))
+        {
+            return null;
+        }
+
+        if (!TimeSpan.TryParse(value, CultureInfo.InvariantCulture, out _))
+        {
+            return $"{prefix}:{key} {ConfigurationShape.Quote(value)} is not a time span; write it as {format}";
+        }
+
+        return value.Contains(':', StringComparison.Ordinal)
+            ? null
+            : $"{prefix}:{key} {ConfigurationShape.Quote(value)} is a bare number, which a time span reads as days; write it as {format}";
     }
 
     private static string? Convertible(IConfiguration section, string prefix, string key, Func<string, bool> converts, string problem)

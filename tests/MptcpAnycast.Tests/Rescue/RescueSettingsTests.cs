@@ -207,4 +207,69 @@ public sealed class RescueSettingsTests
         RescueConfigurationException e = Assert.Throws<RescueConfigurationException>(() => RescueSettings.From(options));
         Assert.True(e.Message.Contains(expected, StringComparison.Ordinal), $"{what}: {e.Message}");
     }
+
+    [Fact]
+    public void A_status_directory_is_judged_by_what_its_path_holds_and_where_its_links_lead()
+    {
+        string root = Directory.CreateTempSubdirectory("mpa-status-").FullName;
+        try
+        {
+            string file = Path.Combine(root, "afile");
+            File.WriteAllText(file, "");
+            File.CreateSymbolicLink(Path.Combine(root, "proc"), "/proc");
+            Directory.CreateSymbolicLink(Path.Combine(root, "dir"), root);
+
+            Assert.Contains($"StatusDirectory '{file}/sub' lies under '{file}', which is a file, not a directory", Refused(file + "/sub"));
+            Assert.Contains($"StatusDirectory '{file}/a/b' lies under '{file}', which is a file, not a directory", Refused(file + "/a/b"));
+            Assert.Contains($"StatusDirectory '{root}/proc/rescue' (its links lead to '/proc/rescue') is on a proc file system", Refused(root + "/proc/rescue"));
+            Assert.Contains($"StatusDirectory '{root}/dir/proc/' (its links lead to '/proc') is on a proc file system", Refused(root + "/dir/proc/"));
+
+            // Not there yet, under a directory (through a link, too): the agent creates it.
+            foreach (string fine in new[] { root + "/new/status", root + "/dir/new", root })
+            {
+                RescueOptions options = Valid();
+                options.StatusDirectory = fine;
+                Assert.Equal(fine, RescueSettings.From(options).StatusDirectory);
+            }
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+
+        static string Refused(string directory)
+        {
+            RescueOptions options = Valid();
+            options.StatusDirectory = directory;
+            return Assert.Throws<RescueConfigurationException>(() => RescueSettings.From(options)).Message;
+        }
+    }
+
+    [Fact]
+    public void A_pin_directory_reached_through_a_link_is_judged_by_the_mount_it_leads_to()
+    {
+        string root = Directory.CreateTempSubdirectory("mpa-pins-").FullName;
+        string bpffs = Path.Combine(root, "bpffs");
+        Directory.CreateDirectory(bpffs);
+        MptcpAnycast.Lab.CommandRunner.Run("mount", ["-t", "bpf", "bpf", bpffs]);
+        try
+        {
+            string link = Path.Combine(root, "pins");
+            Directory.CreateSymbolicLink(link, bpffs);
+            Directory.CreateSymbolicLink(Path.Combine(root, "tmp"), root);
+            RescueOptions options = Valid();
+            options.PinDirectory = link;
+            Assert.Equal(link, RescueSettings.From(options).PinDirectory);
+
+            options.PinDirectory = Path.Combine(root, "tmp");
+            string refused = Assert.Throws<RescueConfigurationException>(() => RescueSettings.From(options)).Message;
+            Assert.Contains($"PinDirectory '{root}/tmp' (its links lead to '{root}') is on a", refused);
+            Assert.Contains("file system, not bpffs", refused);
+        }
+        finally
+        {
+            MptcpAnycast.Lab.CommandRunner.Run("umount", ["-l", bpffs]);
+            Directory.Delete(root, recursive: true);
+        }
+    }
 }

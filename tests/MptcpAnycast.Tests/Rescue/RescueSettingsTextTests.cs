@@ -59,6 +59,10 @@ public sealed class RescueSettingsTextTests
     [InlineData("""{ "AnycastAddresses": { "a": "192.0.2.100" } }""", "MptcpAnycast:Rescue:AnycastAddresses is a list, not an object ('a' is not an entry's number)")]
     [InlineData("""{ "Name": "pop-a", "LookupTimout": "00:00:01" }""", "MptcpAnycast:Rescue:LookupTimout is not a rescue setting; the rescue settings are Name, Interface, AnycastAddresses,")]
     [InlineData("""{ "OwnerIdleTimeout": "abc" }""", "MptcpAnycast:Rescue:OwnerIdleTimeout 'abc' is not a time span; write it as hh:mm:ss, e.g. 00:10:00 for 10 minutes")]
+    [InlineData("""{ "OwnerIdleTimeout": "1" }""", "MptcpAnycast:Rescue:OwnerIdleTimeout '1' is a bare number, which a time span reads as days; write it as hh:mm:ss, e.g. 00:10:00")]
+    [InlineData("""{ "OwnerIdleTimeout": 1 }""", "MptcpAnycast:Rescue:OwnerIdleTimeout '1' is a bare number, which a time span reads as days")]
+    [InlineData("""{ "LookupTimeout": "250" }""", "MptcpAnycast:Rescue:LookupTimeout '250' is a bare number, which a time span reads as days; write it as hh:mm:ss.fff, e.g. 00:00:00.250")]
+    [InlineData("""{ "LookupTimeout": "0.5" }""", "MptcpAnycast:Rescue:LookupTimeout '0.5' is not a time span")]
     public void A_shape_the_binder_would_drop_is_refused_naming_the_key(string text, string expected)
     {
         string? problem = Check(text);
