@@ -118,6 +118,12 @@ internal sealed class MptcpAnycastSettings
                     $"{why}; write the anycast address clients connect to (192.0.2.1 or 2001:db8::1)");
             }
 
+            if (address.OnOneLinkOnly() is string local)
+            {
+                throw new MptcpAnycastConfigurationException(nameof(options.AnycastAddresses), text,
+                    $"{local}; write the anycast address clients connect to (192.0.2.1 or 2001:db8::1)");
+            }
+
             // A loopback connection never comes from another host, so no client that could be rerouted would ever
             // get an announcement. (Single-host tests leave AnycastAddresses empty instead: every connection counts.)
             if (IPAddress.IsLoopback(address))
@@ -161,6 +167,13 @@ internal sealed class MptcpAnycastSettings
             {
                 throw new MptcpAnycastConfigurationException(nameof(options.UnicastAddresses), text,
                     $"{why}; write this server's own unicast address, or auto");
+            }
+
+            // The announcement carries no interface, so a client would look for the address on its own link.
+            if (address.OnOneLinkOnly() is string local)
+            {
+                throw new MptcpAnycastConfigurationException(nameof(options.UnicastAddresses), text,
+                    $"{local}; write this server's own routable unicast address, or auto (which skips link-local ones)");
             }
 
             // A client that reached one of the anycast addresses is on another host and cannot reach this one's

@@ -37,4 +37,16 @@ internal static class IPAddressExtensions
             : address.GetAddressBytes()[0] is >= 224 and <= 239;
         return multicast ? "a multicast address names a group, not a host" : null;
     }
+
+    /// <summary>Why <paramref name="address"/> is valid on one link only (IPv4 169.254.0.0/16, IPv6 fe80::/10), or null.</summary>
+    public static string? OnOneLinkOnly(this IPAddress address)
+    {
+        if (address.AddressFamily == AddressFamily.InterNetworkV6)
+        {
+            return address.IsIPv6LinkLocal ? "a link-local address (valid on one link only, and unusable without a scope)" : null;
+        }
+
+        byte[] b = address.GetAddressBytes();
+        return b[0] == 169 && b[1] == 254 ? "a link-local address (169.254.0.0/16 is valid on one link only)" : null;
+    }
 }

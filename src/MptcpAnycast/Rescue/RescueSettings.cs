@@ -394,15 +394,13 @@ internal sealed record RescueSettings
                 : b[0] is >= 224 and < 240 ? "a multicast address"
                 : address.Equals(IPAddress.Broadcast) ? "the broadcast address"
                 : b[0] >= 240 ? "a reserved address (240.0.0.0/4 is routed nowhere)"
-                : b[0] == 169 && b[1] == 254 ? "a link-local address (169.254.0.0/16 is valid on one link only)"
-                : null;
+                : address.OnOneLinkOnly();
         }
 
         return address.Equals(IPAddress.IPv6Any) ? "unspecified"
             : address.Equals(IPAddress.IPv6Loopback) ? "a loopback address"
             : address.IsIPv6Multicast ? "a multicast address"
-            : address.IsIPv6LinkLocal ? "a link-local address (valid on one link only, and unusable without a scope)"
-            : null;
+            : address.OnOneLinkOnly();
     }
 
     private static int Mss(int configured, int fromMtu, string setting)

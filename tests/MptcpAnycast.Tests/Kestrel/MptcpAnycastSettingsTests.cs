@@ -6,7 +6,12 @@ namespace MptcpAnycast.Tests.Kestrel;
 
 public sealed class MptcpAnycastSettingsTests
 {
-    private static readonly IPAddress[] Host = [IPAddress.Parse("192.0.2.10"), IPAddress.Parse("2001:db8::10"), IPAddress.Parse("203.0.113.1"), IPAddress.Loopback];
+    // The link-local addresses are the host's own, so that "no interface has it" is not what rejects them.
+    private static readonly IPAddress[] Host =
+    [
+        IPAddress.Parse("192.0.2.10"), IPAddress.Parse("2001:db8::10"), IPAddress.Parse("203.0.113.1"), IPAddress.Loopback,
+        IPAddress.Parse("fe80::10"), IPAddress.Parse("169.254.0.10"),
+    ];
 
     private static MptcpAnycastSettings Validate(Action<MptcpAnycastOptions> configure)
     {
@@ -70,6 +75,11 @@ public sealed class MptcpAnycastSettingsTests
     [InlineData("UnicastAddresses", "ff02::1", "a multicast address")]
     [InlineData("UnicastAddresses", "127.0.0.1", "a loopback address is reachable from this host only, not by a client of the anycast addresses")]
     [InlineData("UnicastAddresses", "[::1]:8443", "a loopback address is reachable from this host only")]
+    [InlineData("AnycastAddresses", "169.254.0.10", "a link-local address (169.254.0.0/16 is valid on one link only)")]
+    [InlineData("AnycastAddresses", "fe80::10", "a link-local address (valid on one link only")]
+    [InlineData("UnicastAddresses", "169.254.0.10", "a link-local address (169.254.0.0/16 is valid on one link only); write this server's own routable unicast address, or auto")]
+    [InlineData("UnicastAddresses", "[fe80::10]:8443", "a link-local address (valid on one link only")]
+    [InlineData("UnicastAddresses", "::ffff:169.254.0.10", "a link-local address")]
     public void Addresses_no_client_of_the_anycast_addresses_can_connect_to_are_rejected_even_when_unassigned_ones_are_allowed(string setting, string value, string why)
     {
         var ex = Assert.Throws<MptcpAnycastConfigurationException>(() => Validate(o =>
