@@ -99,7 +99,8 @@ internal sealed record RescueSettings
         }
 
         IList<RescuePeerOptions> peerOptions = options.Peers ?? [];
-        var peerNames = new Dictionary<string, string>(StringComparer.Ordinal);
+        // Names that differ only in case would read as one POP in the status, logs and metrics.
+        var peerNames = new Dictionary<string, (string Setting, string Spelled)>(StringComparer.OrdinalIgnoreCase);
         var peerKeys = new Dictionary<IPAddress, string>();
         var peers = new List<RescuePeer>();
         for (int i = 0; i < peerOptions.Count; i++)
@@ -108,14 +109,17 @@ internal sealed record RescueSettings
             RescuePeerOptions? peer = peerOptions[i]
                 ?? throw new RescueConfigurationException($"{at} is empty (null); give the peer's Name, UnicastIPv4 and/or UnicastIPv6, and Key");
             string peerName = PopName(Required(peer.Name, $"{at}:Name", "the peer's name"), $"{at}:Name");
-            if (peerName == name)
+            if (peerName.Equals(name, StringComparison.OrdinalIgnoreCase))
             {
-                throw new RescueConfigurationException($"{at}:Name '{peerName}' is this POP's own name ({prefix}:Name); a peer is another POP");
+                throw new RescueConfigurationException(
+                    $"{at}:Name '{peerName}' is this POP's own name ({prefix}:Name{(peerName == name ? "" : $" '{name}': names that differ only in case are one name")}); a peer is another POP");
             }
 
-            if (!peerNames.TryAdd(peerName, $"{at}:Name"))
+            if (!peerNames.TryAdd(peerName, ($"{at}:Name", peerName)))
             {
-                throw new RescueConfigurationException($"{at}:Name '{peerName}' is also {peerNames[peerName]}; list each peer once");
+                (string setting, string spelled) = peerNames[peerName];
+                throw new RescueConfigurationException(
+                    $"{at}:Name '{peerName}' is also {setting}{(spelled == peerName ? "" : $" ('{spelled}': names that differ only in case are one name)")}; list each peer once");
             }
 
             IPAddress? peer4 = Address(peer.UnicastIPv4, $"{at}:UnicastIPv4", AddressFamily.InterNetwork);
@@ -178,6 +182,13 @@ internal sealed record RescueSettings
                 throw new RescueConfigurationException($"{at}:Key has {key.Length} bytes; at least 16 are needed (openssl rand -base64 32)");
             }
 
+            // A placeholder left in a template (AAAA...): every POP that copied it would share a key anyone can guess.
+            if (key.AsSpan().IndexOfAnyExcept(key[0]) < 0)
+            {
+                throw new RescueConfigurationException(
+                    $"{at}:Key is {key.Length} bytes of 0x{key[0]:x2} only, which is no secret; make one with: openssl rand -base64 32");
+            }
+
             peers.Add(new RescuePeer(peerName, peer4, peer6, key));
         }
 
@@ -210,8 +221,8 @@ internal sealed record RescueSettings
                 $"{prefix}:OwnerIdleTimeout '{options.OwnerIdleTimeout}' must be between 00:00:01 and 1.00:00:00 (format d.hh:mm:ss)");
         }
 
-        int mss4 = Mss(options.MssIPv4, mtu - 60, $"{prefix}:MssIPv4");
-        int mss6 = Mss(options.MssIPv6, mtu - 100, $"{prefix}:MssIPv6");
+        int mss4 = Mss(options.MssIPv4, mtu, 60, $"{prefix}:MssIPv4", ifname);
+        int mss6 = Mss(options.MssIPv6, mtu, 100, $"{prefix}:MssIPv6", ifname);
         return new RescueSettings
         {
             Name = name,
@@ -403,15 +414,27 @@ internal sealed record RescueSettings
             : address.OnOneLinkOnly();
     }
 
-    private static int Mss(int configured, int fromMtu, string setting)
+    /// <summary>
+    /// The MSS to advertise: <paramref name="configured"/>, or when 0 the largest that fits <paramref name="mtu"/> once
+    /// tunnelled (the headers: the inner IP and TCP headers and the outer IP header).
+    /// </summary>
+    private static int Mss(int configured, int mtu, int headers, string setting, string ifname)
     {
+        int fromMtu = mtu - headers;
         if (configured == 0)
         {
             return Math.Max(536, fromMtu);
         }
 
-        return configured is < 536 or > 65495
-            ? throw new RescueConfigurationException($"{setting} {configured} must be between 536 and 65495, or 0 for the interface's MTU less the tunnel header")
+        if (configured is < 536 or > 65495)
+        {
+            throw new RescueConfigurationException($"{setting} {configured} must be between 536 and 65495, or 0 for the interface's MTU less the tunnel header");
+        }
+
+        // A larger one turns the MSS budget off: a full-size segment no longer fits the link once it is tunnelled.
+        return configured > fromMtu && configured > 536
+            ? throw new RescueConfigurationException(
+                $"{setting} {configured} leaves no room for the tunnel: {ifname}'s MTU {mtu} less {headers} bytes of headers allows at most {Math.Max(536, fromMtu)}; set that or less, or 0")
             : configured;
     }
 }
