@@ -27,6 +27,7 @@ internal static class Errno
     public const int EPROTONOSUPPORT = 93;
     public const int EOPNOTSUPP = 95;
     public const int EAFNOSUPPORT = 97;
+    public const int EADDRINUSE = 98;
     public const int ENOBUFS = 105;
     public const int ETIMEDOUT = 110;
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using MptcpAnycast.Interop;
 using static MptcpAnycast.Interop.MptcpPmConstants;
@@ -37,8 +38,20 @@ public sealed partial class PathManagerClient
         ArgumentNullException.ThrowIfNull(endpoint.Address);
         ArgumentOutOfRangeException.ThrowIfNegative(endpoint.Port);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(endpoint.Port, ushort.MaxValue);
-        await RunAsync("ADD_ADDR", endpoint,
-            static (b, f, s, e) => MptcpPmMessages.WriteAddEndpoint(b, f, s, e), cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await RunAsync("ADD_ADDR", endpoint,
+                static (b, f, s, e) => MptcpPmMessages.WriteAddEndpoint(b, f, s, e), cancellationToken).ConfigureAwait(false);
+        }
+        catch (PathManagerException e) when (e.Errno == Errno.EADDRINUSE && endpoint.Port != 0)
+        {
+            // The kernel's own words ("create listen socket error: -98") name neither the port nor why it listens.
+            throw new PathManagerException("ADD_ADDR", e.Errno, e.KernelMessage,
+                string.Create(CultureInfo.InvariantCulture,
+                    $"port {endpoint.Port} on {endpoint.Address.Unmapped()} is in use; an endpoint with a port makes the kernel listen there for joins, so stop what listens on it or choose another port"),
+                e);
+        }
+
         if (endpoint.Id != 0)
         {
             return endpoint.Id;

@@ -49,6 +49,24 @@ public sealed class KernelPathManagerLabTests
     }
 
     [LabFact]
+    public async Task An_endpoint_on_a_port_in_use_is_refused_naming_the_port()
+    {
+        using LabNamespace ns = Topology.Single("epport");
+        ns.Ip("addr", "add", "192.0.2.10/32", "dev", "lo");
+        using Socket listener = ns.Run(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+        listener.Bind(new IPEndPoint(IPAddress.Parse("192.0.2.10"), 0));
+        listener.Listen();
+        int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
+        await using PathManagerClient pm = ns.Run(PathManagerClient.Open);
+
+        PathManagerException e = await Assert.ThrowsAsync<PathManagerException>(() =>
+            pm.AddEndpointAsync(new MptcpEndpoint(3, IPAddress.Parse("192.0.2.10"), port, MptcpEndpointFlags.Signal, 0)).WithTimeout());
+        Assert.Equal(98, e.Errno);
+        Assert.Contains($"port {port} on 192.0.2.10 is in use; an endpoint with a port makes the kernel listen there", e.Message);
+        Assert.Empty(IpEndpoints(ns));
+    }
+
+    [LabFact]
     public async Task Limit_commands_agree_with_ip_mptcp_limits_show()
     {
         using LabNamespace ns = Topology.Single("lim");
