@@ -79,6 +79,14 @@ internal static class PathManagerArguments
     public static IEnumerable<string> FlagNames(MptcpEndpointFlags flags) =>
         Enum.GetValues<MptcpEndpointFlags>().Where(f => f != 0 && flags.HasFlag(f)).Select(f => f.ToString().ToLowerInvariant());
 
-    /// <summary>Opens a client in this process's namespace, bounded by <see cref="Timeout"/>.</summary>
-    public static Task<PathManagerClient> OpenAsync() => PathManagerClient.OpenAsync(new PathManagerClientOptions { CommandTimeout = Timeout });
+    /// <summary>
+    /// How the commands open their client: in this process's namespace, bounded by <see cref="Timeout"/>. The tool's
+    /// tests, which run it as root in the test host's namespace, open it in a namespace of its own instead, so that a
+    /// command line a regression lets through changes no endpoint or limit of the host.
+    /// </summary>
+    internal static Func<Task<PathManagerClient>> Opener { get; set; } =
+        () => PathManagerClient.OpenAsync(new PathManagerClientOptions { CommandTimeout = Timeout });
+
+    /// <summary>Opens the client the path-manager commands use (<see cref="Opener"/>).</summary>
+    public static Task<PathManagerClient> OpenAsync() => Opener();
 }

@@ -57,6 +57,9 @@ public sealed partial class PathManagerClient : IDisposable, IAsyncDisposable
         _spareEventSocket = spareEventSocket;
     }
 
+    /// <summary>The namespace the client's commands apply to (<see cref="NetworkNamespace.Id"/>).</summary>
+    internal string NamespaceId => _namespace.Id;
+
     private delegate int Encoder<TState>(Span<byte> buffer, ushort familyId, uint sequence, TState state);
 
     /// <summary>How long a command waits for the kernel's answer before it fails with <c>ETIMEDOUT</c>. Default 10 seconds.</summary>

@@ -144,4 +144,14 @@ public sealed class PathManagerCommandLineTests
         Assert.False(root.TryGetProperty("error", out _));
         Assert.All(root.EnumerateObject(), p => Assert.DoesNotContain('_', p.Name));
     }
+
+    [Fact]
+    public async Task The_tool_s_path_manager_commands_run_in_a_namespace_of_their_own_in_these_tests()
+    {
+        await using PathManagerClient pm = await PathManagerArguments.OpenAsync();
+        using NetworkNamespace here = NetworkNamespace.OfCurrentThread();
+        Assert.NotEqual("", pm.NamespaceId);
+        Assert.NotEqual(here.Id, pm.NamespaceId);
+        Assert.Empty(await pm.GetEndpointsAsync());
+    }
 }
