@@ -56,6 +56,7 @@ internal static class RescueThroughput
         string[] phases = ["agent", "tunnel"];
         string tool = Path.Combine(AppContext.BaseDirectory, "mptcp-anycast.dll");
         int accessMbit = 0;
+        bool backbone = false;
         for (int i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"rescue-throughput: {args[i]} needs a value");
@@ -84,8 +85,11 @@ internal static class RescueThroughput
                 case "--access-mbit":
                     accessMbit = Arguments.Int("rescue-throughput", "--access-mbit", Value(), 10, 100_000);
                     break;
+                case "--backbone":
+                    backbone = true;
+                    break;
                 default:
-                    throw new ArgumentException($"rescue-throughput takes --rounds N, --seconds S, --ipv6, --phases agent,tunnel,relay, --access-mbit M, --tool PATH; got '{args[i]}'");
+                    throw new ArgumentException($"rescue-throughput takes --rounds N, --seconds S, --ipv6, --phases agent,tunnel,relay, --access-mbit M, --backbone, --tool PATH; got '{args[i]}'");
             }
         }
 
@@ -104,11 +108,16 @@ internal static class RescueThroughput
                 ShapeAccessLink(lab, accessMbit);
             }
 
+            if (backbone)
+            {
+                Backbone(lab);
+            }
+
             IPAddress anycast = IPAddress.Parse(ipv6 ? lab.Plan.Anycast6 : lab.Plan.Anycast4);
             await using var server = Server.Start(lab.Pop(LabPopId.A).Namespace, new IPEndPoint(ipv6 ? IPAddress.IPv6Any : IPAddress.Any, Port));
             var bench = new Bench(lab, server, new IPEndPoint(anycast, Port), TimeSpan.FromSeconds(seconds));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"# rescue throughput: plain TCP, {(ipv6 ? "IPv6" : "IPv4")}, lab {lab.Options.Prefix} (2 POPs), access link {(accessMbit > 0 ? accessMbit + " Mbit/s" : "unshaped")}, {rounds} rounds, {seconds} s counted per sample after 2 s; Linux {Environment.OSVersion.Version}, {Environment.ProcessorCount} CPUs"));
+                $"# rescue throughput: plain TCP, {(ipv6 ? "IPv6" : "IPv4")}, lab {lab.Options.Prefix} (2 POPs), access link {(accessMbit > 0 ? accessMbit + " Mbit/s" : "unshaped")}, {(backbone ? "B reaches A over a link of their own" : "B reaches A through the router")}, {rounds} rounds, {seconds} s counted per sample after 2 s; Linux {Environment.OSVersion.Version}, {Environment.ProcessorCount} CPUs"));
 
             if (phases.Contains("agent"))
             {
@@ -162,7 +171,7 @@ internal static class RescueThroughput
                 // IP forwarding in B (no program, no outer header). No agents: B's program would take these segments.
                 var direct = new Dictionary<Direction, List<Sample>> { [Direction.Upload] = [], [Direction.Download] = [] };
                 var relayed = new Dictionary<Direction, List<Sample>> { [Direction.Upload] = [], [Direction.Download] = [] };
-                Relay(lab, on: true);
+                Relay(lab, on: true, backbone);
                 try
                 {
                     for (int round = 1; round <= rounds; round++)
@@ -180,7 +189,7 @@ internal static class RescueThroughput
                 }
                 finally
                 {
-                    Relay(lab, on: false);
+                    Relay(lab, on: false, backbone);
                 }
 
                 Summary("route at B, forwarded by B to A (no agent) / route at A, direct (no agent)", relayed, direct);
@@ -211,8 +220,29 @@ internal static class RescueThroughput
     /// Makes POP B a plain router for the anycast addresses (on) or a POP again (off): B gives up the addresses and
     /// forwards, and the router sends what comes back from B to A (a rule for packets arriving from B), not to B again.
     /// </summary>
-    private static void Relay(LabTopology lab, bool on)
+    private static void Relay(LabTopology lab, bool on, bool backbone)
     {
+        if (backbone)
+        {
+            // Over the POPs' own link: B hands the anycast-addressed segments to it, and A takes them in as on its uplink.
+            LabNamespace pop = lab.Pop(LabPopId.B).Namespace;
+            pop.Ip("addr", on ? "del" : "add", lab.Plan.Anycast4 + "/32", "dev", "lo");
+            if (on)
+            {
+                pop.Ip("-6", "addr", "del", lab.Plan.Anycast6 + "/128", "dev", "lo");
+            }
+            else
+            {
+                pop.Ip("-6", "addr", "add", lab.Plan.Anycast6 + "/128", "dev", "lo", "nodad");
+            }
+
+            pop.Ip("route", on ? "add" : "del", lab.Plan.Anycast4 + "/32", "dev", BackboneInterface);
+            pop.Ip("-6", "route", on ? "add" : "del", lab.Plan.Anycast6 + "/128", "dev", BackboneInterface);
+            pop.Sysctl("net.ipv4.ip_forward", on ? "1" : "0");
+            pop.Sysctl("net.ipv6.conf.all.forwarding", on ? "1" : "0");
+            return;
+        }
+
         LabNamespace b = lab.Pop(LabPopId.B).Namespace;
         LabPop a = lab.Pop(LabPopId.A);
         string fromB = lab.Pop(LabPopId.B).RouterInterface;
@@ -246,6 +276,34 @@ internal static class RescueThroughput
             lab.Router.Ip("route", "flush", "table", "250");
             lab.Router.Ip("-6", "route", "flush", "table", "250");
         }
+    }
+
+    private const string BackboneInterface = "backbone";
+
+    /// <summary>
+    /// A link of the POPs' own between B and A (as POPs on one provider's backbone have), so that what B tunnels to A
+    /// does not cross the router (the Internet, in the lab) a second time: B's routes to A's unicast addresses use it,
+    /// with static neighbours (A holds those addresses on its uplink, and IPv6 answers a solicitation only for an
+    /// address of the interface it arrives on). A delivers what arrives on it into its uplink's ingress (tc mirred), where
+    /// its rescue program takes the tunnelled segments out, as the agent watches one interface.
+    /// </summary>
+    private static void Backbone(LabTopology lab)
+    {
+        const string MacA = "02:00:00:00:bb:0a", MacB = "02:00:00:00:bb:0b";
+        LabPop a = lab.Pop(LabPopId.A);
+        LabNamespace b = lab.Pop(LabPopId.B).Namespace;
+        b.Ip("link", "add", BackboneInterface, "address", MacB, "type", "veth", "peer", "name", BackboneInterface, "address", MacA, "netns", a.Namespace.Name);
+        b.Ip("link", "set", BackboneInterface, "up");
+        a.Namespace.Ip("link", "set", BackboneInterface, "up");
+        b.Ip("route", "add", a.Address4 + "/32", "dev", BackboneInterface);
+        b.Ip("-6", "route", "add", a.Address6 + "/128", "dev", BackboneInterface);
+        b.Ip("neigh", "replace", a.Address4, "lladdr", MacA, "dev", BackboneInterface, "nud", "permanent");
+        b.Ip("-6", "neigh", "replace", a.Address6, "lladdr", MacA, "dev", BackboneInterface, "nud", "permanent");
+        b.Ip("neigh", "replace", lab.Plan.Anycast4, "lladdr", MacA, "dev", BackboneInterface, "nud", "permanent");
+        b.Ip("-6", "neigh", "replace", lab.Plan.Anycast6, "lladdr", MacA, "dev", BackboneInterface, "nud", "permanent");
+        a.Namespace.Exec("tc", "qdisc", "add", "dev", BackboneInterface, "clsact");
+        a.Namespace.Exec("tc", "filter", "add", "dev", BackboneInterface, "ingress", "protocol", "all", "u32", "match", "u32", "0", "0",
+            "action", "mirred", "ingress", "redirect", "dev", LabTopology.UplinkInterface);
     }
 
     private static void Print(int round, Direction direction, string side, Sample sample) =>
