@@ -7,7 +7,7 @@ using MptcpAnycast.Lab;
 namespace MptcpAnycast.Benchmarks;
 
 /// <summary>
-/// <c>rescue-throughput [--rounds N] [--seconds S] [--ipv6] [--phases agent,tunnel,relay] [--access-mbit M] [--tool PATH]</c>: plain TCP bulk
+/// <c>rescue-throughput [--rounds N] [--seconds S] [--ipv6] [--phases agent,tunnel,relay] [--access-mbit M] [--backbone] [--tool PATH]</c>: plain TCP bulk
 /// transfers between the client of a two-POP anycast lab and a sink/source server in POP A, with the rescue agent
 /// (<c>mptcp-anycast rescue run</c>) in both POPs.
 /// <list type="bullet">
@@ -26,6 +26,7 @@ namespace MptcpAnycast.Benchmarks;
 /// retransmissions over the window are printed beside each sample, and a tunnelled sample must show B tunnelling.
 /// <c>--access-mbit M</c> shapes the client's access link to M Mbit/s in both directions (tbf on the client's and the
 /// router's side of it), so that the link, not the lab's two CPUs, bounds a flow, as the path does on the Internet.
+/// <c>--backbone</c> (with <c>--phases relay</c>) gives the relay a B-A link of its own instead of the router.
 /// </summary>
 internal static class RescueThroughput
 {
@@ -91,6 +92,13 @@ internal static class RescueThroughput
                 default:
                     throw new ArgumentException($"rescue-throughput takes --rounds N, --seconds S, --ipv6, --phases agent,tunnel,relay, --access-mbit M, --backbone, --tool PATH; got '{args[i]}'");
             }
+        }
+
+        // The program sends a tunnelled segment out of the interface it arrived on (bpf_redirect_neigh on the uplink,
+        // docs/rescue.md), so a link between the POPs would not carry the tunnel: only the plain-forwarding control uses it.
+        if (backbone && phases.Any(p => p != "relay"))
+        {
+            throw new ArgumentException("rescue-throughput: --backbone goes with --phases relay only; the rescue program tunnels out of the interface a segment arrived on, so a B-A link would not carry the tunnel");
         }
 
         if (Environment.UserName != "root")
@@ -281,11 +289,10 @@ internal static class RescueThroughput
     private const string BackboneInterface = "backbone";
 
     /// <summary>
-    /// A link of the POPs' own between B and A (as POPs on one provider's backbone have), so that what B tunnels to A
-    /// does not cross the router (the Internet, in the lab) a second time: B's routes to A's unicast addresses use it,
-    /// with static neighbours (A holds those addresses on its uplink, and IPv6 answers a solicitation only for an
-    /// address of the interface it arrives on). A delivers what arrives on it into its uplink's ingress (tc mirred), where
-    /// its rescue program takes the tunnelled segments out, as the agent watches one interface.
+    /// A link of the POPs' own between B and A (as POPs on one provider's backbone have), for the plain-forwarding
+    /// control (<c>relay</c>): what B forwards to A does not cross the router (the Internet, in the lab) a second time.
+    /// Static neighbours on it (A holds the addresses on its uplink and lo, and IPv6 answers a solicitation only for an
+    /// address of the interface it arrives on); A takes what arrives on it into its uplink's ingress (tc mirred).
     /// </summary>
     private static void Backbone(LabTopology lab)
     {
