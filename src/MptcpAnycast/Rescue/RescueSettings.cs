@@ -221,8 +221,8 @@ internal sealed record RescueSettings
                 $"{prefix}:OwnerIdleTimeout '{options.OwnerIdleTimeout}' must be between 00:00:01 and 1.00:00:00 (format d.hh:mm:ss)");
         }
 
-        int mss4 = Mss(options.MssIPv4, mtu, 60, $"{prefix}:MssIPv4", ifname);
-        int mss6 = Mss(options.MssIPv6, mtu, 100, $"{prefix}:MssIPv6", ifname);
+        int mss4 = Mss(options.MssIPv4, mtu, 60, $"{prefix}:MssIPv4");
+        int mss6 = Mss(options.MssIPv6, mtu, 100, $"{prefix}:MssIPv6");
         return new RescueSettings
         {
             Name = name,
@@ -416,25 +416,18 @@ internal sealed record RescueSettings
 
     /// <summary>
     /// The MSS to advertise: <paramref name="configured"/>, or when 0 the largest that fits <paramref name="mtu"/> once
-    /// tunnelled (the headers: the inner IP and TCP headers and the outer IP header).
+    /// tunnelled (the headers: the inner IP and TCP headers and the outer IP header). A configured one may be larger:
+    /// the tunnel follows the route to the owner, which may be a link with a larger MTU than the uplink's.
     /// </summary>
-    private static int Mss(int configured, int mtu, int headers, string setting, string ifname)
+    private static int Mss(int configured, int mtu, int headers, string setting)
     {
-        int fromMtu = mtu - headers;
         if (configured == 0)
         {
-            return Math.Max(536, fromMtu);
+            return Math.Max(536, mtu - headers);
         }
 
-        if (configured is < 536 or > 65495)
-        {
-            throw new RescueConfigurationException($"{setting} {configured} must be between 536 and 65495, or 0 for the interface's MTU less the tunnel header");
-        }
-
-        // A larger one turns the MSS budget off: a full-size segment no longer fits the link once it is tunnelled.
-        return configured > fromMtu && configured > 536
-            ? throw new RescueConfigurationException(
-                $"{setting} {configured} leaves no room for the tunnel: {ifname}'s MTU {mtu} less {headers} bytes of headers allows at most {Math.Max(536, fromMtu)}; set that or less, or 0")
+        return configured is < 536 or > 65495
+            ? throw new RescueConfigurationException($"{setting} {configured} must be between 536 and 65495, or 0 for the interface's MTU less the tunnel header")
             : configured;
     }
 }

@@ -319,6 +319,32 @@ static __always_inline void report_miss(struct __sk_buff *skb, const struct resc
 	bpf_ringbuf_submit(report, 0);
 }
 
+#define RESCUE_AF_INET 2
+#define RESCUE_AF_INET6 10
+#define RESCUE_FIB_SKIP_NEIGH (1U << 2)	// BPF_FIB_LOOKUP_SKIP_NEIGH (kernel 6.3), by number: older UAPI headers lack it
+
+// The interface the routing table sends the owner's packets out of, so that a route to a peer over another link (a
+// backbone) is followed; bpf_redirect_neigh routes only among the routes of the interface it is given. The lookup is
+// made as for a forwarded packet, which the kernel answers only when forwarding is enabled on the uplink; otherwise,
+// or when it fails, the segment leaves through the uplink it arrived on, as the owner's route is then expected to be.
+static __always_inline __u32 egress_to(struct __sk_buff *skb, const struct rescue_config *cfg, const struct owner *owner)
+{
+	struct bpf_fib_lookup fib = {};
+	fib.ifindex = skb->ifindex;
+	if (owner->family == 4) {
+		fib.family = RESCUE_AF_INET;
+		fib.ipv4_src = cfg->local_ipv4;
+		__builtin_memcpy(&fib.ipv4_dst, owner->address, 4);
+	} else {
+		fib.family = RESCUE_AF_INET6;
+		__builtin_memcpy(fib.ipv6_src, cfg->local_ipv6, 16);
+		__builtin_memcpy(fib.ipv6_dst, owner->address, 16);
+	}
+	if (bpf_fib_lookup(skb, &fib, sizeof(fib), RESCUE_FIB_SKIP_NEIGH) == BPF_FIB_LKUP_RET_SUCCESS)
+		return fib.ifindex;
+	return skb->ifindex;
+}
+
 // Pushes an outer IPv4 or IPv6 header (by the owner's family) in front of the IP packet and sends the result
 // to the owner through the neighbour of the route to it.
 static __always_inline int tunnel(struct __sk_buff *skb, const struct rescue_config *cfg, const struct owner *owner,
@@ -367,7 +393,7 @@ static __always_inline int tunnel(struct __sk_buff *skb, const struct rescue_con
 		if (bpf_skb_store_bytes(skb, ETH_HLEN, &outer, sizeof(outer), 0))
 			goto error;
 	}
-	return bpf_redirect_neigh(skb->ifindex, NULL, 0, 0);
+	return bpf_redirect_neigh(egress_to(skb, cfg, owner), NULL, 0, 0);
 error:
 	count(RC_ERROR);
 	return TC_ACT_SHOT;

@@ -1,0 +1,83 @@
+using System.Globalization;
+using System.Net;
+using System.Text.Json;
+using MptcpAnycast.Lab.Tests.Infrastructure;
+using MptcpAnycast.Lab.Tests.Lab;
+using Xunit.Abstractions;
+
+namespace MptcpAnycast.Lab.Tests.Rescue;
+
+/// <summary>
+/// The tunnel follows the routing table to the owner. POPs B and A get a link of their own (a backbone) and B routes
+/// A's unicast addresses over it, the IPv6 one without a gateway; A takes what arrives on that link into its uplink's
+/// ingress (tc mirred), where its program decapsulates, as an agent watches one interface. With forwarding enabled on
+/// B's uplink (the kernel answers the program's route lookup only then), B's tunnelled segments must leave by the
+/// backbone and the upload must finish intact. Sending them out of the uplink they came in on instead goes through the
+/// router (IPv4) or is lost (IPv6: the neighbour of an on-link route of another interface is sought on the uplink).
+/// </summary>
+[Collection(AnycastLabCollection.Name)]
+public sealed class RescueBackboneTests(ITestOutputHelper output)
+{
+    private const int Port = 8080;
+    private const long Total = 2L * 1024 * 1024;
+    private const int Rate = 1024 * 1024;
+    private const string Backbone = "backbone";
+    private const string MacA = "02:00:00:00:bb:0a", MacB = "02:00:00:00:bb:0b";
+    private static readonly TimeSpan InTime = TimeSpan.FromSeconds(15);
+
+    [LabTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Tunnelled_segments_follow_the_route_to_the_owner_over_a_link_between_the_POPs(bool ipv6)
+    {
+        using var headroom = new ThreadPoolHeadroom(16);
+        using LabTopology lab = LabTool.Up(new LabOptions());
+        LabPop a = lab.Pop(LabPopId.A), b = lab.Pop(LabPopId.B);
+        b.Namespace.Ip("link", "add", Backbone, "address", MacB, "type", "veth", "peer", "name", Backbone, "address", MacA, "netns", a.Namespace.Name);
+        b.Namespace.Ip("link", "set", Backbone, "up");
+        a.Namespace.Ip("link", "set", Backbone, "up");
+        b.Namespace.Ip("route", "add", a.Address4 + "/32", "dev", Backbone);
+        b.Namespace.Ip("-6", "route", "add", a.Address6 + "/128", "dev", Backbone);
+        b.Namespace.Ip("neigh", "replace", a.Address4, "lladdr", MacA, "dev", Backbone, "nud", "permanent");
+        b.Namespace.Ip("-6", "neigh", "replace", a.Address6, "lladdr", MacA, "dev", Backbone, "nud", "permanent");
+        b.Namespace.Sysctl($"net.ipv4.conf.{b.Interface}.forwarding", "1");
+        b.Namespace.Sysctl($"net.ipv6.conf.{b.Interface}.forwarding", "1");
+        a.Namespace.Exec("tc", "qdisc", "add", "dev", Backbone, "clsact");
+        a.Namespace.Exec("tc", "filter", "add", "dev", Backbone, "ingress", "protocol", "all", "u32", "match", "u32", "0", "0",
+            "action", "mirred", "ingress", "redirect", "dev", a.Interface);
+
+        using LabRescue rescue = await LabRescue.StartAsync(lab, LabTool.Command);
+        IPAddress anycast = IPAddress.Parse(ipv6 ? lab.Plan.Anycast6 : lab.Plan.Anycast4);
+        IPAddress any = ipv6 ? IPAddress.IPv6Any : IPAddress.Any;
+        await using SinkServer sink = SinkServer.Start(a.Namespace, new IPEndPoint(any, Port));
+        using PacedUpload client = await PacedUpload.StartAsync(lab.Client, new IPEndPoint(anycast, Port), Total, Rate, TimeSpan.FromMilliseconds(50));
+        SinkConnection upload = await sink.WaitForConnectionAsync(1, TimeSpan.FromSeconds(5));
+        await Eventually.TrueAsync(() => upload.Received >= 256 * 1024, "the upload reaches POP A");
+
+        (long backboneBefore, long uplinkBefore) = (TxPackets(b, Backbone), TxPackets(b, b.Interface));
+        lab.FlipTo(LabPopId.B);
+        bool completed = await Eventually.WaitAsync(() => upload.Completion.IsCompleted, InTime);
+        (long overBackbone, long overUplink) = (TxPackets(b, Backbone) - backboneBefore, TxPackets(b, b.Interface) - uplinkBefore);
+        await Task.Delay(1100); // the agents' status is written every second
+        IReadOnlyDictionary<string, long> atB = rescue.Counters(LabPopId.B);
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"{(ipv6 ? "IPv6" : "IPv4")}: {(completed ? "completed" : "not completed")}, {upload.Received / 1024} of {Total / 1024} KiB at A, intact {upload.Intact}; " +
+            $"B sent {overBackbone} packets over the backbone and {overUplink} out of its uplink after the flip"));
+        output.WriteLine(RescueLab.DescribeCounters(lab, rescue.Counters));
+
+        long tunnelled = atB.GetValueOrDefault("program.tunnelled");
+        Assert.True(tunnelled > 20, $"POP B tunnelled {tunnelled} segments: the flip was not exercised");
+        Assert.True(overBackbone >= tunnelled * 9 / 10, $"B tunnelled {tunnelled} segments but sent only {overBackbone} packets over the backbone ({overUplink} out of its uplink)");
+        Assert.True(completed, $"the upload did not complete within {InTime.TotalSeconds} s of the flip: {upload.Received} of {Total} bytes");
+        Assert.Null(upload.Completion.Result);
+        Assert.Equal(Total, upload.Received);
+        Assert.True(upload.Intact, "the upload arrived corrupted");
+        Assert.True(rescue.Counters(LabPopId.A).GetValueOrDefault("program.decapsulated") >= tunnelled * 9 / 10, "A decapsulated less than B tunnelled");
+    }
+
+    private static long TxPackets(LabPop pop, string device)
+    {
+        using JsonDocument json = JsonDocument.Parse(pop.Namespace.Ip("-s", "-j", "link", "show", "dev", device));
+        return json.RootElement[0].GetProperty("stats64").GetProperty("tx").GetProperty("packets").GetInt64();
+    }
+}
