@@ -26,7 +26,8 @@ namespace MptcpAnycast.Benchmarks;
 /// retransmissions over the window are printed beside each sample, and a tunnelled sample must show B tunnelling.
 /// <c>--access-mbit M</c> shapes the client's access link to M Mbit/s in both directions (tbf on the client's and the
 /// router's side of it), so that the link, not the lab's two CPUs, bounds a flow, as the path does on the Internet.
-/// <c>--backbone</c> (with <c>--phases relay</c>) gives the relay a B-A link of its own instead of the router.
+/// <c>--backbone</c> gives B and A a link of their own, which B's routes to A take instead of the router: the tunnel
+/// (B's program routes the tunnel by the routing table, which it can ask with forwarding on B's uplink) and the relay.
 /// </summary>
 internal static class RescueThroughput
 {
@@ -92,13 +93,6 @@ internal static class RescueThroughput
                 default:
                     throw new ArgumentException($"rescue-throughput takes --rounds N, --seconds S, --ipv6, --phases agent,tunnel,relay, --access-mbit M, --backbone, --tool PATH; got '{args[i]}'");
             }
-        }
-
-        // The program sends a tunnelled segment out of the interface it arrived on (bpf_redirect_neigh on the uplink,
-        // docs/rescue.md), so a link between the POPs would not carry the tunnel: only the plain-forwarding control uses it.
-        if (backbone && phases.Any(p => p != "relay"))
-        {
-            throw new ArgumentException("rescue-throughput: --backbone goes with --phases relay only; the rescue program tunnels out of the interface a segment arrived on, so a B-A link would not carry the tunnel");
         }
 
         if (Environment.UserName != "root")
@@ -289,10 +283,12 @@ internal static class RescueThroughput
     private const string BackboneInterface = "backbone";
 
     /// <summary>
-    /// A link of the POPs' own between B and A (as POPs on one provider's backbone have), for the plain-forwarding
-    /// control (<c>relay</c>): what B forwards to A does not cross the router (the Internet, in the lab) a second time.
-    /// Static neighbours on it (A holds the addresses on its uplink and lo, and IPv6 answers a solicitation only for an
-    /// address of the interface it arrives on); A takes what arrives on it into its uplink's ingress (tc mirred).
+    /// A link of the POPs' own between B and A (as POPs on one provider's backbone have), so that what B tunnels or
+    /// forwards to A does not cross the router (the Internet, in the lab) a second time. B's routes to A's unicast
+    /// addresses take it, with static neighbours (A holds those addresses on its uplink, and IPv6 answers a solicitation
+    /// only for an address of the interface it arrives on), and forwarding is on on B's uplink, without which the kernel
+    /// does not answer the program's route lookup. A takes what arrives on the link into its uplink's ingress (tc
+    /// mirred), where its program decapsulates, as an agent watches one interface.
     /// </summary>
     private static void Backbone(LabTopology lab)
     {
@@ -306,6 +302,8 @@ internal static class RescueThroughput
         b.Ip("-6", "route", "add", a.Address6 + "/128", "dev", BackboneInterface);
         b.Ip("neigh", "replace", a.Address4, "lladdr", MacA, "dev", BackboneInterface, "nud", "permanent");
         b.Ip("-6", "neigh", "replace", a.Address6, "lladdr", MacA, "dev", BackboneInterface, "nud", "permanent");
+        b.Sysctl($"net.ipv4.conf.{LabTopology.UplinkInterface}.forwarding", "1");
+        b.Sysctl($"net.ipv6.conf.{LabTopology.UplinkInterface}.forwarding", "1");
         b.Ip("neigh", "replace", lab.Plan.Anycast4, "lladdr", MacA, "dev", BackboneInterface, "nud", "permanent");
         b.Ip("-6", "neigh", "replace", lab.Plan.Anycast6, "lladdr", MacA, "dev", BackboneInterface, "nud", "permanent");
         a.Namespace.Exec("tc", "qdisc", "add", "dev", BackboneInterface, "clsact");
