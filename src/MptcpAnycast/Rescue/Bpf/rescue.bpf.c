@@ -323,11 +323,12 @@ static __always_inline void report_miss(struct __sk_buff *skb, const struct resc
 #define RESCUE_AF_INET6 10
 #define RESCUE_FIB_SKIP_NEIGH (1U << 2)	// BPF_FIB_LOOKUP_SKIP_NEIGH (kernel 6.3), by number: older UAPI headers lack it
 
-// The interface the routing table sends the owner's packets out of, so that a route to a peer over another link (a
-// backbone) is followed; bpf_redirect_neigh routes only among the routes of the interface it is given. The lookup is
-// made as for a forwarded packet, which the kernel answers only when forwarding is enabled on the uplink; otherwise,
-// or when it fails, the segment leaves through the uplink it arrived on, as the owner's route is then expected to be.
-static __always_inline __u32 egress_to(struct __sk_buff *skb, const struct rescue_config *cfg, const struct owner *owner)
+// Sends the packet to the owner by the routing table's route to it, so that a route to a peer over another link (a
+// backbone) is followed: bpf_redirect_neigh alone routes only among the routes of the interface it is given. The
+// lookup is made as for a forwarded packet, which the kernel answers only when forwarding is enabled on the uplink;
+// its interface and next hop are then used as found, so that no second lookup can disagree with it. Otherwise, or
+// when it fails, the packet leaves through the uplink it arrived on, as the owner's route is then expected to be.
+static __always_inline int redirect_to(struct __sk_buff *skb, const struct rescue_config *cfg, const struct owner *owner)
 {
 	struct bpf_fib_lookup fib = {};
 	fib.ifindex = skb->ifindex;
@@ -340,9 +341,17 @@ static __always_inline __u32 egress_to(struct __sk_buff *skb, const struct rescu
 		__builtin_memcpy(fib.ipv6_src, cfg->local_ipv6, 16);
 		__builtin_memcpy(fib.ipv6_dst, owner->address, 16);
 	}
-	if (bpf_fib_lookup(skb, &fib, sizeof(fib), RESCUE_FIB_SKIP_NEIGH) == BPF_FIB_LKUP_RET_SUCCESS)
-		return fib.ifindex;
-	return skb->ifindex;
+	if (bpf_fib_lookup(skb, &fib, sizeof(fib), RESCUE_FIB_SKIP_NEIGH) != BPF_FIB_LKUP_RET_SUCCESS)
+		return bpf_redirect_neigh(skb->ifindex, NULL, 0, 0);
+
+	// The lookup left the next hop (the gateway, or the owner itself on a link) where the destination was.
+	struct bpf_redir_neigh next = {};
+	next.nh_family = fib.family;
+	if (fib.family == RESCUE_AF_INET)
+		next.ipv4_nh = fib.ipv4_dst;
+	else
+		__builtin_memcpy(next.ipv6_nh, fib.ipv6_dst, 16);
+	return bpf_redirect_neigh(fib.ifindex, &next, sizeof(next), 0);
 }
 
 // Pushes an outer IPv4 or IPv6 header (by the owner's family) in front of the IP packet and sends the result
@@ -393,7 +402,7 @@ static __always_inline int tunnel(struct __sk_buff *skb, const struct rescue_con
 		if (bpf_skb_store_bytes(skb, ETH_HLEN, &outer, sizeof(outer), 0))
 			goto error;
 	}
-	return bpf_redirect_neigh(egress_to(skb, cfg, owner), NULL, 0, 0);
+	return redirect_to(skb, cfg, owner);
 error:
 	count(RC_ERROR);
 	return TC_ACT_SHOT;
