@@ -48,7 +48,7 @@ public sealed class PathManagerException : Exception
     internal static PathManagerErrorKind KindOf(int errno) => errno switch
     {
         Interop.Errno.ENOBUFS or Interop.Errno.EAGAIN or Interop.Errno.EBUSY or Interop.Errno.EINTR or Interop.Errno.ENOMEM => PathManagerErrorKind.Transient,
-        Interop.Errno.EINVAL or Interop.Errno.ENOENT or Interop.Errno.ESRCH => PathManagerErrorKind.Refused,
+        Interop.Errno.EINVAL or Interop.Errno.ENOENT or Interop.Errno.ESRCH or Interop.Errno.EADDRINUSE => PathManagerErrorKind.Refused,
         _ => PathManagerErrorKind.Unavailable,
     };
 

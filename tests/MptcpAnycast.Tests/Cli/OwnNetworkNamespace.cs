@@ -26,12 +26,13 @@ internal static partial class OwnNetworkNamespace
         {
             try
             {
-                if (unshare(CloneNewNet) != 0 && Environment.UserName == "root")
+                if (unshare(CloneNewNet) != 0 && geteuid() == 0)
                 {
                     throw new InvalidOperationException($"unshare(CLONE_NEWNET) failed (errno {Marshal.GetLastPInvokeError()}); the tool's tests will not run it in the host's namespace");
                 }
 
-                // Not root: the commands cannot change the host anyway, and fail as they would for a user.
+                // Not root (and so without CAP_SYS_ADMIN, which unshare needs): the commands fail as they would for a
+                // user, unless the process holds CAP_NET_ADMIN alone, which these tests are not run with.
                 client = PathManagerClient.Open(new PathManagerClientOptions { CommandTimeout = PathManagerArguments.Timeout });
             }
             catch (Exception e)
@@ -46,4 +47,7 @@ internal static partial class OwnNetworkNamespace
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int unshare(int flags);
+
+    [LibraryImport("libc")]
+    private static partial uint geteuid();
 }

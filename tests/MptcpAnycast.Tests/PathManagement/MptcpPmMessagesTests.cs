@@ -161,6 +161,14 @@ public sealed class MptcpPmMessagesTests
         Assert.Contains("errno 16", other.Message);
     }
 
+    [Theory]
+    [InlineData(Errno.EINVAL, PathManagerErrorKind.Refused)]
+    [InlineData(Errno.EADDRINUSE, PathManagerErrorKind.Refused)] // a port in use refuses that one command, not the path manager
+    [InlineData(Errno.EAGAIN, PathManagerErrorKind.Transient)]
+    [InlineData(Errno.EPERM, PathManagerErrorKind.Unavailable)]
+    public void Errors_are_sorted_into_retry_give_up_on_the_command_or_unavailable(int errno, PathManagerErrorKind kind) =>
+        Assert.Equal(kind, new PathManagerException("ADD_ADDR", errno, null).Kind);
+
     internal static byte[] EventPayload(byte type, bool ipv6)
     {
         byte[] buffer = new byte[256];
