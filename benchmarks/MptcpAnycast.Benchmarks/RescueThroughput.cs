@@ -112,7 +112,7 @@ internal static class RescueThroughput
 
             if (backbone)
             {
-                Backbone(lab);
+                LabBackbone.Add(lab);
             }
 
             IPAddress anycast = IPAddress.Parse(ipv6 ? lab.Plan.Anycast6 : lab.Plan.Anycast4);
@@ -238,8 +238,8 @@ internal static class RescueThroughput
                 pop.Ip("-6", "addr", "add", lab.Plan.Anycast6 + "/128", "dev", "lo", "nodad");
             }
 
-            pop.Ip("route", on ? "add" : "del", lab.Plan.Anycast4 + "/32", "dev", BackboneInterface);
-            pop.Ip("-6", "route", on ? "add" : "del", lab.Plan.Anycast6 + "/128", "dev", BackboneInterface);
+            pop.Ip("route", on ? "add" : "del", lab.Plan.Anycast4 + "/32", "dev", LabBackbone.Interface);
+            pop.Ip("-6", "route", on ? "add" : "del", lab.Plan.Anycast6 + "/128", "dev", LabBackbone.Interface);
             pop.Sysctl("net.ipv4.ip_forward", on ? "1" : "0");
             pop.Sysctl("net.ipv6.conf.all.forwarding", on ? "1" : "0");
             return;
@@ -278,37 +278,6 @@ internal static class RescueThroughput
             lab.Router.Ip("route", "flush", "table", "250");
             lab.Router.Ip("-6", "route", "flush", "table", "250");
         }
-    }
-
-    private const string BackboneInterface = "backbone";
-
-    /// <summary>
-    /// A link of the POPs' own between B and A (as POPs on one provider's backbone have), so that what B tunnels or
-    /// forwards to A does not cross the router (the Internet, in the lab) a second time. B's routes to A's unicast
-    /// addresses take it, with static neighbours (A holds those addresses on its uplink, and IPv6 answers a solicitation
-    /// only for an address of the interface it arrives on), and forwarding is on on B's uplink, without which the kernel
-    /// does not answer the program's route lookup. A takes what arrives on the link into its uplink's ingress (tc
-    /// mirred), where its program decapsulates, as an agent watches one interface.
-    /// </summary>
-    private static void Backbone(LabTopology lab)
-    {
-        const string MacA = "02:00:00:00:bb:0a", MacB = "02:00:00:00:bb:0b";
-        LabPop a = lab.Pop(LabPopId.A);
-        LabNamespace b = lab.Pop(LabPopId.B).Namespace;
-        b.Ip("link", "add", BackboneInterface, "address", MacB, "type", "veth", "peer", "name", BackboneInterface, "address", MacA, "netns", a.Namespace.Name);
-        b.Ip("link", "set", BackboneInterface, "up");
-        a.Namespace.Ip("link", "set", BackboneInterface, "up");
-        b.Ip("route", "add", a.Address4 + "/32", "dev", BackboneInterface);
-        b.Ip("-6", "route", "add", a.Address6 + "/128", "dev", BackboneInterface);
-        b.Ip("neigh", "replace", a.Address4, "lladdr", MacA, "dev", BackboneInterface, "nud", "permanent");
-        b.Ip("-6", "neigh", "replace", a.Address6, "lladdr", MacA, "dev", BackboneInterface, "nud", "permanent");
-        b.Sysctl($"net.ipv4.conf.{LabTopology.UplinkInterface}.forwarding", "1");
-        b.Sysctl($"net.ipv6.conf.{LabTopology.UplinkInterface}.forwarding", "1");
-        b.Ip("neigh", "replace", lab.Plan.Anycast4, "lladdr", MacA, "dev", BackboneInterface, "nud", "permanent");
-        b.Ip("-6", "neigh", "replace", lab.Plan.Anycast6, "lladdr", MacA, "dev", BackboneInterface, "nud", "permanent");
-        a.Namespace.Exec("tc", "qdisc", "add", "dev", BackboneInterface, "clsact");
-        a.Namespace.Exec("tc", "filter", "add", "dev", BackboneInterface, "ingress", "protocol", "all", "u32", "match", "u32", "0", "0",
-            "action", "mirred", "ingress", "redirect", "dev", LabTopology.UplinkInterface);
     }
 
     private static void Print(int round, Direction direction, string side, Sample sample) =>

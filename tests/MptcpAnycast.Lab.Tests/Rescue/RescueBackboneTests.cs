@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net;
-using System.Text.Json;
 using MptcpAnycast.Lab.Tests.Infrastructure;
 using MptcpAnycast.Lab.Tests.Lab;
 using Xunit.Abstractions;
@@ -21,8 +20,6 @@ public sealed class RescueBackboneTests(ITestOutputHelper output)
     private const int Port = 8080;
     private const long Total = 2L * 1024 * 1024;
     private const int Rate = 1024 * 1024;
-    private const string Backbone = "backbone";
-    private const string MacA = "02:00:00:00:bb:0a", MacB = "02:00:00:00:bb:0b";
     private static readonly TimeSpan InTime = TimeSpan.FromSeconds(15);
 
     [LabTheory]
@@ -32,32 +29,21 @@ public sealed class RescueBackboneTests(ITestOutputHelper output)
     {
         using var headroom = new ThreadPoolHeadroom(16);
         using LabTopology lab = LabTool.Up(new LabOptions());
-        LabPop a = lab.Pop(LabPopId.A), b = lab.Pop(LabPopId.B);
-        b.Namespace.Ip("link", "add", Backbone, "address", MacB, "type", "veth", "peer", "name", Backbone, "address", MacA, "netns", a.Namespace.Name);
-        b.Namespace.Ip("link", "set", Backbone, "up");
-        a.Namespace.Ip("link", "set", Backbone, "up");
-        b.Namespace.Ip("route", "add", a.Address4 + "/32", "dev", Backbone);
-        b.Namespace.Ip("-6", "route", "add", a.Address6 + "/128", "dev", Backbone);
-        b.Namespace.Ip("neigh", "replace", a.Address4, "lladdr", MacA, "dev", Backbone, "nud", "permanent");
-        b.Namespace.Ip("-6", "neigh", "replace", a.Address6, "lladdr", MacA, "dev", Backbone, "nud", "permanent");
-        b.Namespace.Sysctl($"net.ipv4.conf.{b.Interface}.forwarding", "1");
-        b.Namespace.Sysctl($"net.ipv6.conf.{b.Interface}.forwarding", "1");
-        a.Namespace.Exec("tc", "qdisc", "add", "dev", Backbone, "clsact");
-        a.Namespace.Exec("tc", "filter", "add", "dev", Backbone, "ingress", "protocol", "all", "u32", "match", "u32", "0", "0",
-            "action", "mirred", "ingress", "redirect", "dev", a.Interface);
+        LabBackbone.Add(lab);
+        LabPop b = lab.Pop(LabPopId.B);
 
         using LabRescue rescue = await LabRescue.StartAsync(lab, LabTool.Command);
         IPAddress anycast = IPAddress.Parse(ipv6 ? lab.Plan.Anycast6 : lab.Plan.Anycast4);
         IPAddress any = ipv6 ? IPAddress.IPv6Any : IPAddress.Any;
-        await using SinkServer sink = SinkServer.Start(a.Namespace, new IPEndPoint(any, Port));
+        await using SinkServer sink = SinkServer.Start(lab.Pop(LabPopId.A).Namespace, new IPEndPoint(any, Port));
         using PacedUpload client = await PacedUpload.StartAsync(lab.Client, new IPEndPoint(anycast, Port), Total, Rate, TimeSpan.FromMilliseconds(50));
         SinkConnection upload = await sink.WaitForConnectionAsync(1, TimeSpan.FromSeconds(5));
         await Eventually.TrueAsync(() => upload.Received >= 256 * 1024, "the upload reaches POP A");
 
-        (long backboneBefore, long uplinkBefore) = (TxPackets(b, Backbone), TxPackets(b, b.Interface));
+        (long backboneBefore, long uplinkBefore) = (RescueLab.TxCounter(b, LabBackbone.Interface, "packets"), RescueLab.TxCounter(b, b.Interface, "packets"));
         lab.FlipTo(LabPopId.B);
         bool completed = await Eventually.WaitAsync(() => upload.Completion.IsCompleted, InTime);
-        (long overBackbone, long overUplink) = (TxPackets(b, Backbone) - backboneBefore, TxPackets(b, b.Interface) - uplinkBefore);
+        (long overBackbone, long overUplink) = (RescueLab.TxCounter(b, LabBackbone.Interface, "packets") - backboneBefore, RescueLab.TxCounter(b, b.Interface, "packets") - uplinkBefore);
         await Task.Delay(1100); // the agents' status is written every second
         IReadOnlyDictionary<string, long> atB = rescue.Counters(LabPopId.B);
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -73,11 +59,5 @@ public sealed class RescueBackboneTests(ITestOutputHelper output)
         Assert.Equal(Total, upload.Received);
         Assert.True(upload.Intact, "the upload arrived corrupted");
         Assert.True(rescue.Counters(LabPopId.A).GetValueOrDefault("program.decapsulated") >= tunnelled * 9 / 10, "A decapsulated less than B tunnelled");
-    }
-
-    private static long TxPackets(LabPop pop, string device)
-    {
-        using JsonDocument json = JsonDocument.Parse(pop.Namespace.Ip("-s", "-j", "link", "show", "dev", device));
-        return json.RootElement[0].GetProperty("stats64").GetProperty("tx").GetProperty("packets").GetInt64();
     }
 }

@@ -357,10 +357,13 @@ internal static class RescueLab
     }
 
     /// <summary>The TX drops of <paramref name="pop"/>'s uplink (<c>ip -s link</c>): where a packet too big for the link dies.</summary>
-    public static long UplinkTxDropped(LabPop pop)
+    public static long UplinkTxDropped(LabPop pop) => TxCounter(pop, pop.Interface, "dropped");
+
+    /// <summary>One transmit counter (<c>packets</c>, <c>bytes</c>, <c>dropped</c> ...) of a device of <paramref name="pop"/>, from <c>ip -s link</c>.</summary>
+    public static long TxCounter(LabPop pop, string device, string counter)
     {
-        using JsonDocument json = JsonDocument.Parse(pop.Namespace.Ip("-s", "-j", "link", "show", "dev", pop.Interface));
-        return json.RootElement[0].GetProperty("stats64").GetProperty("tx").GetProperty("dropped").GetInt64();
+        using JsonDocument json = JsonDocument.Parse(pop.Namespace.Ip("-s", "-j", "link", "show", "dev", device));
+        return json.RootElement[0].GetProperty("stats64").GetProperty("tx").GetProperty(counter).GetInt64();
     }
 
     /// <summary>Turns TSO and GSO off on the client's uplink: every segment leaves at most one MSS long, as from a real NIC.</summary>
