@@ -7,7 +7,7 @@ using MptcpAnycast.Lab;
 namespace MptcpAnycast.Benchmarks;
 
 /// <summary>
-/// <c>rescue-throughput [--rounds N] [--seconds S] [--ipv6] [--phases agent,tunnel,relay] [--access-mbit M] [--backbone] [--tool PATH]</c>: plain TCP bulk
+/// <c>rescue-throughput [--rounds N] [--seconds S] [--slices P] [--ipv6] [--phases agent,tunnel,relay] [--access-mbit M] [--backbone] [--tool PATH]</c>: plain TCP bulk
 /// transfers between the client of a two-POP anycast lab and a sink/source server in POP A, with the rescue agent
 /// (<c>mptcp-anycast rescue run</c>) in both POPs.
 /// <list type="bullet">
@@ -28,6 +28,10 @@ namespace MptcpAnycast.Benchmarks;
 /// router's side of it), so that the link, not the lab's two CPUs, bounds a flow, as the path does on the Internet.
 /// <c>--backbone</c> gives B and A a link of their own, which B's routes to A take instead of the router: the tunnel
 /// (B's program routes the tunnel by the routing table, which it can ask with forwarding on B's uplink) and the relay.
+/// <c>--slices P</c> measures phases <c>tunnel</c> and <c>relay</c> another way: one connection per direction for the
+/// whole phase, its route moved between A and B every second for P pairs of slices (the order within a pair
+/// alternating), each slice counted at the receiver over its last 0.6 s. Both sides of a pair are the same flow a
+/// second apart, so the machine's drift from one fresh connection to the next (±20% here) cancels out of the ratio.
 /// </summary>
 internal static class RescueThroughput
 {
@@ -36,6 +40,8 @@ internal static class RescueThroughput
     private static readonly TimeSpan BeforeFlip = TimeSpan.FromSeconds(0.5);
     private static readonly TimeSpan Settle = TimeSpan.FromSeconds(1.5);
     private static readonly TimeSpan AgentSettle = TimeSpan.FromSeconds(5);
+    private static readonly TimeSpan SliceSettle = TimeSpan.FromSeconds(0.4);
+    private static readonly TimeSpan SliceCounted = TimeSpan.FromSeconds(0.6);
 
     private enum Direction
     {
@@ -59,6 +65,7 @@ internal static class RescueThroughput
         string tool = Path.Combine(AppContext.BaseDirectory, "mptcp-anycast.dll");
         int accessMbit = 0;
         bool backbone = false;
+        int slices = 0;
         for (int i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"rescue-throughput: {args[i]} needs a value");
@@ -69,6 +76,9 @@ internal static class RescueThroughput
                     break;
                 case "--seconds":
                     seconds = Arguments.Int("rescue-throughput", "--seconds", Value(), 1, 60);
+                    break;
+                case "--slices":
+                    slices = Arguments.Int("rescue-throughput", "--slices", Value(), 2, 1000);
                     break;
                 case "--ipv6":
                     ipv6 = true;
@@ -91,8 +101,13 @@ internal static class RescueThroughput
                     backbone = true;
                     break;
                 default:
-                    throw new ArgumentException($"rescue-throughput takes --rounds N, --seconds S, --ipv6, --phases agent,tunnel,relay, --access-mbit M, --backbone, --tool PATH; got '{args[i]}'");
+                    throw new ArgumentException($"rescue-throughput takes --rounds N, --seconds S, --slices P, --ipv6, --phases agent,tunnel,relay, --access-mbit M, --backbone, --tool PATH; got '{args[i]}'");
             }
+        }
+
+        if (slices > 0 && phases.Contains("agent"))
+        {
+            throw new ArgumentException("rescue-throughput: --slices measures phases tunnel and relay; give --phases tunnel, relay or both");
         }
 
         if (Environment.UserName != "root")
@@ -118,8 +133,11 @@ internal static class RescueThroughput
             IPAddress anycast = IPAddress.Parse(ipv6 ? lab.Plan.Anycast6 : lab.Plan.Anycast4);
             await using var server = Server.Start(lab.Pop(LabPopId.A).Namespace, new IPEndPoint(ipv6 ? IPAddress.IPv6Any : IPAddress.Any, Port));
             var bench = new Bench(lab, server, new IPEndPoint(anycast, Port), TimeSpan.FromSeconds(seconds));
+            string method = slices > 0
+                ? $"{slices} pairs of 1 s slices of one connection per direction, the last 0.6 s of each counted"
+                : $"{rounds} rounds, {seconds} s counted per sample after 2 s";
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"# rescue throughput: plain TCP, {(ipv6 ? "IPv6" : "IPv4")}, lab {lab.Options.Prefix} (2 POPs), access link {(accessMbit > 0 ? accessMbit + " Mbit/s" : "unshaped")}, {(backbone ? "B reaches A over a link of their own" : "B reaches A through the router")}, {rounds} rounds, {seconds} s counted per sample after 2 s; Linux {Environment.OSVersion.Version}, {Environment.ProcessorCount} CPUs"));
+                $"# rescue throughput: plain TCP, {(ipv6 ? "IPv6" : "IPv4")}, lab {lab.Options.Prefix} (2 POPs), access link {(accessMbit > 0 ? accessMbit + " Mbit/s" : "unshaped")}, {(backbone ? "B reaches A over a link of their own" : "B reaches A through the router")}, {method}; Linux {Environment.OSVersion.Version}, {Environment.ProcessorCount} CPUs"));
 
             if (phases.Contains("agent"))
             {
@@ -146,7 +164,16 @@ internal static class RescueThroughput
                 Summary("agent running, route at A / no agent", on, off);
             }
 
-            if (phases.Contains("tunnel"))
+            if (phases.Contains("tunnel") && slices > 0)
+            {
+                using LabRescue rescue = await LabRescue.StartAsync(lab, command);
+                await Task.Delay(AgentSettle);
+                foreach (Direction direction in Enum.GetValues<Direction>())
+                {
+                    await bench.SlicesAsync(direction, slices, rescue, "tunnelled");
+                }
+            }
+            else if (phases.Contains("tunnel"))
             {
                 using LabRescue rescue = await LabRescue.StartAsync(lab, command);
                 var direct = new Dictionary<Direction, List<Sample>> { [Direction.Upload] = [], [Direction.Download] = [] };
@@ -176,7 +203,15 @@ internal static class RescueThroughput
                 Relay(lab, on: true, backbone);
                 try
                 {
-                    for (int round = 1; round <= rounds; round++)
+                    if (slices > 0)
+                    {
+                        foreach (Direction direction in Enum.GetValues<Direction>())
+                        {
+                            await bench.SlicesAsync(direction, slices, rescue: null, "relayed");
+                        }
+                    }
+
+                    for (int round = 1; slices == 0 && round <= rounds; round++)
                     {
                         foreach (bool viaB in round % 2 == 1 ? (bool[])[false, true] : [true, false])
                         {
@@ -194,7 +229,10 @@ internal static class RescueThroughput
                     Relay(lab, on: false, backbone);
                 }
 
-                Summary("route at B, forwarded by B to A (no agent) / route at A, direct (no agent)", relayed, direct);
+                if (slices == 0)
+                {
+                    Summary("route at B, forwarded by B to A (no agent) / route at A, direct (no agent)", relayed, direct);
+                }
             }
 
             return 0;
@@ -295,10 +333,21 @@ internal static class RescueThroughput
         }
     }
 
-    private static double Median(double[] values)
+    private static double Median(double[] values) => Quantile([.. values.Order()], 0.5);
+
+    private static (double Q1, double Median, double Q3) Quartiles(double[] values)
     {
         double[] sorted = [.. values.Order()];
-        return sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+        return (Quantile(sorted, 0.25), Quantile(sorted, 0.5), Quantile(sorted, 0.75));
+    }
+
+    /// <summary>The <paramref name="q"/> quantile of sorted values, interpolated between the two nearest.</summary>
+    private static double Quantile(double[] sorted, double q)
+    {
+        double position = q * (sorted.Length - 1);
+        int below = (int)Math.Floor(position);
+        int above = Math.Min(below + 1, sorted.Length - 1);
+        return sorted[below] + (sorted[above] - sorted[below]) * (position - below);
     }
 
 
@@ -381,6 +430,107 @@ internal static class RescueThroughput
                 }
 
                 return new Sample(bytes * 8 / elapsed.TotalSeconds / 1e6, retransmits, rescue is null ? forwardedByB : tunnelledByB, decapsulatedByA);
+            }
+            finally
+            {
+                await bound.CancelAsync();
+                client.Dispose();
+                serverSide?.Socket.Dispose();
+                await Task.WhenAll(clientLoop, serverSide?.Loop ?? Task.CompletedTask).WaitAsync(TimeSpan.FromSeconds(10));
+                lab.FlipTo(LabPopId.A);
+            }
+        }
+        /// <summary>
+        /// One connection for <paramref name="pairs"/> pairs of slices: in each pair the route is at A for one slice and at
+        /// B for the other (<paramref name="viaB"/>: B tunnels, or relays without agents), the order alternating pair by
+        /// pair. Prints every pair and the summary; throws when B carried nothing or the transfer ended.
+        /// </summary>
+        public async Task SlicesAsync(Direction direction, int pairs, LabRescue? rescue, string viaB)
+        {
+            lab.FlipTo(LabPopId.A);
+            LabNamespace sender = direction == Direction.Upload ? lab.Client : lab.Pop(LabPopId.A).Namespace;
+            string forwarded = target.AddressFamily == AddressFamily.InterNetworkV6 ? "Ip6OutForwDatagrams" : "IpForwDatagrams";
+            TimeSpan slice = SliceSettle + SliceCounted;
+            using var bound = new CancellationTokenSource(Settle + (2 * pairs + 2) * (slice + TimeSpan.FromSeconds(1)) + TimeSpan.FromSeconds(30));
+            Socket client = lab.Client.Run(() => new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp));
+            Transfer? serverSide = null;
+            Task clientLoop = Task.CompletedTask;
+            var clientReceived = new Transfer();
+            try
+            {
+                await client.ConnectAsync(target, bound.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+                await client.SendAsync(new[] { direction == Direction.Upload ? (byte)'U' : (byte)'D' }, SocketFlags.None, bound.Token);
+                serverSide = await server.NextAsync(TimeSpan.FromSeconds(5));
+                clientLoop = direction == Direction.Upload
+                    ? Transfer.SendAsync(client, bound.Token)
+                    : clientReceived.ReceiveAsync(client, bound.Token);
+                Transfer receiver = direction == Direction.Upload ? serverSide : clientReceived;
+
+                // A first slice at B lets B learn the owner, so that every counted slice at B starts with it known.
+                await Task.Delay(Settle);
+                lab.FlipTo(LabPopId.B);
+                await Task.Delay(Settle);
+                long tunnelledBefore = rescue?.Counters(LabPopId.B).GetValueOrDefault("program.tunnelled") ?? 0;
+                long decapsulatedBefore = rescue?.Counters(LabPopId.A).GetValueOrDefault("program.decapsulated") ?? 0;
+                long forwardedBefore = lab.Pop(LabPopId.B).Namespace.Counter(forwarded);
+
+                var ratios = new double[pairs];
+                var atA = new double[pairs];
+                var atB = new double[pairs];
+                long retransmitsA = 0, retransmitsB = 0;
+                for (int pair = 0; pair < pairs; pair++)
+                {
+                    foreach (LabPopId side in pair % 2 == 0 ? (LabPopId[])[LabPopId.A, LabPopId.B] : [LabPopId.B, LabPopId.A])
+                    {
+                        lab.FlipTo(side);
+                        await Task.Delay(SliceSettle);
+                        long retransmits = sender.Counter("TcpRetransSegs");
+                        long bytes = receiver.Bytes;
+                        long start = Stopwatch.GetTimestamp();
+                        await Task.Delay(SliceCounted);
+                        double mbps = (receiver.Bytes - bytes) * 8 / Stopwatch.GetElapsedTime(start).TotalSeconds / 1e6;
+                        retransmits = sender.Counter("TcpRetransSegs") - retransmits;
+                        if (side == LabPopId.A)
+                        {
+                            atA[pair] = mbps;
+                            retransmitsA += retransmits;
+                        }
+                        else
+                        {
+                            atB[pair] = mbps;
+                            retransmitsB += retransmits;
+                        }
+
+                        if (clientLoop.IsCompleted || serverSide.Loop.IsCompleted)
+                        {
+                            throw new InvalidOperationException($"the {direction} transfer ended in pair {pair + 1} (route at {side})");
+                        }
+                    }
+
+                    ratios[pair] = atB[pair] / atA[pair];
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"pair {pair + 1,4} {direction.ToString().ToLowerInvariant(),-8} route at A {atA[pair],7:0} Mbit/s  route at B ({viaB}) {atB[pair],7:0} Mbit/s  ratio {ratios[pair]:0.000}"));
+                }
+
+                lab.FlipTo(LabPopId.A);
+                long viaBCount = lab.Pop(LabPopId.B).Namespace.Counter(forwarded) - forwardedBefore;
+                long decapsulatedByA = 0;
+                if (rescue is not null)
+                {
+                    // The agents write their status every second: wait for one written after the last slice.
+                    await Task.Delay(TimeSpan.FromSeconds(1.5));
+                    viaBCount = rescue.Counters(LabPopId.B).GetValueOrDefault("program.tunnelled") - tunnelledBefore;
+                    decapsulatedByA = rescue.Counters(LabPopId.A).GetValueOrDefault("program.decapsulated") - decapsulatedBefore;
+                }
+
+                if (viaBCount == 0)
+                {
+                    throw new InvalidOperationException($"the route was at B for {pairs} slices, but B {viaB} nothing");
+                }
+
+                (double q1, double median, double q3) = Quartiles(ratios);
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"# {direction.ToString().ToLowerInvariant()}, route at B ({viaB}) / route at A, {pairs} pairs of slices: ratio median {median:0.000} (IQR {q1:0.000}-{q3:0.000}; {ratios.Min():0.000}-{ratios.Max():0.000}); {Median(atB):0} vs {Median(atA):0} Mbit/s; sender retransmissions {retransmitsB} vs {retransmitsA}; packets {viaB} by B {viaBCount}, decapsulated by A {decapsulatedByA}"));
             }
             finally
             {
