@@ -8,5 +8,11 @@ internal static class Arguments
     public static int Int(string command, string name, string value, int min, int max) =>
         int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n >= min && n <= max
             ? n
-            : throw new ArgumentException($"{command}: {name} must be a whole number from {min} to {max}, got '{value}'");
+            : throw new UsageException($"{command}: {name} must be a whole number from {min} to {max}, got '{value}'");
 }
+
+/// <summary>
+/// A benchmark command's arguments are wrong: the entry point prints the message alone and exits 2. Any other
+/// exception, an <see cref="ArgumentException"/> from the code measured included, keeps its stack trace.
+/// </summary>
+internal sealed class UsageException(string message) : Exception(message);

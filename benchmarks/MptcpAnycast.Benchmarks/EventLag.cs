@@ -40,7 +40,7 @@ internal static class EventLag
         double seconds = 6;
         for (int i = 0; i < args.Length; i++)
         {
-            string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"event-lag: {args[i]} needs a value");
+            string value = i + 1 < args.Length ? args[i + 1] : throw new UsageException($"event-lag: {args[i]} needs a value");
             switch (args[i])
             {
                 case "--rate":
@@ -56,7 +56,7 @@ internal static class EventLag
                     clientNice = Arguments.Int("event-lag", args[i], value, 0, 19);
                     break;
                 default:
-                    throw new ArgumentException($"event-lag takes --rate R, --concurrent C, --seconds S, --client-nice N; got '{args[i]}'");
+                    throw new UsageException($"event-lag takes --rate R, --concurrent C, --seconds S, --client-nice N; got '{args[i]}'");
             }
 
             i++;
@@ -110,7 +110,7 @@ internal static class EventLag
     {
         if (args.Length != 3 || !IPEndPoint.TryParse(args[0], out IPEndPoint? target))
         {
-            throw new ArgumentException($"event-lag-client takes TARGET RATE SECONDS, got '{string.Join(' ', args)}'");
+            throw new UsageException($"event-lag-client takes TARGET RATE SECONDS, got '{string.Join(' ', args)}'");
         }
 
         int rate = Arguments.Int("event-lag", "RATE", args[1], 1, 50_000);

@@ -24,7 +24,7 @@ internal static class PerConnectionMemory
     {
         int n = args.Length > 0 && int.TryParse(args[0], NumberStyles.None, CultureInfo.InvariantCulture, out int parsed) && parsed is > 0 and <= 100_000
             ? parsed
-            : args.Length == 0 ? 10_000 : throw new ArgumentException($"per-connection-memory takes a count from 1 to 100000, got '{args[0]}'");
+            : args.Length == 0 ? 10_000 : throw new UsageException($"per-connection-memory takes a count from 1 to 100000, got '{args[0]}'");
 
         using Socket listener = MptcpSocket.CreateListener(new IPEndPoint(IPAddress.Loopback, 0), backlog: 4096);
         var clients = new List<Socket>(n);

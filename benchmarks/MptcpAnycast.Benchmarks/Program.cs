@@ -38,7 +38,7 @@ try
         return await MptcpAnycast.Benchmarks.RescueAttach.RunAsync(args[1..]);
     }
 }
-catch (ArgumentException ex)
+catch (MptcpAnycast.Benchmarks.UsageException ex)
 {
     Console.Error.WriteLine(ex.Message);
     return 2;

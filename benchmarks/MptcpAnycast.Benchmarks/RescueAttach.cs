@@ -44,7 +44,7 @@ internal static class RescueAttach
         bool commands = false, disabled = false, toggle = false, clsact = false;
         for (int i = 0; i < args.Length; i++)
         {
-            string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"rescue-attach: {args[i]} needs a value");
+            string value = i + 1 < args.Length ? args[i + 1] : throw new UsageException($"rescue-attach: {args[i]} needs a value");
             switch (args[i])
             {
                 case "--interface":
@@ -77,7 +77,7 @@ internal static class RescueAttach
                 case "--mss":
                     mss = int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int m) && m is 0 or (>= 536 and <= 65_495)
                         ? m
-                        : throw new ArgumentException($"rescue-attach: --mss must be 0 (leave SYN-ACKs alone) or 536..65495, got '{value}'");
+                        : throw new UsageException($"rescue-attach: --mss must be 0 (leave SYN-ACKs alone) or 536..65495, got '{value}'");
                     break;
                 case "--slice-ms":
                     sliceMs = Arguments.Int("rescue-attach", args[i], value, 100, 10_000);
@@ -89,7 +89,7 @@ internal static class RescueAttach
                     maxSeconds = Arguments.Int("rescue-attach", args[i], value, 1, 3600);
                     break;
                 default:
-                    throw new ArgumentException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds, --commands, --disabled, --toggle, --clsact, --slices, --slice-ms, --mss, --owners; got '{args[i]}'");
+                    throw new UsageException($"rescue-attach takes --interface, --anycast, --unicast4, --unicast6, --max-seconds, --commands, --disabled, --toggle, --clsact, --slices, --slice-ms, --mss, --owners; got '{args[i]}'");
             }
 
             i++;
@@ -97,7 +97,7 @@ internal static class RescueAttach
 
         if (name is null || anycast.Count == 0 || unicast4 is null || name.Contains('/', StringComparison.Ordinal))
         {
-            throw new ArgumentException("rescue-attach needs --interface IF, --anycast A and --unicast4 U");
+            throw new UsageException("rescue-attach needs --interface IF, --anycast A and --unicast4 U");
         }
 
         // 'ip netns exec' mounts the namespace's own /sys: these are this namespace's interface index and MTU.
@@ -119,12 +119,12 @@ internal static class RescueAttach
         {
             if ((long)slices * 2 * sliceMs > maxSeconds * 1000L)
             {
-                throw new ArgumentException($"rescue-attach: {slices} pairs of {sliceMs} ms do not fit in --max-seconds {maxSeconds}");
+                throw new UsageException($"rescue-attach: {slices} pairs of {sliceMs} ms do not fit in --max-seconds {maxSeconds}");
             }
 
             if (toggle && disabled)
             {
-                throw new ArgumentException("rescue-attach: --toggle turns the program on and off itself; --disabled would keep it off");
+                throw new UsageException("rescue-attach: --toggle turns the program on and off itself; --disabled would keep it off");
             }
 
             return RunSlices(config, anycast, ifindex, disabled, toggle, clsact, slices, sliceMs, owners, stop.Token);
@@ -132,7 +132,7 @@ internal static class RescueAttach
 
         if (toggle || clsact || owners > 0)
         {
-            throw new ArgumentException("rescue-attach: --toggle, --clsact and --owners need --slices");
+            throw new UsageException("rescue-attach: --toggle, --clsact and --owners need --slices");
         }
 
         if (!commands)
@@ -200,7 +200,7 @@ internal static class RescueAttach
     {
         if (count > dataplane.OwnerCapacity)
         {
-            throw new ArgumentException($"rescue-attach: --owners {count} is more than the owner map holds ({dataplane.OwnerCapacity})");
+            throw new UsageException($"rescue-attach: --owners {count} is more than the owner map holds ({dataplane.OwnerCapacity})");
         }
 
         bool ipv6 = server.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6;

@@ -62,7 +62,7 @@ internal static class RescueDecision
         int rounds = 7, repeat = 1_000_000, single = 20_000;
         for (int i = 0; i < args.Length; i++)
         {
-            string value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"rescue-decision: {args[i]} needs a value");
+            string value = i + 1 < args.Length ? args[i + 1] : throw new UsageException($"rescue-decision: {args[i]} needs a value");
             switch (args[i])
             {
                 case "--rounds":
@@ -75,7 +75,7 @@ internal static class RescueDecision
                     single = Arguments.Int("rescue-decision", args[i], value, 100, 1_000_000);
                     break;
                 default:
-                    throw new ArgumentException($"rescue-decision takes --rounds N, --repeat R, --single K; got '{args[i]}'");
+                    throw new UsageException($"rescue-decision takes --rounds N, --repeat R, --single K; got '{args[i]}'");
             }
 
             i++;

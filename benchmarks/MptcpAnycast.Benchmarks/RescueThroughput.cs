@@ -68,7 +68,7 @@ internal static class RescueThroughput
         int slices = 0;
         for (int i = 0; i < args.Length; i++)
         {
-            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"rescue-throughput: {args[i]} needs a value");
+            string Value() => i + 1 < args.Length ? args[++i] : throw new UsageException($"rescue-throughput: {args[i]} needs a value");
             switch (args[i])
             {
                 case "--rounds":
@@ -87,7 +87,7 @@ internal static class RescueThroughput
                     phases = Value().Split(',', StringSplitOptions.RemoveEmptyEntries);
                     if (phases.Length == 0 || phases.Any(p => p is not ("tunnel" or "agent" or "relay")))
                     {
-                        throw new ArgumentException("rescue-throughput: --phases takes agent, tunnel, relay (comma-separated)");
+                        throw new UsageException("rescue-throughput: --phases takes agent, tunnel, relay (comma-separated)");
                     }
 
                     break;
@@ -101,13 +101,13 @@ internal static class RescueThroughput
                     backbone = true;
                     break;
                 default:
-                    throw new ArgumentException($"rescue-throughput takes --rounds N, --seconds S, --slices P, --ipv6, --phases agent,tunnel,relay, --access-mbit M, --backbone, --tool PATH; got '{args[i]}'");
+                    throw new UsageException($"rescue-throughput takes --rounds N, --seconds S, --slices P, --ipv6, --phases agent,tunnel,relay, --access-mbit M, --backbone, --tool PATH; got '{args[i]}'");
             }
         }
 
         if (slices > 0 && phases.Contains("agent"))
         {
-            throw new ArgumentException("rescue-throughput: --slices measures phases tunnel and relay; give --phases tunnel, relay or both");
+            throw new UsageException("rescue-throughput: --slices measures phases tunnel and relay; give --phases tunnel, relay or both");
         }
 
         if (Environment.UserName != "root")
