@@ -324,6 +324,14 @@ internal sealed record RescueSettings
 
         if (!Directory.Exists(existing))
         {
+            // A link that leads nowhere counts as there, but is no directory, and mkdir does not follow it.
+            if (new FileInfo(existing).LinkTarget is string target && FileKinds.RealPath(existing) is null)
+            {
+                throw new RescueConfigurationException(existing == full
+                    ? $"{setting} '{directory}' is a symbolic link to '{target}', which does not exist"
+                    : $"{setting} '{directory}' lies under '{existing}', a symbolic link to '{target}', which does not exist");
+            }
+
             throw new RescueConfigurationException(existing == full
                 ? $"{setting} '{directory}' is a file, not a directory"
                 : $"{setting} '{directory}' lies under '{existing}', which is a file, not a directory");
