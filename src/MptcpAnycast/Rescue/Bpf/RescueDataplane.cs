@@ -39,6 +39,12 @@ internal sealed unsafe partial class RescueDataplane : IDisposable
         _peersFd = MapFd("rescue_peers", 16, sizeof(uint));
         _ownersFd = MapFd("rescue_owners", sizeof(BpfFlowKey), sizeof(BpfOwner));
         _countersFd = MapFd("rescue_counters", sizeof(uint), sizeof(ulong));
+        uint counters = Libbpf.bpf_map__max_entries(Libbpf.bpf_object__find_map_by_name(obj, "rescue_counters"));
+        if (counters != RescueDataplaneCounters.Count)
+        {
+            throw new RescueDataplaneException($"map rescue_counters has {counters} counters, the agent names {RescueDataplaneCounters.Count}", 0);
+        }
+
         _missesFd = MapFd("rescue_misses", 0, 0);
         OwnerCapacity = (int)Libbpf.bpf_map__max_entries(Libbpf.bpf_object__find_map_by_name(obj, "rescue_owners"));
         int hintFd = MapFd("rescue_owner_hint", sizeof(uint), sizeof(ulong));

@@ -8,7 +8,7 @@ internal sealed class RescueDataplaneCounters(IReadOnlyList<ulong> values)
     [
         "not_anycast", "local_syn", "local_socket", "local_syncookie", "tunnelled", "decapsulated", "miss",
         "miss_unreported", "miss_rst", "foreign_tunnel", "icmp_forwarded", "mss_clamped", "error", "malformed",
-        "owner_forgotten",
+        "owner_forgotten", "tunnel_by_uplink", "tunnel_unrouted",
     ];
 
     public static int Count => Names.Length;
@@ -28,6 +28,8 @@ internal sealed class RescueDataplaneCounters(IReadOnlyList<ulong> values)
     public ulong Error => values[12];
     public ulong Malformed => values[13];
     public ulong OwnerForgotten => values[14];
+    public ulong TunnelByUplink => values[15];
+    public ulong TunnelUnrouted => values[16];
 
     public ulong this[int index] => values[index];
 

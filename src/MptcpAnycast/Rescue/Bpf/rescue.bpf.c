@@ -75,6 +75,8 @@ enum rescue_counter {
 	RC_ERROR,		// a helper failed (adjust_room, store_bytes): dropped
 	RC_MALFORMED,		// a truncated header in a packet to an anycast address: dropped
 	RC_OWNER_FORGOTTEN,	// a SYN reused the tuple of a flow with an owner: the entry is deleted, the SYN is local
+	RC_TUNNEL_BY_UPLINK,	// tunnelled, but the route lookup gave no route to follow: sent out of the uplink
+	RC_TUNNEL_UNROUTED,	// tunnelled, but the route to the owner is a blackhole, unreachable or prohibit: dropped
 	RC_COUNT,
 };
 
@@ -326,8 +328,10 @@ static __always_inline void report_miss(struct __sk_buff *skb, const struct resc
 // Sends the packet to the owner by the routing table's route to it, so that a route to a peer over another link (a
 // backbone) is followed: bpf_redirect_neigh alone routes only among the routes of the interface it is given. The
 // lookup is made as for a forwarded packet, which the kernel answers only when forwarding is enabled on the uplink;
-// its interface and next hop are then used as found, so that no second lookup can disagree with it. Otherwise, or
-// when it fails, the packet leaves through the uplink it arrived on, as the owner's route is then expected to be.
+// its interface and next hop are then used as found, so that no second lookup can disagree with it. A route that
+// says the owner is not to be reached drops the packet, as it would drop a forwarded one. Any other failed lookup
+// (forwarding off, no route, a local route, a packet larger than the route's link takes) sends the packet out of the
+// uplink it arrived on, as the owner's route is then expected to be; both cases are counted.
 static __always_inline int redirect_to(struct __sk_buff *skb, const struct rescue_config *cfg, const struct owner *owner)
 {
 	struct bpf_fib_lookup fib = {};
@@ -341,8 +345,16 @@ static __always_inline int redirect_to(struct __sk_buff *skb, const struct rescu
 		__builtin_memcpy(fib.ipv6_src, cfg->local_ipv6, 16);
 		__builtin_memcpy(fib.ipv6_dst, owner->address, 16);
 	}
-	if (bpf_fib_lookup(skb, &fib, sizeof(fib), RESCUE_FIB_SKIP_NEIGH) != BPF_FIB_LKUP_RET_SUCCESS)
+	int found = bpf_fib_lookup(skb, &fib, sizeof(fib), RESCUE_FIB_SKIP_NEIGH);
+	if (found == BPF_FIB_LKUP_RET_BLACKHOLE || found == BPF_FIB_LKUP_RET_UNREACHABLE ||
+	    found == BPF_FIB_LKUP_RET_PROHIBIT) {
+		count(RC_TUNNEL_UNROUTED);
+		return TC_ACT_SHOT;
+	}
+	if (found != BPF_FIB_LKUP_RET_SUCCESS) {
+		count(RC_TUNNEL_BY_UPLINK);
 		return bpf_redirect_neigh(skb->ifindex, NULL, 0, 0);
+	}
 
 	// The lookup left the next hop (the gateway, or the owner itself on a link) where the destination was.
 	struct bpf_redir_neigh next = {};
