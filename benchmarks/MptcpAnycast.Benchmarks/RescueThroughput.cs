@@ -371,20 +371,10 @@ internal static class RescueThroughput
             long forwardedBefore = lab.Pop(LabPopId.B).Namespace.Counter(forwarded);
             // A hard bound on the whole measurement: the transfer stops by itself if this method never gets to stop it.
             using var bound = new CancellationTokenSource(BeforeFlip + Settle + window + TimeSpan.FromSeconds(30));
-            Socket client = lab.Client.Run(() => new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp));
-            Transfer? serverSide = null;
-            Task clientLoop = Task.CompletedTask;
-            var clientReceived = new Transfer();
             try
             {
-                await client.ConnectAsync(target, bound.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
-                await client.SendAsync(new[] { direction == Direction.Upload ? (byte)'U' : (byte)'D' }, SocketFlags.None, bound.Token);
-                serverSide = await server.NextAsync(TimeSpan.FromSeconds(5));
-                clientLoop = direction == Direction.Upload
-                    ? Transfer.SendAsync(client, bound.Token)
-                    : clientReceived.ReceiveAsync(client, bound.Token);
-                Transfer receiver = direction == Direction.Upload ? serverSide : clientReceived;
-
+                await using BulkFlow flow = await BulkFlow.OpenAsync(lab.Client, server, target, direction, bound.Token);
+                Transfer receiver = flow.Receiver;
                 await Task.Delay(BeforeFlip);
                 if (tunnelled)
                 {
@@ -399,7 +389,7 @@ internal static class RescueThroughput
                 long bytes = receiver.Bytes - bytesBefore;
                 TimeSpan elapsed = Stopwatch.GetElapsedTime(start);
                 long retransmits = sender.Counter("TcpRetransSegs") - retransmitsBefore;
-                if (clientLoop.IsCompleted || serverSide.Loop.IsCompleted)
+                if (flow.Ended)
                 {
                     throw new InvalidOperationException($"the {direction} transfer ended during the measurement ({(tunnelled ? "tunnelled" : "direct")})");
                 }
@@ -433,10 +423,6 @@ internal static class RescueThroughput
             }
             finally
             {
-                await bound.CancelAsync();
-                client.Dispose();
-                serverSide?.Socket.Dispose();
-                await Task.WhenAll(clientLoop, serverSide?.Loop ?? Task.CompletedTask).WaitAsync(TimeSpan.FromSeconds(10));
                 lab.FlipTo(LabPopId.A);
             }
         }
@@ -452,19 +438,10 @@ internal static class RescueThroughput
             string forwarded = target.AddressFamily == AddressFamily.InterNetworkV6 ? "Ip6OutForwDatagrams" : "IpForwDatagrams";
             TimeSpan slice = SliceSettle + SliceCounted;
             using var bound = new CancellationTokenSource(Settle + (2 * pairs + 2) * (slice + TimeSpan.FromSeconds(1)) + TimeSpan.FromSeconds(30));
-            Socket client = lab.Client.Run(() => new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp));
-            Transfer? serverSide = null;
-            Task clientLoop = Task.CompletedTask;
-            var clientReceived = new Transfer();
             try
             {
-                await client.ConnectAsync(target, bound.Token).AsTask().WaitAsync(TimeSpan.FromSeconds(5));
-                await client.SendAsync(new[] { direction == Direction.Upload ? (byte)'U' : (byte)'D' }, SocketFlags.None, bound.Token);
-                serverSide = await server.NextAsync(TimeSpan.FromSeconds(5));
-                clientLoop = direction == Direction.Upload
-                    ? Transfer.SendAsync(client, bound.Token)
-                    : clientReceived.ReceiveAsync(client, bound.Token);
-                Transfer receiver = direction == Direction.Upload ? serverSide : clientReceived;
+                await using BulkFlow flow = await BulkFlow.OpenAsync(lab.Client, server, target, direction, bound.Token);
+                Transfer receiver = flow.Receiver;
 
                 // A first slice at B lets B learn the owner, so that every counted slice at B starts with it known.
                 await Task.Delay(Settle);
@@ -501,7 +478,7 @@ internal static class RescueThroughput
                             retransmitsB += retransmits;
                         }
 
-                        if (clientLoop.IsCompleted || serverSide.Loop.IsCompleted)
+                        if (flow.Ended)
                         {
                             throw new InvalidOperationException($"the {direction} transfer ended in pair {pair + 1} (route at {side})");
                         }
@@ -534,12 +511,48 @@ internal static class RescueThroughput
             }
             finally
             {
-                await bound.CancelAsync();
-                client.Dispose();
-                serverSide?.Socket.Dispose();
-                await Task.WhenAll(clientLoop, serverSide?.Loop ?? Task.CompletedTask).WaitAsync(TimeSpan.FromSeconds(10));
                 lab.FlipTo(LabPopId.A);
             }
+        }
+    }
+
+    /// <summary>
+    /// One bulk connection from the lab's client to the server in POP A, moving data in one direction until disposed
+    /// or <c>stop</c> (the caller's hard bound) ends it.
+    /// </summary>
+    private sealed class BulkFlow(Socket client, Transfer serverSide, Task clientLoop, Transfer receiver) : IAsyncDisposable
+    {
+        /// <summary>The receiving end: the server's for an upload, the client's for a download.</summary>
+        public Transfer Receiver => receiver;
+
+        /// <summary>Either end stopped moving data: the connection failed.</summary>
+        public bool Ended => clientLoop.IsCompleted || serverSide.Loop.IsCompleted;
+
+        public static async Task<BulkFlow> OpenAsync(LabNamespace clientNamespace, Server server, IPEndPoint target, Direction direction, CancellationToken stop)
+        {
+            Socket client = clientNamespace.Run(() => new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp));
+            try
+            {
+                await client.ConnectAsync(target, stop).AsTask().WaitAsync(TimeSpan.FromSeconds(5), stop);
+                await client.SendAsync(new[] { direction == Direction.Upload ? (byte)'U' : (byte)'D' }, SocketFlags.None, stop);
+                Transfer serverSide = await server.NextAsync(TimeSpan.FromSeconds(5));
+                var clientReceived = new Transfer { Socket = client };
+                Task clientLoop = direction == Direction.Upload ? Transfer.SendAsync(client, stop) : clientReceived.ReceiveAsync(client, stop);
+                return new BulkFlow(client, serverSide, clientLoop, direction == Direction.Upload ? serverSide : clientReceived);
+            }
+            catch
+            {
+                client.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>Closes both ends; each loop ends at its socket's first error after that.</summary>
+        public async ValueTask DisposeAsync()
+        {
+            client.Dispose();
+            serverSide.Socket.Dispose();
+            await Task.WhenAll(clientLoop, serverSide.Loop).WaitAsync(TimeSpan.FromSeconds(10));
         }
     }
 
