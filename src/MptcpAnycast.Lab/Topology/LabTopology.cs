@@ -245,6 +245,11 @@ public sealed class LabTopology : Topology
                 ns.Ip("addr", "add", Plan.Shared4 + "/32", "dev", "lo");
             }
 
+            // A POP is a host, not a router, whatever the machine does: a new namespace copies the host's IPv4
+            // settings, and with forwarding on the rescue program's route lookup would be answered on some machines only.
+            ns.Sysctl("net.ipv4.ip_forward", "0");
+            ns.Sysctl("net.ipv6.conf.all.forwarding", "0");
+
             // The C flag: no joins to the anycast address and port; joins go to the announced unicast.
             ns.Sysctl("net.mptcp.enabled", "1");
             ns.Sysctl("net.mptcp.allow_join_initial_addr_port", "0");

@@ -328,8 +328,8 @@ internal sealed record RescueSettings
             if (new FileInfo(existing).LinkTarget is string target && FileKinds.RealPath(existing) is null)
             {
                 throw new RescueConfigurationException(existing == full
-                    ? $"{setting} '{directory}' is a symbolic link to '{target}', which does not exist"
-                    : $"{setting} '{directory}' lies under '{existing}', a symbolic link to '{target}', which does not exist");
+                    ? $"{setting} '{directory}' is a symbolic link to '{target}' that leads nowhere"
+                    : $"{setting} '{directory}' lies under '{existing}', a symbolic link to '{target}' that leads nowhere");
             }
 
             throw new RescueConfigurationException(existing == full

@@ -70,7 +70,7 @@ public sealed class RescueFlipTests(ITestOutputHelper output)
             await Eventually.TrueAsync(() => rescue.Counters(LabPopId.C).GetValueOrDefault("program.tunnelled") > 0, "POP C's status shows tunnelled segments");
             IReadOnlyDictionary<string, long> atB = rescue.Counters(LabPopId.B);
             Assert.True(atB.GetValueOrDefault("program.tunnelled") > 0, "POP B tunnelled nothing");
-            // Forwarding is off on the lab's uplinks, so the route lookup is not answered: every segment by the uplink.
+            // The lab's POPs do not forward, so the route lookup is not answered: every segment by the uplink.
             Assert.Equal(atB.GetValueOrDefault("program.tunnelled") + atB.GetValueOrDefault("program.icmp_forwarded"), atB.GetValueOrDefault("program.tunnel_by_uplink"));
             Assert.True(rescue.Counters(LabPopId.A).GetValueOrDefault("program.decapsulated") > 0, "POP A decapsulated nothing");
             Assert.True(rescue.Counters(LabPopId.B).GetValueOrDefault("lookups.found") >= 1, "POP B found no owner");

@@ -64,7 +64,7 @@ enum rescue_counter {
 	RC_LOCAL_SYN,		// SYN without ACK: a new connection, always local
 	RC_LOCAL_SOCKET,	// a non-listener socket matched
 	RC_LOCAL_SYNCOOKIE,	// the ACK completes a SYN-cookie handshake with a local listener
-	RC_TUNNELLED,		// sent to the owner
+	RC_TUNNELLED,		// decided to tunnel to the owner (those then dropped are also tunnel_unrouted or error)
 	RC_DECAPSULATED,	// arrived from a peer, delivered locally
 	RC_MISS,		// owner unknown: reported and dropped
 	RC_MISS_UNREPORTED,	// owner unknown, report suppressed by the rate bound or a full ring
@@ -329,7 +329,8 @@ static __always_inline void report_miss(struct __sk_buff *skb, const struct resc
 // backbone) is followed: bpf_redirect_neigh alone routes only among the routes of the interface it is given. The
 // lookup is made as for a forwarded packet, which the kernel answers only when forwarding is enabled on the uplink;
 // its interface and next hop are then used as found, so that no second lookup can disagree with it. A route that
-// says the owner is not to be reached drops the packet, as it would drop a forwarded one. Any other failed lookup
+// says the owner is not to be reached (seen only with forwarding on) drops the packet, as it would drop a forwarded
+// one. Any other failed lookup
 // (forwarding off, no route, a local route, a packet larger than the route's link takes) sends the packet out of the
 // uplink it arrived on, as the owner's route is then expected to be; both cases are counted.
 static __always_inline int redirect_to(struct __sk_buff *skb, const struct rescue_config *cfg, const struct owner *owner)
