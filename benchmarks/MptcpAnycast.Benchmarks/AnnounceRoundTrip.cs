@@ -14,7 +14,7 @@ internal static class AnnounceRoundTrip
 {
     public static async Task<int> RunAsync(string[] args)
     {
-        int samples = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 20_000;
+        int samples = args.Length > 0 ? Arguments.Int("announce-roundtrip", "SAMPLES", args[0], 1, 10_000_000) : 20_000;
         string pm = File.ReadAllText("/proc/sys/net/mptcp/path_manager").Trim();
         if (pm != "userspace")
         {

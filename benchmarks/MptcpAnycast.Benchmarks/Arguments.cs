@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Net;
 
 namespace MptcpAnycast.Benchmarks;
 
@@ -9,6 +10,12 @@ internal static class Arguments
         int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n >= min && n <= max
             ? n
             : throw new UsageException($"{command}: {name} must be a whole number from {min} to {max}, got '{value}'");
+
+    public static IPAddress Address(string command, string name, string value) =>
+        // TryParse also reads "1" and "1.2" as IPv4 addresses; a dotted quad must read back as written.
+        IPAddress.TryParse(value, out IPAddress? address) && (value.Contains(':', StringComparison.Ordinal) || address.ToString() == value)
+            ? address
+            : throw new UsageException($"{command}: {name} must be an IP address, got '{value}'");
 }
 
 /// <summary>

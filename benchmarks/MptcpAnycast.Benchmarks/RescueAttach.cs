@@ -51,13 +51,13 @@ internal static class RescueAttach
                     name = value;
                     break;
                 case "--anycast":
-                    anycast.AddRange(value.Split(',').Select(IPAddress.Parse));
+                    anycast.AddRange(value.Split(',').Select(a => Arguments.Address("rescue-attach", "--anycast", a)));
                     break;
                 case "--unicast4":
-                    unicast4 = value;
+                    unicast4 = Arguments.Address("rescue-attach", "--unicast4", value).ToString();
                     break;
                 case "--unicast6":
-                    unicast6 = value;
+                    unicast6 = Arguments.Address("rescue-attach", "--unicast6", value).ToString();
                     break;
                 case "--commands":
                     commands = true;
@@ -101,6 +101,11 @@ internal static class RescueAttach
         }
 
         // 'ip netns exec' mounts the namespace's own /sys: these are this namespace's interface index and MTU.
+        if (!Directory.Exists($"/sys/class/net/{name}"))
+        {
+            throw new UsageException($"rescue-attach: --interface '{name}': no such interface in this network namespace");
+        }
+
         int ifindex = int.Parse(File.ReadAllText($"/sys/class/net/{name}/ifindex").Trim(), CultureInfo.InvariantCulture);
         int mtu = int.Parse(File.ReadAllText($"/sys/class/net/{name}/mtu").Trim(), CultureInfo.InvariantCulture);
 

@@ -28,10 +28,11 @@ namespace MptcpAnycast.Benchmarks;
 /// router's side of it), so that the link, not the lab's two CPUs, bounds a flow, as the path does on the Internet.
 /// <c>--backbone</c> gives B and A a link of their own, which B's routes to A take instead of the router: the tunnel
 /// (B's program routes the tunnel by the routing table, which it can ask with forwarding on B's uplink) and the relay.
-/// <c>--slices P</c> measures phases <c>tunnel</c> and <c>relay</c> another way: one connection per direction for the
-/// whole phase, its route moved between A and B every second for P pairs of slices (the order within a pair
-/// alternating), each slice counted at the receiver over its last 0.6 s. Both sides of a pair are the same flow a
-/// second apart, so the machine's drift from one fresh connection to the next (±20% here) cancels out of the ratio.
+/// <c>--slices P</c> measures phases <c>tunnel</c> (the default then) and <c>relay</c> another way: one connection per
+/// direction for the whole phase, P pairs of 1 s slices, one with the route at A and one at B, the order within a pair
+/// alternating (A B, B A, A B, ...: the route moves every 2 s, so half the slices of each side follow a move), each
+/// slice counted at the receiver over its last 0.6 s. Both sides of a pair are the same flow a second apart, so the
+/// machine's drift from one fresh connection to the next (±20% here) cancels out of the ratio.
 /// </summary>
 internal static class RescueThroughput
 {
@@ -66,6 +67,7 @@ internal static class RescueThroughput
         int accessMbit = 0;
         bool backbone = false;
         int slices = 0;
+        bool phasesGiven = false;
         for (int i = 0; i < args.Length; i++)
         {
             string Value() => i + 1 < args.Length ? args[++i] : throw new UsageException($"rescue-throughput: {args[i]} needs a value");
@@ -85,6 +87,7 @@ internal static class RescueThroughput
                     break;
                 case "--phases":
                     phases = Value().Split(',', StringSplitOptions.RemoveEmptyEntries);
+                    phasesGiven = true;
                     if (phases.Length == 0 || phases.Any(p => p is not ("tunnel" or "agent" or "relay")))
                     {
                         throw new UsageException("rescue-throughput: --phases takes agent, tunnel, relay (comma-separated)");
@@ -103,6 +106,11 @@ internal static class RescueThroughput
                 default:
                     throw new UsageException($"rescue-throughput takes --rounds N, --seconds S, --slices P, --ipv6, --phases agent,tunnel,relay, --access-mbit M, --backbone, --tool PATH; got '{args[i]}'");
             }
+        }
+
+        if (slices > 0 && !phasesGiven)
+        {
+            phases = ["tunnel"];
         }
 
         if (slices > 0 && phases.Contains("agent"))
@@ -484,7 +492,8 @@ internal static class RescueThroughput
                         }
                     }
 
-                    ratios[pair] = atB[pair] / atA[pair];
+                    // A slice that moved nothing (a stall of the lab, either side) has no ratio: it is left out, and counted.
+                    ratios[pair] = atA[pair] > 0 && atB[pair] > 0 ? atB[pair] / atA[pair] : double.NaN;
                     Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                         $"pair {pair + 1,4} {direction.ToString().ToLowerInvariant(),-8} route at A {atA[pair],7:0} Mbit/s  route at B ({viaB}) {atB[pair],7:0} Mbit/s  ratio {ratios[pair]:0.000}"));
                 }
@@ -505,9 +514,15 @@ internal static class RescueThroughput
                     throw new InvalidOperationException($"the route was at B for {pairs} slices, but B {viaB} nothing");
                 }
 
-                (double q1, double median, double q3) = Quartiles(ratios);
+                double[] rated = [.. ratios.Where(r => !double.IsNaN(r))];
+                if (rated.Length == 0)
+                {
+                    throw new InvalidOperationException($"no pair of the {direction} moved data on both sides");
+                }
+
+                (double q1, double median, double q3) = Quartiles(rated);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"# {direction.ToString().ToLowerInvariant()}, route at B ({viaB}) / route at A, {pairs} pairs of slices: ratio median {median:0.000} (IQR {q1:0.000}-{q3:0.000}; {ratios.Min():0.000}-{ratios.Max():0.000}); {Median(atB):0} vs {Median(atA):0} Mbit/s; sender retransmissions {retransmitsB} vs {retransmitsA}; packets {viaB} by B {viaBCount}, decapsulated by A {decapsulatedByA}"));
+                    $"# {direction.ToString().ToLowerInvariant()}, route at B ({viaB}) / route at A, {rated.Length} of {pairs} pairs of slices rated: ratio median {median:0.000} (IQR {q1:0.000}-{q3:0.000}; {rated.Min():0.000}-{rated.Max():0.000}); {Median(atB):0} vs {Median(atA):0} Mbit/s; sender retransmissions {retransmitsB} vs {retransmitsA}; packets {viaB} by B {viaBCount}, decapsulated by A {decapsulatedByA}"));
             }
             finally
             {
