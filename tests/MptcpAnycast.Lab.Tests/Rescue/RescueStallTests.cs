@@ -17,6 +17,7 @@ public sealed class RescueStallTests(ITestOutputHelper output)
 {
     private const int Port = 8080;
     private const int Rounds = 20;
+    private const int FirstSourcePort = 20000; // below the ephemeral range, so no other socket of the client takes them
     private static readonly PacedStreamSpec Spec = new(256 * 1024, 256 * 1024);
 
     /// <summary>The TCP counters that tell a retransmission timeout from a tail-loss probe, since the last call (nstat keeps history).</summary>
@@ -38,6 +39,9 @@ public sealed class RescueStallTests(ITestOutputHelper output)
         {
             lab.FlipTo(LabPopId.A);
             using Socket client = lab.Client.Run(() => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+            // A source port of its own per round: the server closes first, so the client keeps no time-wait and the kernel
+            // may pick an earlier round's port again; B still holds that tuple's owner and would tunnel it unasked.
+            client.Bind(new IPEndPoint(IPAddress.Any, FirstSourcePort + round));
             await client.ConnectAsync(new IPEndPoint(IPAddress.Parse(lab.Plan.Anycast4), Port)).WithTimeout(TimeSpan.FromSeconds(5), "connect");
             StreamReceiver receiver = StreamReceiver.Start(client, Spec, TaskTimeoutExtensions.Within(TimeSpan.FromSeconds(20)));
             Assert.True(await receiver.WaitForAsync(Spec.TotalBytes / 3, TimeSpan.FromSeconds(5)), $"round {round}: the stream did not start");
