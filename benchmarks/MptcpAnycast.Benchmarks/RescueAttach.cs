@@ -301,18 +301,10 @@ internal static class RescueAttach
 
             double[] sorted = [.. values.Order()];
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"{counter,-13} {Quantile(sorted, 0.5):0.000} ({Quantile(sorted, 0.25):0.000}-{Quantile(sorted, 0.75):0.000}; {sorted[0]:0.000}-{sorted[^1]:0.000}); {Quantile([.. rates[(false, counter)].Order()], 0.5):0} vs {Quantile([.. rates[(true, counter)].Order()], 0.5):0} per second"));
+                $"{counter,-13} {Quantiles.Of(sorted, 0.5):0.000} ({Quantiles.Of(sorted, 0.25):0.000}-{Quantiles.Of(sorted, 0.75):0.000}; {sorted[0]:0.000}-{sorted[^1]:0.000}); {Quantiles.Of([.. rates[(false, counter)].Order()], 0.5):0} vs {Quantiles.Of([.. rates[(true, counter)].Order()], 0.5):0} per second"));
         }
 
         return 0;
-    }
-
-    private static double Quantile(double[] sorted, double q)
-    {
-        double position = q * (sorted.Length - 1);
-        int low = (int)Math.Floor(position);
-        int high = Math.Min(low + 1, sorted.Length - 1);
-        return sorted[low] + ((position - low) * (sorted[high] - sorted[low]));
     }
 
     /// <summary>The calling namespace's TCP counters (<c>/proc/net/snmp</c>, the "Tcp:" name and value lines).</summary>

@@ -341,21 +341,12 @@ internal static class RescueThroughput
         }
     }
 
-    private static double Median(double[] values) => Quantile([.. values.Order()], 0.5);
+    private static double Median(double[] values) => Quantiles.Of([.. values.Order()], 0.5);
 
     private static (double Q1, double Median, double Q3) Quartiles(double[] values)
     {
         double[] sorted = [.. values.Order()];
-        return (Quantile(sorted, 0.25), Quantile(sorted, 0.5), Quantile(sorted, 0.75));
-    }
-
-    /// <summary>The <paramref name="q"/> quantile of sorted values, interpolated between the two nearest.</summary>
-    private static double Quantile(double[] sorted, double q)
-    {
-        double position = q * (sorted.Length - 1);
-        int below = (int)Math.Floor(position);
-        int above = Math.Min(below + 1, sorted.Length - 1);
-        return sorted[below] + (sorted[above] - sorted[below]) * (position - below);
+        return (Quantiles.Of(sorted, 0.25), Quantiles.Of(sorted, 0.5), Quantiles.Of(sorted, 0.75));
     }
 
 
@@ -434,6 +425,7 @@ internal static class RescueThroughput
                 lab.FlipTo(LabPopId.A);
             }
         }
+
         /// <summary>
         /// One connection for <paramref name="pairs"/> pairs of slices: in each pair the route is at A for one slice and at
         /// B for the other (<paramref name="viaB"/>: B tunnels, or relays without agents), the order alternating pair by
