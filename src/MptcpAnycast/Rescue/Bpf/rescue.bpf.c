@@ -330,9 +330,8 @@ static __always_inline void report_miss(struct __sk_buff *skb, const struct resc
 // lookup is made as for a forwarded packet, which the kernel answers only when forwarding is enabled on the uplink;
 // its interface and next hop are then used as found, so that no second lookup can disagree with it. A route that
 // says the owner is not to be reached (seen only with forwarding on) drops the packet, as it would drop a forwarded
-// one. Any other failed lookup
-// (forwarding off, no route, a local route, a packet larger than the route's link takes) sends the packet out of the
-// uplink it arrived on, as the owner's route is then expected to be; both cases are counted.
+// one. Any other failed lookup (forwarding off, no route, a local route, a packet larger than the route's link takes)
+// sends the packet out of the uplink it arrived on, as the owner's route is then expected to be; both are counted.
 static __always_inline int redirect_to(struct __sk_buff *skb, const struct rescue_config *cfg, const struct owner *owner)
 {
 	struct bpf_fib_lookup fib = {};
